@@ -1,0 +1,109 @@
+# ringrelay: plain GNU make. `make` builds build/ringrelay (release);
+# `make test` installs what is missing, then runs unit and integration tests
+# on the release build and again under ASan+UBSan.
+
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+VERSION  := 0.1.0
+MODE     ?= release
+
+CC       ?= cc
+WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+            -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter
+CFLAGS_COMMON := -std=gnu11 $(WARN) -Iinclude -D_GNU_SOURCE -DRINGRELAY_VERSION=\"$(VERSION)\" -MMD -MP
+LIBS     := -luring -lcrypto -lpthread
+
+ifeq ($(MODE),release)
+  CFLAGS_MODE := -O2 -g -fno-plt
+  LIBS_MODE   := -ljemalloc
+else ifeq ($(MODE),asan)
+  CFLAGS_MODE := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+  LIBS_MODE   := -fsanitize=address,undefined
+else ifeq ($(MODE),debug)
+  CFLAGS_MODE := -O0 -g3
+  LIBS_MODE   :=
+else
+  $(error MODE must be release, asan or debug)
+endif
+
+BUILD    := build/$(MODE)
+SRCS     := $(wildcard src/*.c)
+OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+LIBOBJS  := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+ifeq ($(V),1)
+  Q :=
+else
+  Q := @
+endif
+
+.PHONY: all asan debug test unit integration run install format lint clean deps \
+        bench bench-quick bench-tools fuzz
+
+all: $(BUILD)/ringrelay
+ifeq ($(MODE),release)
+all: build/ringrelay
+build/ringrelay: $(BUILD)/ringrelay
+	$(Q)ln -sf release/ringrelay $@
+endif
+
+$(BUILD)/ringrelay: $(OBJS)
+	@echo "  LD      $@"
+	$(Q)$(CC) -o $@ $^ $(LIBS_MODE) $(LIBS)
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_COMMON) $(CFLAGS_MODE) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_COMMON) $(CFLAGS_MODE) $(CFLAGS) -o $@ $< $(LIBOBJS) $(LIBS_MODE) $(LIBS) -lcriterion
+
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d)
+
+asan:
+	$(Q)$(MAKE) --no-print-directory MODE=asan
+debug:
+	$(Q)$(MAKE) --no-print-directory MODE=debug
+
+deps:
+	$(Q)sh scripts/deps.sh
+
+unit: $(UNIT_BINS)
+	$(Q)set -e; for t in $(UNIT_BINS); do $$t --jobs 1; done
+
+integration: all
+	$(Q)python3 tests/integration/run.py --binary $(BUILD)/ringrelay $(ARGS)
+
+# The whole suite: release build, then the same tests under ASan+UBSan.
+test: deps
+	$(Q)$(MAKE) --no-print-directory MODE=release unit integration
+	$(Q)$(MAKE) --no-print-directory MODE=asan unit integration ARGS=--sanitizer
+
+run: deps all
+	$(Q)sh scripts/demo.sh build/ringrelay
+
+install: all
+	install -D -m 0755 $(BUILD)/ringrelay $(DESTDIR)$(PREFIX)/bin/ringrelay
+
+bench-tools:
+	$(Q)$(MAKE) --no-print-directory -C bench tools
+bench: deps all bench-tools
+	$(Q)bench/run.sh
+bench-quick: deps all bench-tools
+	$(Q)bench/run.sh --quick
+
+format:
+	clang-format -i src/*.c include/*.h tests/unit/*.c bench/*.c
+
+lint:
+	clang-tidy --quiet $(SRCS) -- $(CFLAGS_COMMON)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --inline-suppr -Iinclude -D_GNU_SOURCE src
+
+clean:
+	rm -rf build
