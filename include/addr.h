@@ -1,0 +1,35 @@
+/* Socket addresses: parse "ADDR:PORT" / "[V6]:PORT" and format them back.
+ * Pure: no I/O, no allocation. */
+#ifndef RINGRELAY_ADDR_H
+#define RINGRELAY_ADDR_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+/* Large enough for an IPv4 or IPv6 address with port. */
+union sockaddr_inet {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
+/* "[ffff:...:ffff]:65535" plus NUL. */
+#define ADDR_STRLEN 56
+
+/* Parses "A.B.C.D:PORT" or "[IPV6]:PORT" (numeric only, port 1-65535) into
+ * *out. Returns 0 or -EINVAL. */
+int addr_parse(const char *s, union sockaddr_inet *out);
+
+/* Writes "A.B.C.D:PORT" or "[IPV6]:PORT" into buf (at least ADDR_STRLEN);
+ * "unknown" for any other family. Returns buf. */
+char *addr_format(const struct sockaddr *sa, char *buf, size_t cap);
+
+/* The length to pass to bind/connect for this address's family. */
+socklen_t addr_len(const struct sockaddr *sa);
+
+/* Rewrites an IPv4-mapped IPv6 address (::ffff:a.b.c.d) as plain IPv4 in
+ * place; other addresses are left alone. */
+void addr_unmap_v4(union sockaddr_inet *a);
+
+#endif

@@ -1,0 +1,74 @@
+/* The io back end interface: io_uring or epoll behind the same calls, so
+ * the connection state machine (relay.c) does not know which one runs it.
+ *
+ * Every operation the relay starts completes exactly once, through the
+ * matching relay_on_*() call, unless cancel() reports it dropped. */
+#ifndef RINGRELAY_IO_H
+#define RINGRELAY_IO_H
+
+#include "worker.h"
+
+struct io_backend {
+    const char *name;
+    /* In the worker's thread: set up. Returns 0 or -errno. */
+    int (*init)(struct worker *w);
+    void (*fini)(struct worker *w);
+    /* Loops until w->stop; calls worker_tick() when a tick is due. */
+    void (*run)(struct worker *w);
+    void (*accept_start)(struct worker *w);
+    void (*accept_stop)(struct worker *w);
+    /* c's client socket joined the worker (for back ends that register
+     * sockets; connect() registers the backend socket itself). */
+    void (*attach)(struct worker *w, struct conn *c, int side);
+    void (*connect)(struct worker *w, struct conn *c, const struct sockaddr *sa);
+    /* Receive into a buffer the back end picks from the worker's pool. */
+    void (*recv)(struct worker *w, struct conn *c, int d);
+    /* Send relay_send_span(c, d) to fd[!d]. */
+    void (*send)(struct worker *w, struct conn *c, int d);
+    /* Wait until fd[d] is readable; drained says the caller has just seen
+     * EAGAIN there (otherwise it is yielding and fd[d] may still be ready). */
+    void (*poll_in)(struct worker *w, struct conn *c, int d, int drained);
+    /* Wait until fd[!d] is writable; the caller has just seen EAGAIN. */
+    void (*poll_out)(struct worker *w, struct conn *c, int d);
+    /* Cancels c's operations; returns how many were dropped outright
+     * (they will not complete), the rest complete with -ECANCELED. */
+    int (*cancel)(struct worker *w, struct conn *c);
+    /* Gives a buffer back to the pool the back end receives into. */
+    void (*buf_put)(struct worker *w, uint16_t bid);
+};
+
+extern const struct io_backend io_uring_backend;
+extern const struct io_backend io_epoll_backend;
+
+/* Whether io_uring with the features ringrelay needs works here. */
+int io_uring_usable(void);
+
+/* Completions, implemented by relay.c. bid is BUF_NONE when no buffer. */
+void relay_on_accept(struct worker *w, int fd);
+void relay_on_connect(struct worker *w, struct conn *c, int res);
+void relay_on_recv(struct worker *w, struct conn *c, int d, int res, uint16_t bid);
+void relay_on_send(struct worker *w, struct conn *c, int d, int res);
+void relay_on_poll(struct worker *w, struct conn *c, int d, int res);
+/* Accept failed with -err (EMFILE and the like): pause with back-off. */
+void relay_on_accept_error(struct worker *w, int err);
+
+/* What a send on dir d should write next. */
+void relay_send_span(struct worker *w, struct conn *c, int d, const void **p, size_t *len);
+
+/* Connection lookup for back ends packing (index, gen) in their events. */
+static inline struct conn *conn_lookup(struct worker *w, uint32_t idx, uint32_t gen)
+{
+    struct conn *c;
+
+    if (idx >= w->n_conns)
+        return NULL;
+    c = &w->conns[idx];
+    return c->gen == gen && c->state != CONN_FREE ? c : NULL;
+}
+
+static inline uint32_t conn_index(struct worker *w, struct conn *c)
+{
+    return (uint32_t)(c - w->conns);
+}
+
+#endif

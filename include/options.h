@@ -1,0 +1,44 @@
+/* Command-line options: parsed into a read-only struct before anything
+ * starts. Pure: no I/O; errors come back as one line in a caller buffer. */
+#ifndef RINGRELAY_OPTIONS_H
+#define RINGRELAY_OPTIONS_H
+
+#include "addr.h"
+#include "proxy.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define OPTIONS_MAX_LISTEN 16
+#define OPTIONS_DEFAULT_CONNECTIONS 10000
+
+enum io_kind { IO_AUTO, IO_URING, IO_EPOLL };
+enum splice_mode { SPLICE_AUTO, SPLICE_NEVER, SPLICE_ALWAYS };
+
+struct options {
+    union sockaddr_inet listen[OPTIONS_MAX_LISTEN];
+    int n_listen;
+    union sockaddr_inet backend;
+    enum proxy_version proxy;
+    int workers; /* 0: one per usable CPU */
+    enum io_kind io;
+    enum splice_mode splice;
+    uint32_t connect_timeout_ms;
+    uint32_t idle_timeout_ms; /* 0: none */
+    uint32_t max_connections; /* 0: fit the open-file limit */
+    int log_level;
+};
+
+enum options_result { OPTIONS_RUN = 0, OPTIONS_HELP = 1, OPTIONS_VERSION = 2 };
+
+/* Fills *o with defaults, then applies argv. Returns OPTIONS_RUN, HELP or
+ * VERSION, or -EINVAL with one line naming the offending flag in err. */
+int options_parse(struct options *o, int argc, char *const argv[], char *err, size_t errlen);
+
+/* Parses "250ms", "5s", "2m", "1h" or a bare number of seconds into ms.
+ * Returns 0 or -EINVAL (also on overflow of 32 bits). */
+int options_parse_duration(const char *s, uint32_t *ms);
+
+extern const char options_usage[];
+
+#endif

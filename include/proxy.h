@@ -1,0 +1,34 @@
+/* PROXY protocol header encoding (v1 text, v2 binary), as specified in
+ * HAProxy's doc/proxy-protocol.txt. Pure: no I/O, no allocation. */
+#ifndef RINGRELAY_PROXY_H
+#define RINGRELAY_PROXY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum proxy_version { PROXY_OFF, PROXY_V1, PROXY_V2 };
+
+/* The longest header ringrelay writes: a v1 line is at most 107 bytes,
+ * v2 TCP6 without TLVs is 52. */
+#define PROXY_HDR_MAX 108
+
+#define PROXY_V2_SIG "\r\n\r\n\0\r\nQUIT\n"
+#define PROXY_V2_SIG_LEN 12
+
+/* Writes a v2 header for a stream from src to dst into buf. Both addresses
+ * IPv4, or both IPv6 (an IPv4-mapped IPv6 pair is written as TCP4); any other
+ * combination, or src == NULL, gives a LOCAL header. Returns the header
+ * length, or -ENOSPC if cap is too small. */
+int proxy_v2_encode(uint8_t *buf, size_t cap, const struct sockaddr *src,
+                    const struct sockaddr *dst);
+
+/* Same contract, v1 text ("PROXY TCP4 ...\r\n", or "PROXY UNKNOWN\r\n"). */
+int proxy_v1_encode(uint8_t *buf, size_t cap, const struct sockaddr *src,
+                    const struct sockaddr *dst);
+
+/* Dispatches on version; PROXY_OFF writes nothing and returns 0. */
+int proxy_encode(enum proxy_version v, uint8_t *buf, size_t cap, const struct sockaddr *src,
+                 const struct sockaddr *dst);
+
+#endif

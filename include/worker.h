@@ -1,0 +1,157 @@
+/* A worker: one thread, one core, one io back end, its own listeners,
+ * connection pool, buffers, pipes and timers. Nothing here is shared
+ * between workers, so the data path takes no lock. */
+#ifndef RINGRELAY_WORKER_H
+#define RINGRELAY_WORKER_H
+
+#include "addr.h"
+#include "list.h"
+#include "options.h"
+#include "proxy.h"
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define BUF_SIZE (16 * 1024)
+#define BUF_HEADROOM 128 /* room to prepend the PROXY header: >= PROXY_HDR_MAX */
+#define BUF_STRIDE (BUF_SIZE + BUF_HEADROOM)
+#define BUF_NONE 0xffff
+
+enum side { SIDE_CLIENT = 0, SIDE_BACKEND = 1 };
+
+enum conn_state { CONN_FREE, CONN_CONNECTING, CONN_OPEN, CONN_CLOSING };
+
+enum timer_kind { TIMER_CONNECT, TIMER_IDLE, TIMER_FIN, TIMER_KINDS, TIMER_NONE = TIMER_KINDS };
+
+/* Direction flags. */
+#define DIR_RECV 0x01    /* recv or read-readiness wait pending on the source */
+#define DIR_SEND 0x02    /* send or write-readiness wait pending on the destination */
+#define DIR_EOF 0x04     /* the source sent FIN */
+#define DIR_DONE 0x08    /* FIN passed on: destination shut for writing */
+#define DIR_SPLICE 0x10  /* moving bytes with splice(2) through a pipe */
+#define DIR_STARVED 0x20 /* recv found no free buffer; waits for one */
+#define DIR_HDR 0x40     /* the PROXY header alone is being sent */
+
+/* Bytes read from fd[d] and written to fd[!d], for d a side. */
+struct dir {
+    uint32_t off;     /* copy mode: unsent bytes start at buffer + off */
+    uint32_t len;     /*            and are len long */
+    uint32_t in_pipe; /* splice mode: bytes sitting in the pipe */
+    uint16_t buf;     /* buffer held, or BUF_NONE */
+    int16_t pipe;     /* pipe held, or -1 */
+    uint8_t flags;    /* DIR_* */
+    uint8_t full_reads; /* consecutive reads that filled a whole buffer */
+    uint64_t moved;
+};
+
+/* One relayed connection. Owns fd[] and whatever its dirs hold; only
+ * relay.c's conn_free() releases them, once no operation is in flight. */
+struct conn {
+    struct list_head timer;
+    uint64_t active_ms;
+    int fd[2];
+    uint32_t id;
+    uint32_t gen; /* bumped on free: stale back end events are ignored */
+    uint8_t state;
+    uint8_t inflight; /* back end operations whose completion is pending */
+    uint8_t timer_kind;
+    uint8_t hdr_len, hdr_sent;
+    uint8_t aborting;
+    uint16_t io_flags[2]; /* the back end's own per-fd state */
+    int io_err;           /* the back end's own: an immediate connect result */
+    struct dir dir[2];
+    union sockaddr_inet peer;
+    uint8_t hdr[PROXY_HDR_MAX];
+};
+
+struct stats {
+    uint64_t accepted;
+    uint64_t active;
+    uint64_t rejected; /* accepted with no free connection slot */
+    uint64_t connect_errors;
+    uint64_t connect_timeouts;
+    uint64_t idle_timeouts;
+    uint64_t aborts;
+    uint64_t bytes[2]; /* by source side */
+};
+
+struct pipe_pair {
+    int r, w;
+};
+
+struct io_backend;
+
+struct worker {
+    int id;
+    int cpu; /* -1: not pinned */
+    pthread_t thread;
+    const struct options *opt;
+    const struct io_backend *io;
+    void *io_state;
+    atomic_int stop; /* set to 1 to make the thread return */
+    int init_result;
+    sem_t *started;  /* posted once init_result is known */
+
+    int listen_fd[OPTIONS_MAX_LISTEN];
+    int n_listen;
+    uint8_t accept_paused;  /* ACCEPT_PAUSE_* reasons */
+    uint64_t accept_resume_ms;
+    uint32_t accept_backoff_ms;
+
+    struct conn *conns;
+    uint32_t n_conns;
+    uint32_t *free_conns; /* stack of indexes */
+    uint32_t n_free;
+    uint32_t next_id;
+
+    uint8_t *bufs; /* n_bufs * BUF_STRIDE */
+    uint32_t n_bufs;
+    uint32_t *starved; /* (index << 1 | side) of dirs waiting for a buffer */
+    uint32_t n_starved;
+
+    struct pipe_pair *pipes; /* max_pipes slots; r == -1: not made yet */
+    uint16_t *free_pipes;    /* stack of slot indexes, all pipes empty */
+    uint32_t n_pipes_free;
+    uint32_t max_pipes;
+
+    struct list_head timers[TIMER_KINDS];
+    uint32_t timeout_ms[TIMER_KINDS];
+    uint64_t now_ms;
+    uint64_t next_tick_ms;
+
+    struct stats stats;
+};
+
+#define ACCEPT_PAUSE_FULL 0x1   /* no free connection slot */
+#define ACCEPT_PAUSE_ERROR 0x2  /* EMFILE/ENFILE/ENOBUFS: backing off */
+
+#define TICK_MS 100
+#define PIPES_PER_WORKER 128 /* created on first use */
+
+static inline uint8_t *buf_data(struct worker *w, uint16_t bid)
+{
+    return w->bufs + (size_t)bid * BUF_STRIDE;
+}
+
+/* Sets up pools sized from opt; listen_fd[] are the worker's own listeners.
+ * Returns 0 or -errno. */
+int worker_init(struct worker *w, int id, const struct options *opt, const int *listen_fd,
+                int n_listen, uint32_t max_conns);
+void worker_fini(struct worker *w);
+
+/* Starts the thread. The thread sets up its back end, then runs it until
+ * stop is set. */
+int worker_start(struct worker *w, const struct io_backend *io, int cpu, sem_t *started);
+
+/* Reads the monotonic clock into w->now_ms. */
+void worker_clock(struct worker *w);
+
+/* Milliseconds until the next tick is due (for the back end's wait). */
+int worker_ms_to_tick(struct worker *w);
+
+/* Runs timers and accept back-off; the back end calls it when a tick is due. */
+void worker_tick(struct worker *w);
+
+#endif

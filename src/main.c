@@ -1,0 +1,257 @@
+/* ringrelay: parses the command line, opens the listeners, starts one
+ * worker per core and waits for a signal to stop. */
+#include "addr.h"
+#include "io.h"
+#include "log.h"
+#include "options.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* File descriptors kept back from the connection budget: listeners, rings,
+ * logs; each worker's pipe pool comes on top. */
+#define FD_RESERVE 64
+
+/* Opens one SO_REUSEPORT listener. Returns the fd or -errno. */
+static int listen_open(const union sockaddr_inet *a)
+{
+    static const int one = 1;
+    int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int err;
+
+    if (fd == -1)
+        return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1 ||
+        bind(fd, &a->sa, addr_len(&a->sa)) == -1 || listen(fd, 4096) == -1) {
+        err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+/* CPUs this process may run on, in order; returns how many. */
+static int usable_cpus(int *cpus, int max)
+{
+    cpu_set_t set;
+    int n = 0;
+
+    if (sched_getaffinity(0, sizeof(set), &set) == -1)
+        return 0;
+    for (int i = 0; i < CPU_SETSIZE && n < max; i++)
+        if (CPU_ISSET(i, &set))
+            cpus[n++] = i;
+    return n;
+}
+
+/* Raises the open-file limit to the hard limit and sizes the connection
+ * budget to fit: two sockets per connection. wanted 0: as many as fit, up
+ * to OPTIONS_DEFAULT_CONNECTIONS, silently. */
+static uint32_t fit_connections(uint32_t wanted, int n_workers)
+{
+    uint64_t reserve = FD_RESERVE + (uint64_t)n_workers * 2 * PIPES_PER_WORKER;
+    struct rlimit rl;
+    uint32_t fit;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
+        return wanted ? wanted : OPTIONS_DEFAULT_CONNECTIONS;
+    fit = rl.rlim_cur > 2 * reserve ? (uint32_t)((rl.rlim_cur - reserve) / 2) : 1;
+    if (wanted == 0)
+        return fit < OPTIONS_DEFAULT_CONNECTIONS ? fit : OPTIONS_DEFAULT_CONNECTIONS;
+    if (wanted > fit) {
+        log_warn("--max-connections %u needs %llu file descriptors but the limit is %llu; "
+                 "using %u", wanted, (unsigned long long)(2 * (uint64_t)wanted + reserve),
+                 (unsigned long long)rl.rlim_cur, fit);
+        return fit;
+    }
+    return wanted;
+}
+
+static const struct io_backend *pick_backend(enum io_kind kind)
+{
+    if (kind == IO_EPOLL)
+        return &io_epoll_backend;
+    if (io_uring_usable())
+        return &io_uring_backend;
+    if (kind == IO_URING) {
+        log_error("--io uring: io_uring is not available here (kernel too old, disabled by "
+                  "sysctl kernel.io_uring_disabled, or blocked by seccomp); try --io epoll");
+        return NULL;
+    }
+    log_info("io_uring is not available here; using epoll");
+    return &io_epoll_backend;
+}
+
+struct relay {
+    struct options opt;
+    struct worker *workers;
+    int n_workers;
+};
+
+/* Opens every listener for every worker before any thread starts, so a bad
+ * address fails the start instead of leaving it half-configured. */
+static int open_listeners(struct relay *r, int fds[][OPTIONS_MAX_LISTEN])
+{
+    char addr[ADDR_STRLEN];
+
+    for (int w = 0; w < r->n_workers; w++) {
+        for (int i = 0; i < r->opt.n_listen; i++) {
+            int fd = listen_open(&r->opt.listen[i]);
+            if (fd < 0) {
+                log_error("--listen %s: %s", addr_format(&r->opt.listen[i].sa, addr, sizeof(addr)),
+                          strerror(-fd));
+                return fd;
+            }
+            fds[w][i] = fd;
+        }
+    }
+    return 0;
+}
+
+static int start_workers(struct relay *r, const struct io_backend *io, sem_t *started, const int *cpus,
+                         int n_cpus)
+{
+    int(*fds)[OPTIONS_MAX_LISTEN] = calloc((size_t)r->n_workers, sizeof(*fds));
+    uint32_t per = (r->opt.max_connections + (uint32_t)r->n_workers - 1) / (uint32_t)r->n_workers;
+    int err;
+
+    r->workers = calloc((size_t)r->n_workers, sizeof(*r->workers));
+    if (!fds || !r->workers)
+        return -ENOMEM;
+    for (int w = 0; w < r->n_workers; w++)
+        for (int i = 0; i < OPTIONS_MAX_LISTEN; i++)
+            fds[w][i] = -1;
+    err = open_listeners(r, fds);
+    for (int w = 0; w < r->n_workers && err == 0; w++)
+        err = worker_init(&r->workers[w], w, &r->opt, fds[w], r->opt.n_listen, per);
+    if (err == 0) {
+        for (int w = 0; w < r->n_workers && err == 0; w++)
+            err = worker_start(&r->workers[w], io, n_cpus ? cpus[w % n_cpus] : -1, started);
+    } else {
+        for (int w = 0; w < r->n_workers; w++)
+            for (int i = 0; i < OPTIONS_MAX_LISTEN; i++)
+                if (fds[w][i] >= 0)
+                    close(fds[w][i]);
+    }
+    free(fds);
+    return err;
+}
+
+static void log_totals(const struct relay *r)
+{
+    struct stats t = {0};
+
+    for (int i = 0; i < r->n_workers; i++) {
+        const struct stats *s = &r->workers[i].stats;
+        t.accepted += s->accepted;
+        t.active += s->active;
+        t.rejected += s->rejected;
+        t.connect_errors += s->connect_errors;
+        t.connect_timeouts += s->connect_timeouts;
+        t.idle_timeouts += s->idle_timeouts;
+        t.aborts += s->aborts;
+        t.bytes[0] += s->bytes[0];
+        t.bytes[1] += s->bytes[1];
+    }
+    log_info("stopped: %llu connections (%llu open at exit), %llu rejected, %llu connect errors, "
+             "%llu connect timeouts, %llu idle timeouts, %llu resets; %llu bytes from clients, "
+             "%llu from backends",
+             (unsigned long long)t.accepted, (unsigned long long)t.active,
+             (unsigned long long)t.rejected, (unsigned long long)t.connect_errors,
+             (unsigned long long)t.connect_timeouts, (unsigned long long)t.idle_timeouts,
+             (unsigned long long)t.aborts, (unsigned long long)t.bytes[0],
+             (unsigned long long)t.bytes[1]);
+}
+
+static void log_ready(const struct relay *r, const struct io_backend *io)
+{
+    char line[OPTIONS_MAX_LISTEN * (ADDR_STRLEN + 1)] = "", addr[ADDR_STRLEN];
+    static const char *const pp[] = {"off", "v1", "v2"};
+    size_t n = 0;
+
+    for (int i = 0; i < r->opt.n_listen; i++)
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s", i ? " " : "",
+                              addr_format(&r->opt.listen[i].sa, addr, sizeof(addr)));
+    log_info("ready: listening on %s, backend %s, proxy-protocol %s, io=%s, workers=%d, "
+             "max-connections=%u",
+             line, addr_format(&r->opt.backend.sa, addr, sizeof(addr)), pp[r->opt.proxy],
+             io->name, r->n_workers, r->opt.max_connections);
+}
+
+int main(int argc, char **argv)
+{
+    static struct relay r;
+    const struct io_backend *io;
+    int cpus[CPU_SETSIZE], n_cpus, sig, failed = 0;
+    char err[256];
+    sigset_t sigs;
+    sem_t started;
+
+    switch (options_parse(&r.opt, argc, argv, err, sizeof(err))) {
+    case OPTIONS_RUN:
+        break;
+    case OPTIONS_HELP:
+        fputs(options_usage, stdout);
+        return 0;
+    case OPTIONS_VERSION:
+        printf("ringrelay %s\n", RINGRELAY_VERSION);
+        return 0;
+    default:
+        fprintf(stderr, "ringrelay: %s\n", err);
+        return 2;
+    }
+    log_level = r.opt.log_level;
+    signal(SIGPIPE, SIG_IGN);
+    n_cpus = usable_cpus(cpus, CPU_SETSIZE);
+    r.n_workers = r.opt.workers ? r.opt.workers : (n_cpus ? n_cpus : 1);
+    r.opt.max_connections = fit_connections(r.opt.max_connections, r.n_workers);
+    if (r.opt.max_connections < (uint32_t)r.n_workers)
+        r.opt.max_connections = (uint32_t)r.n_workers;
+    io = pick_backend(r.opt.io);
+    if (!io)
+        return 1;
+
+    /* Workers inherit the mask; only this thread takes the signals. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    sem_init(&started, 0, 0);
+    if (start_workers(&r, io, &started, cpus, n_cpus) < 0)
+        return 1;
+    for (int i = 0; i < r.n_workers; i++)
+        sem_wait(&started);
+    for (int i = 0; i < r.n_workers; i++)
+        failed |= r.workers[i].init_result < 0;
+    if (failed)
+        return 1;
+    log_ready(&r, io);
+
+    sigwait(&sigs, &sig);
+    log_info("%s: stopping", strsignal(sig));
+    for (int i = 0; i < r.n_workers; i++)
+        atomic_store(&r.workers[i].stop, 1);
+    for (int i = 0; i < r.n_workers; i++)
+        pthread_join(r.workers[i].thread, NULL);
+    log_totals(&r);
+    for (int i = 0; i < r.n_workers; i++)
+        worker_fini(&r.workers[i]);
+    free(r.workers);
+    return 0;
+}

@@ -1,0 +1,218 @@
+/* Command-line parsing into struct options. */
+#include "options.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char options_usage[] =
+    "usage: ringrelay --listen ADDR:PORT [--listen ...] --backend ADDR:PORT [options]\n"
+    "\n"
+    "Accepts TCP connections, connects each to the backend, writes a PROXY protocol\n"
+    "header carrying the client's address, then relays the bytes both ways untouched.\n"
+    "\n"
+    "  --listen ADDR:PORT        address to accept on (repeatable; IPv6 as [::1]:8443)\n"
+    "  --backend ADDR:PORT       where to relay connections\n"
+    "  --proxy-protocol v2|v1|off  header written to the backend (default v2)\n"
+    "  --workers N               worker threads, one per core (default: usable CPUs)\n"
+    "  --io auto|uring|epoll     I/O back end (default auto: io_uring when it works)\n"
+    "  --splice auto|never|always  splice(2) for bulk transfers (default auto)\n"
+    "  --connect-timeout DUR     backend connect timeout (default 5s)\n"
+    "  --idle-timeout DUR        close connections idle this long; 0 = never (default 300s)\n"
+    "  --max-connections N       concurrent connections, all workers (default: 10000,\n"
+    "                            or what the open-file limit allows)\n"
+    "  --log-level LEVEL         error, warn, info or debug (default info)\n"
+    "  --help, --version\n"
+    "\n"
+    "DUR: 500ms, 5s, 2m, 1h, or a bare number of seconds.\n";
+
+int options_parse_duration(const char *s, uint32_t *ms)
+{
+    unsigned long long v = 0, mult = 1000;
+    const char *p = s;
+
+    if (*p < '0' || *p > '9')
+        return -EINVAL;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        v = v * 10 + (unsigned long long)(*p - '0');
+        if (v > UINT32_MAX)
+            return -EINVAL;
+    }
+    if (strcmp(p, "ms") == 0)
+        mult = 1;
+    else if (strcmp(p, "s") == 0 || *p == '\0')
+        mult = 1000;
+    else if (strcmp(p, "m") == 0)
+        mult = 60 * 1000;
+    else if (strcmp(p, "h") == 0)
+        mult = 3600 * 1000;
+    else
+        return -EINVAL;
+    if (v * mult > UINT32_MAX)
+        return -EINVAL;
+    *ms = (uint32_t)(v * mult);
+    return 0;
+}
+
+static int parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    unsigned long long v = 0;
+
+    if (*s == '\0')
+        return -EINVAL;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -EINVAL;
+        v = v * 10 + (unsigned long long)(*s - '0');
+        if (v > max)
+            return -EINVAL;
+    }
+    if (v < min)
+        return -EINVAL;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* Returns the index of s in the NULL-terminated list, or -1. */
+static int pick(const char *s, const char *const *names)
+{
+    for (int i = 0; names[i]; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static void set_defaults(struct options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->proxy = PROXY_V2;
+    o->io = IO_AUTO;
+    o->splice = SPLICE_AUTO;
+    o->connect_timeout_ms = 5000;
+    o->idle_timeout_ms = 300000;
+    o->max_connections = 0;
+    o->log_level = LOG_LEVEL_INFO;
+}
+
+static const char *const known_flags[] = {
+    "--listen", "--backend", "--proxy-protocol", "--io", "--splice", "--log-level", "--workers",
+    "--max-connections", "--connect-timeout", "--idle-timeout", NULL};
+
+/* Applies one flag with its value. Returns 0 or -EINVAL with err filled. */
+static int apply(struct options *o, const char *flag, const char *val, char *err, size_t errlen)
+{
+    static const char *const proxies[] = {"off", "v1", "v2", NULL};
+    static const char *const ios[] = {"auto", "uring", "epoll", NULL};
+    static const char *const splices[] = {"auto", "never", "always", NULL};
+    uint32_t u;
+    int i;
+
+    if (strcmp(flag, "--listen") == 0) {
+        if (o->n_listen == OPTIONS_MAX_LISTEN) {
+            snprintf(err, errlen, "--listen: at most %d addresses", OPTIONS_MAX_LISTEN);
+            return -EINVAL;
+        }
+        if (addr_parse(val, &o->listen[o->n_listen]) < 0)
+            goto bad_addr;
+        o->n_listen++;
+    } else if (strcmp(flag, "--backend") == 0) {
+        if (addr_parse(val, &o->backend) < 0)
+            goto bad_addr;
+    } else if (strcmp(flag, "--proxy-protocol") == 0) {
+        if ((i = pick(val, proxies)) < 0)
+            goto bad_choice;
+        o->proxy = (enum proxy_version)i;
+    } else if (strcmp(flag, "--io") == 0) {
+        if ((i = pick(val, ios)) < 0)
+            goto bad_choice;
+        o->io = (enum io_kind)i;
+    } else if (strcmp(flag, "--splice") == 0) {
+        if ((i = pick(val, splices)) < 0)
+            goto bad_choice;
+        o->splice = (enum splice_mode)i;
+    } else if (strcmp(flag, "--log-level") == 0) {
+        if ((o->log_level = log_level_parse(val)) < 0)
+            goto bad_choice;
+    } else if (strcmp(flag, "--workers") == 0) {
+        if (parse_uint(val, 1, 1024, &u) < 0)
+            goto bad_number;
+        o->workers = (int)u;
+    } else if (strcmp(flag, "--max-connections") == 0) {
+        if (parse_uint(val, 1, 10000000, &o->max_connections) < 0)
+            goto bad_number;
+    } else if (strcmp(flag, "--connect-timeout") == 0) {
+        if (options_parse_duration(val, &o->connect_timeout_ms) < 0 || o->connect_timeout_ms == 0)
+            goto bad_duration;
+    } else if (strcmp(flag, "--idle-timeout") == 0) {
+        if (options_parse_duration(val, &o->idle_timeout_ms) < 0)
+            goto bad_duration;
+    } else {
+        snprintf(err, errlen, "%s: unknown option (see --help)", flag);
+        return -EINVAL;
+    }
+    return 0;
+
+bad_addr:
+    snprintf(err, errlen, "%s: '%s': expected IPV4:PORT or [IPV6]:PORT with port 1-65535", flag,
+             val);
+    return -EINVAL;
+bad_choice:
+    snprintf(err, errlen, "%s: '%s': not one of the accepted values (see --help)", flag, val);
+    return -EINVAL;
+bad_number:
+    snprintf(err, errlen, "%s: '%s': expected a positive whole number", flag, val);
+    return -EINVAL;
+bad_duration:
+    snprintf(err, errlen, "%s: '%s': expected a duration like 500ms, 5s, 2m", flag, val);
+    return -EINVAL;
+}
+
+int options_parse(struct options *o, int argc, char *const argv[], char *err, size_t errlen)
+{
+    set_defaults(o);
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *val;
+        char flag[64];
+        const char *eq = strchr(arg, '=');
+
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+            return OPTIONS_HELP;
+        if (strcmp(arg, "--version") == 0)
+            return OPTIONS_VERSION;
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, errlen, "%s: unexpected argument (options start with --)", arg);
+            return -EINVAL;
+        }
+        /* Both "--flag value" and "--flag=value". */
+        if (eq && (size_t)(eq - arg) < sizeof(flag)) {
+            memcpy(flag, arg, (size_t)(eq - arg));
+            flag[eq - arg] = '\0';
+            val = eq + 1;
+        } else {
+            snprintf(flag, sizeof(flag), "%s", arg);
+            if (pick(flag, known_flags) < 0) {
+                snprintf(err, errlen, "%s: unknown option (see --help)", flag);
+                return -EINVAL;
+            }
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "%s: missing value", flag);
+                return -EINVAL;
+            }
+            val = argv[++i];
+        }
+        if (apply(o, flag, val, err, errlen) < 0)
+            return -EINVAL;
+    }
+    if (o->n_listen == 0) {
+        snprintf(err, errlen, "--listen: required (at least one ADDR:PORT)");
+        return -EINVAL;
+    }
+    if (o->backend.sa.sa_family == 0) {
+        snprintf(err, errlen, "--backend: required (ADDR:PORT)");
+        return -EINVAL;
+    }
+    return OPTIONS_RUN;
+}

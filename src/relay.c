@@ -1,0 +1,579 @@
+/* Connection state machine. Every direction is in one of two modes:
+ * copy (recv into a pooled buffer, send it, recv again: never more than one
+ * buffer per direction, which is the backpressure) or splice (readiness,
+ * then splice(2) through a pooled pipe held only while bytes sit in it). */
+#include "relay.h"
+
+#include "io.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Auto mode moves a direction to splice after this many consecutive reads
+ * that filled a whole buffer: a bulk stream, not request/response. */
+#define SPLICE_AUTO_RUNS 8
+/* Bytes one splice pump moves before yielding to other connections. */
+#define SPLICE_BUDGET (1024 * 1024)
+#define PIPE_CAP (256 * 1024)
+
+static const char *const side_name[] = {"client", "backend"};
+
+static void dir_next(struct worker *w, struct conn *c, int d);
+
+/* ---- connection slots and timers ---- */
+
+static struct conn *conn_alloc(struct worker *w)
+{
+    struct conn *c;
+
+    if (w->n_free == 0)
+        return NULL;
+    c = &w->conns[w->free_conns[--w->n_free]];
+    c->state = CONN_CONNECTING;
+    c->id = ++w->next_id;
+    c->fd[0] = c->fd[1] = -1;
+    c->inflight = 0;
+    c->hdr_len = c->hdr_sent = 0;
+    c->aborting = 0;
+    c->io_flags[0] = c->io_flags[1] = 0;
+    c->io_err = 0;
+    for (int d = 0; d < 2; d++) {
+        memset(&c->dir[d], 0, sizeof(c->dir[d]));
+        c->dir[d].buf = BUF_NONE;
+        c->dir[d].pipe = -1;
+    }
+    c->timer_kind = TIMER_NONE;
+    list_init(&c->timer);
+    w->stats.accepted++;
+    w->stats.active++;
+    return c;
+}
+
+static void timer_set(struct worker *w, struct conn *c, enum timer_kind kind)
+{
+    list_del(&c->timer);
+    c->timer_kind = (uint8_t)kind;
+    c->active_ms = w->now_ms;
+    if (kind != TIMER_NONE && w->timeout_ms[kind])
+        list_add_tail(&w->timers[kind], &c->timer);
+}
+
+/* Activity: restart the inactivity timer, at most once a second so the
+ * data path rarely touches the list. */
+static void conn_touch(struct worker *w, struct conn *c)
+{
+    if (c->active_ms + 1000 <= w->now_ms && c->timer_kind != TIMER_CONNECT)
+        timer_set(w, c, (enum timer_kind)c->timer_kind);
+}
+
+/* ---- pooled buffers and pipes ---- */
+
+static void buf_release(struct worker *w, struct dir *dir)
+{
+    if (dir->buf == BUF_NONE)
+        return;
+    relay_buf_put(w, dir->buf);
+    dir->buf = BUF_NONE;
+    dir->len = 0;
+}
+
+void relay_buf_put(struct worker *w, uint16_t bid)
+{
+    w->io->buf_put(w, bid);
+    if (w->n_starved) {
+        uint32_t v = w->starved[--w->n_starved];
+        struct conn *c = &w->conns[v >> 1];
+
+        c->dir[v & 1].flags &= (uint8_t)~DIR_STARVED;
+        dir_next(w, c, (int)(v & 1));
+    }
+}
+
+/* Takes an empty pipe from the pool, making it on first use. Returns 0 or
+ * -errno (-ENOSPC when all pipes are held). */
+/* Queues a direction that found the buffer pool empty. Each starved
+ * direction has exactly one entry (unstarve() removes it on close), so the
+ * queue never holds more than 2 * n_conns. */
+static void starve(struct worker *w, struct conn *c, int d)
+{
+    c->dir[d].flags |= DIR_STARVED;
+    w->starved[w->n_starved++] = conn_index(w, c) << 1 | (uint32_t)d;
+}
+
+/* Rare (a starved connection closing), so a linear scan is fine. */
+static void unstarve(struct worker *w, struct conn *c, int d)
+{
+    uint32_t v = conn_index(w, c) << 1 | (uint32_t)d;
+
+    if (!(c->dir[d].flags & DIR_STARVED))
+        return;
+    c->dir[d].flags &= (uint8_t)~DIR_STARVED;
+    for (uint32_t i = 0; i < w->n_starved; i++) {
+        if (w->starved[i] == v) {
+            w->starved[i] = w->starved[--w->n_starved];
+            return;
+        }
+    }
+}
+
+static int pipe_get(struct worker *w, struct dir *dir)
+{
+    struct pipe_pair *p;
+    int fds[2];
+
+    if (w->n_pipes_free == 0)
+        return -ENOSPC;
+    p = &w->pipes[w->free_pipes[w->n_pipes_free - 1]];
+    if (p->r < 0) {
+        if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1)
+            return -errno;
+        /* A larger pipe means fewer splice calls per byte; the kernel may
+         * refuse (pipe-user-pages-soft) and the default still works. */
+        (void)fcntl(fds[0], F_SETPIPE_SZ, PIPE_CAP);
+        p->r = fds[0];
+        p->w = fds[1];
+    }
+    dir->pipe = (int16_t)w->free_pipes[--w->n_pipes_free];
+    return 0;
+}
+
+/* Returns the pipe to the pool; one with bytes nobody will read is closed
+ * rather than drained, and made anew when next taken. */
+static void pipe_release(struct worker *w, struct dir *dir)
+{
+    struct pipe_pair *p;
+
+    if (dir->pipe < 0)
+        return;
+    p = &w->pipes[dir->pipe];
+    if (dir->in_pipe) {
+        close(p->r);
+        close(p->w);
+        p->r = p->w = -1;
+    }
+    w->free_pipes[w->n_pipes_free++] = (uint16_t)dir->pipe;
+    dir->pipe = -1;
+    dir->in_pipe = 0;
+}
+
+/* ---- starting operations: every one is counted in c->inflight ---- */
+
+static void op_recv(struct worker *w, struct conn *c, int d)
+{
+    c->dir[d].flags |= DIR_RECV;
+    c->inflight++;
+    w->io->recv(w, c, d);
+}
+
+static void op_send(struct worker *w, struct conn *c, int d)
+{
+    c->dir[d].flags |= DIR_SEND;
+    c->inflight++;
+    w->io->send(w, c, d);
+}
+
+static void op_poll_in(struct worker *w, struct conn *c, int d, int drained)
+{
+    c->dir[d].flags |= DIR_RECV;
+    c->inflight++;
+    w->io->poll_in(w, c, d, drained);
+}
+
+static void op_poll_out(struct worker *w, struct conn *c, int d)
+{
+    c->dir[d].flags |= DIR_SEND;
+    c->inflight++;
+    w->io->poll_out(w, c, d);
+}
+
+/* ---- closing ---- */
+
+static void conn_free(struct worker *w, struct conn *c)
+{
+    for (int d = 0; d < 2; d++) {
+        buf_release(w, &c->dir[d]);
+        pipe_release(w, &c->dir[d]);
+        w->stats.bytes[d] += c->dir[d].moved;
+    }
+    for (int s = 0; s < 2; s++)
+        if (c->fd[s] >= 0)
+            close(c->fd[s]);
+    c->state = CONN_FREE;
+    c->gen++;
+    w->free_conns[w->n_free++] = conn_index(w, c);
+    w->stats.active--;
+    if (w->accept_paused & ACCEPT_PAUSE_FULL) {
+        w->accept_paused &= (uint8_t)~ACCEPT_PAUSE_FULL;
+        if (!w->accept_paused)
+            w->io->accept_start(w);
+    }
+}
+
+/* An operation of a closing connection completed. */
+static void conn_op_done(struct worker *w, struct conn *c)
+{
+    if (--c->inflight == 0 && c->state == CONN_CLOSING)
+        conn_free(w, c);
+}
+
+void conn_close(struct worker *w, struct conn *c, int abort)
+{
+    static const struct linger rst = {.l_onoff = 1, .l_linger = 0};
+
+    if (c->state == CONN_CLOSING || c->state == CONN_FREE)
+        return;
+    if (abort) {
+        /* close() then sends RST instead of FIN. */
+        for (int s = 0; s < 2; s++)
+            if (c->fd[s] >= 0)
+                (void)setsockopt(c->fd[s], SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+        w->stats.aborts++;
+    }
+    log_debug("c%u.%u closed%s: %llu bytes from client, %llu from backend", w->id, c->id,
+              abort ? " with reset" : "", (unsigned long long)c->dir[0].moved,
+              (unsigned long long)c->dir[1].moved);
+    c->state = CONN_CLOSING;
+    unstarve(w, c, 0);
+    unstarve(w, c, 1);
+    timer_set(w, c, TIMER_NONE);
+    c->inflight = (uint8_t)(c->inflight - w->io->cancel(w, c));
+    if (c->inflight == 0)
+        conn_free(w, c);
+}
+
+static void conn_abort(struct worker *w, struct conn *c, int side, int err)
+{
+    log_debug("c%u.%u %s: %s: resetting the other side", w->id, c->id, side_name[side],
+              strerror(err));
+    conn_close(w, c, 1);
+}
+
+/* ---- accept and connect ---- */
+
+static void set_nodelay(int fd)
+{
+    static const int one = 1;
+
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* Writes c's PROXY header from the client's address and the local address
+ * it connected to. Returns 0 or -errno (the client is already gone). */
+static int conn_build_header(struct worker *w, struct conn *c)
+{
+    union sockaddr_inet local;
+    socklen_t len = sizeof(c->peer);
+    int n;
+
+    if (getpeername(c->fd[SIDE_CLIENT], &c->peer.sa, &len) == -1)
+        return -errno;
+    if (w->opt->proxy == PROXY_OFF)
+        return 0;
+    len = sizeof(local);
+    if (getsockname(c->fd[SIDE_CLIENT], &local.sa, &len) == -1)
+        return -errno;
+    n = proxy_encode(w->opt->proxy, c->hdr, sizeof(c->hdr), &c->peer.sa, &local.sa);
+    if (n < 0)
+        return n;
+    c->hdr_len = (uint8_t)n;
+    return 0;
+}
+
+void relay_on_accept(struct worker *w, int fd)
+{
+    const union sockaddr_inet *be = &w->opt->backend;
+    struct conn *c = conn_alloc(w);
+    int bfd, err;
+
+    if (!c) {
+        /* Raced with the pause: the slot pool is empty. */
+        close(fd);
+        w->stats.rejected++;
+        return;
+    }
+    if (w->n_free == 0) {
+        w->accept_paused |= ACCEPT_PAUSE_FULL;
+        w->io->accept_stop(w);
+        log_rl(LOG_LEVEL_WARN, "worker %d: all %u connection slots in use; accepting paused",
+               w->id, w->n_conns);
+    }
+    c->fd[SIDE_CLIENT] = fd;
+    set_nodelay(fd);
+    err = conn_build_header(w, c);
+    if (err < 0)
+        goto out_close;
+    bfd = socket(be->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (bfd == -1) {
+        err = -errno;
+        log_rl(LOG_LEVEL_WARN, "c%u.%u: backend socket: %s", w->id, c->id, strerror(-err));
+        goto out_close;
+    }
+    c->fd[SIDE_BACKEND] = bfd;
+    set_nodelay(bfd);
+    w->io->attach(w, c, SIDE_CLIENT);
+    timer_set(w, c, TIMER_CONNECT);
+    c->inflight++;
+    w->io->connect(w, c, &be->sa);
+    /* Read early so the first client bytes can ride with the header. */
+    if (w->opt->splice != SPLICE_ALWAYS)
+        op_recv(w, c, SIDE_CLIENT);
+    return;
+
+out_close:
+    conn_close(w, c, 0);
+}
+
+void relay_on_connect(struct worker *w, struct conn *c, int res)
+{
+    char addr[ADDR_STRLEN];
+
+    if (c->state == CONN_CLOSING)
+        return conn_op_done(w, c);
+    c->inflight--;
+    if (res < 0) {
+        w->stats.connect_errors++;
+        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect: %s", w->id, c->id,
+               addr_format(&c->peer.sa, addr, sizeof(addr)),
+               addr_format(&w->opt->backend.sa, addr, sizeof(addr)), strerror(-res));
+        conn_close(w, c, 0);
+        return;
+    }
+    c->state = CONN_OPEN;
+    timer_set(w, c, TIMER_IDLE);
+    if (c->hdr_len) {
+        struct dir *dir = &c->dir[SIDE_CLIENT];
+        if (dir->len) {
+            /* One send: header in the headroom, then the first bytes. */
+            dir->off -= c->hdr_len;
+            dir->len += c->hdr_len;
+            memcpy(buf_data(w, dir->buf) + dir->off, c->hdr, c->hdr_len);
+            c->hdr_sent = c->hdr_len;
+        } else {
+            dir->flags |= DIR_HDR;
+        }
+    }
+    if (!(c->dir[SIDE_CLIENT].flags & DIR_RECV))
+        dir_next(w, c, SIDE_CLIENT);
+    dir_next(w, c, SIDE_BACKEND);
+}
+
+/* ---- moving bytes ---- */
+
+/* The source of d sent FIN and everything before it went out: pass the FIN
+ * on. The connection closes when both directions are done. */
+static void dir_shut(struct worker *w, struct conn *c, int d)
+{
+    c->dir[d].flags |= DIR_DONE;
+    (void)shutdown(c->fd[!d], SHUT_WR);
+    if (c->dir[!d].flags & DIR_DONE)
+        conn_close(w, c, 0);
+    else
+        timer_set(w, c, TIMER_FIN);
+}
+
+static int splice_wanted(const struct worker *w, const struct dir *dir)
+{
+    if (w->opt->splice == SPLICE_ALWAYS)
+        return 1;
+    return w->opt->splice == SPLICE_AUTO && dir->full_reads >= SPLICE_AUTO_RUNS;
+}
+
+/* Moves bytes fd[d] -> pipe -> fd[!d] until the source is drained, the
+ * destination is full, or the budget is spent; then waits for readiness. */
+static void splice_pump(struct worker *w, struct conn *c, int d)
+{
+    struct dir *dir = &c->dir[d];
+    size_t budget = SPLICE_BUDGET;
+    ssize_t n;
+
+    for (;;) {
+        if (dir->in_pipe) {
+            n = splice(w->pipes[dir->pipe].r, NULL, c->fd[!d], NULL, dir->in_pipe,
+                       SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+            if (n == -1) {
+                if (errno == EAGAIN)
+                    return op_poll_out(w, c, d);
+                return conn_abort(w, c, !d, errno);
+            }
+            dir->in_pipe -= (uint32_t)n;
+            continue;
+        }
+        if (dir->flags & DIR_EOF) {
+            pipe_release(w, dir);
+            return dir_shut(w, c, d);
+        }
+        if (budget == 0) {
+            /* Readable still, most likely: the poll fires at once. */
+            pipe_release(w, dir);
+            return op_poll_in(w, c, d, 0);
+        }
+        if (dir->pipe < 0 && pipe_get(w, dir) < 0) {
+            /* Every pipe is busy: copy instead, for now. */
+            dir->flags &= (uint8_t)~DIR_SPLICE;
+            dir->full_reads = 0;
+            return op_recv(w, c, d);
+        }
+        n = splice(c->fd[d], NULL, w->pipes[dir->pipe].w, NULL, PIPE_CAP,
+                   SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+        if (n == 0) {
+            dir->flags |= DIR_EOF;
+        } else if (n == -1) {
+            if (errno != EAGAIN)
+                return conn_abort(w, c, d, errno);
+            pipe_release(w, dir);
+            return op_poll_in(w, c, d, 1);
+        } else {
+            dir->in_pipe = (uint32_t)n;
+            dir->moved += (uint64_t)n;
+            budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+            conn_touch(w, c);
+        }
+    }
+}
+
+/* Decides what direction d does next, given nothing of it is in flight
+ * that would decide it instead. Safe to call at any point. */
+static void dir_next(struct worker *w, struct conn *c, int d)
+{
+    struct dir *dir = &c->dir[d];
+
+    if (c->state == CONN_CONNECTING) {
+        /* Only the client may be read before the header has gone out. */
+        if (d == SIDE_CLIENT && !(dir->flags & (DIR_RECV | DIR_EOF)) && !dir->len &&
+            w->opt->splice != SPLICE_ALWAYS)
+            op_recv(w, c, d);
+        return;
+    }
+    if (c->state != CONN_OPEN || (dir->flags & (DIR_SEND | DIR_DONE)))
+        return;
+    if ((dir->flags & DIR_HDR) || dir->len)
+        return op_send(w, c, d);
+    if (dir->flags & DIR_RECV)
+        return;
+    if (dir->flags & DIR_EOF)
+        return dir_shut(w, c, d);
+    if (!(dir->flags & DIR_SPLICE) && splice_wanted(w, dir))
+        dir->flags |= DIR_SPLICE;
+    if (dir->flags & DIR_SPLICE)
+        return splice_pump(w, c, d);
+    op_recv(w, c, d);
+}
+
+void relay_send_span(struct worker *w, struct conn *c, int d, const void **p, size_t *len)
+{
+    struct dir *dir = &c->dir[d];
+
+    if (dir->flags & DIR_HDR) {
+        *p = c->hdr + c->hdr_sent;
+        *len = (size_t)(c->hdr_len - c->hdr_sent);
+    } else {
+        *p = buf_data(w, dir->buf) + dir->off;
+        *len = dir->len;
+    }
+}
+
+void relay_on_recv(struct worker *w, struct conn *c, int d, int res, uint16_t bid)
+{
+    struct dir *dir = &c->dir[d];
+
+    dir->flags &= (uint8_t)~DIR_RECV;
+    if (c->state == CONN_CLOSING) {
+        if (bid != BUF_NONE)
+            relay_buf_put(w, bid);
+        return conn_op_done(w, c);
+    }
+    c->inflight--;
+    if (res == -ENOBUFS) {
+        starve(w, c, d);
+        return;
+    }
+    if (res < 0)
+        return conn_abort(w, c, d, -res);
+    if (res == 0) {
+        dir->flags |= DIR_EOF;
+        return dir_next(w, c, d);
+    }
+    dir->buf = bid;
+    dir->off = BUF_HEADROOM;
+    dir->len = (uint32_t)res;
+    dir->moved += (uint64_t)res;
+    dir->full_reads = res == BUF_SIZE ? (uint8_t)(dir->full_reads + 1) : 0;
+    conn_touch(w, c);
+    dir_next(w, c, d);
+}
+
+void relay_on_send(struct worker *w, struct conn *c, int d, int res)
+{
+    struct dir *dir = &c->dir[d];
+
+    dir->flags &= (uint8_t)~DIR_SEND;
+    if (c->state == CONN_CLOSING)
+        return conn_op_done(w, c);
+    c->inflight--;
+    if (res < 0)
+        return conn_abort(w, c, !d, -res);
+    if (dir->flags & DIR_HDR) {
+        c->hdr_sent = (uint8_t)(c->hdr_sent + res);
+        if (c->hdr_sent == c->hdr_len)
+            dir->flags &= (uint8_t)~DIR_HDR;
+    } else {
+        dir->off += (uint32_t)res;
+        dir->len -= (uint32_t)res;
+        if (dir->len == 0)
+            buf_release(w, dir);
+    }
+    dir_next(w, c, d);
+}
+
+void relay_on_poll(struct worker *w, struct conn *c, int d, int res)
+{
+    struct dir *dir = &c->dir[d];
+
+    dir->flags &= (uint8_t)~(DIR_RECV | DIR_SEND);
+    if (c->state == CONN_CLOSING)
+        return conn_op_done(w, c);
+    c->inflight--;
+    if (res < 0)
+        return conn_abort(w, c, d, -res);
+    splice_pump(w, c, d);
+}
+
+void relay_on_accept_error(struct worker *w, int err)
+{
+    log_rl(LOG_LEVEL_ERROR, "worker %d: accept: %s; pausing accepts for %u ms", w->id,
+           strerror(err), w->accept_backoff_ms);
+    w->accept_paused |= ACCEPT_PAUSE_ERROR;
+    w->io->accept_stop(w);
+    w->accept_resume_ms = w->now_ms + w->accept_backoff_ms;
+    if (w->accept_backoff_ms < 1000)
+        w->accept_backoff_ms *= 2;
+}
+
+void relay_on_timeout(struct worker *w, struct conn *c)
+{
+    char addr[ADDR_STRLEN];
+
+    switch (c->timer_kind) {
+    case TIMER_CONNECT:
+        w->stats.connect_timeouts++;
+        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect timed out after %u ms",
+               w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)),
+               addr_format(&w->opt->backend.sa, addr, sizeof(addr)),
+               w->timeout_ms[TIMER_CONNECT]);
+        break;
+    case TIMER_IDLE:
+        w->stats.idle_timeouts++;
+        log_debug("c%u.%u idle for %u ms", w->id, c->id, w->timeout_ms[TIMER_IDLE]);
+        break;
+    default:
+        log_debug("c%u.%u half-closed and idle for %u ms", w->id, c->id,
+                  w->timeout_ms[TIMER_FIN]);
+        break;
+    }
+    conn_close(w, c, 0);
+}

@@ -1,0 +1,180 @@
+/* Worker threads: pools sized at start, the clock, timers, accept back-off. */
+#include "worker.h"
+
+#include "io.h"
+#include "log.h"
+#include "relay.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Buffers per worker: what recv() can hold at once. A direction holds one
+ * only while its bytes wait to be sent, so idle connections cost none. */
+#define BUFS_PER_WORKER 1024
+#define FIN_TIMEOUT_MS 30000
+
+int worker_init(struct worker *w, int id, const struct options *opt, const int *listen_fd,
+                int n_listen, uint32_t max_conns)
+{
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->opt = opt;
+    w->n_listen = n_listen;
+    memcpy(w->listen_fd, listen_fd, sizeof(int) * (size_t)n_listen);
+    w->accept_backoff_ms = 100;
+    w->n_conns = max_conns;
+    w->n_bufs = BUFS_PER_WORKER;
+    w->max_pipes = PIPES_PER_WORKER;
+
+    w->conns = calloc(max_conns, sizeof(*w->conns));
+    w->free_conns = calloc(max_conns, sizeof(*w->free_conns));
+    w->starved = calloc(2 * (size_t)max_conns, sizeof(*w->starved));
+    w->pipes = calloc(w->max_pipes, sizeof(*w->pipes));
+    w->free_pipes = calloc(w->max_pipes, sizeof(*w->free_pipes));
+    /* mmap: page-aligned, and untouched buffers cost no memory. */
+    w->bufs = mmap(NULL, (size_t)w->n_bufs * BUF_STRIDE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (w->bufs == MAP_FAILED)
+        w->bufs = NULL;
+    if (!w->conns || !w->free_conns || !w->starved || !w->pipes || !w->free_pipes || !w->bufs) {
+        worker_fini(w);
+        return -ENOMEM;
+    }
+    /* Lowest index on top: a quiet worker keeps touching the same slots. */
+    for (uint32_t i = 0; i < max_conns; i++) {
+        w->free_conns[i] = max_conns - 1 - i;
+        list_init(&w->conns[i].timer);
+    }
+    w->n_free = max_conns;
+    for (uint32_t i = 0; i < w->max_pipes; i++) {
+        w->pipes[i].r = w->pipes[i].w = -1;
+        w->free_pipes[i] = (uint16_t)(w->max_pipes - 1 - i);
+    }
+    w->n_pipes_free = w->max_pipes;
+    for (int k = 0; k < TIMER_KINDS; k++)
+        list_init(&w->timers[k]);
+    w->timeout_ms[TIMER_CONNECT] = opt->connect_timeout_ms;
+    w->timeout_ms[TIMER_IDLE] = opt->idle_timeout_ms;
+    w->timeout_ms[TIMER_FIN] = opt->idle_timeout_ms && opt->idle_timeout_ms < FIN_TIMEOUT_MS
+                                   ? opt->idle_timeout_ms
+                                   : FIN_TIMEOUT_MS;
+    worker_clock(w);
+    return 0;
+}
+
+void worker_fini(struct worker *w)
+{
+    if (w->conns) {
+        for (uint32_t i = 0; i < w->n_conns; i++) {
+            struct conn *c = &w->conns[i];
+            if (c->state == CONN_FREE)
+                continue;
+            for (int s = 0; s < 2; s++)
+                if (c->fd[s] >= 0)
+                    close(c->fd[s]);
+        }
+    }
+    if (w->pipes) {
+        for (uint32_t i = 0; i < w->max_pipes; i++) {
+            if (w->pipes[i].r >= 0) {
+                close(w->pipes[i].r);
+                close(w->pipes[i].w);
+            }
+        }
+    }
+    for (int i = 0; i < w->n_listen; i++)
+        if (w->listen_fd[i] >= 0)
+            close(w->listen_fd[i]);
+    if (w->bufs)
+        munmap(w->bufs, (size_t)w->n_bufs * BUF_STRIDE);
+    free(w->conns);
+    free(w->free_conns);
+    free(w->starved);
+    free(w->pipes);
+    free(w->free_pipes);
+    w->conns = NULL;
+    w->pipes = NULL;
+    w->bufs = NULL;
+    w->n_listen = 0;
+}
+
+void worker_clock(struct worker *w)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    w->now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int worker_ms_to_tick(struct worker *w)
+{
+    if (w->next_tick_ms <= w->now_ms)
+        return 0;
+    return (int)(w->next_tick_ms - w->now_ms);
+}
+
+/* Each timer list holds connections with one timeout, in order of their
+ * last activity, so only the heads can have expired. */
+static void timers_run(struct worker *w)
+{
+    for (int k = 0; k < TIMER_KINDS; k++) {
+        struct list_head *h = &w->timers[k];
+        while (!list_empty(h)) {
+            struct conn *c = list_entry(h->next, struct conn, timer);
+            if (c->active_ms + w->timeout_ms[k] > w->now_ms)
+                break;
+            relay_on_timeout(w, c);
+        }
+    }
+}
+
+void worker_tick(struct worker *w)
+{
+    worker_clock(w);
+    if (w->now_ms < w->next_tick_ms)
+        return;
+    w->next_tick_ms = w->now_ms + TICK_MS;
+    timers_run(w);
+    if ((w->accept_paused & ACCEPT_PAUSE_ERROR) && w->now_ms >= w->accept_resume_ms) {
+        w->accept_paused &= (uint8_t)~ACCEPT_PAUSE_ERROR;
+        if (!w->accept_paused)
+            w->io->accept_start(w);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    cpu_set_t set;
+
+    if (w->cpu >= 0) {
+        CPU_ZERO(&set);
+        CPU_SET(w->cpu, &set);
+        (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    }
+    w->init_result = w->io->init(w);
+    if (w->init_result < 0) {
+        log_error("worker %d: %s back end: %s", w->id, w->io->name, strerror(-w->init_result));
+        sem_post(w->started);
+        return NULL;
+    }
+    w->io->accept_start(w);
+    sem_post(w->started);
+    w->io->run(w);
+    w->io->fini(w);
+    return NULL;
+}
+
+int worker_start(struct worker *w, const struct io_backend *io, int cpu, sem_t *started)
+{
+    w->io = io;
+    w->cpu = cpu;
+    w->started = started;
+    atomic_store(&w->stop, 0);
+    return -pthread_create(&w->thread, NULL, worker_main, w);
+}
