@@ -1,0 +1,124 @@
+/* Command-line parsing: defaults, every flag, and one-line errors. */
+#include "log.h"
+#include "options.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#define ARGV(...) ((char *const[]){"ringrelay", __VA_ARGS__, NULL})
+#define ARGC(...) ((int)(sizeof((char *[]){"ringrelay", __VA_ARGS__}) / sizeof(char *)))
+#define PARSE(o, err, ...) options_parse(o, ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), err, sizeof(err))
+
+Test(options, defaults)
+{
+    struct options o;
+    char err[256];
+
+    cr_assert_eq(PARSE(&o, err, "--listen", "127.0.0.1:8443", "--backend", "127.0.0.1:9443"),
+                 OPTIONS_RUN);
+    cr_assert_eq(o.n_listen, 1);
+    cr_assert_eq(o.proxy, PROXY_V2);
+    cr_assert_eq(o.io, IO_AUTO);
+    cr_assert_eq(o.splice, SPLICE_AUTO);
+    cr_assert_eq(o.workers, 0);
+    cr_assert_eq(o.connect_timeout_ms, 5000);
+    cr_assert_eq(o.idle_timeout_ms, 300000);
+    cr_assert_eq(o.max_connections, 0);
+    cr_assert_eq(o.log_level, LOG_LEVEL_INFO);
+}
+
+Test(options, every_flag)
+{
+    struct options o;
+    char err[256];
+
+    cr_assert_eq(PARSE(&o, err, "--listen", "127.0.0.1:1", "--listen=[::1]:2", "--backend",
+                       "[::1]:3", "--proxy-protocol", "v1", "--workers", "3", "--io", "epoll",
+                       "--splice", "never", "--connect-timeout", "250ms", "--idle-timeout", "2m",
+                       "--max-connections", "500", "--log-level", "debug"),
+                 OPTIONS_RUN, "%s", err);
+    cr_assert_eq(o.n_listen, 2);
+    cr_assert_eq(o.listen[1].sa.sa_family, AF_INET6);
+    cr_assert_eq(o.backend.sa.sa_family, AF_INET6);
+    cr_assert_eq(o.proxy, PROXY_V1);
+    cr_assert_eq(o.workers, 3);
+    cr_assert_eq(o.io, IO_EPOLL);
+    cr_assert_eq(o.splice, SPLICE_NEVER);
+    cr_assert_eq(o.connect_timeout_ms, 250);
+    cr_assert_eq(o.idle_timeout_ms, 120000);
+    cr_assert_eq(o.max_connections, 500);
+    cr_assert_eq(o.log_level, LOG_LEVEL_DEBUG);
+}
+
+Test(options, help_and_version)
+{
+    struct options o;
+    char err[256];
+
+    cr_assert_eq(PARSE(&o, err, "--help"), OPTIONS_HELP);
+    cr_assert_eq(PARSE(&o, err, "--listen", "1.2.3.4:5", "--version"), OPTIONS_VERSION);
+}
+
+struct bad {
+    const char *const argv[6];
+    const char *flag; /* the error line must start with this */
+};
+
+static const struct bad bads[] = {
+    {{"--listen", "foo", "--backend", "1.1.1.1:1"}, "--listen: 'foo'"},
+    {{"--listen", "127.0.0.1:0", "--backend", "1.1.1.1:1"}, "--listen: '127.0.0.1:0'"},
+    {{"--listen", "127.0.0.1:70000", "--backend", "1.1.1.1:1"}, "--listen: "},
+    {{"--listen", "127.0.0.1:1", "--backend", "x:1"}, "--backend: 'x:1'"},
+    {{"--listen", "127.0.0.1:1"}, "--backend: required"},
+    {{"--backend", "127.0.0.1:1"}, "--listen: required"},
+    {{"--bogus"}, "--bogus: unknown option"},
+    {{"--bogus", "1"}, "--bogus: unknown option"},
+    {{"--listen"}, "--listen: missing value"},
+    {{"--workers", "0"}, "--workers: '0'"},
+    {{"--workers", "two"}, "--workers: 'two'"},
+    {{"--connect-timeout", "xyz"}, "--connect-timeout: 'xyz'"},
+    {{"--connect-timeout", "0"}, "--connect-timeout: '0'"},
+    {{"--idle-timeout", "5y"}, "--idle-timeout: '5y'"},
+    {{"--io", "nope"}, "--io: 'nope'"},
+    {{"--proxy-protocol", "v3"}, "--proxy-protocol: 'v3'"},
+    {{"--splice", "sometimes"}, "--splice: 'sometimes'"},
+    {{"--log-level", "loud"}, "--log-level: 'loud'"},
+    {{"--max-connections", "-1"}, "--max-connections: '-1'"},
+    {{"stray"}, "stray: unexpected argument"},
+};
+
+Test(options, errors_name_the_flag)
+{
+    for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
+        char *argv[8] = {"ringrelay"};
+        struct options o;
+        char err[256] = "";
+        int argc = 1;
+
+        for (int k = 0; bads[i].argv[k]; k++)
+            argv[argc++] = (char *)bads[i].argv[k];
+        cr_assert_eq(options_parse(&o, argc, argv, err, sizeof(err)), -EINVAL, "case %zu", i);
+        cr_assert_eq(strncmp(err, bads[i].flag, strlen(bads[i].flag)), 0,
+                     "case %zu: '%s' does not start with '%s'", i, err, bads[i].flag);
+        cr_assert_null(strchr(err, '\n'), "one line");
+    }
+}
+
+Test(options, durations)
+{
+    static const struct {
+        const char *s;
+        uint32_t ms;
+    } ok[] = {{"0", 0}, {"7", 7000}, {"500ms", 500}, {"5s", 5000}, {"2m", 120000},
+              {"1h", 3600000}, {"4294967295ms", 4294967295u}};
+    static const char *const bad[] = {"", "s", "-1s", "1.5s", "5d", "5 s", "4294968s", "1hh"};
+    uint32_t ms;
+
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        cr_assert_eq(options_parse_duration(ok[i].s, &ms), 0, "%s", ok[i].s);
+        cr_assert_eq(ms, ok[i].ms, "%s", ok[i].s);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(options_parse_duration(bad[i], &ms), -EINVAL, "accepted '%s'", bad[i]);
+}
