@@ -14,7 +14,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define BUF_SIZE (16 * 1024)
+#define BUF_SIZE (16 * 1024U)
 #define BUF_HEADROOM 128 /* room to prepend the PROXY header: >= PROXY_HDR_MAX */
 #define BUF_STRIDE (BUF_SIZE + BUF_HEADROOM)
 #define BUF_NONE 0xffff

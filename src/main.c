@@ -131,8 +131,10 @@ static int start_workers(struct relay *r, const struct io_backend *io, sem_t *st
     int err;
 
     r->workers = calloc((size_t)r->n_workers, sizeof(*r->workers));
-    if (!fds || !r->workers)
+    if (!fds || !r->workers) {
+        free(fds);
         return -ENOMEM;
+    }
     for (int w = 0; w < r->n_workers; w++)
         for (int i = 0; i < OPTIONS_MAX_LISTEN; i++)
             fds[w][i] = -1;

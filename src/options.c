@@ -46,9 +46,9 @@ int options_parse_duration(const char *s, uint32_t *ms)
     else if (strcmp(p, "s") == 0 || *p == '\0')
         mult = 1000;
     else if (strcmp(p, "m") == 0)
-        mult = 60 * 1000;
+        mult = 60ULL * 1000;
     else if (strcmp(p, "h") == 0)
-        mult = 3600 * 1000;
+        mult = 3600ULL * 1000;
     else
         return -EINVAL;
     if (v * mult > UINT32_MAX)

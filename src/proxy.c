@@ -49,7 +49,7 @@ int proxy_v2_encode(uint8_t *buf, size_t cap, const struct sockaddr *src,
 
     if (cap < (size_t)V2_FIXED_LEN + alen)
         return -ENOSPC;
-    memcpy(buf, PROXY_V2_SIG, PROXY_V2_SIG_LEN);
+    memcpy(buf, PROXY_V2_SIG, PROXY_V2_SIG_LEN); // NOLINT(bugprone-not-null-terminated-result)
     buf[12] = fam == AF_UNSPEC ? V2_VERSION_LOCAL : V2_VERSION_PROXY;
     buf[13] = fam == AF_INET ? V2_FAM_TCP4 : fam == AF_INET6 ? V2_FAM_TCP6 : 0;
     put16(buf + 14, alen);

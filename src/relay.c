@@ -18,8 +18,8 @@
  * that filled a whole buffer: a bulk stream, not request/response. */
 #define SPLICE_AUTO_RUNS 8
 /* Bytes one splice pump moves before yielding to other connections. */
-#define SPLICE_BUDGET (1024 * 1024)
-#define PIPE_CAP (256 * 1024)
+#define SPLICE_BUDGET (1024 * 1024U)
+#define PIPE_CAP (256 * 1024U)
 
 static const char *const side_name[] = {"client", "backend"};
 
