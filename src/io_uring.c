@@ -204,6 +204,9 @@ static void ur_recv(struct worker *w, struct conn *c, int d)
     struct io_uring_sqe *sqe = sqe_get(w);
 
     io_uring_prep_recv(sqe, c->fd[d], NULL, BUF_SIZE, 0);
+    /* A recv is started when the last bytes went out, so the next ones are
+     * rarely there yet: arm the poll without a recv attempt that would fail. */
+    sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BUF_GROUP;
     io_uring_sqe_set_data64(sqe, ud_pack(conn_index(w, c), OP_RECV, d));
