@@ -1,0 +1,127 @@
+"""Real PROXY-protocol backends: nginx terminating TLS and HAProxy in TCP
+mode must both see the client's own address, in the response and in their logs."""
+
+import shutil
+import socket
+import ssl
+import subprocess
+
+import harness
+import peers
+from harness import check
+
+from .base import case, client, hostport, local, relay
+
+HTTP_GET = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+
+
+def https_get(ctx, dst, src):
+    """GET / over TLS (no verification) from src; returns (status, body, client port)."""
+    tls_ctx = ssl.create_default_context()
+    tls_ctx.check_hostname = False
+    tls_ctx.verify_mode = ssl.CERT_NONE
+    raw = client(ctx, dst, src, timeout=10)
+    port = local(raw)[1]
+    with tls_ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(HTTP_GET)
+        response = b""
+        while True:
+            try:
+                chunk = tls.recv(65536)
+            except ssl.SSLEOFError:
+                break
+            if not chunk:
+                break
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1] if head.startswith(b"HTTP/") else b"?"
+    return status.decode(), body.decode(errors="replace"), port
+
+
+def curl_get(dst, src):
+    """GET / with curl -k from interface src; returns (status, body)."""
+    url = f"https://{hostport(*dst)}/"
+    p = subprocess.run(["curl", "-sk", "--max-time", "10", "--interface", src,
+                        "-o", "-", "-w", "\n%{http_code}", url],
+                       capture_output=True, timeout=20)
+    out = p.stdout.decode(errors="replace")
+    body, _, status = out.rpartition("\n")
+    check(p.returncode == 0, f"curl {url} from {src} exited {p.returncode}: {p.stderr!r}")
+    return status, body
+
+
+def expect_body(status, body, src, how):
+    check(status == "200", f"{how} from {src}: HTTP status {status}")
+    check(body == src + "\n", f"{how} from {src}: nginx answered {body!r}, want {src!r}")
+
+
+def wait_log(read_lines, count, what):
+    return harness.wait_until(lambda: len(read_lines()) >= count and read_lines(), 10,
+                              f"{count} lines in {what}")
+
+
+@case("nginx_tls_backend", budget=90)
+def nginx_tls_backend(ctx):
+    """Relay on 127.0.0.1 and [::1] to nginx's IPv4 proxy_protocol listener."""
+    nginx = harness.Nginx(ctx, ctx.session_dir)
+    port = harness.free_port()
+    relay(ctx, [("127.0.0.1", port), ("::1", port)], ("127.0.0.1", nginx.port4))
+    expected = []  # (client address, client port or None)
+    for src, dst in (("127.0.0.2", "127.0.0.1"), ("::1", "::1")):
+        status, body, cport = https_get(ctx, (dst, port), src)
+        expect_body(status, body, src, "python TLS")
+        expected.append((src, cport))
+    if shutil.which("curl"):
+        status, body = curl_get(("127.0.0.1", port), "127.0.0.3")
+        expect_body(status, body, "127.0.0.3", "curl")
+        expected.append(("127.0.0.3", None))
+    else:
+        status, body, cport = https_get(ctx, ("127.0.0.1", port), "127.0.0.3")
+        expect_body(status, body, "127.0.0.3", "python TLS")
+        expected.append(("127.0.0.3", cport))
+    lines = wait_log(nginx.access_lines, len(expected), "nginx access log")
+    check(len(lines) == len(expected), f"nginx logged {len(lines)} requests: {lines}")
+    for line, (src, cport) in zip(lines, expected):
+        fields = line.split()
+        check(fields[0] == src, f"nginx access log has {fields[0]}, want {src}: {line!r}")
+        if cport is not None:
+            check(fields[1] == str(cport), f"nginx logged port {fields[1]}, want {cport}")
+        check(fields[2] == "127.0.0.1", f"nginx saw the relay as {fields[2]}: {line!r}")
+
+
+@case("nginx_tls_backend_ipv6", budget=90)
+def nginx_tls_backend_ipv6(ctx):
+    """The relay reaching its backend over IPv6 ([::1]) carries a v4 client."""
+    nginx = harness.Nginx(ctx, ctx.session_dir)
+    port = harness.free_port()
+    relay(ctx, [("127.0.0.1", port)], ("::1", nginx.port6))
+    status, body, cport = https_get(ctx, ("127.0.0.1", port), "127.0.0.2")
+    expect_body(status, body, "127.0.0.2", "python TLS")
+    lines = wait_log(nginx.access_lines, 1, "nginx access log")
+    fields = lines[0].split()
+    check(fields[:2] == ["127.0.0.2", str(cport)], f"nginx logged {lines[0]!r}")
+    check(fields[2] == "::1", f"nginx saw the relay as {fields[2]}, want ::1")
+
+
+@case("haproxy_accept_proxy", budget=60)
+def haproxy_accept_proxy(ctx):
+    echo = peers.PlainEcho()
+    ctx.on_cleanup(echo.close)
+    hap = harness.HAProxy(ctx, echo.port)
+    port = harness.free_port()
+    relay(ctx, [("127.0.0.1", port), ("::1", port)], ("127.0.0.1", hap.port4))
+    expected = []
+    for src, dst in (("127.0.0.2", "127.0.0.1"), ("::1", "::1")):
+        c = client(ctx, (dst, port), src)
+        cport = local(c)[1]
+        c.sendall(b"ping through haproxy\n")
+        check(peers.recv_exact(c, 21) == b"ping through haproxy\n",
+              f"echo through haproxy from {src} failed")
+        c.shutdown(socket.SHUT_WR)
+        check(peers.recv_to_eof(c) == b"", f"data after echo from {src}")
+        c.close()
+        expected.append(f"src={src}:{cport} dst={dst}:{port}")
+    lines = wait_log(hap.log_lines, len(expected), "HAProxy log")
+    for want in expected:
+        check(any(want in line for line in lines),
+              f"HAProxy log lacks '{want}': {lines}")

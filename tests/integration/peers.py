@@ -1,0 +1,529 @@
+"""Python peers for the integration suite: PROXY header encoding and parsing,
+a raw listener the tests drive by hand, and load helpers that run in their own
+process (`python3 peers.py integrity-backend ...`) and report JSON on stdout."""
+
+import argparse
+import asyncio
+import hashlib
+import ipaddress
+import json
+import os
+import queue
+import random
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+
+PP2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+PP2_CMD_PROXY = 0x21
+PP2_TCP4 = 0x11
+PP2_TCP6 = 0x21
+
+
+def _plain_ip(ip):
+    """'::ffff:1.2.3.4' -> '1.2.3.4'; anything else unchanged (scope dropped)."""
+    addr = ipaddress.ip_address(ip.split("%")[0])
+    if addr.version == 6 and addr.ipv4_mapped:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+def proxy_v2(src, dst):
+    """The PROXY v2 header a relay must send for a client at src that connected
+    to dst; both are (ip, port). TCP4 when both are IPv4 (or v4-mapped)."""
+    s, d = ipaddress.ip_address(_plain_ip(src[0])), ipaddress.ip_address(_plain_ip(dst[0]))
+    if s.version == 4 and d.version == 4:
+        body = s.packed + d.packed + struct.pack("!HH", src[1], dst[1])
+        fam = PP2_TCP4
+    else:
+        s6 = s if s.version == 6 else ipaddress.IPv6Address("::ffff:" + str(s))
+        d6 = d if d.version == 6 else ipaddress.IPv6Address("::ffff:" + str(d))
+        body = s6.packed + d6.packed + struct.pack("!HH", src[1], dst[1])
+        fam = PP2_TCP6
+    return PP2_SIGNATURE + bytes([PP2_CMD_PROXY, fam]) + struct.pack("!H", len(body)) + body
+
+
+def proxy_v1(src, dst):
+    s, d = _plain_ip(src[0]), _plain_ip(dst[0])
+    fam = "TCP4" if ipaddress.ip_address(s).version == 4 else "TCP6"
+    return f"PROXY {fam} {s} {d} {src[1]} {dst[1]}\r\n".encode()
+
+
+def parse_proxy_header(data):
+    """Parse a PROXY v1 or v2 header at the start of data.
+
+    Returns (consumed, info) with info a dict (version, family, src, dst), or
+    (-1, None) if more bytes are needed. Raises ValueError if malformed."""
+    if not data:
+        return -1, None
+    if data[:1] == b"\r":
+        if len(data) < 16:
+            return -1, None
+        if data[:12] != PP2_SIGNATURE:
+            raise ValueError(f"bad v2 signature {data[:12]!r}")
+        length = struct.unpack("!H", data[14:16])[0]
+        if len(data) < 16 + length:
+            return -1, None
+        cmd, fam, body = data[12], data[13], data[16:16 + length]
+        info = {"version": 2, "command": cmd, "family": fam}
+        if fam == PP2_TCP4 and length >= 12:
+            info["src"] = (str(ipaddress.IPv4Address(body[0:4])), struct.unpack("!H", body[8:10])[0])
+            info["dst"] = (str(ipaddress.IPv4Address(body[4:8])), struct.unpack("!H", body[10:12])[0])
+        elif fam == PP2_TCP6 and length >= 36:
+            info["src"] = (str(ipaddress.IPv6Address(body[0:16])), struct.unpack("!H", body[32:34])[0])
+            info["dst"] = (str(ipaddress.IPv6Address(body[16:32])), struct.unpack("!H", body[34:36])[0])
+        return 16 + length, info
+    if data[:1] == b"P":
+        end = data.find(b"\r\n")
+        if end == -1:
+            if len(data) > 107:
+                raise ValueError("v1 header longer than 107 bytes")
+            return -1, None
+        parts = data[:end].decode("ascii").split(" ")
+        if parts[0] != "PROXY" or len(parts) != 6:
+            raise ValueError(f"bad v1 header {data[:end]!r}")
+        info = {"version": 1, "family": parts[1], "src": (parts[2], int(parts[4])),
+                "dst": (parts[3], int(parts[5]))}
+        return end + 2, info
+    raise ValueError(f"no PROXY header: {data[:16]!r}")
+
+
+def read_proxy_header(sock):
+    """Read one PROXY header from sock; returns (header bytes, info, bytes after it)."""
+    data = b""
+    while True:
+        consumed, info = parse_proxy_header(data)
+        if consumed >= 0:
+            return data[:consumed], info, data[consumed:]
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ValueError(f"EOF inside PROXY header after {len(data)} bytes: {data!r}")
+        data += chunk
+
+
+def recv_exact(sock, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(n - len(buf), 1 << 20))
+        if not chunk:
+            raise EOFError(f"EOF after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_to_eof(sock, limit=1 << 30):
+    """Read until EOF; returns the bytes. A reset propagates as ConnectionResetError."""
+    buf = bytearray()
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+        if len(buf) > limit:
+            raise ValueError(f"more than {limit} bytes before EOF")
+
+
+def connect(dst, src=None, timeout=5.0):
+    """A TCP connection to dst (ip, port), from source address src if given."""
+    family = socket.AF_INET6 if ":" in dst[0] else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        if src:
+            s.bind((src, 0))
+        s.connect(dst)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def set_linger_reset(sock):
+    """Make close() send a RST instead of a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+class Listener:
+    """A raw TCP listener; a thread accepts and queues the connections so a
+    test can take them in order with a bounded wait."""
+
+    def __init__(self, host="127.0.0.1", port=0, backlog=128, timeout=10.0):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(backlog)
+        self.addr = self.sock.getsockname()[:2]
+        self.port = self.addr[1]
+        self.timeout = timeout
+        self.conns = queue.Queue()
+        self.accepted = []
+        self.closed = False
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while not self.closed:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            c.settimeout(self.timeout)
+            self.accepted.append(c)
+            self.conns.put(c)
+
+    def accept(self, timeout=5.0):
+        try:
+            return self.conns.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no connection reached the backend within {timeout:g}s") from None
+
+    def pending(self):
+        return self.conns.qsize()
+
+    def close(self):
+        self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        for c in self.accepted:
+            c.close()
+
+
+class PlainEcho:
+    """A threaded echo server without PROXY header handling (for behind HAProxy)."""
+
+    def __init__(self, host="127.0.0.1"):
+        self.listener = Listener(host)
+        self.port = self.listener.port
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while not self.listener.closed:
+            try:
+                c = self.listener.accept(timeout=0.5)
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._echo, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _echo(c):
+        try:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    break
+                c.sendall(data)
+            c.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        self.listener.close()
+
+
+class Streamer:
+    """Sends and receives on sock at the same time until each direction ends,
+    recording how (EOF, error name) and when; used to watch a reset propagate."""
+
+    def __init__(self, sock, chunk=65536):
+        self.sock = sock
+        self.block = os.urandom(chunk)
+        self.sent = 0
+        self.received = 0
+        self.send_end = None  # (monotonic time, outcome)
+        self.recv_end = None
+        self.stopping = False
+        self.threads = [threading.Thread(target=self._send, daemon=True),
+                        threading.Thread(target=self._recv, daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _send(self):
+        try:
+            while not self.stopping:
+                self.sock.sendall(self.block)
+                self.sent += len(self.block)
+            outcome = "stopped"
+        except OSError as e:
+            outcome = type(e).__name__
+        self.send_end = (time.monotonic(), outcome)
+
+    def _recv(self):
+        try:
+            while True:
+                data = self.sock.recv(1 << 18)
+                if not data:
+                    outcome = "EOF"
+                    break
+                self.received += len(data)
+        except OSError as e:
+            outcome = type(e).__name__
+        self.recv_end = (time.monotonic(), outcome)
+
+    def join(self, timeout):
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return all(not t.is_alive() for t in self.threads)
+
+
+# ---------------------------------------------------------------------------
+# Load helpers, each run in its own process.
+
+def _random_block(size):
+    return memoryview(os.urandom(size))
+
+
+def _chunk_size(rng, max_chunk):
+    """Log-uniform in [1, max_chunk]: many small writes and some large ones."""
+    return min(max_chunk, int(2 ** rng.uniform(0, max_chunk.bit_length())))
+
+
+def _send_stream(sock, nbytes, block, max_chunk, rng):
+    digest = hashlib.sha256()
+    sent = 0
+    while sent < nbytes:
+        size = min(_chunk_size(rng, max_chunk), nbytes - sent)
+        off = rng.randrange(0, len(block) - size)
+        chunk = block[off:off + size]
+        sock.sendall(chunk)
+        digest.update(chunk)
+        sent += size
+    sock.shutdown(socket.SHUT_WR)
+    return sent, digest.hexdigest()
+
+
+def _recv_stream(sock, max_chunk, rng, already=b""):
+    digest = hashlib.sha256(already)
+    got = len(already)
+    buf = bytearray(max_chunk)
+    view = memoryview(buf)
+    while True:
+        n = sock.recv_into(view, _chunk_size(rng, max_chunk))
+        if n == 0:
+            return got, digest.hexdigest()
+        digest.update(view[:n])
+        got += n
+
+
+def _pump(sock, nbytes, block, max_chunk, seed, already=b""):
+    """Send nbytes and receive until EOF at the same time; returns a result dict."""
+    result = {}
+
+    def sender():
+        try:
+            result["sent"], result["sent_sha"] = _send_stream(
+                sock, nbytes, block, max_chunk, random.Random(seed))
+        except Exception as e:  # reported to the driver, which fails the test
+            result["send_error"] = repr(e)
+
+    t = threading.Thread(target=sender)
+    t.start()
+    try:
+        result["recv"], result["recv_sha"] = _recv_stream(
+            sock, max_chunk, random.Random(seed + 1), already)
+    except Exception as e:
+        result["recv_error"] = repr(e)
+    t.join()
+    sock.close()
+    return result
+
+
+def _emit(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def integrity_backend(args):
+    """Accept args.conns connections; for each strip the PROXY header, then send
+    args.bytes while receiving to EOF. Results are keyed by the client's port
+    as the header gave it."""
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(args.conns)
+    lsock.settimeout(args.timeout)
+    block = _random_block(args.block)
+    _emit({"port": lsock.getsockname()[1]})
+    results, threads = {}, []
+
+    def serve(c, n):
+        c.settimeout(args.timeout)
+        try:
+            _, info, rest = read_proxy_header(c)
+        except Exception as e:
+            results[f"bad{n}"] = {"header_error": repr(e)}
+            c.close()
+            return
+        key = str(info.get("src", ("?", n))[1])
+        results[key] = dict(_pump(c, args.bytes, block, args.max_chunk, 1000 + n, rest),
+                            src=info.get("src"), dst=info.get("dst"))
+
+    for n in range(args.conns):
+        try:
+            c, _ = lsock.accept()
+        except OSError as e:
+            results["accept_error"] = repr(e)
+            break
+        t = threading.Thread(target=serve, args=(c, n))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    _emit({"results": results})
+
+
+def integrity_client(args):
+    """Open args.conns connections to the relay at once, each sending
+    args.bytes while receiving to EOF. Results are keyed by local port."""
+    host, port = args.target.rsplit(":", 1)
+    block = _random_block(args.block)
+    results, threads = {}, []
+
+    def run(n):
+        try:
+            s = connect((host, int(port)), args.source, args.timeout)
+        except Exception as e:
+            results[f"connect{n}"] = {"connect_error": repr(e)}
+            return
+        key = str(s.getsockname()[1])
+        results[key] = _pump(s, args.bytes, block, args.max_chunk, 2000 + n)
+
+    for n in range(args.conns):
+        t = threading.Thread(target=run, args=(n,))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    _emit({"results": results})
+
+
+async def _read_header_async(reader):
+    data = b""
+    while True:
+        consumed, info = parse_proxy_header(data)
+        if consumed >= 0:
+            return info, data[consumed:]
+        chunk = await reader.read(4096)
+        if not chunk:
+            raise ValueError("EOF inside PROXY header")
+        data += chunk
+
+
+def echo_backend(args):
+    """Strip the PROXY header, echo everything until EOF, then close. Runs until
+    SIGTERM, then prints its counters."""
+    stats = {"accepted": 0, "headers": 0, "bad_headers": 0, "open": 0, "max_open": 0}
+
+    async def handle(reader, writer):
+        stats["accepted"] += 1
+        stats["open"] += 1
+        stats["max_open"] = max(stats["max_open"], stats["open"])
+        try:
+            info, rest = await _read_header_async(reader)
+            stats["headers"] += 1 if info.get("src") else 0
+            if rest:
+                writer.write(rest)
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+        except ValueError:
+            stats["bad_headers"] += 1
+            writer.close()
+        except OSError:
+            writer.close()
+        finally:
+            stats["open"] -= 1
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        _emit({"port": server.sockets[0].getsockname()[1]})
+        await stop.wait()
+        server.close()
+        _emit({"stats": stats})
+
+    asyncio.run(main())
+
+
+def churn_client(args):
+    """args.total short connections, args.concurrency at a time: each sends a
+    unique line, reads its echo, half-closes and waits for the relay's EOF."""
+    host, port = args.target.rsplit(":", 1)
+    counts = {"ok": 0, "failed": 0}
+    errors = {}
+
+    async def one(i):
+        msg = b"%015d\n" % i
+        reader = writer = None
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(msg)
+            echo = await reader.readexactly(len(msg))
+            if echo != msg:
+                raise ValueError("echo mismatch")
+            writer.write_eof()
+            if await reader.read(1):
+                raise ValueError("data after echo")
+            counts["ok"] += 1
+        except Exception as e:
+            counts["failed"] += 1
+            name = type(e).__name__
+            errors[name] = errors.get(name, 0) + 1
+        finally:
+            if writer:
+                writer.close()
+
+    async def worker(ids):
+        for i in ids:
+            try:
+                await asyncio.wait_for(one(i), args.timeout)
+            except asyncio.TimeoutError:
+                counts["failed"] += 1
+                errors["Timeout"] = errors.get("Timeout", 0) + 1
+
+    async def main():
+        start = time.monotonic()
+        ids = iter(range(args.total))
+        tasks = [asyncio.create_task(worker(ids)) for _ in range(args.concurrency)]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        _emit({"done": dict(counts, errors=errors, elapsed=time.monotonic() - start)})
+
+    asyncio.run(main())
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("integrity-backend", "integrity-client"):
+        q = sub.add_parser(name)
+        q.add_argument("--conns", type=int, default=16)
+        q.add_argument("--bytes", type=int, default=1 << 24)
+        q.add_argument("--block", type=int, default=8 << 20)
+        q.add_argument("--max-chunk", type=int, default=1 << 18)
+        q.add_argument("--timeout", type=float, default=60)
+        q.add_argument("--target")
+        q.add_argument("--source")
+    sub.add_parser("echo-backend")
+    q = sub.add_parser("churn-client")
+    q.add_argument("--target", required=True)
+    q.add_argument("--total", type=int, default=20000)
+    q.add_argument("--concurrency", type=int, default=200)
+    q.add_argument("--timeout", type=float, default=10)
+    args = p.parse_args()
+    {"integrity-backend": integrity_backend, "integrity-client": integrity_client,
+     "echo-backend": echo_backend, "churn-client": churn_client}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
