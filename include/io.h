@@ -23,6 +23,10 @@ struct io_backend {
     void (*connect)(struct worker *w, struct conn *c, const struct sockaddr *sa);
     /* Receive into a buffer the back end picks from the worker's pool. */
     void (*recv)(struct worker *w, struct conn *c, int d);
+    /* Whether fd[d] can be spliced now: no recv of the back end's is armed
+     * on it and nothing it read ahead is waiting. If not, the back end works
+     * towards it and the relay keeps receiving meanwhile. */
+    int (*recv_idle)(struct worker *w, struct conn *c, int d);
     /* Send relay_send_span(c, d) to fd[!d]. */
     void (*send)(struct worker *w, struct conn *c, int d);
     /* Wait until fd[d] is readable; drained says the caller has just seen

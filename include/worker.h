@@ -59,8 +59,14 @@ struct conn {
     uint8_t timer_kind;
     uint8_t hdr_len, hdr_sent;
     uint8_t aborting;
-    uint16_t io_flags[2]; /* the back end's own per-fd state */
-    int io_err;           /* the back end's own: an immediate connect result */
+    /* The back end's own state, per side: epoll keeps readiness in io_flags
+     * and an immediate connect result in io_res[SIDE_BACKEND]; io_uring keeps
+     * the buffers its multishot recv got before the relay asked for them
+     * (io_stash: first and last, chained through the back end's own table)
+     * and the result that ended the recv (io_res). */
+    uint16_t io_flags[2];
+    uint16_t io_stash[2][2];
+    int32_t io_res[2];
     struct dir dir[2];
     union sockaddr_inet peer;
     uint8_t hdr[PROXY_HDR_MAX];

@@ -28,7 +28,7 @@
 #define W_SEND 0x020  /* dir !side: send wanted */
 #define W_POUT 0x040  /* dir !side: writability wanted */
 #define W_CONN 0x080  /* connect in progress */
-#define CONN_NOW 0x100 /* connect finished inside connect(2): result in io_err */
+#define CONN_NOW 0x100 /* connect finished inside connect(2): result in io_res */
 #define QUEUED 0x200
 #define WANTS (W_RECV | W_PIN | W_SEND | W_POUT | W_CONN)
 
@@ -165,10 +165,10 @@ static void ep_connect(struct worker *w, struct conn *c, const struct sockaddr *
 
     *f |= W_CONN;
     if (connect(c->fd[SIDE_BACKEND], sa, addr_len(sa)) == 0) {
-        c->io_err = 0;
+        c->io_res[SIDE_BACKEND] = 0;
         *f |= CONN_NOW;
     } else if (errno != EINPROGRESS) {
-        c->io_err = errno;
+        c->io_res[SIDE_BACKEND] = errno;
         *f |= CONN_NOW;
     }
     /* Registered only now: a socket not yet connecting reports itself
@@ -181,6 +181,12 @@ static void ep_recv(struct worker *w, struct conn *c, int d)
 {
     c->io_flags[d] |= W_RECV;
     kick(w, c, d);
+}
+
+/* Nothing is read ahead here: splice may start at any time. */
+static int ep_recv_idle(struct worker *w, struct conn *c, int d)
+{
+    return 1;
 }
 
 static void ep_send(struct worker *w, struct conn *c, int d)
@@ -233,7 +239,7 @@ static void do_connect(struct worker *w, struct conn *c)
     socklen_t len = sizeof(err);
 
     if (*f & CONN_NOW)
-        err = c->io_err;
+        err = c->io_res[SIDE_BACKEND];
     else if (getsockopt(c->fd[SIDE_BACKEND], SOL_SOCKET, SO_ERROR, &err, &len) == -1)
         err = errno;
     *f &= (uint16_t)~(W_CONN | CONN_NOW);
@@ -395,6 +401,7 @@ const struct io_backend io_epoll_backend = {
     .attach = ep_attach,
     .connect = ep_connect,
     .recv = ep_recv,
+    .recv_idle = ep_recv_idle,
     .send = ep_send,
     .poll_in = ep_poll_in,
     .poll_out = ep_poll_out,

@@ -1,7 +1,12 @@
-/* io_uring back end: multishot accept, connect, buffer-selected recv from a
+/* io_uring back end: multishot accept, connect, multishot recv into a
  * per-worker provided-buffer ring, send, and poll for the splice path.
- * user_data packs (connection index, op, direction): nothing is allocated
- * per operation. */
+ * user_data packs (connection index, generation, op, direction): nothing is
+ * allocated per operation.
+ *
+ * The relay asks for one recv result at a time. A multishot recv stays armed
+ * between asks; what it delivers while the relay is busy sending goes to a
+ * small per-direction stash, and a full stash stops the recv (backpressure)
+ * until the relay has taken it. */
 #include "io.h"
 
 #include "log.h"
@@ -21,17 +26,44 @@
 
 enum uring_op { OP_IGNORE, OP_ACCEPT, OP_CONNECT, OP_RECV, OP_SEND, OP_POLL };
 
+/* Per-direction recv state in conn->io_flags[d]; bits 8-15 count the
+ * stashed buffers. */
+#define R_ARMED 0x01    /* a recv on fd[d] is in the kernel */
+#define R_MULTI 0x02    /* ... and it is multishot */
+#define R_STOPPING 0x04 /* we asked the kernel to end that multishot */
+#define R_ASKED 0x08    /* the relay waits for one result */
+#define R_END 0x10      /* io_res[d] holds the result that ended the stream */
+#define R_READY 0x20    /* on the ready list */
+#define R_SINGLE 0x40   /* single-shot from now on: the relay wants to splice */
+#define STASH_ONE 0x100
+#define STASH_MAX 2
+
 struct uring_state {
     struct io_uring ring;
     struct io_uring_buf_ring *br;
     size_t br_bytes;
     unsigned br_mask;
+    int multishot;     /* multishot recv is available */
+    uint16_t *next;    /* stash chains, by buffer id */
+    uint32_t *len;     /* bytes in a stashed buffer */
+    uint64_t *ready;   /* directions with an ask the stash can answer */
+    size_t n_ready, cap_ready;
     uint8_t accept_armed[OPTIONS_MAX_LISTEN];
 };
 
-static inline uint64_t ud_pack(uint32_t idx, enum uring_op op, int d)
+static inline uint64_t ud_pack(uint32_t idx, uint32_t gen, enum uring_op op, int d)
 {
-    return (uint64_t)idx << 32 | (uint64_t)d << 8 | (uint64_t)op;
+    return (uint64_t)idx << 32 | (uint64_t)(gen & 0xffff) << 16 | (uint64_t)d << 8 | (uint64_t)op;
+}
+
+static inline uint64_t ud_conn(struct worker *w, struct conn *c, enum uring_op op, int d)
+{
+    return ud_pack(conn_index(w, c), c->gen, op, d);
+}
+
+static inline unsigned stash_count(uint16_t f)
+{
+    return f >> 8;
 }
 
 static inline struct uring_state *st_of(struct worker *w)
@@ -52,7 +84,8 @@ static struct io_uring_sqe *sqe_get(struct worker *w)
     return sqe;
 }
 
-static int ring_setup(struct io_uring *ring)
+/* Sets up a ring with the best flags this kernel takes; *flags gets them. */
+static int ring_setup(struct io_uring *ring, unsigned *flags)
 {
     static const unsigned flag_sets[] = {
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
@@ -67,8 +100,10 @@ static int ring_setup(struct io_uring *ring)
         p.flags = flag_sets[i] | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
         p.cq_entries = CQ_ENTRIES;
         ret = io_uring_queue_init_params(RING_ENTRIES, ring, &p);
-        if (ret == 0)
+        if (ret == 0) {
+            *flags = flag_sets[i];
             break;
+        }
         if (ret != -EINVAL)
             return ret;
     }
@@ -118,6 +153,9 @@ static void ur_fini(struct worker *w)
     io_uring_queue_exit(&st->ring);
     if (st->br)
         munmap(st->br, st->br_bytes);
+    free(st->next);
+    free(st->len);
+    free(st->ready);
     free(st);
     w->io_state = NULL;
 }
@@ -125,16 +163,27 @@ static void ur_fini(struct worker *w)
 static int ur_init(struct worker *w)
 {
     struct uring_state *st = calloc(1, sizeof(*st));
+    unsigned flags = 0;
     int ret;
 
     if (!st)
         return -ENOMEM;
-    ret = ring_setup(&st->ring);
+    ret = ring_setup(&st->ring, &flags);
     if (ret < 0) {
         free(st);
         return ret;
     }
     w->io_state = st;
+    /* Kernels with DEFER_TASKRUN (6.1) all have multishot recv (6.0). */
+    st->multishot = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+    st->next = calloc(w->n_bufs, sizeof(*st->next));
+    st->len = calloc(w->n_bufs, sizeof(*st->len));
+    st->cap_ready = 1024;
+    st->ready = malloc(st->cap_ready * sizeof(*st->ready));
+    if (!st->next || !st->len || !st->ready) {
+        ur_fini(w);
+        return -ENOMEM;
+    }
     ret = buf_ring_setup(w, st);
     if (ret < 0) {
         ur_fini(w);
@@ -148,8 +197,9 @@ static int ur_init(struct worker *w)
 int io_uring_usable(void)
 {
     struct io_uring ring;
+    unsigned flags;
 
-    if (ring_setup(&ring) < 0)
+    if (ring_setup(&ring, &flags) < 0)
         return 0;
     io_uring_queue_exit(&ring);
     return 1;
@@ -167,7 +217,7 @@ static void ur_accept_start(struct worker *w)
         sqe = sqe_get(w);
         io_uring_prep_multishot_accept(sqe, w->listen_fd[i], NULL, NULL,
                                        SOCK_NONBLOCK | SOCK_CLOEXEC);
-        io_uring_sqe_set_data64(sqe, ud_pack((uint32_t)i, OP_ACCEPT, 0));
+        io_uring_sqe_set_data64(sqe, ud_pack((uint32_t)i, 0, OP_ACCEPT, 0));
         st->accept_armed[i] = 1;
     }
 }
@@ -182,8 +232,8 @@ static void ur_accept_stop(struct worker *w)
         if (!st->accept_armed[i])
             continue;
         sqe = sqe_get(w);
-        io_uring_prep_cancel64(sqe, ud_pack((uint32_t)i, OP_ACCEPT, 0), 0);
-        io_uring_sqe_set_data64(sqe, ud_pack(0, OP_IGNORE, 0));
+        io_uring_prep_cancel64(sqe, ud_pack((uint32_t)i, 0, OP_ACCEPT, 0), 0);
+        io_uring_sqe_set_data64(sqe, ud_pack(0, 0, OP_IGNORE, 0));
     }
 }
 
@@ -196,20 +246,181 @@ static void ur_connect(struct worker *w, struct conn *c, const struct sockaddr *
     struct io_uring_sqe *sqe = sqe_get(w);
 
     io_uring_prep_connect(sqe, c->fd[SIDE_BACKEND], sa, addr_len(sa));
-    io_uring_sqe_set_data64(sqe, ud_pack(conn_index(w, c), OP_CONNECT, 0));
+    io_uring_sqe_set_data64(sqe, ud_conn(w, c, OP_CONNECT, 0));
 }
 
-static void ur_recv(struct worker *w, struct conn *c, int d)
+static void ur_buf_put(struct worker *w, uint16_t bid);
+
+static void recv_arm(struct worker *w, struct conn *c, int d)
 {
     struct io_uring_sqe *sqe = sqe_get(w);
+    int multi = st_of(w)->multishot && !(c->io_flags[d] & R_SINGLE);
 
-    io_uring_prep_recv(sqe, c->fd[d], NULL, BUF_SIZE, 0);
-    /* A recv is started when the last bytes went out, so the next ones are
-     * rarely there yet: arm the poll without a recv attempt that would fail. */
+    if (multi)
+        io_uring_prep_recv_multishot(sqe, c->fd[d], NULL, 0, 0);
+    else
+        io_uring_prep_recv(sqe, c->fd[d], NULL, BUF_SIZE, 0);
+    /* Armed when the last bytes went out, so the next ones are rarely there
+     * yet: poll without a recv attempt that would fail. */
     sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BUF_GROUP;
-    io_uring_sqe_set_data64(sqe, ud_pack(conn_index(w, c), OP_RECV, d));
+    io_uring_sqe_set_data64(sqe, ud_conn(w, c, OP_RECV, d));
+    c->io_flags[d] |= (uint16_t)(R_ARMED | (multi ? R_MULTI : 0));
+}
+
+static void recv_stop(struct worker *w, struct conn *c, int d)
+{
+    uint16_t *f = &c->io_flags[d];
+    struct io_uring_sqe *sqe;
+
+    if ((*f & (R_ARMED | R_MULTI | R_STOPPING)) != (R_ARMED | R_MULTI))
+        return;
+    sqe = sqe_get(w);
+    io_uring_prep_cancel64(sqe, ud_conn(w, c, OP_RECV, d), 0);
+    io_uring_sqe_set_data64(sqe, ud_pack(0, 0, OP_IGNORE, 0));
+    *f |= R_STOPPING;
+}
+
+static void stash_push(struct worker *w, struct conn *c, int d, uint16_t bid, uint32_t len)
+{
+    struct uring_state *st = st_of(w);
+
+    st->len[bid] = len;
+    if (stash_count(c->io_flags[d]))
+        st->next[c->io_stash[d][1]] = bid;
+    else
+        c->io_stash[d][0] = bid;
+    c->io_stash[d][1] = bid;
+    c->io_flags[d] = (uint16_t)(c->io_flags[d] + STASH_ONE);
+}
+
+static uint16_t stash_pop(struct worker *w, struct conn *c, int d)
+{
+    uint16_t bid = c->io_stash[d][0];
+
+    c->io_stash[d][0] = st_of(w)->next[bid];
+    c->io_flags[d] = (uint16_t)(c->io_flags[d] - STASH_ONE);
+    return bid;
+}
+
+static void ready_push(struct worker *w, struct conn *c, int d)
+{
+    struct uring_state *st = st_of(w);
+
+    if (c->io_flags[d] & R_READY)
+        return;
+    if (st->n_ready == st->cap_ready) {
+        uint64_t *q = realloc(st->ready, 2 * st->cap_ready * sizeof(*q));
+        if (!q) {
+            log_error("worker %d: out of memory for the ready list", w->id);
+            abort();
+        }
+        st->ready = q;
+        st->cap_ready *= 2;
+    }
+    c->io_flags[d] |= R_READY;
+    st->ready[st->n_ready++] = (uint64_t)c->gen << 32 | (uint64_t)conn_index(w, c) << 1 |
+                               (uint64_t)d;
+}
+
+static void deliver(struct worker *w, struct conn *c, int d, int res, uint16_t bid)
+{
+    c->io_flags[d] &= (uint16_t)~R_ASKED;
+    relay_on_recv(w, c, d, res, bid);
+}
+
+/* The relay asks for one result: from the stash if it has one, else from
+ * the recv already armed, else from a new one. */
+static void ur_recv(struct worker *w, struct conn *c, int d)
+{
+    uint16_t *f = &c->io_flags[d];
+
+    *f |= R_ASKED;
+    if (stash_count(*f) || (*f & R_END))
+        return ready_push(w, c, d);
+    if (!(*f & R_ARMED))
+        recv_arm(w, c, d);
+}
+
+/* The relay wants to splice fd[d]: only safe with no recv armed and nothing
+ * stashed. Until then it keeps asking, and no multishot is armed again. */
+static int ur_recv_idle(struct worker *w, struct conn *c, int d)
+{
+    uint16_t *f = &c->io_flags[d];
+
+    *f |= R_SINGLE;
+    if (*f & R_ARMED) {
+        recv_stop(w, c, d);
+        return 0;
+    }
+    return !stash_count(*f) && !(*f & R_END);
+}
+
+static void on_recv_cqe(struct worker *w, struct conn *c, int d, const struct io_uring_cqe *cqe)
+{
+    uint16_t *f = &c->io_flags[d];
+    int stopping = *f & R_STOPPING, asked = (*f & R_ASKED) && !stash_count(*f);
+    uint16_t bid = cqe->flags & IORING_CQE_F_BUFFER
+                       ? (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT)
+                       : BUF_NONE;
+
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        *f &= (uint16_t)~(R_ARMED | R_MULTI | R_STOPPING);
+    if (cqe->res > 0) {
+        if (asked)
+            return deliver(w, c, d, cqe->res, bid);
+        if (c->state == CONN_CLOSING)
+            return ur_buf_put(w, bid);
+        stash_push(w, c, d, bid, (uint32_t)cqe->res);
+        if (stash_count(*f) >= STASH_MAX)
+            recv_stop(w, c, d);
+        return;
+    }
+    if (bid != BUF_NONE)
+        ur_buf_put(w, bid);
+    if (cqe->res == -ECANCELED && stopping && c->state != CONN_CLOSING) {
+        /* Our own stop: the stream goes on. */
+        if (asked)
+            recv_arm(w, c, d);
+        return;
+    }
+    if (asked)
+        return deliver(w, c, d, cqe->res, BUF_NONE);
+    if (c->state != CONN_CLOSING) {
+        c->io_res[d] = cqe->res;
+        *f |= R_END;
+    }
+}
+
+/* Answers asks from the stash; runs after each batch of completions. */
+static void run_ready(struct worker *w)
+{
+    struct uring_state *st = st_of(w);
+
+    for (size_t i = 0; i < st->n_ready; i++) {
+        uint64_t t = st->ready[i];
+        int d = (int)(t & 1);
+        struct conn *c = conn_lookup(w, (uint32_t)(t >> 1) & 0x7fffffff, (uint32_t)(t >> 32));
+        uint16_t *f;
+
+        if (!c)
+            continue;
+        f = &c->io_flags[d];
+        *f &= (uint16_t)~R_READY;
+        if (!(*f & R_ASKED))
+            continue;
+        if (stash_count(*f)) {
+            uint16_t bid = stash_pop(w, c, d);
+            deliver(w, c, d, (int)st->len[bid], bid);
+        } else if (*f & R_END) {
+            *f &= (uint16_t)~R_END;
+            deliver(w, c, d, c->io_res[d], BUF_NONE);
+        } else if (!(*f & R_ARMED)) {
+            recv_arm(w, c, d);
+        }
+    }
+    st->n_ready = 0;
 }
 
 static void ur_send(struct worker *w, struct conn *c, int d)
@@ -220,7 +431,7 @@ static void ur_send(struct worker *w, struct conn *c, int d)
 
     relay_send_span(w, c, d, &p, &len);
     io_uring_prep_send(sqe, c->fd[!d], p, len, MSG_NOSIGNAL);
-    io_uring_sqe_set_data64(sqe, ud_pack(conn_index(w, c), OP_SEND, d));
+    io_uring_sqe_set_data64(sqe, ud_conn(w, c, OP_SEND, d));
 }
 
 static void ur_poll(struct worker *w, struct conn *c, int d, int fd, unsigned events)
@@ -228,7 +439,7 @@ static void ur_poll(struct worker *w, struct conn *c, int d, int fd, unsigned ev
     struct io_uring_sqe *sqe = sqe_get(w);
 
     io_uring_prep_poll_add(sqe, fd, events);
-    io_uring_sqe_set_data64(sqe, ud_pack(conn_index(w, c), OP_POLL, d));
+    io_uring_sqe_set_data64(sqe, ud_conn(w, c, OP_POLL, d));
 }
 
 static void ur_poll_in(struct worker *w, struct conn *c, int d, int drained)
@@ -246,8 +457,23 @@ static void ur_poll_out(struct worker *w, struct conn *c, int d)
  * match a new socket that reused the number. */
 static int ur_cancel(struct worker *w, struct conn *c)
 {
-    if (c->inflight == 0)
-        return 0;
+    int dropped = 0, armed = 0;
+
+    for (int d = 0; d < 2; d++) {
+        uint16_t *f = &c->io_flags[d];
+
+        while (stash_count(*f))
+            ur_buf_put(w, stash_pop(w, c, d));
+        *f &= (uint16_t)~R_END;
+        /* An ask waiting on the ready list has nothing left to answer it. */
+        if ((*f & R_ASKED) && !(*f & R_ARMED)) {
+            *f &= (uint16_t)~R_ASKED;
+            dropped++;
+        }
+        armed |= *f & R_ARMED;
+    }
+    if (c->inflight == dropped && !armed)
+        return dropped;
     for (int s = 0; s < 2; s++) {
         struct io_uring_sqe *sqe;
 
@@ -255,10 +481,10 @@ static int ur_cancel(struct worker *w, struct conn *c)
             continue;
         sqe = sqe_get(w);
         io_uring_prep_cancel_fd(sqe, c->fd[s], IORING_ASYNC_CANCEL_ALL);
-        io_uring_sqe_set_data64(sqe, ud_pack(0, OP_IGNORE, 0));
+        io_uring_sqe_set_data64(sqe, ud_pack(0, 0, OP_IGNORE, 0));
     }
     io_uring_submit(&st_of(w)->ring);
-    return 0;
+    return dropped;
 }
 
 static void ur_buf_put(struct worker *w, uint16_t bid)
@@ -294,7 +520,6 @@ static void dispatch(struct worker *w, const struct io_uring_cqe *cqe)
     uint32_t idx = (uint32_t)(ud >> 32);
     int d = (int)(ud >> 8) & 1;
     struct conn *c = &w->conns[idx];
-    uint16_t bid;
 
     switch ((enum uring_op)(ud & 0xff)) {
     case OP_ACCEPT:
@@ -304,9 +529,13 @@ static void dispatch(struct worker *w, const struct io_uring_cqe *cqe)
         relay_on_connect(w, c, cqe->res);
         break;
     case OP_RECV:
-        bid = cqe->flags & IORING_CQE_F_BUFFER ? (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT)
-                                               : BUF_NONE;
-        relay_on_recv(w, c, d, cqe->res, bid);
+        /* A multishot recv can outlive its connection: drop what it brings. */
+        if (c->state == CONN_FREE || (c->gen & 0xffff) != ((ud >> 16) & 0xffff)) {
+            if (cqe->flags & IORING_CQE_F_BUFFER)
+                ur_buf_put(w, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+            break;
+        }
+        on_recv_cqe(w, c, d, cqe);
         break;
     case OP_SEND:
         relay_on_send(w, c, d, cqe->res);
@@ -330,7 +559,7 @@ static void ur_run(struct worker *w)
         int ret;
 
         ts.tv_nsec = (long long)worker_ms_to_tick(w) * 1000000;
-        ret = io_uring_submit_and_wait_timeout(&st->ring, &cqe, 1, &ts, NULL);
+        ret = io_uring_submit_and_wait_timeout(&st->ring, &cqe, st->n_ready ? 0 : 1, &ts, NULL);
         if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
             log_rl(LOG_LEVEL_ERROR, "worker %d: io_uring_enter: %s", w->id, strerror(-ret));
         worker_clock(w);
@@ -340,6 +569,7 @@ static void ur_run(struct worker *w)
             n++;
         }
         io_uring_cq_advance(&st->ring, n);
+        run_ready(w);
         worker_tick(w);
     }
 }
@@ -354,6 +584,7 @@ const struct io_backend io_uring_backend = {
     .attach = ur_attach,
     .connect = ur_connect,
     .recv = ur_recv,
+    .recv_idle = ur_recv_idle,
     .send = ur_send,
     .poll_in = ur_poll_in,
     .poll_out = ur_poll_out,

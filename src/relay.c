@@ -40,8 +40,9 @@ static struct conn *conn_alloc(struct worker *w)
     c->inflight = 0;
     c->hdr_len = c->hdr_sent = 0;
     c->aborting = 0;
-    c->io_flags[0] = c->io_flags[1] = 0;
-    c->io_err = 0;
+    memset(c->io_flags, 0, sizeof(c->io_flags));
+    memset(c->io_stash, 0, sizeof(c->io_stash));
+    memset(c->io_res, 0, sizeof(c->io_res));
     for (int d = 0; d < 2; d++) {
         memset(&c->dir[d], 0, sizeof(c->dir[d]));
         c->dir[d].buf = BUF_NONE;
@@ -357,8 +358,7 @@ void relay_on_connect(struct worker *w, struct conn *c, int res)
             dir->flags |= DIR_HDR;
         }
     }
-    if (!(c->dir[SIDE_CLIENT].flags & DIR_RECV))
-        dir_next(w, c, SIDE_CLIENT);
+    dir_next(w, c, SIDE_CLIENT);
     dir_next(w, c, SIDE_BACKEND);
 }
 
@@ -457,7 +457,7 @@ static void dir_next(struct worker *w, struct conn *c, int d)
         return;
     if (dir->flags & DIR_EOF)
         return dir_shut(w, c, d);
-    if (!(dir->flags & DIR_SPLICE) && splice_wanted(w, dir))
+    if (!(dir->flags & DIR_SPLICE) && splice_wanted(w, dir) && w->io->recv_idle(w, c, d))
         dir->flags |= DIR_SPLICE;
     if (dir->flags & DIR_SPLICE)
         return splice_pump(w, c, d);
