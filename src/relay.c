@@ -331,7 +331,7 @@ out_close:
 
 void relay_on_connect(struct worker *w, struct conn *c, int res)
 {
-    char addr[ADDR_STRLEN];
+    char addr[ADDR_STRLEN], baddr[ADDR_STRLEN];
 
     if (c->state == CONN_CLOSING)
         return conn_op_done(w, c);
@@ -340,7 +340,7 @@ void relay_on_connect(struct worker *w, struct conn *c, int res)
         w->stats.connect_errors++;
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect: %s", w->id, c->id,
                addr_format(&c->peer.sa, addr, sizeof(addr)),
-               addr_format(&w->opt->backend.sa, addr, sizeof(addr)), strerror(-res));
+               addr_format(&w->opt->backend.sa, baddr, sizeof(baddr)), strerror(-res));
         conn_close(w, c, 0);
         return;
     }
@@ -556,14 +556,14 @@ void relay_on_accept_error(struct worker *w, int err)
 
 void relay_on_timeout(struct worker *w, struct conn *c)
 {
-    char addr[ADDR_STRLEN];
+    char addr[ADDR_STRLEN], baddr[ADDR_STRLEN];
 
     switch (c->timer_kind) {
     case TIMER_CONNECT:
         w->stats.connect_timeouts++;
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect timed out after %u ms",
                w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)),
-               addr_format(&w->opt->backend.sa, addr, sizeof(addr)),
+               addr_format(&w->opt->backend.sa, baddr, sizeof(baddr)),
                w->timeout_ms[TIMER_CONNECT]);
         break;
     case TIMER_IDLE:

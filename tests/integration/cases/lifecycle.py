@@ -68,12 +68,13 @@ def fd_leak(ctx):
 
 @case("max_connections")
 def max_connections(ctx):
-    """--max-connections 4 (one worker): with 4 connections open a 5th never
-    reaches the backend; once one closes, new clients are served again."""
+    """--max-connections 4, a limit over all workers (two here): with 4
+    connections open a 5th never reaches the backend; once one closes, new
+    clients are served again."""
     be = listener(ctx)
     port = harness.free_port()
     relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", be.port),
-          "--max-connections", "4", "--workers", "1")
+          "--max-connections", "4", "--workers", "2")
     held = []
     for i in range(4):
         c = client(ctx, ("127.0.0.1", port), "127.0.0.2")

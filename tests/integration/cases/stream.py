@@ -44,8 +44,7 @@ def mib(n):
     return f"{n / (1 << 20):.0f} MiB"
 
 
-@case("integrity_256mib_each_way", budget=150)
-def integrity(ctx):
+def integrity(ctx, splice):
     """32 connections at once, 8 MiB each way on each, random write and read
     sizes on both ends; sha256 of what each side sent must match what the
     other received, and every header must name its own client."""
@@ -54,7 +53,8 @@ def integrity(ctx):
     backend = harness.Helper(ctx, "integrity-backend", ["integrity-backend"] + common)
     bport = backend.wait_json("port", 10)["port"]
     port = harness.free_port()
-    relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", bport), "--workers", "2")
+    relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", bport), "--workers", "2",
+          "--splice", splice)
     start = time.monotonic()
     cl = harness.Helper(ctx, "integrity-client", ["integrity-client"] + common + [
         "--target", f"127.0.0.1:{port}", "--source", "127.0.0.2"])
@@ -83,6 +83,13 @@ def integrity(ctx):
         down += b["sent"]
     check(up >= INTEGRITY_BYTES and down >= INTEGRITY_BYTES, f"only {up} up / {down} down")
     ctx.note(f"{mib(up)} up + {mib(down)} down in {elapsed:.1f}s")
+
+
+# The same bytes through each data path: splice once a direction runs hot
+# (auto), plain copies through the relay's buffers (never), splice throughout.
+for _splice in ("auto", "never", "always"):
+    case(f"integrity_256mib_each_way_splice_{_splice}", budget=150)(
+        lambda ctx, _s=_splice: integrity(ctx, _s))
 
 
 @case("half_close_client_first")
