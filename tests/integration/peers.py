@@ -70,11 +70,13 @@ def parse_proxy_header(data):
         cmd, fam, body = data[12], data[13], data[16:16 + length]
         info = {"version": 2, "command": cmd, "family": fam}
         if fam == PP2_TCP4 and length >= 12:
-            info["src"] = (str(ipaddress.IPv4Address(body[0:4])), struct.unpack("!H", body[8:10])[0])
-            info["dst"] = (str(ipaddress.IPv4Address(body[4:8])), struct.unpack("!H", body[10:12])[0])
+            sport, dport = struct.unpack("!HH", body[8:12])
+            info["src"] = (str(ipaddress.IPv4Address(body[0:4])), sport)
+            info["dst"] = (str(ipaddress.IPv4Address(body[4:8])), dport)
         elif fam == PP2_TCP6 and length >= 36:
-            info["src"] = (str(ipaddress.IPv6Address(body[0:16])), struct.unpack("!H", body[32:34])[0])
-            info["dst"] = (str(ipaddress.IPv6Address(body[16:32])), struct.unpack("!H", body[34:36])[0])
+            sport, dport = struct.unpack("!HH", body[32:36])
+            info["src"] = (str(ipaddress.IPv6Address(body[0:16])), sport)
+            info["dst"] = (str(ipaddress.IPv6Address(body[16:32])), dport)
         return 16 + length, info
     if data[:1] == b"P":
         end = data.find(b"\r\n")

@@ -17,16 +17,18 @@ SIG = bytes.fromhex("0D0A0D0A000D0A515549540A")
 
 def exchange(ctx, listen, connect_to, src, mode, payload):
     """Client at src sends payload through a relay listening on listen, then
-    half-closes; returns (client socket, everything the backend received)."""
+    half-closes; returns ((client address, address it connected to),
+    everything the backend received)."""
     be = listener(ctx)
     port = listen[1]
     relay(ctx, [listen], ("127.0.0.1", be.port), "--proxy-protocol", mode)
     c = client(ctx, (connect_to, port), src)
+    ends = (local(c), remote(c))
     c.sendall(payload)
     c.shutdown(socket.SHUT_WR)
     b = be.accept(timeout=5)
     got = peers.recv_to_eof(b)
-    return c, got
+    return ends, got
 
 
 def check_bytes(got, want, what):
@@ -37,8 +39,8 @@ def check_bytes(got, want, what):
 def header_v2_tcp4(ctx):
     port = harness.free_port()
     payload = b"GET / HTTP/1.0\r\n\r\n"
-    c, got = exchange(ctx, ("127.0.0.1", port), "127.0.0.1", "127.0.0.2", "v2", payload)
-    sport = local(c)[1]
+    ends, got = exchange(ctx, ("127.0.0.1", port), "127.0.0.1", "127.0.0.2", "v2", payload)
+    sport = ends[0][1]
     want = (SIG + b"\x21\x11\x00\x0c" + bytes([127, 0, 0, 2]) + bytes([127, 0, 0, 1])
             + sport.to_bytes(2, "big") + port.to_bytes(2, "big") + payload)
     check_bytes(got, want, "TCP4 header from 127.0.0.2")
@@ -48,8 +50,8 @@ def header_v2_tcp4(ctx):
 def header_v2_tcp6(ctx):
     port = harness.free_port()
     payload = b"\x00\x01binary\xffpayload"
-    c, got = exchange(ctx, ("::1", port), "::1", "::1", "v2", payload)
-    sport = local(c)[1]
+    ends, got = exchange(ctx, ("::1", port), "::1", "::1", "v2", payload)
+    sport = ends[0][1]
     loop6 = bytes(15) + b"\x01"
     want = (SIG + b"\x21\x21\x00\x24" + loop6 + loop6 + sport.to_bytes(2, "big")
             + port.to_bytes(2, "big") + payload)
@@ -64,10 +66,11 @@ def header_v2_mapped(ctx):
     relay(ctx, [("::", port)], ("127.0.0.1", be.port))
     for src, dst in (("127.0.0.2", "127.0.0.1"), ("::1", "::1")):
         c = client(ctx, (dst, port), src)
+        sport = local(c)[1]
         c.sendall(b"hi")
         c.shutdown(socket.SHUT_WR)
         got = peers.recv_to_eof(be.accept(timeout=5))
-        want = peers.proxy_v2((src, local(c)[1]), (dst, port)) + b"hi"
+        want = peers.proxy_v2((src, sport), (dst, port)) + b"hi"
         check_bytes(got, want, f"client {src} to [::]:{port}")
         fam = 0x11 if "." in src else 0x21
         check(got[13] == fam, f"client {src}: family byte {got[13]:#x}, want {fam:#x}")
@@ -81,10 +84,11 @@ def header_v1(ctx):
           "--proxy-protocol", "v1")
     for src, dst, fam in (("127.0.0.2", "127.0.0.1", "TCP4"), ("::1", "::1", "TCP6")):
         c = client(ctx, (dst, port), src)
+        sport = local(c)[1]
         c.sendall(b"payload")
         c.shutdown(socket.SHUT_WR)
         got = peers.recv_to_eof(be.accept(timeout=5))
-        want = f"PROXY {fam} {src} {dst} {local(c)[1]} {port}\r\n".encode() + b"payload"
+        want = f"PROXY {fam} {src} {dst} {sport} {port}\r\n".encode() + b"payload"
         check(got == want, f"v1 from {src}: got {got!r}, want {want!r}")
 
 
@@ -102,8 +106,8 @@ def header_then_first_bytes(ctx):
     reached the backend: header, then exactly those bytes."""
     port = harness.free_port()
     payload = os.urandom(1 << 20)
-    c, got = exchange(ctx, ("127.0.0.1", port), "127.0.0.1", "127.0.0.3", "v2", payload)
-    want = peers.proxy_v2(local(c), remote(c)) + payload
+    ends, got = exchange(ctx, ("127.0.0.1", port), "127.0.0.1", "127.0.0.3", "v2", payload)
+    want = peers.proxy_v2(*ends) + payload
     check_bytes(got, want, "header + 1 MiB")
 
 
@@ -115,8 +119,8 @@ def header_without_client_data(ctx):
     be = listener(ctx)
     relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", be.port))
     c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
-    b = be.accept(timeout=5)
     want = peers.proxy_v2(local(c), remote(c))
+    b = be.accept(timeout=5)
     got = peers.recv_exact(b, len(want))
     check_bytes(got, want, "header for a silent client")
     b.sendall(b"220 hello\r\n")

@@ -260,8 +260,13 @@ def idle_timeout(ctx):
         peers.recv_exact(b_idle, 1)
     quiet_since = time.monotonic()
     outcome = {}
-    watcher = threading.Thread(target=lambda: outcome.update(r=wait_closed(idle, 12)),
-                               daemon=True)
+
+    def watch():
+        try:
+            outcome["r"] = wait_closed(idle, 12)
+        except harness.TestFailure as e:
+            outcome["error"] = str(e)
+    watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     busy = client(ctx, ("127.0.0.1", port), "127.0.0.3")
     b_busy = be.accept(timeout=5)
@@ -274,7 +279,7 @@ def idle_timeout(ctx):
         check(peers.recv_exact(busy, 1) == b"q", "busy connection: pong lost")
         time.sleep(0.25)  # pacing the traffic, not waiting for anything
     watcher.join(12)
-    check("r" in outcome, "idle connection still open after 12 s")
+    check("r" in outcome, f"idle client: {outcome.get('error', 'connection still open')}")
     took, how = outcome["r"]
     since = time.monotonic() - quiet_since
     check(0.5 <= took < 10, f"idle client closed after {took:.2f}s ({how}), want 0.5..10 s")
