@@ -32,6 +32,7 @@ OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 LIBOBJS  := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_BINS := $(patsubst tests/tools/%.c,build/tools/%,$(wildcard tests/tools/*.c))
 
 ifeq ($(V),1)
   Q :=
@@ -63,6 +64,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CFLAGS_COMMON) $(CFLAGS_MODE) $(CFLAGS) -o $@ $< $(LIBOBJS) $(LIBS_MODE) $(LIBS) -lcriterion
 
+# Helpers the integration tests run (not sanitized: they are not under test).
+build/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -o $@ $<
+
 -include $(OBJS:.o=.d) $(UNIT_BINS:=.d)
 
 asan:
@@ -76,7 +83,7 @@ deps:
 unit: $(UNIT_BINS)
 	$(Q)set -e; for t in $(UNIT_BINS); do $$t --jobs 1; done
 
-integration: all
+integration: all $(TOOL_BINS)
 	$(Q)python3 tests/integration/run.py --binary $(BUILD)/ringrelay $(ARGS)
 
 # The whole suite: release build, then the same tests under ASan+UBSan.
