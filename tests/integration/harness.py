@@ -155,8 +155,8 @@ class Relay(Proc):
     """The relay under test, started with the suite's io back end and waited
     for until it logs `ready:`."""
 
-    def __init__(self, ctx, args, name="relay"):
-        argv = [ctx.binary] + list(args)
+    def __init__(self, ctx, args, name="relay", wrapper=()):
+        argv = list(wrapper) + [ctx.binary] + list(args)
         if ctx.io and "--io" not in args:
             argv += ["--io", ctx.io]
         super().__init__(name, argv, ctx.tmpdir, env=ctx.relay_env())
@@ -211,8 +211,8 @@ class Relay(Proc):
         return elapsed
 
 
-def start_relay(ctx, args, name="relay", ready_timeout=10):
-    relay = Relay(ctx, args, name)
+def start_relay(ctx, args, name="relay", ready_timeout=10, wrapper=()):
+    relay = Relay(ctx, args, name, wrapper)
     ctx.on_cleanup(relay.finish)
     return relay.wait_ready(ready_timeout)
 
@@ -372,6 +372,23 @@ class Helper(Proc):
                                   f"{tail(self.stderr())}")
             return None
         return wait_until(found, timeout, f"{self.name} to report '{key}'", interval=0.02)
+
+
+def no_uring_tool(ctx):
+    """build/tools/no_uring (runs a program with io_uring_setup failing), built
+    from tests/tools/no_uring.c into the session dir if make has not."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    built = os.path.join(repo, "build", "tools", "no_uring")
+    if os.access(built, os.X_OK):
+        return built
+    source = os.path.join(repo, "tests", "tools", "no_uring.c")
+    target = os.path.join(ctx.session_dir, "no_uring")
+    if not os.access(target, os.X_OK) and os.path.exists(source) and shutil.which("cc"):
+        subprocess.run(["cc", "-O2", "-o", target, source], check=False, timeout=60,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not os.access(target, os.X_OK):
+        raise TestSkip("no build/tools/no_uring and it could not be built")
+    return target
 
 
 def parse_version(text):

@@ -37,13 +37,13 @@ def listener(ctx, host="127.0.0.1", port=0, backlog=128, timeout=10.0):
     return lst
 
 
-def relay(ctx, listens, backend, *extra, name="relay"):
+def relay(ctx, listens, backend, *extra, name="relay", wrapper=()):
     """Start the relay on listens [(host, port)] towards backend (host, port)."""
     args = []
     for host, port in listens:
         args += ["--listen", hostport(host, port)]
     args += ["--backend", hostport(*backend)] + list(extra)
-    return harness.start_relay(ctx, args, name)
+    return harness.start_relay(ctx, args, name, wrapper=wrapper)
 
 
 def client(ctx, dst, src=None, timeout=5.0):

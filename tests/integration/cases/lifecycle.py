@@ -147,6 +147,22 @@ def sigint(ctx):
     ctx.note(f"exited in {took:.2f}s")
 
 
+@case("io_auto_falls_back_to_epoll", per_io=False)
+def io_auto_fallback(ctx):
+    """With io_uring_setup blocked (as by a container's seccomp profile),
+    --io auto still starts and relays, on epoll."""
+    tool = harness.no_uring_tool(ctx)
+    be = listener(ctx)
+    port = harness.free_port()
+    rl = relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", be.port), "--io", "auto",
+               wrapper=[tool])
+    roundtrip(ctx, ("127.0.0.1", port), be)
+    ready = next(line for line in rl.stderr().splitlines() if "ready:" in line)
+    if "io=" in ready:
+        check("io=epoll" in ready, f"ready line names another back end: {ready!r}")
+    ctx.note(next((w for w in ready.split() if w.startswith("io=")), "ready").rstrip(","))
+
+
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)? "
                       r"(error|warn|info|debug) \S")
 
