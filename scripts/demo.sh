@@ -83,12 +83,14 @@ EOF
 nginx_pid= relay_pid= tail_pid=
 stop() {
     trap - INT TERM EXIT
-    for pid in $relay_pid $nginx_pid $tail_pid; do
+    for pid in $relay_pid $nginx_pid; do
         kill -TERM "$pid" 2>/dev/null || true
     done
-    for pid in $relay_pid $nginx_pid $tail_pid; do
+    for pid in $relay_pid $nginx_pid; do
         wait "$pid" 2>/dev/null || true
     done
+    # tail prints the relay's last lines, then exits by itself (--pid).
+    [ -z "$tail_pid" ] || wait "$tail_pid" 2>/dev/null || true
     echo "demo: stopped"
 }
 trap 'stop; exit 0' INT TERM
@@ -102,7 +104,7 @@ echo "demo: nginx backend on $BACKEND_ADDR (TLS, PROXY protocol; logs in build/d
 : >"$DEMO/relay.log"
 "$BIN" --listen "$RELAY_ADDR" --backend "$BACKEND_ADDR" 2>"$DEMO/relay.log" &
 relay_pid=$!
-tail -n +1 -f --pid="$relay_pid" "$DEMO/relay.log" >&2 &
+tail -n +1 -f -s 0.2 --pid="$relay_pid" "$DEMO/relay.log" >&2 &
 tail_pid=$!
 wait_for ringrelay "$relay_pid" grep -q 'ready:' "$DEMO/relay.log"
 

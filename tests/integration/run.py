@@ -119,6 +119,9 @@ def run_one(test, io, opts, session_dir):
         signal.setitimer(signal.ITIMER_REAL, 0)
     if cleanup_failure and status != "FAIL":
         status, message = "FAIL", cleanup_failure
+    elif cleanup_failure:
+        # A relay that crashed or hit a sanitizer report explains the failure.
+        message = f"{message}; then: {cleanup_failure}"
     if status == "PASS" and ctx.notes:
         message = "; ".join(ctx.notes)
     if opts.keep:
