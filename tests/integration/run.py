@@ -191,7 +191,7 @@ def main(argv):
     finally:
         if not opts.keep:
             shutil.rmtree(session_dir, ignore_errors=True)
-    print(f"  total {time.monotonic() - start:.1f}s", file=sys.stderr)
+    print(f"total time {time.monotonic() - start:.1f}s", flush=True)
     summary = f"{counts['PASS']} passed, {counts['FAIL']} failed"
     if counts["SKIP"]:
         summary += f", {counts['SKIP']} skipped"
