@@ -107,7 +107,8 @@ struct worker {
     uint32_t accept_backoff_ms;
 
     struct conn *conns;
-    uint32_t n_conns;
+    uint32_t n_conns; /* slots: --max-connections, as any worker may hold them all */
+    atomic_uint *active_total; /* open connections over all workers */
     uint32_t *free_conns; /* stack of indexes */
     uint32_t n_free;
     uint32_t next_id;
@@ -124,13 +125,14 @@ struct worker {
 
     struct list_head timers[TIMER_KINDS];
     uint32_t timeout_ms[TIMER_KINDS];
+    uint32_t touch_ms[TIMER_KINDS]; /* how often activity restarts a timer */
     uint64_t now_ms;
     uint64_t next_tick_ms;
 
     struct stats stats;
 };
 
-#define ACCEPT_PAUSE_FULL 0x1   /* no free connection slot */
+#define ACCEPT_PAUSE_FULL 0x1   /* --max-connections reached over all workers */
 #define ACCEPT_PAUSE_ERROR 0x2  /* EMFILE/ENFILE/ENOBUFS: backing off */
 
 #define TICK_MS 100
@@ -141,10 +143,17 @@ static inline uint8_t *buf_data(struct worker *w, uint16_t bid)
     return w->bufs + (size_t)bid * BUF_STRIDE;
 }
 
-/* Sets up pools sized from opt; listen_fd[] are the worker's own listeners.
+/* Sets up pools sized from opt; listen_fd[] are the worker's own listeners,
+ * active_total the count of open connections all workers share.
  * Returns 0 or -errno. */
 int worker_init(struct worker *w, int id, const struct options *opt, const int *listen_fd,
-                int n_listen, uint32_t max_conns);
+                int n_listen, atomic_uint *active_total);
+
+/* Whether every worker together holds --max-connections. */
+static inline int worker_all_full(const struct worker *w)
+{
+    return atomic_load_explicit(w->active_total, memory_order_relaxed) >= w->n_conns;
+}
 void worker_fini(struct worker *w);
 
 /* Starts the thread. The thread sets up its back end, then runs it until
@@ -156,6 +165,13 @@ void worker_clock(struct worker *w);
 
 /* Milliseconds until the next tick is due (for the back end's wait). */
 int worker_ms_to_tick(struct worker *w);
+
+/* Pauses accepting if all workers together hold --max-connections;
+ * returns 1 if it paused just now. */
+int worker_pause_if_full(struct worker *w);
+
+/* Clears one reason accepting was paused for; accepts again if none is left. */
+void worker_accept_resume(struct worker *w, uint8_t reason);
 
 /* Runs timers and accept back-off; the back end calls it when a tick is due. */
 void worker_tick(struct worker *w);

@@ -99,6 +99,7 @@ static const struct io_backend *pick_backend(enum io_kind kind)
 
 struct relay {
     struct options opt;
+    atomic_uint active_total;
     struct worker *workers;
     int n_workers;
 };
@@ -127,7 +128,6 @@ static int start_workers(struct relay *r, const struct io_backend *io, sem_t *st
                          int n_cpus)
 {
     int(*fds)[OPTIONS_MAX_LISTEN] = calloc((size_t)r->n_workers, sizeof(*fds));
-    uint32_t per = (r->opt.max_connections + (uint32_t)r->n_workers - 1) / (uint32_t)r->n_workers;
     int err;
 
     r->workers = calloc((size_t)r->n_workers, sizeof(*r->workers));
@@ -140,7 +140,7 @@ static int start_workers(struct relay *r, const struct io_backend *io, sem_t *st
             fds[w][i] = -1;
     err = open_listeners(r, fds);
     for (int w = 0; w < r->n_workers && err == 0; w++)
-        err = worker_init(&r->workers[w], w, &r->opt, fds[w], r->opt.n_listen, per);
+        err = worker_init(&r->workers[w], w, &r->opt, fds[w], r->opt.n_listen, &r->active_total);
     if (err == 0) {
         for (int w = 0; w < r->n_workers && err == 0; w++)
             err = worker_start(&r->workers[w], io, n_cpus ? cpus[w % n_cpus] : -1, started);

@@ -27,12 +27,18 @@ static void dir_next(struct worker *w, struct conn *c, int d);
 
 /* ---- connection slots and timers ---- */
 
+/* Takes a slot, or returns NULL when all workers together are at
+ * --max-connections. */
 static struct conn *conn_alloc(struct worker *w)
 {
     struct conn *c;
 
-    if (w->n_free == 0)
+    if (w->n_free == 0 ||
+        atomic_fetch_add_explicit(w->active_total, 1, memory_order_relaxed) >= w->n_conns) {
+        if (w->n_free)
+            atomic_fetch_sub_explicit(w->active_total, 1, memory_order_relaxed);
         return NULL;
+    }
     c = &w->conns[w->free_conns[--w->n_free]];
     c->state = CONN_CONNECTING;
     c->id = ++w->next_id;
@@ -68,7 +74,8 @@ static void timer_set(struct worker *w, struct conn *c, enum timer_kind kind)
  * data path rarely touches the list. */
 static void conn_touch(struct worker *w, struct conn *c)
 {
-    if (c->active_ms + 1000 <= w->now_ms && c->timer_kind != TIMER_CONNECT)
+    if (c->timer_kind < TIMER_KINDS && c->active_ms + w->touch_ms[c->timer_kind] <= w->now_ms &&
+        c->timer_kind != TIMER_CONNECT)
         timer_set(w, c, (enum timer_kind)c->timer_kind);
 }
 
@@ -208,11 +215,8 @@ static void conn_free(struct worker *w, struct conn *c)
     c->gen++;
     w->free_conns[w->n_free++] = conn_index(w, c);
     w->stats.active--;
-    if (w->accept_paused & ACCEPT_PAUSE_FULL) {
-        w->accept_paused &= (uint8_t)~ACCEPT_PAUSE_FULL;
-        if (!w->accept_paused)
-            w->io->accept_start(w);
-    }
+    atomic_fetch_sub_explicit(w->active_total, 1, memory_order_relaxed);
+    worker_accept_resume(w, ACCEPT_PAUSE_FULL);
 }
 
 /* An operation of a closing connection completed. */
@@ -292,17 +296,17 @@ void relay_on_accept(struct worker *w, int fd)
     int bfd, err;
 
     if (!c) {
-        /* Raced with the pause: the slot pool is empty. */
+        /* Accepted before this worker saw the limit reached elsewhere. */
         close(fd);
         w->stats.rejected++;
-        return;
-    }
-    if (w->n_free == 0) {
-        w->accept_paused |= ACCEPT_PAUSE_FULL;
-        w->io->accept_stop(w);
-        log_rl(LOG_LEVEL_WARN, "worker %d: all %u connection slots in use; accepting paused",
+        log_rl(LOG_LEVEL_WARN, "worker %d: --max-connections %u reached: connection refused",
                w->id, w->n_conns);
     }
+    if (worker_pause_if_full(w))
+        log_rl(LOG_LEVEL_WARN, "worker %d: --max-connections %u reached: accepting paused",
+               w->id, w->n_conns);
+    if (!c)
+        return;
     c->fd[SIDE_CLIENT] = fd;
     set_nodelay(fd);
     err = conn_build_header(w, c);

@@ -19,8 +19,10 @@
 #define FIN_TIMEOUT_MS 30000
 
 int worker_init(struct worker *w, int id, const struct options *opt, const int *listen_fd,
-                int n_listen, uint32_t max_conns)
+                int n_listen, atomic_uint *active_total)
 {
+    uint32_t max_conns = opt->max_connections;
+
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->opt = opt;
@@ -28,6 +30,7 @@ int worker_init(struct worker *w, int id, const struct options *opt, const int *
     memcpy(w->listen_fd, listen_fd, sizeof(int) * (size_t)n_listen);
     w->accept_backoff_ms = 100;
     w->n_conns = max_conns;
+    w->active_total = active_total;
     w->n_bufs = BUFS_PER_WORKER;
     w->max_pipes = PIPES_PER_WORKER;
 
@@ -63,6 +66,10 @@ int worker_init(struct worker *w, int id, const struct options *opt, const int *
     w->timeout_ms[TIMER_FIN] = opt->idle_timeout_ms && opt->idle_timeout_ms < FIN_TIMEOUT_MS
                                    ? opt->idle_timeout_ms
                                    : FIN_TIMEOUT_MS;
+    /* Restarting a timer moves the connection in its list: do it at most a
+     * few times per timeout, and at most once a second. */
+    for (int k = 0; k < TIMER_KINDS; k++)
+        w->touch_ms[k] = w->timeout_ms[k] / 4 < 1000 ? w->timeout_ms[k] / 4 : 1000;
     worker_clock(w);
     return 0;
 }
@@ -133,6 +140,25 @@ static void timers_run(struct worker *w)
     }
 }
 
+int worker_pause_if_full(struct worker *w)
+{
+    if (!worker_all_full(w) || (w->accept_paused & ACCEPT_PAUSE_FULL))
+        return 0;
+    if (!w->accept_paused)
+        w->io->accept_stop(w);
+    w->accept_paused |= ACCEPT_PAUSE_FULL;
+    return 1;
+}
+
+void worker_accept_resume(struct worker *w, uint8_t reason)
+{
+    if (!(w->accept_paused & reason))
+        return;
+    w->accept_paused &= (uint8_t)~reason;
+    if (!w->accept_paused)
+        w->io->accept_start(w);
+}
+
 void worker_tick(struct worker *w)
 {
     worker_clock(w);
@@ -140,11 +166,11 @@ void worker_tick(struct worker *w)
         return;
     w->next_tick_ms = w->now_ms + TICK_MS;
     timers_run(w);
-    if ((w->accept_paused & ACCEPT_PAUSE_ERROR) && w->now_ms >= w->accept_resume_ms) {
-        w->accept_paused &= (uint8_t)~ACCEPT_PAUSE_ERROR;
-        if (!w->accept_paused)
-            w->io->accept_start(w);
-    }
+    /* Another worker's connections may have filled or freed the budget. */
+    if (!worker_pause_if_full(w) && !worker_all_full(w))
+        worker_accept_resume(w, ACCEPT_PAUSE_FULL);
+    if ((w->accept_paused & ACCEPT_PAUSE_ERROR) && w->now_ms >= w->accept_resume_ms)
+        worker_accept_resume(w, ACCEPT_PAUSE_ERROR);
 }
 
 static void *worker_main(void *arg)
