@@ -135,6 +135,8 @@ struct worker {
 #define ACCEPT_PAUSE_FULL 0x1   /* --max-connections reached over all workers */
 #define ACCEPT_PAUSE_ERROR 0x2  /* EMFILE/ENFILE/ENOBUFS: backing off */
 
+#define ACCEPT_BACKOFF_MIN_MS 100 /* doubling up to the max while accept fails */
+#define ACCEPT_BACKOFF_MAX_MS 1000
 #define TICK_MS 100
 #define PIPES_PER_WORKER 128 /* created on first use */
 

@@ -307,6 +307,7 @@ void relay_on_accept(struct worker *w, int fd)
                w->id, w->n_conns);
     if (!c)
         return;
+    w->accept_backoff_ms = ACCEPT_BACKOFF_MIN_MS;
     c->fd[SIDE_CLIENT] = fd;
     set_nodelay(fd);
     err = conn_build_header(w, c);
@@ -316,6 +317,9 @@ void relay_on_accept(struct worker *w, int fd)
     if (bfd == -1) {
         err = -errno;
         log_rl(LOG_LEVEL_WARN, "c%u.%u: backend socket: %s", w->id, c->id, strerror(-err));
+        /* Out of descriptors: stop taking clients we cannot serve. */
+        if (err == -EMFILE || err == -ENFILE)
+            relay_on_accept_error(w, -err);
         goto out_close;
     }
     c->fd[SIDE_BACKEND] = bfd;
@@ -554,7 +558,7 @@ void relay_on_accept_error(struct worker *w, int err)
     w->accept_paused |= ACCEPT_PAUSE_ERROR;
     w->io->accept_stop(w);
     w->accept_resume_ms = w->now_ms + w->accept_backoff_ms;
-    if (w->accept_backoff_ms < 1000)
+    if (w->accept_backoff_ms < ACCEPT_BACKOFF_MAX_MS)
         w->accept_backoff_ms *= 2;
 }
 

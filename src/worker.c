@@ -28,7 +28,7 @@ int worker_init(struct worker *w, int id, const struct options *opt, const int *
     w->opt = opt;
     w->n_listen = n_listen;
     memcpy(w->listen_fd, listen_fd, sizeof(int) * (size_t)n_listen);
-    w->accept_backoff_ms = 100;
+    w->accept_backoff_ms = ACCEPT_BACKOFF_MIN_MS;
     w->n_conns = max_conns;
     w->active_total = active_total;
     w->n_bufs = BUFS_PER_WORKER;

@@ -183,3 +183,77 @@ def log_line_format(ctx):
     bad = [line for line in lines if not LOG_LINE.match(line)]
     check(not bad, f"{len(bad)} of {len(lines)} log lines malformed, e.g. {bad[:1]!r}")
     ctx.note(f"{len(lines)} lines")
+
+
+def cpu_seconds(pid):
+    """utime + stime of every thread of pid."""
+    import glob
+    import os
+    total = 0
+    for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
+        try:
+            fields = harness.read_text(stat).rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+@case("accept_backs_off_on_emfile")
+def accept_emfile(ctx):
+    """With its open-file limit lowered to what it already holds, the relay
+    cannot accept: it logs the error, backs off instead of spinning, keeps
+    serving the connection it has, and serves the waiting client once the
+    limit is raised again."""
+    import os
+    import resource
+    import time
+    be = listener(ctx)
+    port = harness.free_port()
+    rl = relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", be.port), "--workers", "1")
+    c1 = client(ctx, ("127.0.0.1", port), "127.0.0.2")
+    c1.sendall(b"one")
+    b1 = be.accept(timeout=5)
+    peers.read_proxy_header(b1)
+    soft, hard = resource.prlimit(rl.pid, resource.RLIMIT_NOFILE)
+    # The limit bounds fd numbers: below the lowest free one, accept fails.
+    used = {int(n) for n in os.listdir(f"/proc/{rl.pid}/fd")}
+    lowest_free = next(n for n in range(len(used) + 1) if n not in used)
+    resource.prlimit(rl.pid, resource.RLIMIT_NOFILE, (lowest_free, hard))
+    c2 = client(ctx, ("127.0.0.1", port), "127.0.0.3")
+    c2.sendall(b"two")
+    harness.wait_until(lambda: "Too many open files" in rl.stderr(), 5,
+                       "the relay to log the failed accept")
+    cpu0, t0 = cpu_seconds(rl.pid), time.monotonic()
+    b1.sendall(b"still here")
+    check(peers.recv_exact(c1, 10) == b"still here", "open connection stalled while paused")
+    c1.sendall(b"and back")
+    check(peers.recv_exact(b1, 8) == b"and back", "open connection stalled while paused")
+    time.sleep(1.0)  # a window to measure CPU use in, not synchronisation
+    used = cpu_seconds(rl.pid) - cpu0
+    wall = time.monotonic() - t0
+    check(used < 0.5 * wall, f"relay used {used:.2f}s of CPU in {wall:.2f}s while it "
+                             f"could not accept: spinning")
+    check(not be.pending(), "a connection was served while accept could not work")
+    resource.prlimit(rl.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    # io_uring's armed accept may still take the waiting client under the old
+    # limit and then find no descriptor for its backend: it is closed. With
+    # epoll it waits in the backlog and is served now.
+    c2.settimeout(0.05)
+
+    def outcome():
+        if be.pending():
+            return "served"
+        try:
+            return "closed" if c2.recv(1) == b"" else None
+        except socket.timeout:
+            return None
+        except OSError:
+            return "closed"
+    how = harness.wait_until(outcome, 5, "the waiting client to be served or closed")
+    if how == "served":
+        _, info, _ = peers.read_proxy_header(be.accept(timeout=1))
+        check(info.get("src") and info["src"][0] == "127.0.0.3",
+              f"waiting client served with header {info}")
+    roundtrip(ctx, ("127.0.0.1", port), be, "127.0.0.4")
+    ctx.note(f"{used:.2f}s CPU in {wall:.2f}s while paused; waiting client {how}")
