@@ -27,6 +27,23 @@ def churn(ctx, port, total, name):
     return done
 
 
+def served_or_closed(backend, sock, what, timeout=5):
+    """Waits until the backend has a connection to accept ("served") or the
+    relay closed sock ("closed")."""
+    sock.settimeout(0.05)
+
+    def outcome():
+        if backend.pending():
+            return "served"
+        try:
+            return "closed" if sock.recv(1) == b"" else None
+        except socket.timeout:
+            return None
+        except OSError:
+            return "closed"
+    return harness.wait_until(outcome, timeout, f"{what} to be served or closed")
+
+
 def settle(pid, target, timeout):
     """Poll the relay's fd count until it is <= target; return the last count."""
     last = [harness.fd_count(pid)]
@@ -105,18 +122,7 @@ def max_connections(ctx):
         c.close()
         b.close()
     # The extra one was either refused (closed) or queued; if queued it is served now.
-    extra.settimeout(0.05)
-
-    def outcome():
-        if be.pending():
-            return "served"
-        try:
-            return "closed" if extra.recv(1) == b"" else None
-        except socket.timeout:
-            return None
-        except OSError:
-            return "closed"
-    how = harness.wait_until(outcome, 5, "the extra connection to be served or closed")
+    how = served_or_closed(be, extra, "the extra connection")
     if how == "served":
         be.accept(timeout=1).close()
     extra.close()
@@ -239,18 +245,7 @@ def accept_emfile(ctx):
     # io_uring's armed accept may still take the waiting client under the old
     # limit and then find no descriptor for its backend: it is closed. With
     # epoll it waits in the backlog and is served now.
-    c2.settimeout(0.05)
-
-    def outcome():
-        if be.pending():
-            return "served"
-        try:
-            return "closed" if c2.recv(1) == b"" else None
-        except socket.timeout:
-            return None
-        except OSError:
-            return "closed"
-    how = harness.wait_until(outcome, 5, "the waiting client to be served or closed")
+    how = served_or_closed(be, c2, "the waiting client")
     if how == "served":
         _, info, _ = peers.read_proxy_header(be.accept(timeout=1))
         check(info.get("src") and info["src"][0] == "127.0.0.3",
