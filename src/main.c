@@ -104,12 +104,41 @@ struct relay {
     int n_workers;
 };
 
+/* SO_REUSEPORT would let this process share a port another one (say a
+ * second ringrelay) already listens on, each silently getting part of the
+ * traffic. A plain bind first tells. Returns 0 or -errno. */
+static int listen_probe(const union sockaddr_inet *a)
+{
+    static const int one = 1;
+    int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int err = 0;
+
+    if (fd == -1)
+        return -errno;
+    /* SO_REUSEADDR: connections in TIME_WAIT on the port are no conflict. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+        bind(fd, &a->sa, addr_len(&a->sa)) == -1)
+        err = -errno;
+    close(fd);
+    return err;
+}
+
 /* Opens every listener for every worker before any thread starts, so a bad
  * address fails the start instead of leaving it half-configured. */
 static int open_listeners(struct relay *r, int fds[][OPTIONS_MAX_LISTEN])
 {
     char addr[ADDR_STRLEN];
 
+    for (int i = 0; i < r->opt.n_listen; i++) {
+        int err = listen_probe(&r->opt.listen[i]);
+        if (err < 0) {
+            log_error("--listen %s: %s%s", addr_format(&r->opt.listen[i].sa, addr, sizeof(addr)),
+                      strerror(-err),
+                      err == -EADDRINUSE ? " (is another ringrelay or server running there?)"
+                                         : "");
+            return err;
+        }
+    }
     for (int w = 0; w < r->n_workers; w++) {
         for (int i = 0; i < r->opt.n_listen; i++) {
             int fd = listen_open(&r->opt.listen[i]);

@@ -465,8 +465,10 @@ static void dir_next(struct worker *w, struct conn *c, int d)
         return;
     if (dir->flags & DIR_EOF)
         return dir_shut(w, c, d);
-    if (!(dir->flags & DIR_SPLICE) && splice_wanted(w, dir) && w->io->recv_idle(w, c, d))
+    if (!(dir->flags & DIR_SPLICE) && splice_wanted(w, dir) && w->io->recv_idle(w, c, d)) {
+        log_debug("c%u.%u %s: bulk transfer: splicing", w->id, c->id, side_name[d]);
         dir->flags |= DIR_SPLICE;
+    }
     if (dir->flags & DIR_SPLICE)
         return splice_pump(w, c, d);
     op_recv(w, c, d);

@@ -76,3 +76,22 @@ BAD_INPUTS = [
 
 for _name, _args, _flag in BAD_INPUTS:
     case(f"cli_rejects_{_name}", per_io=False)(bad_input(_args, _flag))
+
+
+@case("listen_address_in_use", per_io=False)
+def listen_in_use(ctx):
+    """A port something already listens on is refused with one clear line,
+    even though ringrelay's own listeners use SO_REUSEPORT (which would
+    otherwise let a second relay quietly take half of the traffic)."""
+    import socket
+    taken = socket.socket()
+    ctx.on_cleanup(taken.close)
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(8)
+    port = taken.getsockname()[1]
+    rc, out, err = run_cli(ctx, ["--listen", f"127.0.0.1:{port}", "--backend", "127.0.0.1:9"])
+    lines = err.splitlines()
+    check(rc == 1, f"exit status {rc}, want 1 (stderr {err.strip()!r})")
+    check(len(lines) == 1 and f"--listen 127.0.0.1:{port}" in lines[0]
+          and "in use" in lines[0], f"stderr {err!r}")
