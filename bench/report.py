@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""Turns bench/run.sh's raw numbers into the results: NAME.md (medians with
+min-max, ratios against HAProxy, BENCH.md targets), NAME.json (every number)
+and the data and gnuplot script for NAME.png."""
+import argparse
+import json
+import os
+import statistics
+
+LABELS = {
+    "rr": "ringrelay",
+    "rr-epoll": "ringrelay epoll",
+    "rr-copy": "ringrelay copy",
+    "rr-splice": "ringrelay splice",
+    "haproxy": "HAProxy",
+    "haproxy-splice": "HAProxy splice",
+    "nginx": "nginx stream",
+    "direct": "direct",
+    "rr-w1": "ringrelay 1 worker",
+    "rr-w2": "ringrelay 2 workers",
+}
+ORDER = list(LABELS)
+HAPROXY = ("haproxy", "haproxy-splice")
+ANCHORS = HAPROXY + ("nginx",)
+
+# metric -> (label, +1 when higher is better, -1 when lower is)
+METRICS = {
+    "gbps": ("Gbit/s", +1),
+    "cpu_s_per_gb": ("relay CPU-s per GB", -1),
+    "rps": ("requests/s", +1),
+    "cpu_us_per_req": ("relay CPU-µs per request", -1),
+    "mean_us": ("mean round trip µs", -1),
+    "p99_us": ("p99 µs", -1),
+    "cps": ("connections/s", +1),
+    "cpu_us_per_conn": ("relay CPU-µs per connection", -1),
+    "rss_kib_per_conn": ("relay RSS KiB per connection", -1),
+    "fds_per_conn": ("relay fds per connection", -1),
+    "rss_mib_total": ("relay RSS MiB with all open", -1),
+}
+
+TITLES = {
+    "S1": "S1 bulk: blaster (4 connections, 64 KiB writes) -> relay -> sink",
+    "S2": "S2 small messages: ping-pong -> relay -> echo",
+    "S3": "S3 TLS: wrk -t1 -c64 keep-alive -> relay -> nginx ssl proxy_protocol, 1 KiB",
+    "S4": "S4 connection churn: wrk Connection: close -> relay -> nginx proxy_protocol, 1 KiB",
+    "S5": "S5 idle connections: clients that send nothing, backend side open, header delivered",
+    "S6": "S6 cores: ringrelay with 1 worker (CPU 1) and 2 workers (CPUs 0-1)",
+}
+
+
+def load_raw(path):
+    """raw.tsv -> {scen: {case: {contender: {metric: [values by rep order]}}}}"""
+    data = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 6:
+                continue
+            scen, case, cont, rep, metric, value = parts
+            try:
+                v = float(value)
+            except ValueError:
+                continue
+            cell = data.setdefault(scen, {}).setdefault(case, {}).setdefault(cont, {})
+            cell.setdefault(metric, []).append((int(rep), v))
+    return data
+
+
+def load_meta(path):
+    meta = {}
+    with open(path) as f:
+        for line in f:
+            if "=" in line:
+                k, v = line.rstrip("\n").split("=", 1)
+                meta[k] = v
+    return meta
+
+
+def summary(pairs):
+    vals = [v for _, v in pairs]
+    return {
+        "median": statistics.median(vals),
+        "min": min(vals),
+        "max": max(vals),
+        "n": len(vals),
+        "values": vals,
+    }
+
+
+def fmt(v):
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}"
+
+
+def cell_text(s):
+    if s is None:
+        return "—"
+    if s["n"] == 1:
+        return fmt(s["median"])
+    return f"{fmt(s['median'])} ({fmt(s['min'])}–{fmt(s['max'])})"
+
+
+def best(sums, names, sign):
+    """The best median among names (sign +1: highest), as (name, value)."""
+    have = [(n, sums[n]["median"]) for n in names if n in sums]
+    if not have:
+        return None, None
+    return max(have, key=lambda x: x[1] * sign)
+
+
+def summarise(data):
+    out = {}
+    for scen, cases in data.items():
+        for case, conts in cases.items():
+            for cont, metrics in conts.items():
+                for metric, pairs in metrics.items():
+                    out.setdefault(scen, {}).setdefault(case, {}).setdefault(metric, {})[
+                        cont
+                    ] = summary(pairs)
+    return out
+
+
+def s6_ratios(data):
+    """Per case and metric, 2 workers / 1 worker within each repetition."""
+    res = {}
+    for case, conts in data.get("S6", {}).items():
+        w1, w2 = conts.get("rr-w1", {}), conts.get("rr-w2", {})
+        for metric in ("rps", "cps"):
+            a, b = dict(w1.get(metric, [])), dict(w2.get(metric, []))
+            pairs = [(r, b[r] / a[r]) for r in sorted(a) if r in b and a[r] > 0]
+            if pairs:
+                res[case] = summary(pairs)
+    return res
+
+
+def table(lines, sums, conts):
+    """One markdown table: a row per metric, then its ratio to the better HAProxy."""
+    lines.append("| | " + " | ".join(LABELS[c] for c in conts) + " |")
+    lines.append("|---|" + "---:|" * len(conts))
+    for metric, per in sums.items():
+        label, sign = METRICS.get(metric, (metric, -1))
+        lines.append(f"| {label} | " + " | ".join(cell_text(per.get(c)) for c in conts) + " |")
+        ref_name, ref = best(per, HAPROXY, sign)
+        if ref:
+            ratios = [f"{per[c]['median'] / ref:.2f}x" if c in per else "—" for c in conts]
+            lines.append(f"| ÷ {LABELS[ref_name]} | " + " | ".join(ratios) + " |")
+    lines.append("")
+
+
+def med(sums, scen, case, metric, cont):
+    try:
+        return sums[scen][case][metric][cont]["median"]
+    except KeyError:
+        return None
+
+
+def verdict(ok):
+    return "—" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def targets(sums, ratios6):
+    """BENCH.md's targets for ringrelay's default path, as (target, measured, verdict)."""
+    rows = []
+    r_cpu = med(sums, "S1", "bulk", "cpu_s_per_gb", "rr")
+    h_cpu = med(sums, "S1", "bulk", "cpu_s_per_gb", "haproxy-splice")
+    r_bw = med(sums, "S1", "bulk", "gbps", "rr")
+    h_bw = med(sums, "S1", "bulk", "gbps", "haproxy-splice")
+    if None not in (r_cpu, h_cpu, r_bw, h_bw):
+        rows.append(
+            (
+                "S1: CPU/GB ≤ 0.7x HAProxy splice, throughput ≥ it",
+                f"{r_cpu / h_cpu:.2f}x CPU/GB, {r_bw / h_bw:.2f}x Gbit/s",
+                verdict(r_cpu / h_cpu <= 0.7 and r_bw >= h_bw),
+            )
+        )
+    for scen in ("S2", "S3"):
+        for case, per in sorted(sums.get(scen, {}).items()):
+            cpu, p99 = per.get("cpu_us_per_req", {}), per.get("p99_us", {})
+            anchor, ref = best(cpu, ANCHORS, -1)
+            if "rr" not in cpu or not ref:
+                continue
+            ratio = cpu["rr"]["median"] / ref
+            p_ref = p99.get(anchor, {}).get("median")
+            p_rr = p99.get("rr", {}).get("median")
+            ok = ratio <= 0.6 and (p_rr is None or p_ref is None or p_rr <= p_ref)
+            p_txt = f", p99 {fmt(p_rr)} vs {fmt(p_ref)} µs" if p_rr and p_ref else ""
+            rows.append(
+                (
+                    f"{scen} {case}: CPU/request ≤ 0.6x the better anchor, p99 no worse",
+                    f"{ratio:.2f}x {LABELS[anchor]}{p_txt}",
+                    verdict(ok),
+                )
+            )
+    per = sums.get("S4", {}).get("churn", {}).get("cpu_us_per_conn", {})
+    anchor, ref = best(per, HAPROXY, -1)
+    if "rr" in per and ref:
+        ratio = per["rr"]["median"] / ref
+        rows.append(
+            ("S4: CPU/connection ≤ 0.6x HAProxy", f"{ratio:.2f}x {LABELS[anchor]}", verdict(ratio <= 0.6))
+        )
+    rss = med(sums, "S5", "idle", "rss_kib_per_conn", "rr")
+    fds = med(sums, "S5", "idle", "fds_per_conn", "rr")
+    if rss is not None:
+        rows.append(("S5: ≤ 1 KiB RSS per idle connection", f"{rss:.2f} KiB", verdict(rss <= 1.0)))
+    if fds is not None:
+        rows.append(("S5: 2 fds per connection", f"{fds:.2f}", verdict(fds <= 2.0)))
+    for case, s in sorted(ratios6.items()):
+        rows.append(
+            (
+                f"S6 {case}: 2 workers ≥ 1.8x 1 worker",
+                f"{s['median']:.2f}x (load generator shares CPU 0)",
+                verdict(s["median"] >= 1.8),
+            )
+        )
+    return rows
+
+
+def markdown(meta, sums, ratios6, notes, target_rows):
+    reps = int(meta.get("reps", "1"))
+    lines = [
+        f"# ringrelay benchmark {meta.get('name', '')}",
+        "",
+        f"{meta.get('mode', '?')} run, {reps} interleaved repetition(s), "
+        f"{meta.get('date', '?')}, commit {meta.get('commit', '?')}"
+        + (" (relay sources modified)" if meta.get("relay_tree_dirty", "0") not in ("", "0") else "")
+        + f", {meta.get('elapsed_s', '?')} s wall time.",
+        "",
+        f"Machine: {meta.get('cpu', '?')}, {meta.get('cpus', '?')} CPUs, Linux {meta.get('kernel', '?')}. "
+        f"{meta.get('relay_version', 'ringrelay')} (binary sha256 {meta.get('relay_sha256', '?')}…); HAProxy {meta.get('haproxy', '?')}; "
+        f"nginx {meta.get('nginx', '?')}; wrk {meta.get('wrk', '?')}.",
+        "",
+        "Method: bench/run.sh per /work/shared/BENCH.md, in a private network namespace; "
+        "the relay on CPU 1, load generator and backend on CPU 0, one worker per relay. "
+        "Relay CPU = utime+stime of all its threads over the measured window (nginx: the worker). "
+        "Cells are medians with (min–max) over the repetitions; each “÷” row is the median "
+        "divided by the better HAProxy (splice or not) for that figure. "
+        f"Durations: {meta.get('durations', '?')} (shortened from BENCH.md's to fit the time budget).",
+        "",
+    ]
+    io = sorted((k[len("relay_io_"):], v) for k, v in meta.items() if k.startswith("relay_io_"))
+    if io:
+        lines += ["ringrelay back ends as reported at start: " + ", ".join(f"{LABELS.get(k, k)}: {v}" for k, v in io) + ".", ""]
+    if target_rows:
+        lines += ["## Targets (ringrelay default path)", "", "| target | measured | |", "|---|---|---|"]
+        lines += [f"| {t} | {m} | {v} |" for t, m, v in target_rows]
+        lines.append("")
+    for scen in ("S1", "S2", "S3", "S4", "S5", "S6"):
+        if scen not in sums:
+            continue
+        lines += [f"## {TITLES[scen]}", ""]
+        for case in sums[scen]:
+            per_metric = sums[scen][case]
+            present = {c for m in per_metric.values() for c in m}
+            conts = [c for c in ORDER if c in present]
+            if len(sums[scen]) > 1 or scen == "S6":
+                lines += [f"### {case}", ""]
+            table(lines, per_metric, conts)
+        if scen == "S5":
+            lines += [
+                "A relay that allocates and touches its connection table at start (ringrelay, "
+                "sized by --max-connections) shows little or no growth per connection; the "
+                "“RSS MiB with all open” row compares what each process holds in total.",
+                "",
+            ]
+        if scen == "S6" and ratios6:
+            lines += ["| 2 workers ÷ 1 worker (per repetition) | ratio |", "|---|---:|"]
+            lines += [f"| {case} | {cell_text(s)} |" for case, s in sorted(ratios6.items())]
+            lines += [
+                "",
+                "On this 2-CPU machine the second worker shares CPU 0 with the load generator "
+                "and the backend, so this ratio is a floor, not what 2 free cores would give.",
+                "",
+            ]
+    lines += ["## Notes", ""]
+    if scen_nginx_v1(sums):
+        lines.append("- nginx stream sends PROXY protocol v1 (it cannot send v2); the others send v2.")
+    lines += [f"- {n}" for n in notes] if notes else ["- no anomaly noted by the runner"]
+    lines.append("")
+    lines.append(f"![headline figures]({meta.get('name', 'results')}.png)")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def scen_nginx_v1(sums):
+    return any("nginx" in per for cases in sums.values() for m in cases.values() for per in m.values())
+
+
+# Headline panels of the plot: (scenario, case, metric, title).
+PANELS = [
+    ("S1", "bulk", "gbps", "S1 bulk: Gbit/s (higher is better)"),
+    ("S1", "bulk", "cpu_s_per_gb", "S1 bulk: relay CPU-s per GB (lower is better)"),
+    ("S2", "64B-500c", "cpu_us_per_req", "S2 64 B x 500 conns: CPU-µs/request (lower)"),
+    ("S3", "tls", "cpu_us_per_req", "S3 TLS: relay CPU-µs/request (lower)"),
+    ("S4", "churn", "cpu_us_per_conn", "S4 churn: relay CPU-µs/connection (lower)"),
+    ("S5", "idle", "rss_mib_total", "S5 idle: relay RSS MiB with all connections open (lower)"),
+]
+COLOURS = {"rr": 1, "rr-epoll": 1, "rr-copy": 1, "rr-splice": 1, "haproxy": 2, "haproxy-splice": 2, "nginx": 3, "direct": 4}
+
+
+def plot_files(meta, sums, plot_dir, out_base):
+    os.makedirs(plot_dir, exist_ok=True)
+    panels = []
+    for scen, case, metric, title in PANELS:
+        per = sums.get(scen, {}).get(case, {}).get(metric)
+        if not per and scen == "S2":
+            case = next(iter(sums.get("S2", {})), None)
+            per = sums.get("S2", {}).get(case, {}).get(metric) if case else None
+            title = f"S2 {case}: CPU-µs/request (lower)"
+        if not per:
+            continue
+        dat = f"panel{len(panels)}.dat"
+        with open(os.path.join(plot_dir, dat), "w") as f:
+            for c in ORDER:
+                if c in per:
+                    s = per[c]
+                    f.write(f"\"{LABELS[c]}\" {s['median']} {s['min']} {s['max']} {COLOURS.get(c, 5)}\n")
+        panels.append((dat, title))
+    gp = [
+        "if (!exists('term')) term = 'pngcairo'",
+        "if (term eq 'pngcairo') set terminal pngcairo size 1500,900 font ',9'; else set terminal png size 1500,900",
+        f"set output '{out_base}.png'",
+        f"set multiplot layout 2,3 title 'ringrelay benchmark {meta.get('name', '')}: median, bars min-max'",
+        "set style fill solid 0.75 border -1",
+        "set boxwidth 0.7",
+        "set yrange [0:*]",
+        "set xtics rotate by -35 nomirror",
+        "set grid ytics",
+        "unset key",
+        # ringrelay blue, HAProxy red, nginx green, direct grey
+        "array col[5] = [0x1f77b4, 0xd62728, 0x2ca02c, 0x7f7f7f, 0x9467bd]",
+    ]
+    for dat, title in panels:
+        gp.append(f"set title \"{title}\"")
+        gp.append(
+            f"plot '{dat}' using 0:2:(col[int($5)]):xtic(1) with boxes lc rgb variable, "
+            f"'' using 0:2:3:4 with yerrorbars lc rgb 'black' pt 0 ps 0"
+        )
+    gp.append("unset multiplot")
+    with open(os.path.join(plot_dir, "plot.gp"), "w") as f:
+        f.write("\n".join(gp) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--raw", required=True)
+    ap.add_argument("--meta", required=True)
+    ap.add_argument("--notes", required=True)
+    ap.add_argument("--out", required=True, help="output path without extension")
+    ap.add_argument("--plot-dir", required=True)
+    args = ap.parse_args()
+
+    meta = load_meta(args.meta)
+    data = load_raw(args.raw)
+    sums = summarise(data)
+    ratios6 = s6_ratios(data)
+    with open(args.notes) as f:
+        notes = [n.strip() for n in f if n.strip()]
+    rows = targets(sums, ratios6)
+
+    with open(args.out + ".md", "w") as f:
+        f.write(markdown(meta, sums, ratios6, notes, rows))
+    doc = {
+        "meta": meta,
+        "results": sums,
+        "s6_ratio_2w_over_1w": ratios6,
+        "targets": [{"target": t, "measured": m, "verdict": v} for t, m, v in rows],
+        "notes": notes,
+        "labels": LABELS,
+        "metrics": {k: {"label": v[0], "better": "higher" if v[1] > 0 else "lower"} for k, v in METRICS.items()},
+    }
+    with open(args.out + ".json", "w") as f:
+        json.dump(doc, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    plot_files(meta, sums, args.plot_dir, os.path.abspath(args.out))
+
+
+if __name__ == "__main__":
+    main()
