@@ -33,6 +33,7 @@ enum timer_kind { TIMER_CONNECT, TIMER_IDLE, TIMER_FIN, TIMER_KINDS, TIMER_NONE 
 #define DIR_SPLICE 0x10  /* moving bytes with splice(2) through a pipe */
 #define DIR_STARVED 0x20 /* recv found no free buffer; waits for one */
 #define DIR_HDR 0x40     /* the PROXY header alone is being sent */
+#define DIR_BULK 0x80    /* looks like a bulk stream: splice once the back end lets go */
 
 /* Bytes read from fd[d] and written to fd[!d], for d a side. */
 struct dir {
@@ -42,7 +43,8 @@ struct dir {
     uint16_t buf;     /* buffer held, or BUF_NONE */
     int16_t pipe;     /* pipe held, or -1 */
     uint8_t flags;    /* DIR_* */
-    uint8_t full_reads; /* consecutive reads that filled a whole buffer */
+    uint32_t win_reads; /* copy mode: reads in the current window ... */
+    uint32_t win_bytes; /* ... and the bytes they brought */
     uint64_t moved;
 };
 

@@ -14,9 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Auto mode moves a direction to splice after this many consecutive reads
- * that filled a whole buffer: a bulk stream, not request/response. */
-#define SPLICE_AUTO_RUNS 8
+/* Auto mode looks at a direction's reads in windows of this many bytes: if
+ * they came in reads of SPLICE_MIN_READ or more on average, it is a bulk
+ * stream and moves to splice; request/response traffic never does. */
+#define SPLICE_WINDOW (256 * 1024U)
+#define SPLICE_MIN_READ (8 * 1024U)
 /* Bytes one splice pump moves before yielding to other connections. */
 #define SPLICE_BUDGET (1024 * 1024U)
 #define PIPE_CAP (256 * 1024U)
@@ -384,11 +386,18 @@ static void dir_shut(struct worker *w, struct conn *c, int d)
         timer_set(w, c, TIMER_FIN);
 }
 
-static int splice_wanted(const struct worker *w, const struct dir *dir)
+/* Whether d should move to splice; ends a full window in auto mode. */
+static int splice_wanted(const struct worker *w, struct dir *dir)
 {
     if (w->opt->splice == SPLICE_ALWAYS)
         return 1;
-    return w->opt->splice == SPLICE_AUTO && dir->full_reads >= SPLICE_AUTO_RUNS;
+    if (w->opt->splice != SPLICE_AUTO || dir->win_bytes < SPLICE_WINDOW)
+        return 0;
+    if (dir->win_reads <= SPLICE_WINDOW / SPLICE_MIN_READ)
+        return 1;
+    dir->win_bytes = 0;
+    dir->win_reads = 0;
+    return 0;
 }
 
 /* Moves bytes fd[d] -> pipe -> fd[!d] until the source is drained, the
@@ -422,8 +431,9 @@ static void splice_pump(struct worker *w, struct conn *c, int d)
         }
         if (dir->pipe < 0 && pipe_get(w, dir) < 0) {
             /* Every pipe is busy: copy instead, for now. */
-            dir->flags &= (uint8_t)~DIR_SPLICE;
-            dir->full_reads = 0;
+            dir->flags &= (uint8_t)~(DIR_SPLICE | DIR_BULK);
+            dir->win_bytes = 0;
+            dir->win_reads = 0;
             return op_recv(w, c, d);
         }
         n = splice(c->fd[d], NULL, w->pipes[dir->pipe].w, NULL, PIPE_CAP,
@@ -465,7 +475,9 @@ static void dir_next(struct worker *w, struct conn *c, int d)
         return;
     if (dir->flags & DIR_EOF)
         return dir_shut(w, c, d);
-    if (!(dir->flags & DIR_SPLICE) && splice_wanted(w, dir) && w->io->recv_idle(w, c, d)) {
+    if (!(dir->flags & (DIR_SPLICE | DIR_BULK)) && splice_wanted(w, dir))
+        dir->flags |= DIR_BULK;
+    if ((dir->flags & (DIR_SPLICE | DIR_BULK)) == DIR_BULK && w->io->recv_idle(w, c, d)) {
         log_debug("c%u.%u %s: bulk transfer: splicing", w->id, c->id, side_name[d]);
         dir->flags |= DIR_SPLICE;
     }
@@ -512,7 +524,8 @@ void relay_on_recv(struct worker *w, struct conn *c, int d, int res, uint16_t bi
     dir->off = BUF_HEADROOM;
     dir->len = (uint32_t)res;
     dir->moved += (uint64_t)res;
-    dir->full_reads = res == BUF_SIZE ? (uint8_t)(dir->full_reads + 1) : 0;
+    dir->win_bytes += (uint32_t)res;
+    dir->win_reads++;
     conn_touch(w, c);
     dir_next(w, c, d);
 }

@@ -299,3 +299,40 @@ def idle_timeout(ctx):
           f"idle client closed after {took:.2f}s ({how}), want {IDLE_TIMEOUT / 2}..10 s")
     took_b, how_b = wait_closed(b_idle, 10)
     ctx.note(f"idle client closed after {took:.2f}s ({how}), backend side {how_b}")
+
+
+@case("splice_auto_picks_bulk_only")
+def splice_auto(ctx):
+    """--splice auto moves a bulk stream to splice(2) and leaves
+    request/response traffic in copy mode (the debug log says which)."""
+    be = listener(ctx)
+    port = harness.free_port()
+    rl = relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", be.port), "--workers", "1",
+               "--log-level", "debug")
+    chat = client(ctx, ("127.0.0.1", port), "127.0.0.2")
+    chat.sendall(b"q" * 1024)
+    bchat = be.accept(timeout=5)
+    _, _, first = peers.read_proxy_header(bchat)
+    pending = 1024 - len(first)
+    for i in range(1000):  # 1 MiB each way in 1 KiB request/response pairs
+        if pending:
+            peers.recv_exact(bchat, pending)
+        bchat.sendall(b"a" * 1024)
+        check(peers.recv_exact(chat, 1024) == b"a" * 1024, f"reply {i} garbled")
+        if i < 999:
+            chat.sendall(b"q" * 1024)
+            pending = 1024
+    check("splicing" not in rl.stderr(), "request/response traffic was moved to splice")
+    bulk = client(ctx, ("127.0.0.1", port), "127.0.0.3")
+    t = send_async(bulk, os.urandom(1 << 20) * 16)
+    bbulk = be.accept(timeout=5)
+    got = len(peers.read_proxy_header(bbulk)[2])
+    while True:
+        data = bbulk.recv(1 << 20)
+        if not data:
+            break
+        got += len(data)
+    join_send(t, 10, "bulk client")
+    check(got == 16 << 20, f"backend got {got} of {16 << 20} bytes")
+    check("client: bulk transfer: splicing" in rl.stderr(), "a 16 MiB upload was not spliced")
+    ctx.note("1 MiB of 1 KiB exchanges stayed in copy mode; 16 MiB upload spliced")
