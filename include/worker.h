@@ -87,6 +87,7 @@ struct stats {
 
 struct pipe_pair {
     int r, w;
+    uint32_t cap; /* bytes the pipe holds */
 };
 
 struct io_backend;

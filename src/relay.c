@@ -147,6 +147,7 @@ static int pipe_get(struct worker *w, struct dir *dir)
         (void)fcntl(fds[0], F_SETPIPE_SZ, PIPE_CAP);
         p->r = fds[0];
         p->w = fds[1];
+        p->cap = (uint32_t)fcntl(fds[0], F_GETPIPE_SZ);
     }
     dir->pipe = (int16_t)w->free_pipes[--w->n_pipes_free];
     return 0;
@@ -401,28 +402,37 @@ static int splice_wanted(const struct worker *w, struct dir *dir)
 }
 
 /* Moves bytes fd[d] -> pipe -> fd[!d] until the source is drained, the
- * destination is full, or the budget is spent; then waits for readiness. */
+ * destination is full, or the budget is spent; then waits for readiness.
+ * A short splice out means the socket is full: writability comes back when
+ * it drains. A short splice in most likely emptied the socket: wait for
+ * readability (at once if not) rather than spend a call to hear EAGAIN. */
 static void splice_pump(struct worker *w, struct conn *c, int d)
 {
     struct dir *dir = &c->dir[d];
     size_t budget = SPLICE_BUDGET;
+    int drained = 0;
     ssize_t n;
 
     for (;;) {
         if (dir->in_pipe) {
             n = splice(w->pipes[dir->pipe].r, NULL, c->fd[!d], NULL, dir->in_pipe,
                        SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
-            if (n == -1) {
-                if (errno == EAGAIN)
-                    return op_poll_out(w, c, d);
+            if (n == -1 && errno != EAGAIN)
                 return conn_abort(w, c, !d, errno);
+            if (n == -1 || (uint32_t)n < dir->in_pipe) {
+                dir->in_pipe -= n == -1 ? 0 : (uint32_t)n;
+                return op_poll_out(w, c, d);
             }
-            dir->in_pipe -= (uint32_t)n;
-            continue;
+            dir->in_pipe = 0;
         }
         if (dir->flags & DIR_EOF) {
             pipe_release(w, dir);
             return dir_shut(w, c, d);
+        }
+        if (drained) {
+            /* Not certain: a pipe can fill its slots before its bytes. */
+            pipe_release(w, dir);
+            return op_poll_in(w, c, d, 0);
         }
         if (budget == 0) {
             /* Readable still, most likely: the poll fires at once. */
@@ -436,7 +446,7 @@ static void splice_pump(struct worker *w, struct conn *c, int d)
             dir->win_reads = 0;
             return op_recv(w, c, d);
         }
-        n = splice(c->fd[d], NULL, w->pipes[dir->pipe].w, NULL, PIPE_CAP,
+        n = splice(c->fd[d], NULL, w->pipes[dir->pipe].w, NULL, w->pipes[dir->pipe].cap,
                    SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
         if (n == 0) {
             dir->flags |= DIR_EOF;
@@ -449,6 +459,7 @@ static void splice_pump(struct worker *w, struct conn *c, int d)
             dir->in_pipe = (uint32_t)n;
             dir->moved += (uint64_t)n;
             budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+            drained = (uint32_t)n < w->pipes[dir->pipe].cap;
             conn_touch(w, c);
         }
     }
