@@ -89,3 +89,15 @@ enum pp_result pp_strip_feed(struct pp_strip *st, const uint8_t *data, size_t le
     }
     return r;
 }
+
+void pp_count(struct pp_counts *n, const struct pp_strip *st, enum pp_result r)
+{
+    if (r == PP_BAD)
+        n->bad++;
+    else if (r == PP_NONE)
+        n->none++;
+    else if (st->kind == PP_KIND_V1)
+        n->v1++;
+    else
+        n->v2++;
+}

@@ -1,5 +1,6 @@
 /* Strips a leading PROXY protocol v1 or v2 header from the start of a byte
- * stream fed in arbitrary pieces. Pure: no I/O, no allocation. */
+ * stream fed in arbitrary pieces, and counts headers by kind. Pure: no I/O,
+ * no allocation. */
 #ifndef BENCH_PP_STRIP_H
 #define BENCH_PP_STRIP_H
 
@@ -30,6 +31,11 @@ struct pp_strip {
     uint8_t held[PP_V1_MAX + 1];
 };
 
+/* How many streams began with each kind of header. */
+struct pp_counts {
+    unsigned long long v1, v2, none, bad;
+};
+
 /* Starts a stream. */
 void pp_strip_init(struct pp_strip *st);
 
@@ -38,5 +44,9 @@ void pp_strip_init(struct pp_strip *st);
  * from earlier pieces and are payload too; hand them on before data+*used.
  * Once PP_DONE or PP_NONE has been returned, do not feed the stream again. */
 enum pp_result pp_strip_feed(struct pp_strip *st, const uint8_t *data, size_t len, size_t *used);
+
+/* Counts the stream's header in n once pp_strip_feed() has returned r, which
+ * must be PP_DONE, PP_NONE or PP_BAD. */
+void pp_count(struct pp_counts *n, const struct pp_strip *st, enum pp_result r);
 
 #endif
