@@ -3,13 +3,10 @@
 #include "tool.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #define MAX_CONNS 1000000
@@ -22,58 +19,33 @@ struct idle {
     long open;
 };
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: idle [options] HOST:PORT\n"
-               "\n"
-               "Opens N connections to HOST:PORT one after another and sends nothing. Once\n"
-               "all are established it prints \"established=N seconds=S\" (flushed) and holds\n"
-               "them until SIGTERM or SIGINT, or for at most DURATION; then it resets them\n"
-               "(SO_LINGER 0, so no TIME_WAIT is left behind) and prints \"closed=N\".\n"
-               "If a connect fails it prints \"established=K error=...\" and exits 1.\n"
-               "\n"
-               "  -n, --connections N        connections (default 1000)\n"
-               "  -d, --duration DUR         hold at most this long (default 600s)\n"
-               "  -t, --connect-timeout DUR  per connection (default 5s)\n"
-               "  -h, --help\n");
-}
+static const char usage[] =
+    "usage: idle [options] HOST:PORT\n"
+    "\n"
+    "Opens N connections to HOST:PORT one after another and sends nothing. Once\n"
+    "all are established it prints \"established=N seconds=S\" (flushed) and holds\n"
+    "them until SIGTERM or SIGINT, or for at most DURATION; then it resets them\n"
+    "(SO_LINGER 0, so no TIME_WAIT is left behind) and prints \"closed=N\".\n"
+    "If a connect fails it prints \"established=K error=...\" and exits 1.\n"
+    "\n"
+    "  -n, --connections N        connections (default 1000)\n"
+    "  -d, --duration DUR         hold at most this long (default 600s)\n"
+    "  -t, --connect-timeout DUR  per connection (default 5s)\n"
+    "  -h, --help\n";
 
 /* Fills d from argv. Returns 0, or -1 after printing why. */
 static int parse_args(struct idle *d, int argc, char **argv)
 {
-    static const struct option opts[] = {{"connections", required_argument, NULL, 'n'},
-                                         {"duration", required_argument, NULL, 'd'},
-                                         {"connect-timeout", required_argument, NULL, 't'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int c, bad = 0;
+    static const struct tool_opt opts[] = {
+        {"connections", 'n', TOOL_OPT_COUNT, offsetof(struct idle, conns), 1, MAX_CONNS},
+        {"duration", 'd', TOOL_OPT_SECONDS, offsetof(struct idle, duration), 0, 0},
+        {"connect-timeout", 't', TOOL_OPT_SECONDS, offsetof(struct idle, connect_timeout), 0, 0},
+        {NULL, 0, 0, 0, 0, 0}};
 
     d->conns = 1000;
     d->duration = 600;
     d->connect_timeout = 5;
-    while ((c = getopt_long(argc, argv, "n:d:t:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'n':
-            bad |= tool_parse_count(optarg, 1, MAX_CONNS, &d->conns);
-            break;
-        case 'd':
-            bad |= tool_parse_seconds(optarg, &d->duration);
-            break;
-        case 't':
-            bad |= tool_parse_seconds(optarg, &d->connect_timeout);
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            bad = -1;
-        }
-    }
-    if (bad || optind != argc - 1 || tool_parse_addr(argv[optind], &d->addr) != 0) {
-        usage(stderr);
-        return -1;
-    }
-    return 0;
+    return tool_parse_args(argc, argv, opts, d, usage, &d->addr);
 }
 
 /* Opens the connections in turn. Returns 0 or -errno of the first failure. */
@@ -81,14 +53,7 @@ static int open_all(struct idle *d)
 {
     int ms = (int)(d->connect_timeout * 1000);
 
-    for (d->open = 0; d->open < d->conns; d->open++) {
-        int fd = tool_connect(&d->addr, ms > 0 ? ms : 1);
-
-        if (fd < 0)
-            return fd;
-        d->fds[d->open] = fd;
-    }
-    return 0;
+    return tool_connect_all(&d->addr, ms > 0 ? ms : 1, d->fds, d->conns, &d->open);
 }
 
 /* Closes every connection with a reset. */
@@ -105,16 +70,14 @@ static void close_all(struct idle *d)
 /* Waits for SIGTERM/SIGINT on sfd, at most d->duration seconds. */
 static void hold(const struct idle *d, int sfd)
 {
-    uint64_t deadline = tool_now_ns() + (uint64_t)(d->duration * 1e9);
-    struct signalfd_siginfo si;
+    uint64_t deadline = tool_deadline(d->duration);
     uint64_t now;
 
     while ((now = tool_now_ns()) < deadline) {
         struct pollfd p = {.fd = sfd, .events = POLLIN};
-        int ms = (int)((deadline - now) / 1000000) + 1;
 
-        if (poll(&p, 1, ms) == 1 && read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
-            si.ssi_signo != SIGUSR1)
+        if (poll(&p, 1, tool_ms_until(deadline, now)) == 1 &&
+            (tool_signal_take(sfd) & TOOL_SIG_STOP))
             return;
     }
 }

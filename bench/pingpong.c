@@ -3,7 +3,6 @@
 #include "tool.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -20,7 +19,6 @@
 #define HIST_US 1000000
 
 struct ping_conn {
-    int fd;
     bool want_out;
     size_t sent, got;
     uint64_t start;
@@ -30,9 +28,10 @@ struct pingpong {
     struct tool_addr addr;
     long conns, size;
     double duration, warmup;
-    pid_t cpu_pid;
+    long cpu_pid;
     int ep;
     uint8_t *msg, *scratch;
+    int *fds; /* -1 once dropped */
     struct ping_conn *c;
     long live;
     uint64_t warm_end, end;
@@ -42,110 +41,63 @@ struct pingpong {
     uint32_t hist[HIST_US];
 };
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: pingpong [options] HOST:PORT\n"
-               "\n"
-               "Opens C connections to HOST:PORT (an echo server, possibly behind a relay).\n"
-               "Each sends an S-byte message, waits until all S bytes came back, and sends\n"
-               "the next. After WARMUP it measures for DURATION and prints one line:\n"
-               "  connections=C size=S seconds=D requests=N rps=R mean_us=M p50_us=P\n"
-               "  p99_us=P max_us=X errors=E [cpu_s=C]\n"
-               "Only round trips that start after the warm-up and end within the window\n"
-               "count.\n"
-               "\n"
-               "  -c, --connections N   connections (default 50)\n"
-               "  -s, --size BYTES      message size (default 64)\n"
-               "  -d, --duration DUR    measured time: 10, 10s, 500ms (default 10s)\n"
-               "  -w, --warmup DUR      unmeasured time first (default 500ms)\n"
-               "  -p, --cpu-pid PID     also print PID's CPU seconds over the measured time\n"
-               "  -h, --help\n");
-}
+static const char usage[] =
+    "usage: pingpong [options] HOST:PORT\n"
+    "\n"
+    "Opens C connections to HOST:PORT (an echo server, possibly behind a relay).\n"
+    "Each sends an S-byte message, waits until all S bytes came back, and sends\n"
+    "the next. After WARMUP it measures for DURATION and prints one line:\n"
+    "  connections=C size=S seconds=D requests=N rps=R mean_us=M p50_us=P\n"
+    "  p99_us=P max_us=X errors=E [cpu_s=C]\n"
+    "Only round trips that start after the warm-up and end within the window\n"
+    "count.\n"
+    "\n"
+    "  -c, --connections N   connections (default 50)\n"
+    "  -s, --size BYTES      message size (default 64)\n"
+    "  -d, --duration DUR    measured time: 10, 10s, 500ms (default 10s)\n"
+    "  -w, --warmup DUR      unmeasured time first (default 500ms)\n"
+    "  -p, --cpu-pid PID     also print PID's CPU seconds over the measured time\n"
+    "  -h, --help\n";
 
 /* Fills p from argv. Returns 0, or -1 after printing why. */
 static int parse_args(struct pingpong *p, int argc, char **argv)
 {
-    static const struct option opts[] = {{"connections", required_argument, NULL, 'c'},
-                                         {"size", required_argument, NULL, 's'},
-                                         {"duration", required_argument, NULL, 'd'},
-                                         {"warmup", required_argument, NULL, 'w'},
-                                         {"cpu-pid", required_argument, NULL, 'p'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    long pid = 0;
-    int c, bad = 0;
+    static const struct tool_opt opts[] = {
+        {"connections", 'c', TOOL_OPT_COUNT, offsetof(struct pingpong, conns), 1, MAX_CONNS},
+        {"size", 's', TOOL_OPT_COUNT, offsetof(struct pingpong, size), 1, MAX_SIZE},
+        {"duration", 'd', TOOL_OPT_SECONDS, offsetof(struct pingpong, duration), 0, 0},
+        {"warmup", 'w', TOOL_OPT_SECONDS, offsetof(struct pingpong, warmup), 0, 0},
+        {"cpu-pid", 'p', TOOL_OPT_COUNT, offsetof(struct pingpong, cpu_pid), 1, 1 << 22},
+        {NULL, 0, 0, 0, 0, 0}};
 
     p->conns = 50;
     p->size = 64;
     p->duration = 10;
     p->warmup = 0.5;
-    while ((c = getopt_long(argc, argv, "c:s:d:w:p:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            bad |= tool_parse_count(optarg, 1, MAX_CONNS, &p->conns);
-            break;
-        case 's':
-            bad |= tool_parse_count(optarg, 1, MAX_SIZE, &p->size);
-            break;
-        case 'd':
-            bad |= tool_parse_seconds(optarg, &p->duration);
-            break;
-        case 'w':
-            bad |= tool_parse_seconds(optarg, &p->warmup);
-            break;
-        case 'p':
-            bad |= tool_parse_count(optarg, 1, 1 << 22, &pid);
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            bad = -1;
-        }
-    }
-    p->cpu_pid = (pid_t)pid;
-    if (bad || p->duration <= 0 || optind != argc - 1 ||
-        tool_parse_addr(argv[optind], &p->addr) != 0) {
-        usage(stderr);
+    if (tool_parse_args(argc, argv, opts, p, usage, &p->addr) != 0)
+        return -1;
+    if (p->duration <= 0) {
+        fputs(usage, stderr);
         return -1;
     }
     return 0;
 }
 
-/* Opens every connection. Returns 0 or -errno. */
-static int open_all(struct pingpong *p)
-{
-    for (long i = 0; i < p->conns; i++) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)i};
-        int fd = tool_connect(&p->addr, 5000);
-
-        if (fd < 0) {
-            fprintf(stderr, "pingpong: connect %ld: %s\n", i, strerror(-fd));
-            return fd;
-        }
-        p->c[i].fd = fd;
-        if (tool_set_nonblock(fd) < 0 || epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &ev) == -1)
-            return -errno;
-    }
-    p->live = p->conns;
-    return 0;
-}
-
-static void conn_drop(struct pingpong *p, struct ping_conn *c)
+static void conn_drop(struct pingpong *p, long i)
 {
     p->errors++;
     p->live--;
-    close(c->fd);
-    c->fd = -1;
+    close(p->fds[i]);
+    p->fds[i] = -1;
 }
 
 /* Asks for writability only while a message is half sent. */
-static void want_out(struct pingpong *p, struct ping_conn *c, long i, bool on)
+static void want_out(struct pingpong *p, long i, bool on)
 {
     struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.u64 = (uint64_t)i};
 
-    if (c->want_out != on && epoll_ctl(p->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
-        c->want_out = on;
+    if (p->c[i].want_out != on && epoll_ctl(p->ep, EPOLL_CTL_MOD, p->fds[i], &ev) == 0)
+        p->c[i].want_out = on;
 }
 
 /* Sends what is left of the current message. */
@@ -154,20 +106,20 @@ static void send_rest(struct pingpong *p, long i)
     struct ping_conn *c = &p->c[i];
 
     while (c->sent < (size_t)p->size) {
-        ssize_t n = send(c->fd, p->msg + c->sent, (size_t)p->size - c->sent, MSG_NOSIGNAL);
+        ssize_t n = send(p->fds[i], p->msg + c->sent, (size_t)p->size - c->sent, MSG_NOSIGNAL);
 
         if (n == -1 && errno == EAGAIN) {
-            want_out(p, c, i, true);
+            want_out(p, i, true);
             return;
         }
         if (n == -1 && errno != EINTR) {
-            conn_drop(p, c);
+            conn_drop(p, i);
             return;
         }
         if (n > 0)
             c->sent += (size_t)n;
     }
-    want_out(p, c, i, false);
+    want_out(p, i, false);
 }
 
 static void send_next(struct pingpong *p, long i, uint64_t now)
@@ -199,12 +151,12 @@ static void recv_echo(struct pingpong *p, long i)
     struct ping_conn *c = &p->c[i];
 
     while (c->got < (size_t)p->size) {
-        ssize_t n = recv(c->fd, p->scratch, (size_t)p->size - c->got, 0);
+        ssize_t n = recv(p->fds[i], p->scratch, (size_t)p->size - c->got, 0);
 
         if (n == -1 && (errno == EAGAIN || errno == EINTR))
             return;
         if (n <= 0) {
-            conn_drop(p, c);
+            conn_drop(p, i);
             return;
         }
         c->got += (size_t)n;
@@ -243,8 +195,7 @@ static void run(struct pingpong *p, struct tool_cpu *cpu0)
     for (long i = 0; i < p->conns; i++)
         send_next(p, i, tool_now_ns());
     while (p->live > 0 && (now = tool_now_ns()) < p->end) {
-        uint64_t next = snapped ? p->end : p->warm_end;
-        int ms = next > now ? (int)((next - now + 999999) / 1000000) : 0;
+        int ms = tool_ms_until(snapped ? p->end : p->warm_end, now);
         int n;
 
         if (!snapped && now >= p->warm_end) {
@@ -256,9 +207,9 @@ static void run(struct pingpong *p, struct tool_cpu *cpu0)
         for (int k = 0; k < n; k++) {
             long i = (long)evs[k].data.u64;
 
-            if (p->c[i].fd >= 0 && (evs[k].events & EPOLLOUT))
+            if (p->fds[i] >= 0 && (evs[k].events & EPOLLOUT))
                 send_rest(p, i);
-            if (p->c[i].fd >= 0 && (evs[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+            if (p->fds[i] >= 0 && (evs[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
                 recv_echo(p, i);
         }
     }
@@ -266,17 +217,13 @@ static void run(struct pingpong *p, struct tool_cpu *cpu0)
 
 static void report(const struct pingpong *p, const struct tool_cpu *cpu0)
 {
-    struct tool_cpu cpu1;
     double mean = p->requests ? p->sum_us / (double)p->requests : 0;
 
     printf("connections=%ld size=%ld seconds=%.3f requests=%llu rps=%.1f mean_us=%.1f "
            "p50_us=%.0f p99_us=%.0f max_us=%.0f errors=%llu",
            p->conns, p->size, p->duration, p->requests, (double)p->requests / p->duration, mean,
            percentile(p, 0.50), percentile(p, 0.99), (double)p->max_ns / 1000, p->errors);
-    if (p->cpu_pid && tool_cpu_read(p->cpu_pid, &cpu1) == 0)
-        printf(" cpu_s=%.3f", tool_cpu_seconds(cpu0, &cpu1));
-    printf("\n");
-    fflush(stdout);
+    tool_end_line((pid_t)p->cpu_pid, cpu0);
 }
 
 int main(int argc, char **argv)
@@ -288,16 +235,18 @@ int main(int argc, char **argv)
         return 2;
     tool_raise_nofile();
     signal(SIGPIPE, SIG_IGN);
+    p.fds = calloc((size_t)p.conns, sizeof(*p.fds));
     p.c = calloc((size_t)p.conns, sizeof(*p.c));
     p.msg = malloc((size_t)p.size);
     p.scratch = malloc((size_t)p.size);
     p.ep = epoll_create1(EPOLL_CLOEXEC);
-    if (!p.c || !p.msg || !p.scratch || p.ep == -1)
+    if (!p.fds || !p.c || !p.msg || !p.scratch || p.ep == -1)
         return 1;
     memset(p.msg, 'p', (size_t)p.size);
-    if (open_all(&p) != 0)
+    if (tool_connect_watch("pingpong", &p.addr, p.ep, EPOLLIN, p.fds, p.conns) != 0)
         return 1;
-    p.warm_end = tool_now_ns() + (uint64_t)(p.warmup * 1e9);
+    p.live = p.conns;
+    p.warm_end = tool_deadline(p.warmup);
     p.end = p.warm_end + (uint64_t)(p.duration * 1e9);
     run(&p, &cpu0);
     report(&p, &cpu0);

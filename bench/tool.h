@@ -138,8 +138,7 @@ struct tool_stats {
 };
 
 /* A listener, a signalfd and any number of connections on one epoll. The
- * tool fills duration and the three callbacks, then calls tool_server_open()
- * and tool_server_run(). */
+ * tool fills duration and the three callbacks and calls tool_server_serve(). */
 struct tool_server {
     double duration; /* run at most this long */
     int ep;
@@ -154,12 +153,13 @@ struct tool_server {
     void (*report)(struct tool_server *s);
 };
 
-/* Raises the open-file limit, blocks the stop signals and listens on a.
- * Returns 0 or -errno. */
-int tool_server_open(struct tool_server *s, const struct tool_addr *a);
-
-/* Accepts and serves until SIGTERM or SIGINT, or for s->duration. */
-void tool_server_run(struct tool_server *s);
+/* Raises the open-file limit, listens on a, then accepts and serves until
+ * SIGTERM or SIGINT, or for s->duration, and reports the counters a last
+ * time. A failure to listen is reported on stderr as "NAME: cannot listen on
+ * TEXT: why", TEXT being a as the user wrote it. Returns the exit status: 0,
+ * or 1 when it cannot listen. */
+int tool_server_serve(struct tool_server *s, const struct tool_addr *a, const char *name,
+                      const char *text);
 
 /* Closes a connection and frees the block w starts. err is 0 or the -errno
  * that ended it; all but -EPIPE and -ECONNRESET count as errors. */
