@@ -60,7 +60,6 @@ struct conn {
     uint8_t inflight; /* back end operations whose completion is pending */
     uint8_t timer_kind;
     uint8_t hdr_len, hdr_sent;
-    uint8_t aborting;
     /* The back end's own state, per side: epoll keeps readiness in io_flags
      * and an immediate connect result in io_res[SIDE_BACKEND]; io_uring keeps
      * the buffers its multishot recv got before the relay asked for them

@@ -34,6 +34,7 @@ static void dir_next(struct worker *w, struct conn *c, int d);
 static struct conn *conn_alloc(struct worker *w)
 {
     struct conn *c;
+    uint32_t gen;
 
     if (w->n_free == 0 ||
         atomic_fetch_add_explicit(w->active_total, 1, memory_order_relaxed) >= w->n_conns) {
@@ -42,17 +43,13 @@ static struct conn *conn_alloc(struct worker *w)
         return NULL;
     }
     c = &w->conns[w->free_conns[--w->n_free]];
+    gen = c->gen;
+    memset(c, 0, sizeof(*c));
+    c->gen = gen;
     c->state = CONN_CONNECTING;
     c->id = ++w->next_id;
     c->fd[0] = c->fd[1] = -1;
-    c->inflight = 0;
-    c->hdr_len = c->hdr_sent = 0;
-    c->aborting = 0;
-    memset(c->io_flags, 0, sizeof(c->io_flags));
-    memset(c->io_stash, 0, sizeof(c->io_stash));
-    memset(c->io_res, 0, sizeof(c->io_res));
     for (int d = 0; d < 2; d++) {
-        memset(&c->dir[d], 0, sizeof(c->dir[d]));
         c->dir[d].buf = BUF_NONE;
         c->dir[d].pipe = -1;
     }
