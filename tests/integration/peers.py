@@ -106,6 +106,17 @@ def read_proxy_header(sock):
         data += chunk
 
 
+def read_header_then(sock, payload):
+    """Read one PROXY header and then exactly the payload the client sent
+    after it, whether they arrive together or apart; returns the header info."""
+    _, info, rest = read_proxy_header(sock)
+    if len(rest) < len(payload):
+        rest += recv_exact(sock, len(payload) - len(rest))
+    if rest != payload:
+        raise ValueError(f"after the header expected {payload!r}, got {rest!r}")
+    return info
+
+
 def recv_exact(sock, n):
     buf = bytearray()
     while len(buf) < n:

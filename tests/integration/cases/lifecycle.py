@@ -220,7 +220,7 @@ def accept_emfile(ctx):
     c1 = client(ctx, ("127.0.0.1", port), "127.0.0.2")
     c1.sendall(b"one")
     b1 = be.accept(timeout=5)
-    peers.read_proxy_header(b1)
+    peers.read_header_then(b1, b"one")
     soft, hard = resource.prlimit(rl.pid, resource.RLIMIT_NOFILE)
     # The limit bounds fd numbers: below the lowest free one, accept fails.
     used = {int(n) for n in os.listdir(f"/proc/{rl.pid}/fd")}
@@ -232,9 +232,11 @@ def accept_emfile(ctx):
                        "the relay to log the failed accept")
     cpu0, t0 = cpu_seconds(rl.pid), time.monotonic()
     b1.sendall(b"still here")
-    check(peers.recv_exact(c1, 10) == b"still here", "open connection stalled while paused")
+    got = peers.recv_exact(c1, 10)
+    check(got == b"still here", f"open connection while paused: client got {got!r}")
     c1.sendall(b"and back")
-    check(peers.recv_exact(b1, 8) == b"and back", "open connection stalled while paused")
+    got = peers.recv_exact(b1, 8)
+    check(got == b"and back", f"open connection while paused: backend got {got!r}")
     time.sleep(1.0)  # a window to measure CPU use in, not synchronisation
     used = cpu_seconds(rl.pid) - cpu0
     wall = time.monotonic() - t0
@@ -247,7 +249,7 @@ def accept_emfile(ctx):
     # epoll it waits in the backlog and is served now.
     how = served_or_closed(be, c2, "the waiting client")
     if how == "served":
-        _, info, _ = peers.read_proxy_header(be.accept(timeout=1))
+        info = peers.read_header_then(be.accept(timeout=1), b"two")
         check(info.get("src") and info["src"][0] == "127.0.0.3",
               f"waiting client served with header {info}")
     roundtrip(ctx, ("127.0.0.1", port), be, "127.0.0.4")
