@@ -357,7 +357,8 @@ class Helper(Proc):
     def json_lines(self):
         import json
         out = []
-        for line in self.stdout().splitlines():
+        # Only whole lines: the helper may be half way through writing one.
+        for line in self.stdout().split("\n")[:-1]:
             if line.startswith("{"):
                 out.append(json.loads(line))
         return out
