@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "relay.h"
+#include "uring_compat.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -37,6 +38,9 @@ enum uring_op { OP_IGNORE, OP_ACCEPT, OP_CONNECT, OP_RECV, OP_SEND, OP_POLL };
 #define R_SINGLE 0x40   /* single-shot from now on: the relay wants to splice */
 #define STASH_ONE 0x100
 #define STASH_MAX 2
+/* Most buffers one bundled recv completion may fill: bounds what a
+ * direction holds to STASH_MAX - 1 + BUNDLE_MAX buffers. */
+#define BUNDLE_MAX 4
 
 struct uring_state {
     struct io_uring ring;
@@ -44,6 +48,9 @@ struct uring_state {
     size_t br_bytes;
     unsigned br_mask;
     int multishot;     /* multishot recv is available */
+    int bundle;        /* ... and bundled: one completion, several buffers */
+    uint16_t tail;     /* our copy of the buffer ring's tail */
+    uint16_t *slot;    /* ring entry each buffer was last added at */
     uint16_t *next;    /* stash chains, by buffer id */
     uint32_t *len;     /* bytes in a stashed buffer */
     uint64_t *ready;   /* directions with an ask the stash can answer */
@@ -85,7 +92,7 @@ static struct io_uring_sqe *sqe_get(struct worker *w)
 }
 
 /* Sets up a ring with the best flags this kernel takes; *flags gets them. */
-static int ring_setup(struct io_uring *ring, unsigned *flags)
+static int ring_setup(struct io_uring *ring, unsigned *flags, unsigned *features)
 {
     static const unsigned flag_sets[] = {
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
@@ -114,7 +121,19 @@ static int ring_setup(struct io_uring *ring, unsigned *flags)
         io_uring_queue_exit(ring);
         return -EOPNOTSUPP;
     }
+    *features = p.features;
     return 0;
+}
+
+/* Adds buffer bid at the ring's tail, remembering where it went: a bundled
+ * completion names its first buffer only, and the rest follow it in the
+ * ring. Published by the caller's io_uring_buf_ring_advance(). */
+static void buf_ring_add(struct worker *w, struct uring_state *st, uint16_t bid)
+{
+    st->slot[bid] = st->tail;
+    io_uring_buf_ring_add(st->br, buf_data(w, bid) + BUF_HEADROOM, BUF_SIZE, bid,
+                          (int)st->br_mask, (int)(uint16_t)(st->tail - st->br->tail));
+    st->tail++;
 }
 
 static int buf_ring_setup(struct worker *w, struct uring_state *st)
@@ -137,9 +156,9 @@ static int buf_ring_setup(struct worker *w, struct uring_state *st)
     if (ret < 0)
         return ret;
     st->br_mask = (unsigned)io_uring_buf_ring_mask(w->n_bufs);
+    st->tail = 0;
     for (uint32_t i = 0; i < w->n_bufs; i++)
-        io_uring_buf_ring_add(st->br, buf_data(w, (uint16_t)i) + BUF_HEADROOM, BUF_SIZE,
-                              (unsigned short)i, (int)st->br_mask, (int)i);
+        buf_ring_add(w, st, (uint16_t)i);
     io_uring_buf_ring_advance(st->br, (int)w->n_bufs);
     return 0;
 }
@@ -155,6 +174,7 @@ static void ur_fini(struct worker *w)
         munmap(st->br, st->br_bytes);
     free(st->next);
     free(st->len);
+    free(st->slot);
     free(st->ready);
     free(st);
     w->io_state = NULL;
@@ -163,12 +183,12 @@ static void ur_fini(struct worker *w)
 static int ur_init(struct worker *w)
 {
     struct uring_state *st = calloc(1, sizeof(*st));
-    unsigned flags = 0;
+    unsigned flags = 0, features = 0;
     int ret;
 
     if (!st)
         return -ENOMEM;
-    ret = ring_setup(&st->ring, &flags);
+    ret = ring_setup(&st->ring, &flags, &features);
     if (ret < 0) {
         free(st);
         return ret;
@@ -176,11 +196,14 @@ static int ur_init(struct worker *w)
     w->io_state = st;
     /* Kernels with DEFER_TASKRUN (6.1) all have multishot recv (6.0). */
     st->multishot = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+    st->bundle = st->multishot && (features & IORING_FEAT_RECVSEND_BUNDLE) &&
+                 !getenv("RINGRELAY_NO_BUNDLE");
     st->next = calloc(w->n_bufs, sizeof(*st->next));
     st->len = calloc(w->n_bufs, sizeof(*st->len));
+    st->slot = calloc(w->n_bufs, sizeof(*st->slot));
     st->cap_ready = 1024;
     st->ready = malloc(st->cap_ready * sizeof(*st->ready));
-    if (!st->next || !st->len || !st->ready) {
+    if (!st->next || !st->len || !st->slot || !st->ready) {
         ur_fini(w);
         return -ENOMEM;
     }
@@ -197,9 +220,9 @@ static int ur_init(struct worker *w)
 int io_uring_usable(void)
 {
     struct io_uring ring;
-    unsigned flags;
+    unsigned flags, features;
 
-    if (ring_setup(&ring, &flags) < 0)
+    if (ring_setup(&ring, &flags, &features) < 0)
         return 0;
     io_uring_queue_exit(&ring);
     return 1;
@@ -256,10 +279,14 @@ static void recv_arm(struct worker *w, struct conn *c, int d)
     struct io_uring_sqe *sqe = sqe_get(w);
     int multi = st_of(w)->multishot && !(c->io_flags[d] & R_SINGLE);
 
-    if (multi)
+    if (multi && st_of(w)->bundle) {
+        io_uring_prep_recv_multishot(sqe, c->fd[d], NULL, BUNDLE_MAX * BUF_SIZE, 0);
+        sqe->ioprio |= IORING_RECVSEND_BUNDLE;
+    } else if (multi) {
         io_uring_prep_recv_multishot(sqe, c->fd[d], NULL, 0, 0);
-    else
+    } else {
         io_uring_prep_recv(sqe, c->fd[d], NULL, BUF_SIZE, 0);
+    }
     /* Armed when the last bytes went out, so the next ones are rarely there
      * yet: poll without a recv attempt that would fail. */
     sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
@@ -357,28 +384,62 @@ static int ur_recv_idle(struct worker *w, struct conn *c, int d)
     return !stash_count(*f) && !(*f & R_END);
 }
 
+/* The buffers a recv completion filled, in stream order: the one it names
+ * and, for a bundle, those after it in the ring, all full but the last.
+ * Returns how many; lens[i] holds the bytes in bids[i]. */
+static unsigned recv_buffers(struct worker *w, const struct io_uring_cqe *cqe,
+                             uint16_t bids[BUNDLE_MAX], uint32_t lens[BUNDLE_MAX])
+{
+    struct uring_state *st = st_of(w);
+    uint32_t left = cqe->res > 0 ? (uint32_t)cqe->res : 0;
+    unsigned n = 0;
+    uint16_t at;
+
+    if (!(cqe->flags & IORING_CQE_F_BUFFER))
+        return 0;
+    bids[0] = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+    at = st->slot[bids[0]];
+    do {
+        if (n > 0)
+            bids[n] = st->br->bufs[(uint16_t)(at + n) & st->br_mask].bid;
+        lens[n] = left < BUF_SIZE ? left : BUF_SIZE;
+        left -= lens[n];
+        n++;
+    } while (left > 0 && n < BUNDLE_MAX);
+    if (left > 0) {
+        log_error("worker %d: a recv completion filled more than %d buffers", w->id,
+                  BUNDLE_MAX);
+        abort();
+    }
+    return n;
+}
+
 static void on_recv_cqe(struct worker *w, struct conn *c, int d, const struct io_uring_cqe *cqe)
 {
     uint16_t *f = &c->io_flags[d];
     int stopping = *f & R_STOPPING, asked = (*f & R_ASKED) && !stash_count(*f);
-    uint16_t bid = cqe->flags & IORING_CQE_F_BUFFER
-                       ? (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT)
-                       : BUF_NONE;
+    uint16_t bids[BUNDLE_MAX];
+    uint32_t lens[BUNDLE_MAX];
+    unsigned n = recv_buffers(w, cqe, bids, lens), i = 0;
 
     if (!(cqe->flags & IORING_CQE_F_MORE))
         *f &= (uint16_t)~(R_ARMED | R_MULTI | R_STOPPING);
     if (cqe->res > 0) {
-        if (asked)
-            return deliver(w, c, d, cqe->res, bid);
-        if (c->state == CONN_CLOSING)
-            return ur_buf_put(w, bid);
-        stash_push(w, c, d, bid, (uint32_t)cqe->res);
+        if (c->state == CONN_CLOSING) {
+            for (; i < n; i++)
+                ur_buf_put(w, bids[i]);
+            return;
+        }
+        for (i = asked ? 1 : 0; i < n; i++)
+            stash_push(w, c, d, bids[i], lens[i]);
         if (stash_count(*f) >= STASH_MAX)
             recv_stop(w, c, d);
+        if (asked)
+            deliver(w, c, d, (int)lens[0], bids[0]);
         return;
     }
-    if (bid != BUF_NONE)
-        ur_buf_put(w, bid);
+    for (; i < n; i++)
+        ur_buf_put(w, bids[i]);
     if (cqe->res == -ECANCELED && stopping && c->state != CONN_CLOSING) {
         /* Our own stop: the stream goes on. */
         if (asked)
@@ -491,8 +552,7 @@ static void ur_buf_put(struct worker *w, uint16_t bid)
 {
     struct uring_state *st = st_of(w);
 
-    io_uring_buf_ring_add(st->br, buf_data(w, bid) + BUF_HEADROOM, BUF_SIZE, bid,
-                          (int)st->br_mask, 0);
+    buf_ring_add(w, st, bid);
     io_uring_buf_ring_advance(st->br, 1);
 }
 
@@ -531,8 +591,12 @@ static void dispatch(struct worker *w, const struct io_uring_cqe *cqe)
     case OP_RECV:
         /* A multishot recv can outlive its connection: drop what it brings. */
         if (c->state == CONN_FREE || (c->gen & 0xffff) != ((ud >> 16) & 0xffff)) {
-            if (cqe->flags & IORING_CQE_F_BUFFER)
-                ur_buf_put(w, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+            uint16_t bids[BUNDLE_MAX];
+            uint32_t lens[BUNDLE_MAX];
+            unsigned n = recv_buffers(w, cqe, bids, lens);
+
+            for (unsigned i = 0; i < n; i++)
+                ur_buf_put(w, bids[i]);
             break;
         }
         on_recv_cqe(w, c, d, cqe);

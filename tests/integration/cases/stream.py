@@ -44,7 +44,7 @@ def mib(n):
     return f"{n / (1 << 20):.0f} MiB"
 
 
-def integrity(ctx, splice):
+def integrity(ctx, splice, wrapper=(), extra=()):
     """32 connections at once, 8 MiB each way on each, random write and read
     sizes on both ends; sha256 of what each side sent must match what the
     other received, and every header must name its own client."""
@@ -54,7 +54,7 @@ def integrity(ctx, splice):
     bport = backend.wait_json("port", 10)["port"]
     port = harness.free_port()
     relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", bport), "--workers", "2",
-          "--splice", splice)
+          "--splice", splice, *extra, wrapper=wrapper)
     start = time.monotonic()
     cl = harness.Helper(ctx, "integrity-client", ["integrity-client"] + common + [
         "--target", f"127.0.0.1:{port}", "--source", "127.0.0.2"])
@@ -90,6 +90,13 @@ def integrity(ctx, splice):
 for _splice in ("auto", "never", "always"):
     case(f"integrity_256mib_each_way_splice_{_splice}", budget=150)(
         lambda ctx, _s=_splice: integrity(ctx, _s))
+
+
+@case("integrity_256mib_each_way_uring_without_bundles", per_io=False, budget=150)
+def integrity_without_bundles(ctx):
+    """The io_uring copy path with one buffer per recv completion, as on
+    kernels before 6.10 (this one has bundles, so the test turns them off)."""
+    integrity(ctx, "never", wrapper=("env", "RINGRELAY_NO_BUNDLE=1"), extra=("--io", "uring"))
 
 
 @case("half_close_client_first")
