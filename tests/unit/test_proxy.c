@@ -1,6 +1,7 @@
 /* PROXY header encoder: exact bytes against the spec's vectors. */
 #include "addr.h"
 #include "proxy.h"
+#include "testutil.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -12,22 +13,6 @@ static union sockaddr_inet A(const char *s)
     union sockaddr_inet a;
     cr_assert_eq(addr_parse(s, &a), 0, "parse %s", s);
     return a;
-}
-
-static size_t unhex(const char *hex, uint8_t *out)
-{
-    size_t n = 0;
-    for (const char *p = hex; *p;) {
-        unsigned v;
-        if (*p == ' ') {
-            p++;
-            continue;
-        }
-        sscanf(p, "%2x", &v);
-        out[n++] = (uint8_t)v;
-        p += 2;
-    }
-    return n;
 }
 
 struct v2_case {
