@@ -395,8 +395,13 @@ static unsigned recv_buffers(struct worker *w, const struct io_uring_cqe *cqe,
     unsigned n = 0;
     uint16_t at;
 
-    if (!(cqe->flags & IORING_CQE_F_BUFFER))
+    if (!(cqe->flags & IORING_CQE_F_BUFFER)) {
+        if (left > 0) {
+            log_error("worker %d: a recv completion brought bytes but no buffer", w->id);
+            abort();
+        }
         return 0;
+    }
     bids[0] = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
     at = st->slot[bids[0]];
     do {
