@@ -4,13 +4,18 @@
 #define RINGRELAY_OPTIONS_H
 
 #include "addr.h"
+#include "cidr.h"
 #include "proxy.h"
+#include "proxy_parse.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
 #define OPTIONS_MAX_LISTEN 16
 #define OPTIONS_DEFAULT_CONNECTIONS 10000
+#define OPTIONS_MAX_TRUSTED 64
+/* An inbound v2 header must fit one relay buffer. */
+#define OPTIONS_HEADER_MAX_LIMIT 16384
 
 enum io_kind { IO_AUTO, IO_URING, IO_EPOLL };
 enum splice_mode { SPLICE_AUTO, SPLICE_NEVER, SPLICE_ALWAYS };
@@ -20,6 +25,11 @@ struct options {
     int n_listen;
     union sockaddr_inet backend;
     enum proxy_version proxy;
+    enum proxy_in proxy_in;
+    struct cidr trusted[OPTIONS_MAX_TRUSTED]; /* who may send an inbound header */
+    int n_trusted;
+    uint32_t header_timeout_ms;
+    uint32_t header_max; /* largest inbound v2 header accepted, bytes */
     int workers; /* 0: one per usable CPU */
     enum io_kind io;
     enum splice_mode splice;

@@ -17,6 +17,12 @@ const char options_usage[] =
     "  --listen ADDR:PORT        address to accept on (repeatable; IPv6 as [::1]:8443)\n"
     "  --backend ADDR:PORT       where to relay connections\n"
     "  --proxy-protocol v2|v1|off  header written to the backend (default v2)\n"
+    "  --proxy-protocol-in off|v1|v2|any\n"
+    "                            header expected from trusted sources (default off)\n"
+    "  --trusted-source CIDR     who may send that header (repeatable; required with\n"
+    "                            --proxy-protocol-in; others sending one are refused)\n"
+    "  --header-timeout DUR      wait this long for the inbound header (default 5s)\n"
+    "  --header-max-size N       largest inbound v2 header, 16-16384 bytes (default 4096)\n"
     "  --workers N               worker threads, one per core (default: usable CPUs)\n"
     "  --io auto|uring|epoll     I/O back end (default auto: io_uring when it works)\n"
     "  --splice auto|never|always  splice(2) for bulk transfers (default auto)\n"
@@ -89,6 +95,9 @@ static void set_defaults(struct options *o)
 {
     memset(o, 0, sizeof(*o));
     o->proxy = PROXY_V2;
+    o->proxy_in = PROXY_IN_OFF;
+    o->header_timeout_ms = 5000;
+    o->header_max = PROXY_V2_CAP_DEFAULT;
     o->io = IO_AUTO;
     o->splice = SPLICE_AUTO;
     o->connect_timeout_ms = 5000;
@@ -99,12 +108,42 @@ static void set_defaults(struct options *o)
 
 static const char *const known_flags[] = {
     "--listen", "--backend", "--proxy-protocol", "--io", "--splice", "--log-level", "--workers",
-    "--max-connections", "--connect-timeout", "--idle-timeout", NULL};
+    "--max-connections", "--connect-timeout", "--idle-timeout", "--proxy-protocol-in",
+    "--trusted-source", "--header-timeout", "--header-max-size", NULL};
+
+static int apply_trusted(struct options *o, const char *val, char *err, size_t errlen)
+{
+    struct cidr *c = &o->trusted[o->n_trusted];
+    char net[CIDR_STRLEN];
+    int ret;
+
+    if (o->n_trusted == OPTIONS_MAX_TRUSTED) {
+        snprintf(err, errlen, "--trusted-source: at most %d ranges", OPTIONS_MAX_TRUSTED);
+        return -EINVAL;
+    }
+    ret = cidr_parse(val, c);
+    if (ret == -EDOM) {
+        /* Zero the host bits to suggest the network meant. */
+        for (int b = c->bits; b < (c->family == AF_INET ? 32 : 128); b++)
+            c->addr[b / 8] &= (uint8_t)~(0x80 >> (b % 8));
+        snprintf(err, errlen, "--trusted-source: '%s': address has bits set below the /%u "
+                 "prefix; did you mean %s?", val, c->bits, cidr_format(c, net, sizeof(net)));
+        return -EINVAL;
+    }
+    if (ret < 0) {
+        snprintf(err, errlen, "--trusted-source: '%s': expected an address or ADDR/BITS, "
+                 "like 192.0.2.0/24 or 2001:db8::/32", val);
+        return -EINVAL;
+    }
+    o->n_trusted++;
+    return 0;
+}
 
 /* Applies one flag with its value. Returns 0 or -EINVAL with err filled. */
 static int apply(struct options *o, const char *flag, const char *val, char *err, size_t errlen)
 {
     static const char *const proxies[] = {"off", "v1", "v2", NULL};
+    static const char *const proxies_in[] = {"off", "v1", "v2", "any", NULL};
     static const char *const ios[] = {"auto", "uring", "epoll", NULL};
     static const char *const splices[] = {"auto", "never", "always", NULL};
     uint32_t u;
@@ -125,6 +164,21 @@ static int apply(struct options *o, const char *flag, const char *val, char *err
         if ((i = pick(val, proxies)) < 0)
             goto bad_choice;
         o->proxy = (enum proxy_version)i;
+    } else if (strcmp(flag, "--proxy-protocol-in") == 0) {
+        if ((i = pick(val, proxies_in)) < 0)
+            goto bad_choice;
+        o->proxy_in = (enum proxy_in)i;
+    } else if (strcmp(flag, "--trusted-source") == 0) {
+        return apply_trusted(o, val, err, errlen);
+    } else if (strcmp(flag, "--header-timeout") == 0) {
+        if (options_parse_duration(val, &o->header_timeout_ms) < 0 || o->header_timeout_ms == 0)
+            goto bad_duration;
+    } else if (strcmp(flag, "--header-max-size") == 0) {
+        if (parse_uint(val, 16, OPTIONS_HEADER_MAX_LIMIT, &o->header_max) < 0) {
+            snprintf(err, errlen, "%s: '%s': expected a size from 16 to %u bytes", flag, val,
+                     OPTIONS_HEADER_MAX_LIMIT);
+            return -EINVAL;
+        }
     } else if (strcmp(flag, "--io") == 0) {
         if ((i = pick(val, ios)) < 0)
             goto bad_choice;
@@ -168,6 +222,21 @@ bad_number:
 bad_duration:
     snprintf(err, errlen, "%s: '%s': expected a duration like 500ms, 5s, 2m", flag, val);
     return -EINVAL;
+}
+
+/* Inbound headers need a trust list, and a trust list needs them. */
+static int check_inbound(const struct options *o, char *err, size_t errlen)
+{
+    if (o->proxy_in != PROXY_IN_OFF && o->n_trusted == 0) {
+        snprintf(err, errlen, "--proxy-protocol-in: needs at least one --trusted-source "
+                 "(the addresses of the proxies in front that send the header)");
+        return -EINVAL;
+    }
+    if (o->proxy_in == PROXY_IN_OFF && o->n_trusted > 0) {
+        snprintf(err, errlen, "--trusted-source: has no effect with --proxy-protocol-in off");
+        return -EINVAL;
+    }
+    return OPTIONS_RUN;
 }
 
 int options_parse(struct options *o, int argc, char *const argv[], char *err, size_t errlen)
@@ -214,5 +283,5 @@ int options_parse(struct options *o, int argc, char *const argv[], char *err, si
         snprintf(err, errlen, "--backend: required (ADDR:PORT)");
         return -EINVAL;
     }
-    return OPTIONS_RUN;
+    return check_inbound(o, err, errlen);
 }

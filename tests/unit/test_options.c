@@ -51,6 +51,29 @@ Test(options, every_flag)
     cr_assert_eq(o.log_level, LOG_LEVEL_DEBUG);
 }
 
+Test(options, inbound_proxy)
+{
+    struct options o;
+    char err[256];
+
+    cr_assert_eq(PARSE(&o, err, "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2"),
+                 OPTIONS_RUN);
+    cr_assert_eq(o.proxy_in, PROXY_IN_OFF);
+    cr_assert_eq(o.header_timeout_ms, 5000);
+    cr_assert_eq(o.header_max, 4096);
+    cr_assert_eq(PARSE(&o, err, "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2",
+                       "--proxy-protocol-in", "any", "--trusted-source", "192.0.2.0/24",
+                       "--trusted-source=2001:db8::1", "--header-timeout", "1500ms",
+                       "--header-max-size", "16384"),
+                 OPTIONS_RUN, "%s", err);
+    cr_assert_eq(o.proxy_in, PROXY_IN_ANY);
+    cr_assert_eq(o.n_trusted, 2);
+    cr_assert_eq(o.trusted[0].bits, 24);
+    cr_assert_eq(o.trusted[1].family, AF_INET6);
+    cr_assert_eq(o.header_timeout_ms, 1500);
+    cr_assert_eq(o.header_max, 16384);
+}
+
 Test(options, help_and_version)
 {
     struct options o;
@@ -61,7 +84,7 @@ Test(options, help_and_version)
 }
 
 struct bad {
-    const char *const argv[6];
+    const char *const argv[8];
     const char *flag; /* the error line must start with this */
 };
 
@@ -86,12 +109,24 @@ static const struct bad bads[] = {
     {{"--log-level", "loud"}, "--log-level: 'loud'"},
     {{"--max-connections", "-1"}, "--max-connections: '-1'"},
     {{"stray"}, "stray: unexpected argument"},
+    {{"--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1", "--proxy-protocol-in", "v2"},
+     "--proxy-protocol-in: needs at least one --trusted-source"},
+    {{"--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1", "--trusted-source", "10.0.0.0/8"},
+     "--trusted-source: has no effect"},
+    {{"--trusted-source", "10.1.2.3/8"},
+     "--trusted-source: '10.1.2.3/8': address has bits set below the /8 prefix; did you mean "
+     "10.0.0.0/8?"},
+    {{"--trusted-source", "10.0.0.0/40"}, "--trusted-source: '10.0.0.0/40'"},
+    {{"--proxy-protocol-in", "v3"}, "--proxy-protocol-in: 'v3'"},
+    {{"--header-timeout", "0"}, "--header-timeout: '0'"},
+    {{"--header-max-size", "16385"}, "--header-max-size: '16385': expected a size from 16"},
+    {{"--header-max-size", "15"}, "--header-max-size: '15'"},
 };
 
 Test(options, errors_name_the_flag)
 {
     for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
-        char *argv[8] = {"ringrelay"};
+        char *argv[10] = {"ringrelay"};
         struct options o;
         char err[256] = "";
         int argc = 1;
