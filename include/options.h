@@ -15,7 +15,7 @@
 #define OPTIONS_DEFAULT_CONNECTIONS 10000
 #define OPTIONS_MAX_TRUSTED 64
 /* An inbound v2 header must fit one relay buffer. */
-#define OPTIONS_HEADER_MAX_LIMIT 16384
+#define OPTIONS_HEADER_MAX_LIMIT 16384U
 
 enum io_kind { IO_AUTO, IO_URING, IO_EPOLL };
 enum splice_mode { SPLICE_AUTO, SPLICE_NEVER, SPLICE_ALWAYS };

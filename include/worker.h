@@ -21,9 +21,21 @@
 
 enum side { SIDE_CLIENT = 0, SIDE_BACKEND = 1 };
 
-enum conn_state { CONN_FREE, CONN_CONNECTING, CONN_OPEN, CONN_CLOSING };
+/* CONN_HEADER: waiting for a trusted client's inbound PROXY header, before
+ * the backend connection exists. */
+enum conn_state { CONN_FREE, CONN_HEADER, CONN_CONNECTING, CONN_OPEN, CONN_CLOSING };
 
-enum timer_kind { TIMER_CONNECT, TIMER_IDLE, TIMER_FIN, TIMER_KINDS, TIMER_NONE = TIMER_KINDS };
+enum timer_kind {
+    TIMER_CONNECT,
+    TIMER_IDLE,
+    TIMER_FIN,
+    TIMER_HEADER,
+    TIMER_KINDS,
+    TIMER_NONE = TIMER_KINDS
+};
+
+/* Connection flags. */
+#define CONN_UNTRUSTED 0x01 /* inbound PROXY listener, untrusted client: refuse a header */
 
 /* Direction flags. */
 #define DIR_RECV 0x01    /* recv or read-readiness wait pending on the source */
@@ -60,6 +72,9 @@ struct conn {
     uint8_t inflight; /* back end operations whose completion is pending */
     uint8_t timer_kind;
     uint8_t hdr_len, hdr_sent;
+    uint8_t flags;     /* CONN_* */
+    uint16_t hdr_in_len; /* bytes of a split inbound header held in hdr_in */
+    uint8_t *hdr_in;     /* malloc'ed only when an inbound header arrives split */
     /* The back end's own state, per side: epoll keeps readiness in io_flags
      * and an immediate connect result in io_res[SIDE_BACKEND]; io_uring keeps
      * the buffers its multishot recv got before the relay asked for them
@@ -81,6 +96,10 @@ struct stats {
     uint64_t connect_timeouts;
     uint64_t idle_timeouts;
     uint64_t aborts;
+    uint64_t header_in;        /* inbound PROXY headers accepted */
+    uint64_t header_untrusted; /* headers from untrusted clients, refused */
+    uint64_t header_timeouts;  /* trusted clients that sent no header in time */
+    uint64_t header_bad;       /* trusted clients that sent something else */
     uint64_t bytes[2]; /* by source side */
 };
 

@@ -196,6 +196,10 @@ static void log_totals(const struct relay *r)
         t.connect_timeouts += s->connect_timeouts;
         t.idle_timeouts += s->idle_timeouts;
         t.aborts += s->aborts;
+        t.header_in += s->header_in;
+        t.header_untrusted += s->header_untrusted;
+        t.header_timeouts += s->header_timeouts;
+        t.header_bad += s->header_bad;
         t.bytes[0] += s->bytes[0];
         t.bytes[1] += s->bytes[1];
     }
@@ -207,6 +211,23 @@ static void log_totals(const struct relay *r)
              (unsigned long long)t.connect_timeouts, (unsigned long long)t.idle_timeouts,
              (unsigned long long)t.aborts, (unsigned long long)t.bytes[0],
              (unsigned long long)t.bytes[1]);
+    if (r->opt.proxy_in != PROXY_IN_OFF)
+        log_info("inbound PROXY headers: %llu accepted, %llu from untrusted clients refused, "
+                 "%llu timed out, %llu bad",
+                 (unsigned long long)t.header_in, (unsigned long long)t.header_untrusted,
+                 (unsigned long long)t.header_timeouts, (unsigned long long)t.header_bad);
+}
+
+/* Trusting every address lets any client write its own source address. */
+static void warn_trust_everything(const struct options *o)
+{
+    char net[CIDR_STRLEN];
+
+    for (int i = 0; i < o->n_trusted; i++)
+        if (cidr_is_everything(&o->trusted[i]))
+            log_warn("--trusted-source %s: every client may send a PROXY header and claim any "
+                     "address; list only the proxies in front of this relay",
+                     cidr_format(&o->trusted[i], net, sizeof(net)));
 }
 
 static void log_ready(const struct relay *r, const struct io_backend *io)
@@ -215,13 +236,15 @@ static void log_ready(const struct relay *r, const struct io_backend *io)
     static const char *const pp[] = {"off", "v1", "v2"};
     size_t n = 0;
 
+    static const char *const pp_in[] = {"off", "v1", "v2", "any"};
+
     for (int i = 0; i < r->opt.n_listen; i++)
         n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s", i ? " " : "",
                               addr_format(&r->opt.listen[i].sa, addr, sizeof(addr)));
-    log_info("ready: listening on %s, backend %s, proxy-protocol %s, io=%s, workers=%d, "
-             "max-connections=%u",
+    log_info("ready: listening on %s, backend %s, proxy-protocol %s, proxy-protocol-in %s, "
+             "io=%s, workers=%d, max-connections=%u",
              line, addr_format(&r->opt.backend.sa, addr, sizeof(addr)), pp[r->opt.proxy],
-             io->name, r->n_workers, r->opt.max_connections);
+             pp_in[r->opt.proxy_in], io->name, r->n_workers, r->opt.max_connections);
 }
 
 int main(int argc, char **argv)
@@ -247,6 +270,7 @@ int main(int argc, char **argv)
         return 2;
     }
     log_level = r.opt.log_level;
+    warn_trust_everything(&r.opt);
     signal(SIGPIPE, SIG_IGN);
     n_cpus = usable_cpus(cpus, CPU_SETSIZE);
     r.n_workers = r.opt.workers ? r.opt.workers : (n_cpus ? n_cpus : 1);

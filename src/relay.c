@@ -4,13 +4,17 @@
  * then splice(2) through a pooled pipe held only while bytes sit in it). */
 #include "relay.h"
 
+#include "cidr.h"
 #include "io.h"
 #include "log.h"
+#include "proxy_parse.h"
+#include "sniff.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -74,7 +78,7 @@ static void timer_set(struct worker *w, struct conn *c, enum timer_kind kind)
 static void conn_touch(struct worker *w, struct conn *c)
 {
     if (c->timer_kind < TIMER_KINDS && c->active_ms + w->touch_ms[c->timer_kind] <= w->now_ms &&
-        c->timer_kind != TIMER_CONNECT)
+        c->timer_kind != TIMER_CONNECT && c->timer_kind != TIMER_HEADER)
         timer_set(w, c, (enum timer_kind)c->timer_kind);
 }
 
@@ -211,6 +215,8 @@ static void conn_free(struct worker *w, struct conn *c)
     for (int s = 0; s < 2; s++)
         if (c->fd[s] >= 0)
             close(c->fd[s]);
+    free(c->hdr_in);
+    c->hdr_in = NULL;
     c->state = CONN_FREE;
     c->gen++;
     w->free_conns[w->n_free++] = conn_index(w, c);
@@ -267,33 +273,171 @@ static void set_nodelay(int fd)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-/* Writes c's PROXY header from the client's address and the local address
- * it connected to. Returns 0 or -errno (the client is already gone). */
-static int conn_build_header(struct worker *w, struct conn *c)
+/* Writes c's outbound PROXY header for a stream from src to dst. */
+static int conn_build_header(struct worker *w, struct conn *c, const struct sockaddr *src,
+                             const struct sockaddr *dst)
 {
-    union sockaddr_inet local;
-    socklen_t len = sizeof(c->peer);
-    int n;
+    int n = proxy_encode(w->opt->proxy, c->hdr, sizeof(c->hdr), src, dst);
 
-    if (getpeername(c->fd[SIDE_CLIENT], &c->peer.sa, &len) == -1)
-        return -errno;
-    if (w->opt->proxy == PROXY_OFF)
-        return 0;
-    len = sizeof(local);
-    if (getsockname(c->fd[SIDE_CLIENT], &local.sa, &len) == -1)
-        return -errno;
-    n = proxy_encode(w->opt->proxy, c->hdr, sizeof(c->hdr), &c->peer.sa, &local.sa);
     if (n < 0)
         return n;
     c->hdr_len = (uint8_t)n;
     return 0;
 }
 
-void relay_on_accept(struct worker *w, int fd)
+/* Opens the backend connection for a stream from src to dst (dst NULL: the
+ * address the client connected to), the header to write carrying them. */
+static void conn_connect(struct worker *w, struct conn *c, const struct sockaddr *src,
+                         const struct sockaddr *dst)
 {
     const union sockaddr_inet *be = &w->opt->backend;
-    struct conn *c = conn_alloc(w);
+    union sockaddr_inet local;
+    socklen_t len = sizeof(local);
     int bfd, err;
+
+    if (!dst) {
+        if (getsockname(c->fd[SIDE_CLIENT], &local.sa, &len) == -1)
+            return conn_close(w, c, 0);
+        dst = &local.sa;
+    }
+    if (w->opt->proxy != PROXY_OFF && conn_build_header(w, c, src, dst) < 0)
+        return conn_close(w, c, 0);
+    bfd = socket(be->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (bfd == -1) {
+        err = errno;
+        log_rl(LOG_LEVEL_WARN, "c%u.%u: backend socket: %s", w->id, c->id, strerror(err));
+        /* Out of descriptors: stop taking clients we cannot serve. */
+        if (err == EMFILE || err == ENFILE)
+            relay_on_accept_error(w, err);
+        return conn_close(w, c, 0);
+    }
+    c->fd[SIDE_BACKEND] = bfd;
+    set_nodelay(bfd);
+    c->state = CONN_CONNECTING;
+    timer_set(w, c, TIMER_CONNECT);
+    c->inflight++;
+    w->io->connect(w, c, &be->sa);
+    /* Read early so the first client bytes can ride with the header. */
+    dir_next(w, c, SIDE_CLIENT);
+}
+
+/* ---- a trusted client's inbound PROXY header ----
+ * It is peeked, never read past: once parsed, exactly its bytes are taken
+ * from the socket and whatever follows is relayed as usual. Only a header
+ * that arrives in pieces is copied out, its bytes so far all header. */
+
+static void header_start(struct worker *w, struct conn *c)
+{
+    c->state = CONN_HEADER;
+    timer_set(w, c, TIMER_HEADER);
+    op_poll_in(w, c, SIDE_CLIENT, 0);
+}
+
+/* A trusted client sent something other than a header: say what, and the
+ * likely fix, once per kind of mistake. */
+static void header_refuse(struct worker *w, struct conn *c, const uint8_t *p, size_t len,
+                          const char *why)
+{
+    static const char fix[] =
+        "the hop in front is not sending PROXY protocol (an nginx http-block proxy_pass "
+        "cannot; use an nginx stream block with proxy_protocol on, or HAProxy send-proxy-v2), "
+        "or set --proxy-protocol-in off";
+    char addr[ADDR_STRLEN];
+
+    w->stats.header_bad++;
+    addr_format(&c->peer.sa, addr, sizeof(addr));
+    switch (sniff_first_bytes(p, len)) {
+    case SNIFF_TLS:
+        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: expected a PROXY header, got a TLS "
+               "ClientHello: %s", w->id, c->id, addr, fix);
+        break;
+    case SNIFF_HTTP:
+        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: expected a PROXY header, got an HTTP "
+               "request: %s", w->id, c->id, addr, fix);
+        break;
+    default:
+        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: bad PROXY header: %s", w->id, c->id, addr,
+               why);
+        break;
+    }
+    conn_close(w, c, 0);
+}
+
+/* The header took p[0..drop) of what the socket still holds: take those
+ * bytes and connect with the addresses it carries. */
+static void header_done(struct worker *w, struct conn *c, const struct proxy_header *h,
+                        uint8_t *scratch, size_t drop)
+{
+    if (drop && recv(c->fd[SIDE_CLIENT], scratch, drop, 0) != (ssize_t)drop)
+        return conn_close(w, c, 1);
+    free(c->hdr_in);
+    c->hdr_in = NULL;
+    w->stats.header_in++;
+    if (!h->has_addr) /* LOCAL or UNKNOWN: the connection's own endpoints */
+        return conn_connect(w, c, &c->peer.sa, NULL);
+    c->peer = h->src;
+    conn_connect(w, c, &h->src.sa, &h->dst.sa);
+}
+
+static void header_read(struct worker *w, struct conn *c)
+{
+    uint8_t buf[OPTIONS_HEADER_MAX_LIMIT];
+    enum proxy_in mode = w->opt->proxy_in;
+    size_t have = c->hdr_in_len,
+           cap = mode == PROXY_IN_V1 || w->opt->header_max < PROXY_V1_MAX ? PROXY_V1_MAX
+                                                                           : w->opt->header_max;
+    struct proxy_header h;
+    ssize_t n = recv(c->fd[SIDE_CLIENT], buf + have, cap - have, MSG_PEEK);
+    int ret;
+
+    if (n == -1 && (errno == EAGAIN || errno == EINTR))
+        return op_poll_in(w, c, SIDE_CLIENT, 1);
+    if (n <= 0) {
+        log_debug("c%u.%u client closed before its PROXY header was complete (%zu bytes)",
+                  w->id, c->id, have);
+        return conn_close(w, c, 0);
+    }
+    if (have)
+        memcpy(buf, c->hdr_in, have);
+    ret = proxy_parse(buf, have + (size_t)n, mode, w->opt->header_max, &h);
+    if (ret > 0)
+        return header_done(w, c, &h, buf + have, (size_t)ret - have);
+    if (ret != -EAGAIN)
+        return header_refuse(w, c, buf, have + (size_t)n, h.why);
+    /* All of it is header so far: keep it and wait for the rest. */
+    if (!c->hdr_in && !(c->hdr_in = malloc(cap)))
+        return conn_close(w, c, 1);
+    if (recv(c->fd[SIDE_CLIENT], c->hdr_in + have, (size_t)n, 0) != n)
+        return conn_close(w, c, 1);
+    c->hdr_in_len = (uint16_t)(have + (size_t)n);
+    op_poll_in(w, c, SIDE_CLIENT, 1);
+}
+
+/* An untrusted client's first bytes look like a PROXY header: a forged
+ * address, or a proxy missing from --trusted-source. */
+static void untrusted_refuse(struct worker *w, struct conn *c)
+{
+    char addr[ADDR_STRLEN];
+
+    w->stats.header_untrusted++;
+    log_rl(LOG_LEVEL_WARN, "c%u.%u client %s sent a PROXY header but is not a "
+           "--trusted-source: refused (a forged address, or a proxy missing from the list)",
+           w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)));
+    conn_close(w, c, 1);
+}
+
+static int peer_trusted(const struct options *o, const struct sockaddr *sa)
+{
+    for (int i = 0; i < o->n_trusted; i++)
+        if (cidr_match(&o->trusted[i], sa))
+            return 1;
+    return 0;
+}
+
+void relay_on_accept(struct worker *w, int fd)
+{
+    struct conn *c = conn_alloc(w);
+    socklen_t len;
 
     if (!c) {
         /* Accepted before this worker saw the limit reached elsewhere. */
@@ -310,31 +454,16 @@ void relay_on_accept(struct worker *w, int fd)
     w->accept_backoff_ms = ACCEPT_BACKOFF_MIN_MS;
     c->fd[SIDE_CLIENT] = fd;
     set_nodelay(fd);
-    err = conn_build_header(w, c);
-    if (err < 0)
-        goto out_close;
-    bfd = socket(be->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (bfd == -1) {
-        err = -errno;
-        log_rl(LOG_LEVEL_WARN, "c%u.%u: backend socket: %s", w->id, c->id, strerror(-err));
-        /* Out of descriptors: stop taking clients we cannot serve. */
-        if (err == -EMFILE || err == -ENFILE)
-            relay_on_accept_error(w, -err);
-        goto out_close;
-    }
-    c->fd[SIDE_BACKEND] = bfd;
-    set_nodelay(bfd);
+    len = sizeof(c->peer);
+    if (getpeername(fd, &c->peer.sa, &len) == -1)
+        return conn_close(w, c, 0);
     w->io->attach(w, c, SIDE_CLIENT);
-    timer_set(w, c, TIMER_CONNECT);
-    c->inflight++;
-    w->io->connect(w, c, &be->sa);
-    /* Read early so the first client bytes can ride with the header. */
-    if (w->opt->splice != SPLICE_ALWAYS)
-        op_recv(w, c, SIDE_CLIENT);
-    return;
-
-out_close:
-    conn_close(w, c, 0);
+    if (w->opt->proxy_in != PROXY_IN_OFF) {
+        if (peer_trusted(w->opt, &c->peer.sa))
+            return header_start(w, c);
+        c->flags |= CONN_UNTRUSTED;
+    }
+    conn_connect(w, c, &c->peer.sa, NULL);
 }
 
 void relay_on_connect(struct worker *w, struct conn *c, int res)
@@ -471,7 +600,7 @@ static void dir_next(struct worker *w, struct conn *c, int d)
     if (c->state == CONN_CONNECTING) {
         /* Only the client may be read before the header has gone out. */
         if (d == SIDE_CLIENT && !(dir->flags & (DIR_RECV | DIR_EOF)) && !dir->len &&
-            w->opt->splice != SPLICE_ALWAYS)
+            (w->opt->splice != SPLICE_ALWAYS || (c->flags & CONN_UNTRUSTED)))
             op_recv(w, c, d);
         return;
     }
@@ -483,7 +612,8 @@ static void dir_next(struct worker *w, struct conn *c, int d)
         return;
     if (dir->flags & DIR_EOF)
         return dir_shut(w, c, d);
-    if (!(dir->flags & (DIR_SPLICE | DIR_BULK)) && splice_wanted(w, dir))
+    if (!(dir->flags & (DIR_SPLICE | DIR_BULK)) && !(c->flags & CONN_UNTRUSTED) &&
+        splice_wanted(w, dir))
         dir->flags |= DIR_BULK;
     if ((dir->flags & (DIR_SPLICE | DIR_BULK)) == DIR_BULK && w->io->recv_idle(w, c, d)) {
         log_debug("c%u.%u %s: bulk transfer: splicing", w->id, c->id, side_name[d]);
@@ -531,6 +661,11 @@ void relay_on_recv(struct worker *w, struct conn *c, int d, int res, uint16_t bi
     dir->buf = bid;
     dir->off = BUF_HEADROOM;
     dir->len = (uint32_t)res;
+    if ((c->flags & CONN_UNTRUSTED) && d == SIDE_CLIENT) {
+        c->flags &= (uint8_t)~CONN_UNTRUSTED;
+        if (sniff_is_proxy(sniff_first_bytes(buf_data(w, bid) + dir->off, dir->len)))
+            return untrusted_refuse(w, c);
+    }
     dir->moved += (uint64_t)res;
     dir->win_bytes += (uint32_t)res;
     dir->win_reads++;
@@ -571,6 +706,8 @@ void relay_on_poll(struct worker *w, struct conn *c, int d, int res)
     c->inflight--;
     if (res < 0)
         return conn_abort(w, c, d, -res);
+    if (c->state == CONN_HEADER)
+        return header_read(w, c);
     splice_pump(w, c, d);
 }
 
@@ -596,6 +733,12 @@ void relay_on_timeout(struct worker *w, struct conn *c)
                w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)),
                addr_format(&w->opt->backend.sa, baddr, sizeof(baddr)),
                w->timeout_ms[TIMER_CONNECT]);
+        break;
+    case TIMER_HEADER:
+        w->stats.header_timeouts++;
+        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: no PROXY header within %u ms "
+               "(--header-timeout): closed", w->id, c->id,
+               addr_format(&c->peer.sa, addr, sizeof(addr)), w->timeout_ms[TIMER_HEADER]);
         break;
     case TIMER_IDLE:
         w->stats.idle_timeouts++;

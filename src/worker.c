@@ -63,6 +63,7 @@ int worker_init(struct worker *w, int id, const struct options *opt, const int *
         list_init(&w->timers[k]);
     w->timeout_ms[TIMER_CONNECT] = opt->connect_timeout_ms;
     w->timeout_ms[TIMER_IDLE] = opt->idle_timeout_ms;
+    w->timeout_ms[TIMER_HEADER] = opt->header_timeout_ms;
     w->timeout_ms[TIMER_FIN] = opt->idle_timeout_ms && opt->idle_timeout_ms < FIN_TIMEOUT_MS
                                    ? opt->idle_timeout_ms
                                    : FIN_TIMEOUT_MS;

@@ -394,3 +394,100 @@ def no_uring_tool(ctx):
 
 def parse_version(text):
     return re.search(r"\d+\.\d+(\.\d+)?", text)
+
+
+FRONT_HAPROXY_CONF = """\
+global
+    log stdout format raw local0
+defaults
+    mode tcp
+    log global
+    timeout connect 5s
+    timeout client 20s
+    timeout server 20s
+frontend front
+    bind 127.0.0.1:{port}
+    default_backend relay
+backend relay
+    server relay {target} send-proxy-v2
+"""
+
+NGINX_COMMON = """\
+user root;
+worker_processes 1;
+daemon off;
+master_process on;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+events {{ worker_connections 1024; }}
+"""
+
+FRONT_NGINX_STREAM_CONF = "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n" + \
+    NGINX_COMMON + """\
+stream {{
+    server {{
+        listen 127.0.0.1:{port};
+        proxy_pass {target};
+        proxy_protocol on;
+    }}
+}}
+"""
+
+# The classic mistake: an http-block proxy_pass to a TLS upstream cannot send
+# a PROXY header, so what reaches the relay first is a ClientHello.
+FRONT_NGINX_HTTP_CONF = NGINX_COMMON + """\
+http {{
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass https://{target};
+            proxy_ssl_server_name off;
+        }}
+    }}
+}}
+"""
+
+
+class Front(Proc):
+    """A real proxy in front of the relay, listening on 127.0.0.1:port and
+    forwarding to target "host:port": kind is haproxy (send-proxy-v2),
+    nginx-stream (proxy_protocol on: v1) or nginx-http (proxy_pass https,
+    which sends no header)."""
+
+    def __init__(self, ctx, kind, target):
+        prog = "haproxy" if kind == "haproxy" else "nginx"
+        if not shutil.which(prog):
+            raise TestSkip(f"{prog} is not installed")
+        self.kind = kind
+        self.port = free_port()
+        self.dir = os.path.join(ctx.tmpdir, f"front-{kind}")
+        os.makedirs(self.dir)
+        os.chmod(self.dir, 0o755)
+        template = {"haproxy": FRONT_HAPROXY_CONF, "nginx-stream": FRONT_NGINX_STREAM_CONF,
+                    "nginx-http": FRONT_NGINX_HTTP_CONF}[kind]
+        conf = os.path.join(self.dir, "front.conf")
+        with open(conf, "w") as f:
+            f.write(template.format(dir=self.dir, port=self.port, target=target))
+        if prog == "haproxy":
+            argv = ["haproxy", "-db", "-f", conf]
+        else:
+            argv = ["nginx", "-e", os.path.join(self.dir, "error.log"), "-p", self.dir,
+                    "-c", conf]
+        super().__init__(f"front-{kind}", argv, ctx.tmpdir)
+        ctx.on_cleanup(self.shutdown)
+        wait_until(lambda: self._ready(), 10, f"{kind} to listen")
+
+    def _ready(self):
+        if not self.alive():
+            raise TestFailure(f"{self.kind} exited: {tail(self.stderr())} {tail(self.stdout())} "
+                              f"{tail(read_text(os.path.join(self.dir, 'error.log')))}")
+        return is_listening(self.port)
+
+    def shutdown(self):
+        if self.stop(signal.SIGTERM, 10) is None:
+            self.kill()
