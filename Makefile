@@ -33,6 +33,10 @@ LIBOBJS  := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BINS := $(patsubst tests/tools/%.c,build/tools/%,$(wildcard tests/tools/*.c))
+# libFuzzer targets link only the pure modules (no I/O): parsers and codecs.
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SRCS := src/proxy_parse.c src/crc32c.c src/sniff.c src/addr.c src/cidr.c src/proxy.c
+FUZZ_SECONDS ?= 15
 
 ifeq ($(V),1)
   Q :=
@@ -86,10 +90,31 @@ unit: $(UNIT_BINS)
 integration: all $(TOOL_BINS)
 	$(Q)python3 tests/integration/run.py --binary $(BUILD)/ringrelay $(ARGS)
 
-# The whole suite: release build, then the same tests under ASan+UBSan.
+# The whole suite: release build, then the same tests under ASan+UBSan, then
+# a short run of every fuzz target (clang comes with scripts/deps.sh).
 test: deps
 	$(Q)$(MAKE) --no-print-directory MODE=release unit integration
 	$(Q)$(MAKE) --no-print-directory MODE=asan unit integration ARGS=--sanitizer
+	$(Q)if command -v clang >/dev/null; then $(MAKE) --no-print-directory fuzz; \
+	else echo "fuzz: SKIPPED, clang is not installed"; fi
+
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_SRCS)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $@"
+	$(Q)clang -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=all -o $@ $< $(FUZZ_SRCS)
+
+# Each target runs FUZZ_SECONDS from its committed seeds plus what earlier
+# runs found (build/fuzz/corpus-*); a crash stops make with the input saved.
+fuzz: $(FUZZ_BINS)
+	$(Q)set -e; for t in $(FUZZ_BINS); do n=$$(basename $$t); \
+	    mkdir -p build/fuzz/corpus-$$n; \
+	    echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	    $$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 \
+	        -artifact_prefix=build/fuzz/$$n- build/fuzz/corpus-$$n tests/fuzz/seeds/$$n \
+	        2>build/fuzz/$$n.log || { tail -40 build/fuzz/$$n.log; exit 1; }; \
+	    grep -E "stat::number_of_executed_units|stat::new_units_added" build/fuzz/$$n.log; \
+	done
 
 run: deps all
 	$(Q)sh scripts/demo.sh build/ringrelay
