@@ -17,6 +17,10 @@ enum sniff_kind {
 /* Classifies p[0..len); len 0 gives SNIFF_OTHER. */
 enum sniff_kind sniff_first_bytes(const uint8_t *p, size_t len);
 
+/* Whether p[0..len) starts like a TLS record (handshake, alert, change
+ * cipher spec or application data, version 3.x). */
+int sniff_tls_record(const uint8_t *p, size_t len);
+
 /* Whether the first bytes could be a PROXY header of either version. */
 static inline int sniff_is_proxy(enum sniff_kind k)
 {

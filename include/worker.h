@@ -36,6 +36,7 @@ enum timer_kind {
 
 /* Connection flags. */
 #define CONN_UNTRUSTED 0x01 /* inbound PROXY listener, untrusted client: refuse a header */
+#define CONN_CLIENT_TLS 0x02 /* the client's first bytes were a TLS handshake record */
 
 /* Direction flags. */
 #define DIR_RECV 0x01    /* recv or read-readiness wait pending on the source */
@@ -65,6 +66,7 @@ struct dir {
 struct conn {
     struct list_head timer;
     uint64_t active_ms;
+    uint64_t open_ms; /* when the backend connection was established */
     int fd[2];
     uint32_t id;
     uint32_t gen; /* bumped on free: stale back end events are ignored */
@@ -100,6 +102,7 @@ struct stats {
     uint64_t header_untrusted; /* headers from untrusted clients, refused */
     uint64_t header_timeouts;  /* trusted clients that sent no header in time */
     uint64_t header_bad;       /* trusted clients that sent something else */
+    uint64_t backend_no_proxy; /* backend ended or answered as if it took no header */
     uint64_t bytes[2]; /* by source side */
 };
 

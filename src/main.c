@@ -200,6 +200,7 @@ static void log_totals(const struct relay *r)
         t.header_untrusted += s->header_untrusted;
         t.header_timeouts += s->header_timeouts;
         t.header_bad += s->header_bad;
+        t.backend_no_proxy += s->backend_no_proxy;
         t.bytes[0] += s->bytes[0];
         t.bytes[1] += s->bytes[1];
     }
@@ -216,6 +217,9 @@ static void log_totals(const struct relay *r)
                  "%llu timed out, %llu bad",
                  (unsigned long long)t.header_in, (unsigned long long)t.header_untrusted,
                  (unsigned long long)t.header_timeouts, (unsigned long long)t.header_bad);
+    if (t.backend_no_proxy)
+        log_warn("%llu connections where the backend seemed not to expect PROXY protocol",
+                 (unsigned long long)t.backend_no_proxy);
 }
 
 /* Trusting every address lets any client write its own source address. */

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,6 +27,9 @@
 /* Bytes one splice pump moves before yielding to other connections. */
 #define SPLICE_BUDGET (1024 * 1024U)
 #define PIPE_CAP (256 * 1024U)
+/* A backend that ends the connection this soon after the PROXY header,
+ * before sending a byte, most likely refused the header. */
+#define NO_PROXY_WINDOW_MS 2000
 
 static const char *const side_name[] = {"client", "backend"};
 
@@ -482,6 +486,7 @@ void relay_on_connect(struct worker *w, struct conn *c, int res)
         return;
     }
     c->state = CONN_OPEN;
+    c->open_ms = w->now_ms;
     timer_set(w, c, TIMER_IDLE);
     if (c->hdr_len) {
         struct dir *dir = &c->dir[SIDE_CLIENT];
@@ -637,6 +642,59 @@ void relay_send_span(struct worker *w, struct conn *c, int d, const void **p, si
     }
 }
 
+/* The backend took the PROXY header and then said nothing but goodbye, or
+ * answered a ClientHello in something other than TLS: the classic listener
+ * without proxy_protocol. Says so once per connection. */
+static void backend_no_proxy(struct worker *w, struct conn *c, int res, const uint8_t *p)
+{
+    char baddr[ADDR_STRLEN], what[80];
+    size_t n = 0;
+
+    if (res > 0) {
+        /* Quote the start of the answer, printable bytes only. */
+        n = (size_t)snprintf(what, sizeof(what), "answered the %s with \"",
+                             c->flags & CONN_CLIENT_TLS ? "TLS ClientHello" : "PROXY header");
+        for (int i = 0; i < res && n < sizeof(what) - 2 && p[i] != '\r' && p[i] != '\n'; i++)
+            what[n++] = p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '.';
+        snprintf(what + n, sizeof(what) - n, "\"");
+    } else {
+        snprintf(what, sizeof(what), "%s %llu ms after the PROXY header, before sending a byte",
+                 res == 0 ? "closed" : "reset", (unsigned long long)(w->now_ms - c->open_ms));
+    }
+    w->stats.backend_no_proxy++;
+    log_rl(LOG_LEVEL_WARN, "c%u.%u backend %s %s: it probably does not expect PROXY protocol on "
+           "that port (nginx/Kong: add proxy_protocol to its listen line), or run the relay "
+           "with --proxy-protocol off", w->id, c->id,
+           addr_format(&w->opt->backend.sa, baddr, sizeof(baddr)), what);
+}
+
+/* The backend's first bytes, not TLS, answer the header rather than speak
+ * a protocol where the server talks first: the client sent a ClientHello,
+ * or has sent nothing yet and the backend answers with an HTTP status
+ * line (nginx reads the header as a broken plain-HTTP request). */
+static int backend_refused_header(const struct conn *c, const uint8_t *p, int res)
+{
+    if (c->flags & CONN_CLIENT_TLS)
+        return 1;
+    return c->dir[SIDE_CLIENT].moved == 0 && res >= 5 && memcmp(p, "HTTP/", 5) == 0;
+}
+
+/* Looks at the first bytes each way, for the diagnosis above. */
+static void first_bytes_seen(struct worker *w, struct conn *c, int d, int res, const uint8_t *p)
+{
+    if (d == SIDE_CLIENT) {
+        if (res > 0 && sniff_first_bytes(p, (size_t)res) == SNIFF_TLS)
+            c->flags |= CONN_CLIENT_TLS;
+        return;
+    }
+    /* A backend closing after the client did is just following it. */
+    if (!c->hdr_len || c->state != CONN_OPEN || (c->dir[SIDE_CLIENT].flags & DIR_EOF))
+        return;
+    if (res > 0 ? !sniff_tls_record(p, (size_t)res) && backend_refused_header(c, p, res)
+                : res != -ENOBUFS && w->now_ms - c->open_ms <= NO_PROXY_WINDOW_MS)
+        backend_no_proxy(w, c, res, p);
+}
+
 void relay_on_recv(struct worker *w, struct conn *c, int d, int res, uint16_t bid)
 {
     struct dir *dir = &c->dir[d];
@@ -648,6 +706,8 @@ void relay_on_recv(struct worker *w, struct conn *c, int d, int res, uint16_t bi
         return conn_op_done(w, c);
     }
     c->inflight--;
+    if (dir->moved == 0)
+        first_bytes_seen(w, c, d, res, res > 0 ? buf_data(w, bid) + BUF_HEADROOM : NULL);
     if (res == -ENOBUFS) {
         starve(w, c, d);
         return;

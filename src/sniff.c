@@ -24,6 +24,11 @@ static int http_request(const uint8_t *p, size_t len)
     return 0;
 }
 
+int sniff_tls_record(const uint8_t *p, size_t len)
+{
+    return len >= 1 && p[0] >= 0x14 && p[0] <= 0x17 && (len < 2 || p[1] == 0x03);
+}
+
 enum sniff_kind sniff_first_bytes(const uint8_t *p, size_t len)
 {
     if (len == 0)

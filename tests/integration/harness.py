@@ -248,8 +248,8 @@ http {{
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
     server {{
-        listen 127.0.0.1:{port4} ssl proxy_protocol;
-        listen [::1]:{port6} ssl proxy_protocol;
+        listen 127.0.0.1:{port4} ssl{pp};
+        listen [::1]:{port6} ssl{pp};
         ssl_certificate {crt};
         ssl_certificate_key {key};
         location / {{
@@ -264,7 +264,7 @@ http {{
 class Nginx(Proc):
     """nginx terminating TLS behind the relay, on 127.0.0.1:port4 and [::1]:port6."""
 
-    def __init__(self, ctx, cert_dir):
+    def __init__(self, ctx, cert_dir, proxy_protocol=True):
         if not shutil.which("nginx"):
             raise TestSkip("nginx is not installed")
         self.dir = os.path.join(ctx.tmpdir, "nginx")
@@ -275,7 +275,8 @@ class Nginx(Proc):
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
             f.write(NGINX_CONF.format(dir=self.dir, port4=self.port4, port6=self.port6,
-                                      crt=crt, key=key))
+                                      crt=crt, key=key,
+                                      pp=" proxy_protocol" if proxy_protocol else ""))
         self.access_log = os.path.join(self.dir, "access.log")
         super().__init__("nginx", ["nginx", "-e", os.path.join(self.dir, "error.log"),
                                    "-p", self.dir, "-c", conf], ctx.tmpdir)

@@ -125,3 +125,68 @@ def haproxy_accept_proxy(ctx):
     for want in expected:
         check(any(want in line for line in lines),
               f"HAProxy log lacks '{want}': {lines}")
+
+
+def handshake_fails(ctx, dst, src):
+    """A TLS handshake through the relay that must not succeed."""
+    tls_ctx = ssl.create_default_context()
+    tls_ctx.check_hostname = False
+    tls_ctx.verify_mode = ssl.CERT_NONE
+    raw = client(ctx, dst, src, timeout=10)
+    try:
+        with tls_ctx.wrap_socket(raw, server_hostname="localhost"):
+            pass
+    except (ssl.SSLError, OSError) as e:
+        return type(e).__name__
+    raise harness.TestFailure("the TLS handshake succeeded against a backend that should "
+                              "have refused the PROXY header")
+
+
+@case("backend_without_proxy_protocol_diagnosed", budget=90)
+def backend_without_proxy_protocol(ctx):
+    """nginx on `listen ... ssl` without proxy_protocol answers the header with
+    a plain-text 400: the relay says the backend does not expect PROXY
+    protocol, quoting the answer, and counts it."""
+    nginx = harness.Nginx(ctx, ctx.session_dir, proxy_protocol=False)
+    port = harness.free_port()
+    rl = relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", nginx.port4))
+    err = handshake_fails(ctx, ("127.0.0.1", port), "127.0.0.2")
+    harness.wait_until(lambda: "probably does not expect PROXY protocol" in rl.stderr(), 5,
+                       "the relay to name the backend's mistake")
+    line = next(ln for ln in rl.stderr().splitlines() if "does not expect PROXY" in ln)
+    # Which the answer follows depends on whether the ClientHello rode with
+    # the header; the quote of nginx's 400 is there either way.
+    check(f"backend 127.0.0.1:{nginx.port4} answered the " in line
+          and 'with "HTTP/1.1 400 Bad Request"' in line,
+          f"the line does not quote nginx's answer: {line}")
+    ctx.note(f"client saw {err}")
+
+
+@case("backend_closing_after_header_diagnosed")
+def backend_closing_after_header(ctx):
+    """A backend that closes right after reading the header, before a byte,
+    is reported; one that closes after the client did is not."""
+    be = peers.Listener()
+    ctx.on_cleanup(be.close)
+    port = harness.free_port()
+    rl = relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", be.port))
+    c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
+    c.sendall(b"\x16\x03\x01\x00\x05hello")
+    b = be.accept(timeout=5)
+    peers.read_proxy_header(b)
+    b.close()
+    harness.wait_until(lambda: "probably does not expect PROXY protocol" in rl.stderr(), 5,
+                       "the relay to report the backend closing")
+    check("after the PROXY header, before sending a byte" in rl.stderr(), "no reason given")
+    c2 = client(ctx, ("127.0.0.1", port), "127.0.0.3")
+    c2.shutdown(socket.SHUT_WR)
+    b2 = be.accept(timeout=5)
+    peers.read_proxy_header(b2)
+    check(peers.recv_to_eof(b2) == b"", "the backend got bytes from a client that sent none")
+    b2.close()
+    peers.recv_to_eof(c2)
+    rl.finish()
+    check(rl.stderr().count("does not expect PROXY protocol") == 1,
+          "a backend closing after its client was reported too")
+    check("1 connections where the backend seemed not to expect PROXY protocol" in rl.stderr(),
+          "the backend's refusal was not counted")
