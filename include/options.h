@@ -7,6 +7,7 @@
 #include "cidr.h"
 #include "proxy.h"
 #include "proxy_parse.h"
+#include "route.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +15,9 @@
 #define OPTIONS_MAX_LISTEN 16
 #define OPTIONS_DEFAULT_CONNECTIONS 10000
 #define OPTIONS_MAX_TRUSTED 64
+#define OPTIONS_MAX_ROUTES 64
+/* The most of a stream looked at for a ClientHello. */
+#define OPTIONS_PEEK_MAX 16384U
 /* An inbound v2 header must fit one relay buffer. */
 #define OPTIONS_HEADER_MAX_LIMIT 16384U
 
@@ -30,6 +34,9 @@ struct options {
     int n_trusted;
     uint32_t header_timeout_ms;
     uint32_t header_max; /* largest inbound v2 header accepted, bytes */
+    struct route routes[OPTIONS_MAX_ROUTES]; /* by SNI; --backend is the default */
+    int n_routes;
+    uint32_t peek_timeout_ms; /* wait this long for a whole ClientHello */
     int workers; /* 0: one per usable CPU */
     enum io_kind io;
     enum splice_mode splice;

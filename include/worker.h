@@ -21,15 +21,24 @@
 
 enum side { SIDE_CLIENT = 0, SIDE_BACKEND = 1 };
 
-/* CONN_HEADER: waiting for a trusted client's inbound PROXY header, before
- * the backend connection exists. */
-enum conn_state { CONN_FREE, CONN_HEADER, CONN_CONNECTING, CONN_OPEN, CONN_CLOSING };
+/* Before the backend connection exists: CONN_HEADER waits for a trusted
+ * client's inbound PROXY header, CONN_PEEK for its ClientHello (to route
+ * by server name). */
+enum conn_state {
+    CONN_FREE,
+    CONN_HEADER,
+    CONN_PEEK,
+    CONN_CONNECTING,
+    CONN_OPEN,
+    CONN_CLOSING
+};
 
 enum timer_kind {
     TIMER_CONNECT,
     TIMER_IDLE,
     TIMER_FIN,
     TIMER_HEADER,
+    TIMER_PEEK,
     TIMER_KINDS,
     TIMER_NONE = TIMER_KINDS
 };
@@ -37,6 +46,7 @@ enum timer_kind {
 /* Connection flags. */
 #define CONN_UNTRUSTED 0x01 /* inbound PROXY listener, untrusted client: refuse a header */
 #define CONN_CLIENT_TLS 0x02 /* the client's first bytes were a TLS handshake record */
+#define CONN_LOWAT 0x04      /* SO_RCVLOWAT raised on the client socket while peeking */
 
 /* Direction flags. */
 #define DIR_RECV 0x01    /* recv or read-readiness wait pending on the source */
@@ -87,6 +97,7 @@ struct conn {
     int32_t io_res[2];
     struct dir dir[2];
     union sockaddr_inet peer;
+    const union sockaddr_inet *be; /* the backend chosen for this connection */
     uint8_t hdr[PROXY_HDR_MAX];
 };
 
@@ -103,6 +114,8 @@ struct stats {
     uint64_t header_timeouts;  /* trusted clients that sent no header in time */
     uint64_t header_bad;       /* trusted clients that sent something else */
     uint64_t backend_no_proxy; /* backend ended or answered as if it took no header */
+    uint64_t routed;           /* connections sent by SNI to a --route backend */
+    uint64_t peek_timeouts;    /* clients with no whole ClientHello in time */
     uint64_t bytes[2]; /* by source side */
 };
 

@@ -23,6 +23,9 @@ const char options_usage[] =
     "                            --proxy-protocol-in; others sending one are refused)\n"
     "  --header-timeout DUR      wait this long for the inbound header (default 5s)\n"
     "  --header-max-size N       largest inbound v2 header, 16-16384 bytes (default 4096)\n"
+    "  --route NAME=ADDR:PORT    send TLS connections for server name NAME (or *.suffix)\n"
+    "                            to ADDR:PORT; others go to --backend (repeatable)\n"
+    "  --peek-timeout DUR        wait this long for the ClientHello (default 5s)\n"
     "  --workers N               worker threads, one per core (default: usable CPUs)\n"
     "  --io auto|uring|epoll     I/O back end (default auto: io_uring when it works)\n"
     "  --splice auto|never|always  splice(2) for bulk transfers (default auto)\n"
@@ -98,6 +101,7 @@ static void set_defaults(struct options *o)
     o->proxy_in = PROXY_IN_OFF;
     o->header_timeout_ms = 5000;
     o->header_max = PROXY_V2_CAP_DEFAULT;
+    o->peek_timeout_ms = 5000;
     o->io = IO_AUTO;
     o->splice = SPLICE_AUTO;
     o->connect_timeout_ms = 5000;
@@ -109,7 +113,8 @@ static void set_defaults(struct options *o)
 static const char *const known_flags[] = {
     "--listen", "--backend", "--proxy-protocol", "--io", "--splice", "--log-level", "--workers",
     "--max-connections", "--connect-timeout", "--idle-timeout", "--proxy-protocol-in",
-    "--trusted-source", "--header-timeout", "--header-max-size", NULL};
+    "--trusted-source", "--header-timeout", "--header-max-size", "--route", "--peek-timeout",
+    NULL};
 
 static int apply_trusted(struct options *o, const char *val, char *err, size_t errlen)
 {
@@ -136,6 +141,30 @@ static int apply_trusted(struct options *o, const char *val, char *err, size_t e
         return -EINVAL;
     }
     o->n_trusted++;
+    return 0;
+}
+
+static int apply_route(struct options *o, const char *val, char *err, size_t errlen)
+{
+    struct route *r = &o->routes[o->n_routes];
+    const char *what;
+
+    if (o->n_routes == OPTIONS_MAX_ROUTES) {
+        snprintf(err, errlen, "--route: at most %d routes", OPTIONS_MAX_ROUTES);
+        return -EINVAL;
+    }
+    if (route_parse(val, r, &what) < 0) {
+        snprintf(err, errlen, "--route: '%s': bad %s; expected NAME=ADDR:PORT with NAME a host "
+                 "name or *.suffix, like api.example.com=10.0.0.5:8443", val, what);
+        return -EINVAL;
+    }
+    for (int i = 0; i < o->n_routes; i++) {
+        if (o->routes[i].wildcard == r->wildcard && strcmp(o->routes[i].name, r->name) == 0) {
+            snprintf(err, errlen, "--route: '%s': that name already has a route", val);
+            return -EINVAL;
+        }
+    }
+    o->n_routes++;
     return 0;
 }
 
@@ -170,6 +199,11 @@ static int apply(struct options *o, const char *flag, const char *val, char *err
         o->proxy_in = (enum proxy_in)i;
     } else if (strcmp(flag, "--trusted-source") == 0) {
         return apply_trusted(o, val, err, errlen);
+    } else if (strcmp(flag, "--route") == 0) {
+        return apply_route(o, val, err, errlen);
+    } else if (strcmp(flag, "--peek-timeout") == 0) {
+        if (options_parse_duration(val, &o->peek_timeout_ms) < 0 || o->peek_timeout_ms == 0)
+            goto bad_duration;
     } else if (strcmp(flag, "--header-timeout") == 0) {
         if (options_parse_duration(val, &o->header_timeout_ms) < 0 || o->header_timeout_ms == 0)
             goto bad_duration;

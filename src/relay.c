@@ -5,6 +5,7 @@
 #include "relay.h"
 
 #include "cidr.h"
+#include "clienthello.h"
 #include "io.h"
 #include "log.h"
 #include "proxy_parse.h"
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* Auto mode looks at a direction's reads in windows of this many bytes: if
@@ -82,7 +84,7 @@ static void timer_set(struct worker *w, struct conn *c, enum timer_kind kind)
 static void conn_touch(struct worker *w, struct conn *c)
 {
     if (c->timer_kind < TIMER_KINDS && c->active_ms + w->touch_ms[c->timer_kind] <= w->now_ms &&
-        c->timer_kind != TIMER_CONNECT && c->timer_kind != TIMER_HEADER)
+        (c->timer_kind == TIMER_IDLE || c->timer_kind == TIMER_FIN))
         timer_set(w, c, (enum timer_kind)c->timer_kind);
 }
 
@@ -277,35 +279,35 @@ static void set_nodelay(int fd)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-/* Writes c's outbound PROXY header for a stream from src to dst. */
+/* Writes c's outbound PROXY header for a stream from src to dst (dst NULL:
+ * the address the client connected to). Returns 0 or -errno. */
 static int conn_build_header(struct worker *w, struct conn *c, const struct sockaddr *src,
                              const struct sockaddr *dst)
 {
-    int n = proxy_encode(w->opt->proxy, c->hdr, sizeof(c->hdr), src, dst);
+    union sockaddr_inet local;
+    socklen_t len = sizeof(local);
+    int n;
 
+    if (w->opt->proxy == PROXY_OFF)
+        return 0;
+    if (!dst) {
+        if (getsockname(c->fd[SIDE_CLIENT], &local.sa, &len) == -1)
+            return -errno;
+        dst = &local.sa;
+    }
+    n = proxy_encode(w->opt->proxy, c->hdr, sizeof(c->hdr), src, dst);
     if (n < 0)
         return n;
     c->hdr_len = (uint8_t)n;
     return 0;
 }
 
-/* Opens the backend connection for a stream from src to dst (dst NULL: the
- * address the client connected to), the header to write carrying them. */
-static void conn_connect(struct worker *w, struct conn *c, const struct sockaddr *src,
-                         const struct sockaddr *dst)
+/* Opens the connection to c->be; the header is built already. */
+static void conn_connect(struct worker *w, struct conn *c)
 {
-    const union sockaddr_inet *be = &w->opt->backend;
-    union sockaddr_inet local;
-    socklen_t len = sizeof(local);
+    const union sockaddr_inet *be = c->be;
     int bfd, err;
 
-    if (!dst) {
-        if (getsockname(c->fd[SIDE_CLIENT], &local.sa, &len) == -1)
-            return conn_close(w, c, 0);
-        dst = &local.sa;
-    }
-    if (w->opt->proxy != PROXY_OFF && conn_build_header(w, c, src, dst) < 0)
-        return conn_close(w, c, 0);
     bfd = socket(be->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (bfd == -1) {
         err = errno;
@@ -329,6 +331,8 @@ static void conn_connect(struct worker *w, struct conn *c, const struct sockaddr
  * It is peeked, never read past: once parsed, exactly its bytes are taken
  * from the socket and whatever follows is relayed as usual. Only a header
  * that arrives in pieces is copied out, its bytes so far all header. */
+
+static void conn_route(struct worker *w, struct conn *c);
 
 static void header_start(struct worker *w, struct conn *c)
 {
@@ -368,19 +372,26 @@ static void header_refuse(struct worker *w, struct conn *c, const uint8_t *p, si
 }
 
 /* The header took p[0..drop) of what the socket still holds: take those
- * bytes and connect with the addresses it carries. */
+ * bytes and go on with the addresses it carries. */
 static void header_done(struct worker *w, struct conn *c, const struct proxy_header *h,
                         uint8_t *scratch, size_t drop)
 {
+    int ret;
+
     if (drop && recv(c->fd[SIDE_CLIENT], scratch, drop, 0) != (ssize_t)drop)
         return conn_close(w, c, 1);
     free(c->hdr_in);
     c->hdr_in = NULL;
     w->stats.header_in++;
-    if (!h->has_addr) /* LOCAL or UNKNOWN: the connection's own endpoints */
-        return conn_connect(w, c, &c->peer.sa, NULL);
-    c->peer = h->src;
-    conn_connect(w, c, &h->src.sa, &h->dst.sa);
+    if (h->has_addr) {
+        c->peer = h->src;
+        ret = conn_build_header(w, c, &h->src.sa, &h->dst.sa);
+    } else { /* LOCAL or UNKNOWN: the connection's own endpoints */
+        ret = conn_build_header(w, c, &c->peer.sa, NULL);
+    }
+    if (ret < 0)
+        return conn_close(w, c, 0);
+    conn_route(w, c);
 }
 
 static void header_read(struct worker *w, struct conn *c)
@@ -430,6 +441,77 @@ static void untrusted_refuse(struct worker *w, struct conn *c)
     conn_close(w, c, 1);
 }
 
+/* ---- routing by the ClientHello's server name ----
+ * The ClientHello is peeked, never read: it goes to the chosen backend as
+ * the client sent it. While it is incomplete, SO_RCVLOWAT holds readiness
+ * back until as much of the stream as it needs has arrived. */
+
+static void peek_start(struct worker *w, struct conn *c)
+{
+    c->state = CONN_PEEK;
+    timer_set(w, c, TIMER_PEEK);
+    op_poll_in(w, c, SIDE_CLIENT, 0);
+}
+
+static void set_lowat(struct conn *c, int bytes)
+{
+    (void)setsockopt(c->fd[SIDE_CLIENT], SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof(bytes));
+}
+
+static void peek_done(struct worker *w, struct conn *c, const struct route *r)
+{
+    if (c->flags & CONN_LOWAT) {
+        set_lowat(c, 1);
+        c->flags &= (uint8_t)~CONN_LOWAT;
+    }
+    if (r) {
+        w->stats.routed++;
+        c->be = &r->backend;
+    }
+    conn_connect(w, c);
+}
+
+static void peek_read(struct worker *w, struct conn *c)
+{
+    uint8_t buf[OPTIONS_PEEK_MAX], scratch[OPTIONS_PEEK_MAX];
+    struct client_hello ch;
+    ssize_t n = recv(c->fd[SIDE_CLIENT], buf, sizeof(buf), MSG_PEEK);
+    int ret;
+
+    if (n == -1 && (errno == EAGAIN || errno == EINTR))
+        return op_poll_in(w, c, SIDE_CLIENT, 1);
+    if (n <= 0) {
+        log_debug("c%u.%u client closed before its ClientHello was complete", w->id, c->id);
+        return conn_close(w, c, 0);
+    }
+    if (c->flags & CONN_UNTRUSTED) {
+        c->flags &= (uint8_t)~CONN_UNTRUSTED;
+        if (sniff_is_proxy(sniff_first_bytes(buf, (size_t)n)))
+            return untrusted_refuse(w, c);
+    }
+    ret = clienthello_parse(buf, (size_t)n, scratch, sizeof(scratch), &ch);
+    if (ret == -EAGAIN && ch.need <= sizeof(buf)) {
+        c->flags |= CONN_LOWAT;
+        set_lowat(c, (int)ch.need);
+        return op_poll_in(w, c, SIDE_CLIENT, 1);
+    }
+    if (ret < 0) {
+        log_debug("c%u.%u %s: default backend", w->id, c->id,
+                  ret == -EPROTO ? "not a TLS ClientHello" : "ClientHello too large");
+        return peek_done(w, c, NULL);
+    }
+    peek_done(w, c, route_pick(w->opt->routes, w->opt->n_routes, ch.sni, ch.sni_len));
+}
+
+/* The header is built: pick the backend, by server name if routes exist. */
+static void conn_route(struct worker *w, struct conn *c)
+{
+    c->be = &w->opt->backend;
+    if (w->opt->n_routes)
+        return peek_start(w, c);
+    conn_connect(w, c);
+}
+
 static int peer_trusted(const struct options *o, const struct sockaddr *sa)
 {
     for (int i = 0; i < o->n_trusted; i++)
@@ -467,7 +549,9 @@ void relay_on_accept(struct worker *w, int fd)
             return header_start(w, c);
         c->flags |= CONN_UNTRUSTED;
     }
-    conn_connect(w, c, &c->peer.sa, NULL);
+    if (conn_build_header(w, c, &c->peer.sa, NULL) < 0)
+        return conn_close(w, c, 0);
+    conn_route(w, c);
 }
 
 void relay_on_connect(struct worker *w, struct conn *c, int res)
@@ -481,7 +565,7 @@ void relay_on_connect(struct worker *w, struct conn *c, int res)
         w->stats.connect_errors++;
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect: %s", w->id, c->id,
                addr_format(&c->peer.sa, addr, sizeof(addr)),
-               addr_format(&w->opt->backend.sa, baddr, sizeof(baddr)), strerror(-res));
+               addr_format(&c->be->sa, baddr, sizeof(baddr)), strerror(-res));
         conn_close(w, c, 0);
         return;
     }
@@ -665,7 +749,7 @@ static void backend_no_proxy(struct worker *w, struct conn *c, int res, const ui
     log_rl(LOG_LEVEL_WARN, "c%u.%u backend %s %s: it probably does not expect PROXY protocol on "
            "that port (nginx/Kong: add proxy_protocol to its listen line), or run the relay "
            "with --proxy-protocol off", w->id, c->id,
-           addr_format(&w->opt->backend.sa, baddr, sizeof(baddr)), what);
+           addr_format(&c->be->sa, baddr, sizeof(baddr)), what);
 }
 
 /* The backend's first bytes, not TLS, answer the header rather than speak
@@ -768,6 +852,8 @@ void relay_on_poll(struct worker *w, struct conn *c, int d, int res)
         return conn_abort(w, c, d, -res);
     if (c->state == CONN_HEADER)
         return header_read(w, c);
+    if (c->state == CONN_PEEK)
+        return peek_read(w, c);
     splice_pump(w, c, d);
 }
 
@@ -791,7 +877,7 @@ void relay_on_timeout(struct worker *w, struct conn *c)
         w->stats.connect_timeouts++;
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect timed out after %u ms",
                w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)),
-               addr_format(&w->opt->backend.sa, baddr, sizeof(baddr)),
+               addr_format(&c->be->sa, baddr, sizeof(baddr)),
                w->timeout_ms[TIMER_CONNECT]);
         break;
     case TIMER_HEADER:
@@ -799,6 +885,12 @@ void relay_on_timeout(struct worker *w, struct conn *c)
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: no PROXY header within %u ms "
                "(--header-timeout): closed", w->id, c->id,
                addr_format(&c->peer.sa, addr, sizeof(addr)), w->timeout_ms[TIMER_HEADER]);
+        break;
+    case TIMER_PEEK:
+        w->stats.peek_timeouts++;
+        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: no whole TLS ClientHello within %u ms "
+               "(--peek-timeout): closed", w->id, c->id,
+               addr_format(&c->peer.sa, addr, sizeof(addr)), w->timeout_ms[TIMER_PEEK]);
         break;
     case TIMER_IDLE:
         w->stats.idle_timeouts++;

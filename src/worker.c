@@ -64,6 +64,7 @@ int worker_init(struct worker *w, int id, const struct options *opt, const int *
     w->timeout_ms[TIMER_CONNECT] = opt->connect_timeout_ms;
     w->timeout_ms[TIMER_IDLE] = opt->idle_timeout_ms;
     w->timeout_ms[TIMER_HEADER] = opt->header_timeout_ms;
+    w->timeout_ms[TIMER_PEEK] = opt->peek_timeout_ms;
     w->timeout_ms[TIMER_FIN] = opt->idle_timeout_ms && opt->idle_timeout_ms < FIN_TIMEOUT_MS
                                    ? opt->idle_timeout_ms
                                    : FIN_TIMEOUT_MS;

@@ -106,6 +106,15 @@ def read_proxy_header(sock):
         data += chunk
 
 
+def read_proxy_header_or_reset(sock):
+    """read_proxy_header, but a connection reset or closed before a whole
+    header gives (b"", None, b"")."""
+    try:
+        return read_proxy_header(sock)
+    except (ConnectionResetError, ValueError):
+        return b"", None, b""
+
+
 def read_header_then(sock, payload):
     """Read one PROXY header and then exactly the payload the client sent
     after it, whether they arrive together or apart; returns the header info."""

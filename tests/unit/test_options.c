@@ -72,6 +72,13 @@ Test(options, inbound_proxy)
     cr_assert_eq(o.trusted[1].family, AF_INET6);
     cr_assert_eq(o.header_timeout_ms, 1500);
     cr_assert_eq(o.header_max, 16384);
+    cr_assert_eq(PARSE(&o, err, "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2",
+                       "--route", "a.example=127.0.0.1:3", "--route", "*.example=[::1]:4",
+                       "--peek-timeout", "2s"),
+                 OPTIONS_RUN, "%s", err);
+    cr_assert_eq(o.n_routes, 2);
+    cr_assert(o.routes[1].wildcard);
+    cr_assert_eq(o.peek_timeout_ms, 2000);
 }
 
 Test(options, help_and_version)
@@ -121,6 +128,11 @@ static const struct bad bads[] = {
     {{"--header-timeout", "0"}, "--header-timeout: '0'"},
     {{"--header-max-size", "16385"}, "--header-max-size: '16385': expected a size from 16"},
     {{"--header-max-size", "15"}, "--header-max-size: '15'"},
+    {{"--route", "example.com"}, "--route: 'example.com': bad name"},
+    {{"--route", "a.com=nowhere"}, "--route: 'a.com=nowhere': bad address"},
+    {{"--route", "a.com=1.1.1.1:1", "--route", "A.com=2.2.2.2:2"},
+     "--route: 'A.com=2.2.2.2:2': that name already has a route"},
+    {{"--peek-timeout", "soon"}, "--peek-timeout: 'soon'"},
 };
 
 Test(options, errors_name_the_flag)
