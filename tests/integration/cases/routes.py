@@ -1,0 +1,121 @@
+"""Routing by the ClientHello's server name: real ClientHellos (Python's
+OpenSSL), exact and wildcard names, the default for everything else, a
+ClientHello in pieces, and a full TLS session to nginx through a route."""
+
+import ssl
+import time
+
+import harness
+import peers
+from harness import check
+
+from .backends import expect_body, https_get
+from .base import case, client, listener, relay, wait_closed
+from .inbound import send_in_pieces
+from .lifecycle import cpu_seconds
+
+
+def client_hello(server_name, alpn=("h2", "http/1.1")):
+    """The bytes a real OpenSSL client sends first for server_name."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=server_name)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+def routed_relay(ctx, default, routes, *extra):
+    port = harness.free_port()
+    args = []
+    for name, be in routes:
+        args += ["--route", f"{name}=127.0.0.1:{be.port}"]
+    rl = relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", default.port), *args, *extra)
+    return rl, port
+
+
+def lands_on(be, src, first_bytes):
+    """be gets the relay's header for src, then exactly first_bytes."""
+    b = be.accept(timeout=5)
+    info = peers.read_header_then(b, first_bytes)
+    check(info.get("src") == src, f"header says {info.get('src')}, want {src}")
+
+
+@case("sni_routes_exact_wildcard_default")
+def sni_routes(ctx):
+    """api.example -> A, *.example -> B (any depth), others and non-TLS ->
+    the default; the ClientHello reaches the backend byte for byte."""
+    a, b, d = listener(ctx), listener(ctx), listener(ctx)
+    _, port = routed_relay(ctx, d, [("api.example", a), ("*.example", b)])
+    for name, want in (("api.example", a), ("API.Example", a), ("www.example", b),
+                       ("x.y.example", b), ("example", d), ("other.test", d), (None, d)):
+        # For an IP address OpenSSL sends no server_name at all.
+        hello = client_hello(name or "127.0.0.1")
+        c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
+        c.sendall(hello)
+        lands_on(want, ("127.0.0.2", c.getsockname()[1]), hello)
+        for other in (a, b, d):
+            check(other is want or not other.pending(), f"{name}: a second backend was used")
+    c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
+    c.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    lands_on(d, ("127.0.0.2", c.getsockname()[1]), b"GET / HTTP/1.1\r\n\r\n")
+
+
+@case("sni_client_hello_in_pieces")
+def sni_in_pieces(ctx):
+    """A ClientHello split over two TLS records and sent in three segments
+    is still routed by its name and delivered whole."""
+    a, d = listener(ctx), listener(ctx)
+    rl, port = routed_relay(ctx, d, [("pieces.example", a)])
+    hello = client_hello("pieces.example", alpn=None)
+    msg = hello[5:]
+    record = lambda m: b"\x16\x03\x01" + len(m).to_bytes(2, "big") + m  # noqa: E731
+    stream = record(msg[:60]) + record(msg[60:])
+    c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
+    send_in_pieces(c, stream, [3, 40])
+    lands_on(a, ("127.0.0.2", c.getsockname()[1]), stream)
+    check(not d.pending(), "the default backend was used")
+    # Half a ClientHello held back: the relay waits for the rest without
+    # polling in a loop (SO_RCVLOWAT), then routes it.
+    c = client(ctx, ("127.0.0.1", port), "127.0.0.3")
+    c.sendall(stream[:100])
+    cpu0, t0 = cpu_seconds(rl.pid), time.monotonic()
+    time.sleep(1.0)  # a window to measure CPU use in, not synchronisation
+    used, wall = cpu_seconds(rl.pid) - cpu0, time.monotonic() - t0
+    check(used < 0.3 * wall, f"relay used {used:.2f}s of CPU in {wall:.2f}s waiting: spinning")
+    c.sendall(stream[100:])
+    lands_on(a, ("127.0.0.3", c.getsockname()[1]), stream)
+    ctx.note(f"{used:.2f}s CPU in {wall:.2f}s while waiting for the rest")
+
+
+@case("sni_peek_timeout")
+def sni_timeout(ctx):
+    """Half a ClientHello and then silence: closed after --peek-timeout,
+    logged, no backend connection made."""
+    a, d = listener(ctx), listener(ctx)
+    rl, port = routed_relay(ctx, d, [("a.example", a)], "--peek-timeout", "300ms")
+    c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
+    c.sendall(client_hello("a.example")[:50])
+    took, how = wait_closed(c, 5)
+    harness.wait_until(lambda: "no whole TLS ClientHello within 300 ms" in rl.stderr(), 5,
+                       "the relay to log the peek timeout")
+    check(not a.pending() and not d.pending(), "a backend connection was made")
+    ctx.note(f"closed after {took:.2f}s ({how})")
+
+
+@case("sni_route_to_nginx_tls", budget=90)
+def sni_nginx(ctx):
+    """A full TLS session to nginx (proxy_protocol) through a route: the
+    default backend is a dead port, so only the route can serve it."""
+    nginx = harness.Nginx(ctx, ctx.session_dir)
+    port = harness.free_port()
+    relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", harness.free_port()),
+          "--route", f"localhost=127.0.0.1:{nginx.port4}")
+    status, body, _ = https_get(ctx, ("127.0.0.1", port), "127.0.0.6")
+    expect_body(status, body, "127.0.0.6", "python TLS with SNI localhost")
