@@ -16,6 +16,13 @@
 #define OPTIONS_DEFAULT_CONNECTIONS 10000
 #define OPTIONS_MAX_TRUSTED 64
 #define OPTIONS_MAX_ROUTES 64
+#define OPTIONS_MAX_TLV_PASS 16
+
+/* TLVs written on the outbound v2 header (--tlvs). */
+#define TLV_AUTHORITY 0x01
+#define TLV_ALPN 0x02
+#define TLV_UNIQUE_ID 0x04
+#define TLV_CRC32C 0x08
 /* The most of a stream looked at for a ClientHello. */
 #define OPTIONS_PEEK_MAX 16384U
 /* An inbound v2 header must fit one relay buffer. */
@@ -37,6 +44,9 @@ struct options {
     struct route routes[OPTIONS_MAX_ROUTES]; /* by SNI; --backend is the default */
     int n_routes;
     uint32_t peek_timeout_ms; /* wait this long for a whole ClientHello */
+    uint32_t tlvs;            /* TLV_* */
+    uint8_t tlv_pass[OPTIONS_MAX_TLV_PASS]; /* types copied from a trusted inbound header */
+    int n_tlv_pass;
     int workers; /* 0: one per usable CPU */
     enum io_kind io;
     enum splice_mode splice;

@@ -27,6 +27,15 @@ int proxy_v2_encode(uint8_t *buf, size_t cap, const struct sockaddr *src,
 int proxy_v1_encode(uint8_t *buf, size_t cap, const struct sockaddr *src,
                     const struct sockaddr *dst);
 
+/* Appends a TLV to the v2 header of *len bytes in buf, updating its length
+ * field. Returns 0, or -ENOSPC if cap or the 16-bit length would overflow. */
+int proxy_v2_add_tlv(uint8_t *buf, size_t cap, size_t *len, uint8_t type, const void *value,
+                     size_t vlen);
+
+/* Appends the CRC32C TLV, computed over the whole header as the spec says;
+ * it must be the last TLV added. Returns 0 or -ENOSPC. */
+int proxy_v2_add_crc32c(uint8_t *buf, size_t cap, size_t *len);
+
 /* Dispatches on version; PROXY_OFF writes nothing and returns 0. */
 int proxy_encode(enum proxy_version v, uint8_t *buf, size_t cap, const struct sockaddr *src,
                  const struct sockaddr *dst);

@@ -11,8 +11,16 @@
  * completes. */
 void conn_close(struct worker *w, struct conn *c, int abort);
 
+/* Closes c's sockets and frees what it allocated, with no bookkeeping:
+ * for conn_free(), and for a worker shutting down with c still open. */
+void conn_discard(struct conn *c);
+
 /* Timer expiry for c (called by worker_tick). */
 void relay_on_timeout(struct worker *w, struct conn *c);
+
+/* This process's random instance id: the first part of every UNIQUE_ID
+ * TLV, so ids stay unique across restarts and relays. */
+void relay_set_instance(uint64_t id);
 
 /* A buffer came back to the pool: wake a starved direction if any. */
 void relay_buf_put(struct worker *w, uint16_t bid);

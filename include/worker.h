@@ -83,8 +83,9 @@ struct conn {
     uint8_t state;
     uint8_t inflight; /* back end operations whose completion is pending */
     uint8_t timer_kind;
-    uint8_t hdr_len, hdr_sent;
+    uint16_t hdr_len, hdr_sent;
     uint8_t flags;     /* CONN_* */
+    uint8_t *hdr_ext;  /* the outbound header when it carries TLVs (malloc'ed) */
     uint16_t hdr_in_len; /* bytes of a split inbound header held in hdr_in */
     uint8_t *hdr_in;     /* malloc'ed only when an inbound header arrives split */
     /* The back end's own state, per side: epoll keeps readiness in io_flags
@@ -100,6 +101,12 @@ struct conn {
     const union sockaddr_inet *be; /* the backend chosen for this connection */
     uint8_t hdr[PROXY_HDR_MAX];
 };
+
+/* Where c's outbound header is built. */
+static inline uint8_t *conn_hdr(struct conn *c)
+{
+    return c->hdr_ext ? c->hdr_ext : c->hdr;
+}
 
 struct stats {
     uint64_t accepted;

@@ -4,6 +4,7 @@
 #include "io.h"
 #include "log.h"
 #include "options.h"
+#include "relay.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -14,8 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* File descriptors kept back from the connection budget: listeners, rings,
@@ -222,6 +225,16 @@ static void log_totals(const struct relay *r)
                  (unsigned long long)t.backend_no_proxy);
 }
 
+static uint64_t instance;
+
+/* A random id for this process, for UNIQUE_ID TLVs; in the ready line. */
+static void set_instance(void)
+{
+    if (getrandom(&instance, sizeof(instance), GRND_NONBLOCK) != (ssize_t)sizeof(instance))
+        instance = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+    relay_set_instance(instance);
+}
+
 /* Trusting every address lets any client write its own source address. */
 static void warn_trust_everything(const struct options *o)
 {
@@ -246,9 +259,10 @@ static void log_ready(const struct relay *r, const struct io_backend *io)
         n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s", i ? " " : "",
                               addr_format(&r->opt.listen[i].sa, addr, sizeof(addr)));
     log_info("ready: listening on %s, backend %s, proxy-protocol %s, proxy-protocol-in %s, "
-             "io=%s, workers=%d, max-connections=%u",
+             "io=%s, workers=%d, max-connections=%u, instance=%016llx",
              line, addr_format(&r->opt.backend.sa, addr, sizeof(addr)), pp[r->opt.proxy],
-             pp_in[r->opt.proxy_in], io->name, r->n_workers, r->opt.max_connections);
+             pp_in[r->opt.proxy_in], io->name, r->n_workers, r->opt.max_connections,
+             (unsigned long long)instance);
 }
 
 int main(int argc, char **argv)
@@ -275,6 +289,7 @@ int main(int argc, char **argv)
     }
     log_level = r.opt.log_level;
     warn_trust_everything(&r.opt);
+    set_instance();
     signal(SIGPIPE, SIG_IGN);
     n_cpus = usable_cpus(cpus, CPU_SETSIZE);
     r.n_workers = r.opt.workers ? r.opt.workers : (n_cpus ? n_cpus : 1);

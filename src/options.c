@@ -26,6 +26,8 @@ const char options_usage[] =
     "  --route NAME=ADDR:PORT    send TLS connections for server name NAME (or *.suffix)\n"
     "                            to ADDR:PORT; others go to --backend (repeatable)\n"
     "  --peek-timeout DUR        wait this long for the ClientHello (default 5s)\n"
+    "  --tlvs LIST               TLVs on the v2 header: authority, alpn, unique_id, crc32c,\n"
+    "                            and types (0xEA) copied from a trusted inbound header\n"
     "  --workers N               worker threads, one per core (default: usable CPUs)\n"
     "  --io auto|uring|epoll     I/O back end (default auto: io_uring when it works)\n"
     "  --splice auto|never|always  splice(2) for bulk transfers (default auto)\n"
@@ -114,7 +116,7 @@ static const char *const known_flags[] = {
     "--listen", "--backend", "--proxy-protocol", "--io", "--splice", "--log-level", "--workers",
     "--max-connections", "--connect-timeout", "--idle-timeout", "--proxy-protocol-in",
     "--trusted-source", "--header-timeout", "--header-max-size", "--route", "--peek-timeout",
-    NULL};
+    "--tlvs", NULL};
 
 static int apply_trusted(struct options *o, const char *val, char *err, size_t errlen)
 {
@@ -142,6 +144,42 @@ static int apply_trusted(struct options *o, const char *val, char *err, size_t e
     }
     o->n_trusted++;
     return 0;
+}
+
+/* One --tlvs item: a name, or a type number to copy from inbound. */
+static int apply_tlv_item(struct options *o, const char *item)
+{
+    static const char *const names[] = {"authority", "alpn", "unique_id", "crc32c", NULL};
+    int i = pick(item, names);
+    char *end;
+    unsigned long type;
+
+    if (i >= 0) {
+        o->tlvs |= 1U << i;
+        return 0;
+    }
+    type = strtoul(item, &end, 0);
+    if (*item < '0' || *item > '9' || *end || type > 0xff || o->n_tlv_pass == OPTIONS_MAX_TLV_PASS)
+        return -EINVAL;
+    o->tlv_pass[o->n_tlv_pass++] = (uint8_t)type;
+    return 0;
+}
+
+static int apply_tlvs(struct options *o, const char *val, char *err, size_t errlen)
+{
+    char list[256], *save = NULL;
+
+    if (strlen(val) >= sizeof(list) || !*val)
+        goto bad;
+    memcpy(list, val, strlen(val) + 1);
+    for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save))
+        if (apply_tlv_item(o, item) < 0)
+            goto bad;
+    return 0;
+bad:
+    snprintf(err, errlen, "--tlvs: '%s': expected a list of authority, alpn, unique_id, crc32c "
+             "and type numbers like 0xEA (at most %d)", val, OPTIONS_MAX_TLV_PASS);
+    return -EINVAL;
 }
 
 static int apply_route(struct options *o, const char *val, char *err, size_t errlen)
@@ -199,6 +237,8 @@ static int apply(struct options *o, const char *flag, const char *val, char *err
         o->proxy_in = (enum proxy_in)i;
     } else if (strcmp(flag, "--trusted-source") == 0) {
         return apply_trusted(o, val, err, errlen);
+    } else if (strcmp(flag, "--tlvs") == 0) {
+        return apply_tlvs(o, val, err, errlen);
     } else if (strcmp(flag, "--route") == 0) {
         return apply_route(o, val, err, errlen);
     } else if (strcmp(flag, "--peek-timeout") == 0) {
@@ -264,6 +304,15 @@ static int check_inbound(const struct options *o, char *err, size_t errlen)
     if (o->proxy_in != PROXY_IN_OFF && o->n_trusted == 0) {
         snprintf(err, errlen, "--proxy-protocol-in: needs at least one --trusted-source "
                  "(the addresses of the proxies in front that send the header)");
+        return -EINVAL;
+    }
+    if ((o->tlvs || o->n_tlv_pass) && o->proxy != PROXY_V2) {
+        snprintf(err, errlen, "--tlvs: only a v2 header carries TLVs (--proxy-protocol v2)");
+        return -EINVAL;
+    }
+    if (o->n_tlv_pass && o->proxy_in == PROXY_IN_OFF) {
+        snprintf(err, errlen, "--tlvs: copying TLV types needs --proxy-protocol-in (they come "
+                 "from a trusted inbound header)");
         return -EINVAL;
     }
     if (o->proxy_in == PROXY_IN_OFF && o->n_trusted > 0) {

@@ -2,6 +2,7 @@
 #include "proxy.h"
 
 #include "addr.h"
+#include "crc32c.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -92,6 +93,38 @@ int proxy_v1_encode(uint8_t *buf, size_t cap, const struct sockaddr *src,
     if (n < 0 || (size_t)n >= cap)
         return -ENOSPC;
     return n;
+}
+
+int proxy_v2_add_tlv(uint8_t *buf, size_t cap, size_t *len, uint8_t type, const void *value,
+                     size_t vlen)
+{
+    size_t body = *len - V2_FIXED_LEN + 3 + vlen;
+
+    if (*len + 3 + vlen > cap || body > 0xffff || vlen > 0xffff)
+        return -ENOSPC;
+    buf[*len] = type;
+    put16(buf + *len + 1, (uint16_t)vlen);
+    if (vlen)
+        memcpy(buf + *len + 3, value, vlen);
+    *len += 3 + vlen;
+    put16(buf + 14, (uint16_t)body);
+    return 0;
+}
+
+int proxy_v2_add_crc32c(uint8_t *buf, size_t cap, size_t *len)
+{
+    static const uint8_t zero[4];
+    uint32_t crc;
+    int ret = proxy_v2_add_tlv(buf, cap, len, 0x03, zero, sizeof(zero));
+
+    if (ret < 0)
+        return ret;
+    crc = crc32c(0, buf, *len);
+    buf[*len - 4] = (uint8_t)(crc >> 24);
+    buf[*len - 3] = (uint8_t)(crc >> 16);
+    buf[*len - 2] = (uint8_t)(crc >> 8);
+    buf[*len - 1] = (uint8_t)crc;
+    return 0;
 }
 
 int proxy_encode(enum proxy_version v, uint8_t *buf, size_t cap, const struct sockaddr *src,

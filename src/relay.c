@@ -29,6 +29,17 @@
 /* Bytes one splice pump moves before yielding to other connections. */
 #define SPLICE_BUDGET (1024 * 1024U)
 #define PIPE_CAP (256 * 1024U)
+/* Room for the TLVs ringrelay writes itself: AUTHORITY (a DNS name), ALPN
+ * (one protocol name), UNIQUE_ID and CRC32C, each with its 3-byte head. */
+#define TLV_OWN_ROOM ((3 + 253) + (3 + 255) + (3 + 64) + (3 + 4))
+
+static uint64_t instance_id;
+
+void relay_set_instance(uint64_t id)
+{
+    instance_id = id;
+}
+
 /* A backend that ends the connection this soon after the PROXY header,
  * before sending a byte, most likely refused the header. */
 #define NO_PROXY_WINDOW_MS 2000
@@ -218,17 +229,26 @@ static void conn_free(struct worker *w, struct conn *c)
         pipe_release(w, &c->dir[d]);
         w->stats.bytes[d] += c->dir[d].moved;
     }
-    for (int s = 0; s < 2; s++)
-        if (c->fd[s] >= 0)
-            close(c->fd[s]);
-    free(c->hdr_in);
-    c->hdr_in = NULL;
+    conn_discard(c);
     c->state = CONN_FREE;
     c->gen++;
     w->free_conns[w->n_free++] = conn_index(w, c);
     w->stats.active--;
     atomic_fetch_sub_explicit(w->active_total, 1, memory_order_relaxed);
     worker_accept_resume(w, ACCEPT_PAUSE_FULL);
+}
+
+void conn_discard(struct conn *c)
+{
+    for (int s = 0; s < 2; s++) {
+        if (c->fd[s] >= 0)
+            close(c->fd[s]);
+        c->fd[s] = -1;
+    }
+    free(c->hdr_in);
+    c->hdr_in = NULL;
+    free(c->hdr_ext);
+    c->hdr_ext = NULL;
 }
 
 /* An operation of a closing connection completed. */
@@ -279,10 +299,42 @@ static void set_nodelay(int fd)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+/* The most an outbound header with TLVs can take. */
+static size_t hdr_ext_cap(const struct options *o)
+{
+    return PROXY_HDR_MAX + TLV_OWN_ROOM + (o->n_tlv_pass ? o->header_max : 0);
+}
+
+/* Appends one TLV to c's outbound header; one that does not fit is left
+ * out (the header stays valid). */
+static void conn_add_tlv(struct worker *w, struct conn *c, uint8_t type, const void *v,
+                         size_t len)
+{
+    size_t n = c->hdr_len;
+
+    if (c->hdr_ext && proxy_v2_add_tlv(c->hdr_ext, hdr_ext_cap(w->opt), &n, type, v, len) == 0)
+        c->hdr_len = (uint16_t)n;
+}
+
+/* Copies the TLV types --tlvs names from a trusted inbound header. */
+static void conn_pass_tlvs(struct worker *w, struct conn *c, const struct proxy_header *in)
+{
+    const uint8_t *v;
+    size_t pos = 0;
+    uint16_t len;
+    uint8_t type;
+
+    while (in && proxy_tlv_next(in, &pos, &type, &v, &len))
+        for (int i = 0; i < w->opt->n_tlv_pass; i++)
+            if (w->opt->tlv_pass[i] == type)
+                conn_add_tlv(w, c, type, v, len);
+}
+
 /* Writes c's outbound PROXY header for a stream from src to dst (dst NULL:
- * the address the client connected to). Returns 0 or -errno. */
+ * the address the client connected to), with the TLVs of a trusted inbound
+ * header that --tlvs passes on. Returns 0 or -errno. */
 static int conn_build_header(struct worker *w, struct conn *c, const struct sockaddr *src,
-                             const struct sockaddr *dst)
+                             const struct sockaddr *dst, const struct proxy_header *in)
 {
     union sockaddr_inet local;
     socklen_t len = sizeof(local);
@@ -295,11 +347,34 @@ static int conn_build_header(struct worker *w, struct conn *c, const struct sock
             return -errno;
         dst = &local.sa;
     }
-    n = proxy_encode(w->opt->proxy, c->hdr, sizeof(c->hdr), src, dst);
+    if ((w->opt->tlvs || w->opt->n_tlv_pass) && !(c->hdr_ext = malloc(hdr_ext_cap(w->opt))))
+        return -ENOMEM;
+    n = proxy_encode(w->opt->proxy, conn_hdr(c), c->hdr_ext ? hdr_ext_cap(w->opt)
+                                                             : sizeof(c->hdr), src, dst);
     if (n < 0)
         return n;
-    c->hdr_len = (uint8_t)n;
+    c->hdr_len = (uint16_t)n;
+    conn_pass_tlvs(w, c, in);
     return 0;
+}
+
+/* The TLVs known once the backend is chosen: UNIQUE_ID, then CRC32C over
+ * the finished header. */
+static void conn_finish_header(struct worker *w, struct conn *c)
+{
+    char id[64];
+    size_t n;
+
+    if (!c->hdr_ext)
+        return;
+    if (w->opt->tlvs & TLV_UNIQUE_ID) {
+        snprintf(id, sizeof(id), "%016llx-%d.%u", (unsigned long long)instance_id, w->id, c->id);
+        conn_add_tlv(w, c, PROXY_TLV_UNIQUE_ID, id, strlen(id));
+        log_debug("c%u.%u unique_id %s", w->id, c->id, id);
+    }
+    n = c->hdr_len;
+    if ((w->opt->tlvs & TLV_CRC32C) && proxy_v2_add_crc32c(c->hdr_ext, hdr_ext_cap(w->opt), &n) == 0)
+        c->hdr_len = (uint16_t)n;
 }
 
 /* Opens the connection to c->be; the header is built already. */
@@ -308,6 +383,7 @@ static void conn_connect(struct worker *w, struct conn *c)
     const union sockaddr_inet *be = c->be;
     int bfd, err;
 
+    conn_finish_header(w, c);
     bfd = socket(be->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (bfd == -1) {
         err = errno;
@@ -385,9 +461,9 @@ static void header_done(struct worker *w, struct conn *c, const struct proxy_hea
     w->stats.header_in++;
     if (h->has_addr) {
         c->peer = h->src;
-        ret = conn_build_header(w, c, &h->src.sa, &h->dst.sa);
+        ret = conn_build_header(w, c, &h->src.sa, &h->dst.sa, h);
     } else { /* LOCAL or UNKNOWN: the connection's own endpoints */
-        ret = conn_build_header(w, c, &c->peer.sa, NULL);
+        ret = conn_build_header(w, c, &c->peer.sa, NULL, h);
     }
     if (ret < 0)
         return conn_close(w, c, 0);
@@ -500,6 +576,10 @@ static void peek_read(struct worker *w, struct conn *c)
                   ret == -EPROTO ? "not a TLS ClientHello" : "ClientHello too large");
         return peek_done(w, c, NULL);
     }
+    if ((w->opt->tlvs & TLV_AUTHORITY) && ch.sni)
+        conn_add_tlv(w, c, PROXY_TLV_AUTHORITY, ch.sni, ch.sni_len);
+    if ((w->opt->tlvs & TLV_ALPN) && ch.alpn) /* the first protocol offered */
+        conn_add_tlv(w, c, PROXY_TLV_ALPN, ch.alpn + 1, ch.alpn[0]);
     peek_done(w, c, route_pick(w->opt->routes, w->opt->n_routes, ch.sni, ch.sni_len));
 }
 
@@ -507,7 +587,7 @@ static void peek_read(struct worker *w, struct conn *c)
 static void conn_route(struct worker *w, struct conn *c)
 {
     c->be = &w->opt->backend;
-    if (w->opt->n_routes)
+    if (w->opt->n_routes || (w->opt->tlvs & (TLV_AUTHORITY | TLV_ALPN)))
         return peek_start(w, c);
     conn_connect(w, c);
 }
@@ -549,7 +629,7 @@ void relay_on_accept(struct worker *w, int fd)
             return header_start(w, c);
         c->flags |= CONN_UNTRUSTED;
     }
-    if (conn_build_header(w, c, &c->peer.sa, NULL) < 0)
+    if (conn_build_header(w, c, &c->peer.sa, NULL, NULL) < 0)
         return conn_close(w, c, 0);
     conn_route(w, c);
 }
@@ -574,11 +654,11 @@ void relay_on_connect(struct worker *w, struct conn *c, int res)
     timer_set(w, c, TIMER_IDLE);
     if (c->hdr_len) {
         struct dir *dir = &c->dir[SIDE_CLIENT];
-        if (dir->len) {
+        if (dir->len && c->hdr_len <= dir->off) {
             /* One send: header in the headroom, then the first bytes. */
             dir->off -= c->hdr_len;
             dir->len += c->hdr_len;
-            memcpy(buf_data(w, dir->buf) + dir->off, c->hdr, c->hdr_len);
+            memcpy(buf_data(w, dir->buf) + dir->off, conn_hdr(c), c->hdr_len);
             c->hdr_sent = c->hdr_len;
         } else {
             dir->flags |= DIR_HDR;
@@ -718,7 +798,7 @@ void relay_send_span(struct worker *w, struct conn *c, int d, const void **p, si
     struct dir *dir = &c->dir[d];
 
     if (dir->flags & DIR_HDR) {
-        *p = c->hdr + c->hdr_sent;
+        *p = conn_hdr(c) + c->hdr_sent;
         *len = (size_t)(c->hdr_len - c->hdr_sent);
     } else {
         *p = buf_data(w, dir->buf) + dir->off;
@@ -828,7 +908,7 @@ void relay_on_send(struct worker *w, struct conn *c, int d, int res)
     if (res < 0)
         return conn_abort(w, c, !d, -res);
     if (dir->flags & DIR_HDR) {
-        c->hdr_sent = (uint8_t)(c->hdr_sent + res);
+        c->hdr_sent = (uint16_t)(c->hdr_sent + res);
         if (c->hdr_sent == c->hdr_len)
             dir->flags &= (uint8_t)~DIR_HDR;
     } else {

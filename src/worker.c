@@ -81,11 +81,8 @@ void worker_fini(struct worker *w)
     if (w->conns) {
         for (uint32_t i = 0; i < w->n_conns; i++) {
             struct conn *c = &w->conns[i];
-            if (c->state == CONN_FREE)
-                continue;
-            for (int s = 0; s < 2; s++)
-                if (c->fd[s] >= 0)
-                    close(c->fd[s]);
+            if (c->state != CONN_FREE)
+                conn_discard(c);
         }
     }
     if (w->pipes) {

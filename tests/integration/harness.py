@@ -309,7 +309,7 @@ defaults
 frontend relayed
     bind 127.0.0.1:{port4} accept-proxy
     bind [::1]:{port6} accept-proxy
-    log-format "relayed src=%ci:%cp dst=%fi:%fp bytes=%B"
+    log-format "relayed src=%ci:%cp dst=%fi:%fp bytes=%B authority=%[fc_pp_authority] uid=%[fc_pp_unique_id]"
     default_backend echo
 backend echo
     server echo 127.0.0.1:{echo_port}

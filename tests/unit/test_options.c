@@ -79,6 +79,14 @@ Test(options, inbound_proxy)
     cr_assert_eq(o.n_routes, 2);
     cr_assert(o.routes[1].wildcard);
     cr_assert_eq(o.peek_timeout_ms, 2000);
+    cr_assert_eq(PARSE(&o, err, "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2",
+                       "--proxy-protocol-in", "v2", "--trusted-source", "10.0.0.0/8", "--tlvs",
+                       "authority,alpn,unique_id,crc32c,0xEA,5"),
+                 OPTIONS_RUN, "%s", err);
+    cr_assert_eq(o.tlvs, TLV_AUTHORITY | TLV_ALPN | TLV_UNIQUE_ID | TLV_CRC32C);
+    cr_assert_eq(o.n_tlv_pass, 2);
+    cr_assert_eq(o.tlv_pass[0], 0xEA);
+    cr_assert_eq(o.tlv_pass[1], 5);
 }
 
 Test(options, help_and_version)
@@ -91,7 +99,7 @@ Test(options, help_and_version)
 }
 
 struct bad {
-    const char *const argv[8];
+    const char *const argv[10];
     const char *flag; /* the error line must start with this */
 };
 
@@ -133,12 +141,19 @@ static const struct bad bads[] = {
     {{"--route", "a.com=1.1.1.1:1", "--route", "A.com=2.2.2.2:2"},
      "--route: 'A.com=2.2.2.2:2': that name already has a route"},
     {{"--peek-timeout", "soon"}, "--peek-timeout: 'soon'"},
+    {{"--tlvs", "authority,bogus"}, "--tlvs: 'authority,bogus'"},
+    {{"--tlvs", "0x100"}, "--tlvs: '0x100'"},
+    {{"--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1", "--proxy-protocol", "v1", "--tlvs",
+      "crc32c"},
+     "--tlvs: only a v2 header"},
+    {{"--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1", "--tlvs", "0xEA"},
+     "--tlvs: copying TLV types needs --proxy-protocol-in"},
 };
 
 Test(options, errors_name_the_flag)
 {
     for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
-        char *argv[10] = {"ringrelay"};
+        char *argv[12] = {"ringrelay"};
         struct options o;
         char err[256] = "";
         int argc = 1;

@@ -1,5 +1,6 @@
 /* PROXY header encoder: exact bytes against the spec's vectors. */
 #include "addr.h"
+#include "crc32c.h"
 #include "proxy.h"
 #include "testutil.h"
 
@@ -113,4 +114,33 @@ Test(proxy, off_writes_nothing)
     cr_assert_eq(got[0], 0xAA);
     cr_assert_eq(proxy_encode(PROXY_V2, got, sizeof(got), &s.sa, &d.sa), 28);
     cr_assert_eq(proxy_encode(PROXY_V1, got, sizeof(got), &s.sa, &d.sa), 32);
+}
+
+Test(proxy_v2, tlvs_and_crc32c)
+{
+    union sockaddr_inet s = A("10.0.0.1:8080"), d = A("10.0.0.2:443");
+    uint8_t buf[512], want[512];
+    size_t len = (size_t)proxy_v2_encode(buf, sizeof(buf), &s.sa, &d.sa);
+    size_t wn = unhex("0D0A0D0A000D0A515549540A 21 11 001F 0A000001 0A000002 1F90 01BB "
+                      "02 000B 6578616D706C652E636F6D 01 0002 6832",
+                      want);
+
+    cr_assert_eq(proxy_v2_add_tlv(buf, sizeof(buf), &len, 0x02, "example.com", 11), 0);
+    cr_assert_eq(proxy_v2_add_tlv(buf, sizeof(buf), &len, 0x01, "h2", 2), 0);
+    cr_assert_eq(len, wn);
+    cr_assert_arr_eq(buf, want, wn);
+    cr_assert_eq(proxy_v2_add_crc32c(buf, sizeof(buf), &len), 0);
+    cr_assert_eq(len, wn + 7);
+    cr_assert_eq(buf[15], 0x26, "length covers the CRC TLV");
+    /* Zero the CRC value and recompute: it is the CRC of that. */
+    {
+        uint8_t copy[512];
+        uint32_t crc, got = (uint32_t)buf[len - 4] << 24 | (uint32_t)buf[len - 3] << 16 |
+                            (uint32_t)buf[len - 2] << 8 | buf[len - 1];
+        memcpy(copy, buf, len);
+        memset(copy + len - 4, 0, 4);
+        crc = crc32c(0, copy, len);
+        cr_assert_eq(crc, got);
+    }
+    cr_assert_eq(proxy_v2_add_tlv(buf, len + 3, &len, 0x04, "x", 1), -ENOSPC);
 }

@@ -119,3 +119,65 @@ def sni_nginx(ctx):
           "--route", f"localhost=127.0.0.1:{nginx.port4}")
     status, body, _ = https_get(ctx, ("127.0.0.1", port), "127.0.0.6")
     expect_body(status, body, "127.0.0.6", "python TLS with SNI localhost")
+
+
+def header_tlvs(hdr):
+    """{type: value} of a v2 header's TLVs (after a TCP4/TCP6 block)."""
+    alen = {0x11: 12, 0x21: 36}.get(hdr[13], 0)
+    tlvs, p = {}, 16 + alen
+    while p < len(hdr):
+        t, n = hdr[p], int.from_bytes(hdr[p + 1:p + 3], "big")
+        tlvs[t] = hdr[p + 3:p + 3 + n]
+        p += 3 + n
+    check(p == len(hdr), f"TLVs overrun the header: {hdr.hex()}")
+    return tlvs
+
+
+@case("tlvs_authority_alpn_unique_id_crc32c_to_haproxy")
+def tlvs_haproxy(ctx):
+    """--tlvs authority,alpn,unique_id,crc32c: HAProxy (which rejects a
+    header whose CRC32C is wrong) logs the server name and the unique id,
+    and the id is the one in the relay's log."""
+    echo = peers.PlainEcho()
+    ctx.on_cleanup(echo.close)
+    hap = harness.HAProxy(ctx, echo.port)
+    port = harness.free_port()
+    rl = relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", hap.port4),
+               "--tlvs", "authority,alpn,unique_id,crc32c", "--log-level", "debug")
+    hello = client_hello("tlv.example")
+    c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
+    c.sendall(hello)
+    check(peers.recv_exact(c, len(hello)) == hello, "the echo through HAProxy failed")
+    c.close()
+    lines = harness.wait_until(lambda: hap.log_lines(), 10, "HAProxy to log the connection")
+    uid = next(ln.split("unique_id ")[1] for ln in rl.stderr().splitlines() if "unique_id " in ln)
+    check(f"authority=tlv.example uid={uid}" in lines[0], f"HAProxy logged {lines[0]!r}, "
+          f"want authority=tlv.example uid={uid}")
+
+
+@case("tlvs_exact_bytes_and_pass_through")
+def tlvs_exact(ctx):
+    """Behind a trusted front: the AWS-style 0xEA TLV it sent is copied, its
+    UNIQUE_ID is not (not listed), AUTHORITY and ALPN come from the
+    ClientHello, and the CRC32C covers the whole header."""
+    be = listener(ctx)
+    port = harness.free_port()
+    relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", be.port), "--proxy-protocol-in", "v2",
+          "--trusted-source", "127.0.0.1", "--tlvs", "authority,alpn,crc32c,0xEA")
+    inbound = bytearray(peers.proxy_v2(("198.51.100.7", 1234), ("203.0.113.1", 443)))
+    extra = b"\xea\x00\x09\x01vpce-123" + b"\x05\x00\x03abc"
+    inbound[14:16] = (12 + len(extra)).to_bytes(2, "big")
+    hello = client_hello("pass.example", alpn=("h2", "http/1.1"))
+    c = client(ctx, ("127.0.0.1", port), "127.0.0.1")
+    c.sendall(bytes(inbound) + extra + hello)
+    b = be.accept(timeout=5)
+    hdr, info, rest = peers.read_proxy_header(b)
+    check(info["src"] == ("198.51.100.7", 1234), f"src {info['src']}")
+    tlvs = header_tlvs(hdr)
+    check(tlvs.get(0xEA) == b"\x01vpce-123", f"0xEA not copied: {tlvs}")
+    check(0x05 not in tlvs, "an inbound UNIQUE_ID was copied though not listed")
+    check(tlvs.get(0x02) == b"pass.example", f"AUTHORITY {tlvs.get(0x02)}")
+    check(tlvs.get(0x01) == b"h2", f"ALPN {tlvs.get(0x01)}")
+    check(list(tlvs)[-1] == 0x03, "CRC32C is not the last TLV")
+    rest += peers.recv_exact(b, len(hello) - len(rest)) if len(rest) < len(hello) else b""
+    check(rest == hello, "the ClientHello did not follow the header intact")
