@@ -1,6 +1,7 @@
 /* ringrelay: parses the command line, opens the listeners, starts one
  * worker per core and waits for a signal to stop. */
 #include "addr.h"
+#include "doctor.h"
 #include "io.h"
 #include "log.h"
 #include "options.h"
@@ -274,6 +275,8 @@ int main(int argc, char **argv)
     sigset_t sigs;
     sem_t started;
 
+    if (argc >= 2 && strcmp(argv[1], "doctor") == 0)
+        return doctor_main(argc - 1, argv + 1);
     switch (options_parse(&r.opt, argc, argv, err, sizeof(err))) {
     case OPTIONS_RUN:
         break;

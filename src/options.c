@@ -10,6 +10,7 @@
 
 const char options_usage[] =
     "usage: ringrelay --listen ADDR:PORT [--listen ...] --backend ADDR:PORT [options]\n"
+    "       ringrelay doctor ADDR:PORT [--sni NAME]\n"
     "\n"
     "Accepts TCP connections, connects each to the backend, writes a PROXY protocol\n"
     "header carrying the client's address, then relays the bytes both ways untouched.\n"
@@ -38,7 +39,10 @@ const char options_usage[] =
     "  --log-level LEVEL         error, warn, info or debug (default info)\n"
     "  --help, --version\n"
     "\n"
-    "DUR: 500ms, 5s, 2m, 1h, or a bare number of seconds.\n";
+    "DUR: 500ms, 5s, 2m, 1h, or a bare number of seconds.\n"
+    "\n"
+    "doctor probes a TLS backend with no header, PROXY v1, v2 and v2 LOCAL, each\n"
+    "followed by a TLS handshake, and says which header it expects.\n";
 
 int options_parse_duration(const char *s, uint32_t *ms)
 {
