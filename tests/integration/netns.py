@@ -1,0 +1,112 @@
+"""A small LAN of network namespaces for whole-chain tests: each host its
+own namespace with one address, all on one bridge that lives in a namespace
+of its own, so nothing touches the machine's network. Made by the test,
+torn down after it."""
+
+import os
+import shutil
+import subprocess
+
+from harness import Proc, TestFailure, TestSkip, read_text, tail, wait_until
+
+SUBNET = "10.77.0"
+HOSTS = {"client": 10, "front": 20, "relay": 30, "gateway": 40}
+
+
+def _ip(*args, check=True):
+    p = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+    if check and p.returncode != 0:
+        raise TestFailure(f"ip {' '.join(args)}: {p.stderr.strip()}")
+    return p
+
+
+class Lan:
+    """Hosts client, front, relay and gateway on 10.77.0.0/24."""
+
+    def __init__(self, ctx):
+        if not shutil.which("ip"):
+            raise TestSkip("network namespaces: the ip command (iproute2) is not installed")
+        tag = f"rrt{os.getpid() % 100000}"
+        self.lan = f"{tag}-lan"
+        self.ns = {h: f"{tag}-{h}" for h in HOSTS}
+        self.made = []
+        ctx.on_cleanup(self.teardown)  # first registered: runs after the daemons stop
+        probe = _ip("netns", "add", self.lan, check=False)
+        if probe.returncode != 0:
+            raise TestSkip(f"network namespaces cannot be made here: {probe.stderr.strip()}")
+        self.made.append(self.lan)
+        _ip("-n", self.lan, "link", "add", "br0", "type", "bridge")
+        _ip("-n", self.lan, "link", "set", "br0", "up")
+        for i, (host, octet) in enumerate(HOSTS.items()):
+            ns = self.ns[host]
+            _ip("netns", "add", ns)
+            self.made.append(ns)
+            port = f"p{i}"
+            _ip("-n", self.lan, "link", "add", port, "type", "veth", "peer", "name", "eth0",
+                "netns", ns)
+            _ip("-n", self.lan, "link", "set", port, "master", "br0", "up")
+            _ip("-n", ns, "addr", "add", f"{SUBNET}.{octet}/24", "dev", "eth0")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+
+    def addr(self, host):
+        return f"{SUBNET}.{HOSTS[host]}"
+
+    def prefix(self, host):
+        """argv prefix that runs a command on host."""
+        return ["ip", "netns", "exec", self.ns[host]]
+
+    def run(self, host, argv, timeout=30, **kw):
+        return subprocess.run(self.prefix(host) + list(argv), capture_output=True,
+                              timeout=timeout, **kw)
+
+    def teardown(self):
+        for ns in reversed(self.made):
+            _ip("netns", "del", ns, check=False)
+        self.made = []
+
+
+def listening_in(pid, port):
+    """Whether the network namespace of process pid has a TCP listener on port."""
+    for path in (f"/proc/{pid}/net/tcp", f"/proc/{pid}/net/tcp6"):
+        for line in read_text(path).splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+class Daemon(Proc):
+    """nginx or HAProxy on a host of the LAN, with a config given as text,
+    waited for until it listens on every port in ports."""
+
+    def __init__(self, ctx, lan, host, name, kind, conf_text, ports):
+        self.dir = os.path.join(ctx.tmpdir, name)
+        os.makedirs(self.dir)
+        os.chmod(self.dir, 0o755)
+        conf = os.path.join(self.dir, "daemon.conf")
+        with open(conf, "w") as f:
+            f.write(conf_text.replace("{dir}", self.dir))
+        if kind == "haproxy":
+            argv = ["haproxy", "-db", "-f", conf]
+        else:
+            argv = ["nginx", "-e", os.path.join(self.dir, "error.log"), "-p", self.dir,
+                    "-c", conf]
+        if not shutil.which(argv[0]):
+            raise TestSkip(f"{argv[0]} is not installed")
+        super().__init__(name, lan.prefix(host) + argv, ctx.tmpdir)
+        ctx.on_cleanup(self.shutdown)
+        wait_until(lambda: self._ready(ports), 10, f"{name} to listen on {ports}")
+
+    def _ready(self, ports):
+        if not self.alive():
+            raise TestFailure(f"{self.name} exited: {tail(self.stderr())} {tail(self.stdout())} "
+                              f"{tail(read_text(os.path.join(self.dir, 'error.log')))}")
+        return all(listening_in(self.pid, p) for p in ports)
+
+    def file(self, name):
+        return read_text(os.path.join(self.dir, name))
+
+    def shutdown(self):
+        if self.stop(timeout=10) is None:
+            self.kill()
