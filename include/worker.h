@@ -99,6 +99,7 @@ struct conn {
     struct dir dir[2];
     union sockaddr_inet peer;
     const union sockaddr_inet *be; /* the backend chosen for this connection */
+    uint8_t be_index;              /* 0: --backend; 1 + i: route i */
     uint8_t hdr[PROXY_HDR_MAX];
 };
 
@@ -120,7 +121,9 @@ struct stats {
     uint64_t header_untrusted; /* headers from untrusted clients, refused */
     uint64_t header_timeouts;  /* trusted clients that sent no header in time */
     uint64_t header_bad;       /* trusted clients that sent something else */
-    uint64_t backend_no_proxy; /* backend ended or answered as if it took no header */
+    /* Connections whose backend ended or answered as if it took no header,
+     * by backend: [0] --backend, [1 + i] route i. */
+    uint64_t no_proxy[OPTIONS_MAX_ROUTES + 1];
     uint64_t routed;           /* connections sent by SNI to a --route backend */
     uint64_t peek_timeouts;    /* clients with no whole ClientHello in time */
     uint64_t bytes[2]; /* by source side */

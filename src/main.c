@@ -189,6 +189,7 @@ static int start_workers(struct relay *r, const struct io_backend *io, sem_t *st
 
 static void log_totals(const struct relay *r)
 {
+    char addr[ADDR_STRLEN];
     struct stats t = {0};
 
     for (int i = 0; i < r->n_workers; i++) {
@@ -204,7 +205,8 @@ static void log_totals(const struct relay *r)
         t.header_untrusted += s->header_untrusted;
         t.header_timeouts += s->header_timeouts;
         t.header_bad += s->header_bad;
-        t.backend_no_proxy += s->backend_no_proxy;
+        for (int b = 0; b <= r->opt.n_routes; b++)
+            t.no_proxy[b] += s->no_proxy[b];
         t.bytes[0] += s->bytes[0];
         t.bytes[1] += s->bytes[1];
     }
@@ -221,9 +223,12 @@ static void log_totals(const struct relay *r)
                  "%llu timed out, %llu bad",
                  (unsigned long long)t.header_in, (unsigned long long)t.header_untrusted,
                  (unsigned long long)t.header_timeouts, (unsigned long long)t.header_bad);
-    if (t.backend_no_proxy)
-        log_warn("%llu connections where the backend seemed not to expect PROXY protocol",
-                 (unsigned long long)t.backend_no_proxy);
+    for (int b = 0; b <= r->opt.n_routes; b++)
+        if (t.no_proxy[b])
+            log_warn("backend %s: %llu connections where it seemed not to expect PROXY protocol",
+                     addr_format(b ? &r->opt.routes[b - 1].backend.sa : &r->opt.backend.sa,
+                                 addr, sizeof(addr)),
+                     (unsigned long long)t.no_proxy[b]);
 }
 
 static uint64_t instance;

@@ -543,6 +543,7 @@ static void peek_done(struct worker *w, struct conn *c, const struct route *r)
     if (r) {
         w->stats.routed++;
         c->be = &r->backend;
+        c->be_index = (uint8_t)(1 + (r - w->opt->routes));
     }
     conn_connect(w, c);
 }
@@ -587,6 +588,7 @@ static void peek_read(struct worker *w, struct conn *c)
 static void conn_route(struct worker *w, struct conn *c)
 {
     c->be = &w->opt->backend;
+    c->be_index = 0;
     if (w->opt->n_routes || (w->opt->tlvs & (TLV_AUTHORITY | TLV_ALPN)))
         return peek_start(w, c);
     conn_connect(w, c);
@@ -825,7 +827,7 @@ static void backend_no_proxy(struct worker *w, struct conn *c, int res, const ui
         snprintf(what, sizeof(what), "%s %llu ms after the PROXY header, before sending a byte",
                  res == 0 ? "closed" : "reset", (unsigned long long)(w->now_ms - c->open_ms));
     }
-    w->stats.backend_no_proxy++;
+    w->stats.no_proxy[c->be_index]++;
     log_rl(LOG_LEVEL_WARN, "c%u.%u backend %s %s: it probably does not expect PROXY protocol on "
            "that port (nginx/Kong: add proxy_protocol to its listen line), or run the relay "
            "with --proxy-protocol off", w->id, c->id,

@@ -188,5 +188,5 @@ def backend_closing_after_header(ctx):
     rl.finish()
     check(rl.stderr().count("does not expect PROXY protocol") == 1,
           "a backend closing after its client was reported too")
-    check("1 connections where the backend seemed not to expect PROXY protocol" in rl.stderr(),
-          "the backend's refusal was not counted")
+    check(f"backend 127.0.0.1:{be.port}: 1 connections where it seemed not to expect PROXY "
+          "protocol" in rl.stderr(), "the backend's refusal was not counted for it")

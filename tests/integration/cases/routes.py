@@ -9,7 +9,7 @@ import harness
 import peers
 from harness import check
 
-from .backends import expect_body, https_get
+from .backends import expect_body, handshake_fails, https_get
 from .base import case, client, listener, relay, wait_closed
 from .inbound import send_in_pieces
 from .lifecycle import cpu_seconds
@@ -181,3 +181,19 @@ def tlvs_exact(ctx):
     check(list(tlvs)[-1] == 0x03, "CRC32C is not the last TLV")
     rest += peers.recv_exact(b, len(hello) - len(rest)) if len(rest) < len(hello) else b""
     check(rest == hello, "the ClientHello did not follow the header intact")
+
+
+@case("sni_route_backend_without_proxy_protocol_counted", budget=90)
+def sni_route_no_pp(ctx):
+    """The diagnosis and its count name the routed backend, not --backend."""
+    nginx = harness.Nginx(ctx, ctx.session_dir, proxy_protocol=False)
+    port, dead = harness.free_port(), harness.free_port()
+    rl = relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", dead),
+               "--route", f"localhost=127.0.0.1:{nginx.port4}")
+    handshake_fails(ctx, ("127.0.0.1", port), "127.0.0.2")
+    harness.wait_until(lambda: "probably does not expect PROXY protocol" in rl.stderr(), 5,
+                       "the relay to name the routed backend's mistake")
+    rl.finish()
+    check(f"backend 127.0.0.1:{nginx.port4}: 1 connections where it seemed not to expect "
+          "PROXY protocol" in rl.stderr(), "not counted for the routed backend")
+    check(f"backend 127.0.0.1:{dead}:" not in rl.stderr(), "counted for --backend")
