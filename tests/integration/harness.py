@@ -231,7 +231,9 @@ def make_cert(directory):
     return crt, key
 
 
-NGINX_CONF = """\
+# Pieces of the nginx and HAProxy configs the tests write: str.format
+# templates, {dir} being the daemon's own directory.
+NGINX_TOP = """\
 user root;
 worker_processes 1;
 daemon off;
@@ -239,14 +241,34 @@ master_process on;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log info;
 events {{ worker_connections 1024; }}
-http {{
-    log_format relay '$proxy_protocol_addr $proxy_protocol_port $remote_addr "$request" $status';
-    access_log {dir}/access.log relay;
+"""
+
+NGINX_STREAM_MODULE = "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n"
+
+NGINX_TEMPS = """\
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
+"""
+
+HAPROXY_TOP = """\
+global
+    log stdout format raw local0
+defaults
+    mode tcp
+    log global
+    timeout connect 5s
+    timeout client 20s
+    timeout server 20s
+"""
+
+NGINX_CONF = NGINX_TOP + """\
+http {{
+    log_format relay '$proxy_protocol_addr $proxy_protocol_port $remote_addr "$request" $status';
+    access_log {dir}/access.log relay;
+""" + NGINX_TEMPS + """\
     server {{
         listen 127.0.0.1:{port4} ssl{pp};
         listen [::1]:{port6} ssl{pp};
@@ -297,15 +319,7 @@ class Nginx(Proc):
             self.kill()
 
 
-HAPROXY_CONF = """\
-global
-    log stdout format raw local0
-defaults
-    mode tcp
-    log global
-    timeout connect 5s
-    timeout client 20s
-    timeout server 20s
+HAPROXY_CONF = HAPROXY_TOP + """\
 frontend relayed
     bind 127.0.0.1:{port4} accept-proxy
     bind [::1]:{port6} accept-proxy
@@ -397,15 +411,7 @@ def parse_version(text):
     return re.search(r"\d+\.\d+(\.\d+)?", text)
 
 
-FRONT_HAPROXY_CONF = """\
-global
-    log stdout format raw local0
-defaults
-    mode tcp
-    log global
-    timeout connect 5s
-    timeout client 20s
-    timeout server 20s
+FRONT_HAPROXY_CONF = HAPROXY_TOP + """\
 frontend front
     bind 127.0.0.1:{port}
     default_backend relay
@@ -413,18 +419,7 @@ backend relay
     server relay {target} send-proxy-v2
 """
 
-NGINX_COMMON = """\
-user root;
-worker_processes 1;
-daemon off;
-master_process on;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log info;
-events {{ worker_connections 1024; }}
-"""
-
-FRONT_NGINX_STREAM_CONF = "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n" + \
-    NGINX_COMMON + """\
+FRONT_NGINX_STREAM_CONF = NGINX_STREAM_MODULE + NGINX_TOP + """\
 stream {{
     server {{
         listen 127.0.0.1:{port};
@@ -436,13 +431,9 @@ stream {{
 
 # The classic mistake: an http-block proxy_pass to a TLS upstream cannot send
 # a PROXY header, so what reaches the relay first is a ClientHello.
-FRONT_NGINX_HTTP_CONF = NGINX_COMMON + """\
+FRONT_NGINX_HTTP_CONF = NGINX_TOP + """\
 http {{
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
+""" + NGINX_TEMPS + """\
     server {{
         listen 127.0.0.1:{port};
         location / {{

@@ -77,16 +77,17 @@ def listening_in(pid, port):
 
 
 class Daemon(Proc):
-    """nginx or HAProxy on a host of the LAN, with a config given as text,
-    waited for until it listens on every port in ports."""
+    """nginx or HAProxy on a host of the LAN, its config a str.format
+    template filled with values and dir (its own directory), waited for
+    until it listens on every port in ports."""
 
-    def __init__(self, ctx, lan, host, name, kind, conf_text, ports):
+    def __init__(self, ctx, lan, host, name, kind, template, values, ports):
         self.dir = os.path.join(ctx.tmpdir, name)
         os.makedirs(self.dir)
         os.chmod(self.dir, 0o755)
         conf = os.path.join(self.dir, "daemon.conf")
         with open(conf, "w") as f:
-            f.write(conf_text.replace("{dir}", self.dir))
+            f.write(template.format(dir=self.dir, **values))
         if kind == "haproxy":
             argv = ["haproxy", "-db", "-f", conf]
         else:

@@ -163,30 +163,27 @@ def inbound_bad(ctx):
     check(not be.pending(), "a backend connection was made for a refused client")
 
 
+def behind_front(ctx, kind, mode, src, payload):
+    """client -> a real front proxy of this kind -> ringrelay -> backend: the
+    backend sees the client's own address, not the front's."""
+    be = listener(ctx)
+    _, port = inbound_relay(ctx, be, mode)
+    front = harness.Front(ctx, kind, f"127.0.0.1:{port}")
+    c = client(ctx, ("127.0.0.1", front.port), src)
+    c.sendall(payload)
+    expect_relayed(be, (src, c.getsockname()[1]), ("127.0.0.1", front.port), payload)
+
+
 @case("inbound_behind_haproxy_send_proxy_v2")
 def behind_haproxy(ctx):
-    """client -> HAProxy (send-proxy-v2) -> ringrelay -> backend: the backend
-    sees the client's own address, not HAProxy's."""
-    be = listener(ctx)
-    _, port = inbound_relay(ctx, be)
-    front = harness.Front(ctx, "haproxy", f"127.0.0.1:{port}")
-    c = client(ctx, ("127.0.0.1", front.port), "127.0.0.3")
-    c.sendall(b"through haproxy")
-    expect_relayed(be, ("127.0.0.3", c.getsockname()[1]), ("127.0.0.1", front.port),
-                   b"through haproxy")
+    """HAProxy with send-proxy-v2 in front, the relay taking v2."""
+    behind_front(ctx, "haproxy", "v2", "127.0.0.3", b"through haproxy")
 
 
 @case("inbound_behind_nginx_stream_proxy_protocol")
 def behind_nginx_stream(ctx):
-    """client -> nginx stream (proxy_protocol on, v1) -> ringrelay (any) ->
-    backend: the backend sees the client's own address."""
-    be = listener(ctx)
-    _, port = inbound_relay(ctx, be, "any")
-    front = harness.Front(ctx, "nginx-stream", f"127.0.0.1:{port}")
-    c = client(ctx, ("127.0.0.1", front.port), "127.0.0.4")
-    c.sendall(b"through nginx")
-    expect_relayed(be, ("127.0.0.4", c.getsockname()[1]), ("127.0.0.1", front.port),
-                   b"through nginx")
+    """nginx stream with proxy_protocol on (v1) in front, the relay taking any."""
+    behind_front(ctx, "nginx-stream", "any", "127.0.0.4", b"through nginx")
 
 
 @case("inbound_diagnoses_nginx_http_proxy_pass")

@@ -11,33 +11,15 @@ from harness import check
 
 from .base import case
 
-NGINX_TOP = """\
-user root;
-worker_processes 1;
-daemon off;
-master_process on;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log info;
-events { worker_connections 256; }
-"""
-
-HTTP_TEMPS = """\
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-"""
-
-
-def gateway_conf(gw, crt, key):
-    """Kong's stand-in: 8443 with proxy_protocol (right), 8444 without (the
-    second classic mistake)."""
-    return NGINX_TOP + "http {\n" + HTTP_TEMPS + f"""\
+# Kong's stand-in: 8443 with proxy_protocol (right), 8444 without (the
+# second classic mistake).
+GATEWAY_CONF = harness.NGINX_TOP + """\
+http {{
     log_format gw '$proxy_protocol_addr $remote_addr "$request" $status';
-    access_log {{dir}}/access.log gw;
+    access_log {dir}/access.log gw;
     ssl_certificate {crt};
     ssl_certificate_key {key};
+""" + harness.NGINX_TEMPS + """\
     server {{
         listen {gw}:8443 ssl proxy_protocol;
         location / {{ default_type text/plain; return 200 "$proxy_protocol_addr\\n"; }}
@@ -49,9 +31,9 @@ def gateway_conf(gw, crt, key):
 }}
 """
 
-
-def front_nginx_conf(front, relay):
-    return ("load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n" + NGINX_TOP + f"""\
+# nginx stream with proxy_protocol on (right), and an http-block proxy_pass
+# to the relay's TLS port (the first classic mistake).
+FRONT_NGINX_CONF = harness.NGINX_STREAM_MODULE + harness.NGINX_TOP + """\
 stream {{
     server {{
         listen {front}:444;
@@ -60,23 +42,16 @@ stream {{
     }}
 }}
 http {{
-""" + HTTP_TEMPS + f"""\
     access_log off;
+""" + harness.NGINX_TEMPS + """\
     server {{
         listen {front}:8080;
         location / {{ proxy_pass https://{relay}:443; }}
     }}
 }}
-""")
+"""
 
-
-def front_haproxy_conf(front, relay):
-    return f"""\
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 20s
-    timeout server 20s
+FRONT_HAPROXY_CONF = harness.HAPROXY_TOP + """\
 frontend front
     bind {front}:443
     default_backend relay
@@ -110,18 +85,17 @@ def topology(ctx):
     lan = netns.Lan(ctx)
     client, front, rly, gw = (lan.addr(h) for h in ("client", "front", "relay", "gateway"))
     crt, key = harness.make_cert(ctx.session_dir)
-    gateway = netns.Daemon(ctx, lan, "gateway", "gateway-nginx", "nginx",
-                           gateway_conf(gw, crt, key), [8443, 8444])
+    gateway = netns.Daemon(ctx, lan, "gateway", "gateway-nginx", "nginx", GATEWAY_CONF,
+                           {"gw": gw, "crt": crt, "key": key}, [8443, 8444])
     relay = harness.start_relay(ctx, [
         "--listen", f"{rly}:443", "--backend", f"{gw}:8443", "--proxy-protocol-in", "any",
         "--trusted-source", f"{front}/32"], "relay", wrapper=lan.prefix("relay"))
     relay_no_pp = harness.start_relay(ctx, [
         "--listen", f"{rly}:8444", "--backend", f"{gw}:8444"], "relay-to-8444",
         wrapper=lan.prefix("relay"))
-    netns.Daemon(ctx, lan, "front", "front-haproxy", "haproxy", front_haproxy_conf(front, rly),
-                 [443])
-    netns.Daemon(ctx, lan, "front", "front-nginx", "nginx", front_nginx_conf(front, rly),
-                 [444, 8080])
+    hosts = {"front": front, "relay": rly}
+    netns.Daemon(ctx, lan, "front", "front-haproxy", "haproxy", FRONT_HAPROXY_CONF, hosts, [443])
+    netns.Daemon(ctx, lan, "front", "front-nginx", "nginx", FRONT_NGINX_CONF, hosts, [444, 8080])
 
     paths = {"client -> ringrelay -> gateway": f"https://{rly}:443/",
              "client -> HAProxy -> ringrelay -> gateway": f"https://{front}:443/",
