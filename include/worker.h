@@ -77,29 +77,29 @@ struct conn {
     struct list_head timer;
     uint64_t active_ms;
     uint64_t open_ms; /* when the backend connection was established */
+    const union sockaddr_inet *be; /* the backend chosen for this connection */
+    uint8_t *hdr_ext;  /* the outbound header when it carries TLVs (malloc'ed) */
+    uint8_t *hdr_in;   /* malloc'ed only when an inbound header arrives split */
     int fd[2];
     uint32_t id;
     uint32_t gen; /* bumped on free: stale back end events are ignored */
-    uint8_t state;
-    uint8_t inflight; /* back end operations whose completion is pending */
-    uint8_t timer_kind;
-    uint16_t hdr_len, hdr_sent;
-    uint8_t flags;     /* CONN_* */
-    uint8_t *hdr_ext;  /* the outbound header when it carries TLVs (malloc'ed) */
-    uint16_t hdr_in_len; /* bytes of a split inbound header held in hdr_in */
-    uint8_t *hdr_in;     /* malloc'ed only when an inbound header arrives split */
     /* The back end's own state, per side: epoll keeps readiness in io_flags
      * and an immediate connect result in io_res[SIDE_BACKEND]; io_uring keeps
      * the buffers its multishot recv got before the relay asked for them
      * (io_stash: first and last, chained through the back end's own table)
      * and the result that ended the recv (io_res). */
+    int32_t io_res[2];
     uint16_t io_flags[2];
     uint16_t io_stash[2][2];
-    int32_t io_res[2];
+    uint16_t hdr_len, hdr_sent;
+    uint16_t hdr_in_len; /* bytes of a split inbound header held in hdr_in */
+    uint8_t state;
+    uint8_t inflight; /* back end operations whose completion is pending */
+    uint8_t timer_kind;
+    uint8_t flags;    /* CONN_* */
+    uint8_t be_index; /* 0: --backend; 1 + i: route i */
     struct dir dir[2];
     union sockaddr_inet peer;
-    const union sockaddr_inet *be; /* the backend chosen for this connection */
-    uint8_t be_index;              /* 0: --backend; 1 + i: route i */
     uint8_t hdr[PROXY_HDR_MAX];
 };
 
