@@ -11,7 +11,7 @@ CC       ?= cc
 WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter
 CFLAGS_COMMON := -std=gnu11 $(WARN) -Iinclude -D_GNU_SOURCE -DRINGRELAY_VERSION=\"$(VERSION)\" -MMD -MP
-LIBS     := -luring -lssl -lcrypto -lpthread
+LIBS     := -luring -lssl -lcrypto -lyaml -lpthread
 
 ifeq ($(MODE),release)
   CFLAGS_MODE := -O2 -g -fno-plt
@@ -36,7 +36,7 @@ TOOL_BINS := $(patsubst tests/tools/%.c,build/tools/%,$(wildcard tests/tools/*.c
 # libFuzzer targets link only the pure modules (no I/O): parsers and codecs.
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SRCS := src/proxy_parse.c src/crc32c.c src/sniff.c src/addr.c src/cidr.c src/proxy.c \
-             src/clienthello.c
+             src/clienthello.c src/config.c src/route.c src/options.c src/log.c
 FUZZ_SECONDS ?= 15
 
 ifeq ($(V),1)
@@ -103,7 +103,7 @@ build/fuzz/%: tests/fuzz/%.c $(FUZZ_SRCS)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
 	$(Q)clang -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=all -o $@ $< $(FUZZ_SRCS)
+	    -fno-sanitize-recover=all -o $@ $< $(FUZZ_SRCS) -lyaml
 
 # Each target runs FUZZ_SECONDS from its committed seeds plus what earlier
 # runs found (build/fuzz/corpus-*); a crash stops make with the input saved.

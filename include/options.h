@@ -54,6 +54,9 @@ struct options {
     uint32_t idle_timeout_ms; /* 0: none */
     uint32_t max_connections; /* 0: fit the open-file limit */
     int log_level;
+    const char *config_path; /* -c FILE; NULL: none given */
+    int config_check;        /* -t: check the file and exit */
+    int config_dump;         /* --dump-config: print the effective file and exit */
 };
 
 enum options_result { OPTIONS_RUN = 0, OPTIONS_HELP = 1, OPTIONS_VERSION = 2 };

@@ -1,6 +1,7 @@
 /* ringrelay: parses the command line, opens the listeners, starts one
  * worker per core and waits for a signal to stop. */
 #include "addr.h"
+#include "config.h"
 #include "doctor.h"
 #include "io.h"
 #include "log.h"
@@ -231,6 +232,65 @@ static void log_totals(const struct relay *r)
                      (unsigned long long)t.no_proxy[b]);
 }
 
+/* Reads a whole file (at most 1 MiB) into a NUL-terminated buffer. */
+static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    size_t cap = 1 << 20;
+    char *buf;
+
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    buf = malloc(cap + 1);
+    *len = buf ? fread(buf, 1, cap + 1, f) : 0;
+    if (!buf || ferror(f) || *len > cap) {
+        snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory"
+                                                   : ferror(f) ? strerror(errno)
+                                                               : "larger than 1 MiB");
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    buf[*len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* -t, --dump-config, or -c: the configuration file. Running the relay from
+ * it comes with backend pools; until then it can be checked and printed. */
+static int config_command(const struct options *o)
+{
+    const char *path = o->config_path ? o->config_path : CONFIG_DEFAULT_PATH;
+    struct config *c = calloc(1, sizeof(*c));
+    char err[512];
+    size_t len;
+    char *text = c ? read_file(path, &len, err, sizeof(err)) : NULL;
+    int ret = 2;
+
+    if (!c)
+        snprintf(err, sizeof(err), "out of memory");
+    if (text && config_parse(c, path, text, len, err, sizeof(err)) == 0) {
+        ret = 0;
+        if (o->config_dump)
+            config_dump(c, stdout);
+        else if (o->config_check)
+            fprintf(stderr, "ringrelay: the configuration file %s syntax is ok\n", path);
+        else {
+            snprintf(err, sizeof(err), "%s: running from a configuration file is not built yet "
+                     "(backend pools come first); check it with -t, or run with --listen and "
+                     "--backend", path);
+            ret = 2;
+        }
+    }
+    if (ret)
+        fprintf(stderr, "ringrelay: %s\n", err);
+    free(text);
+    free(c);
+    return ret;
+}
+
 static uint64_t instance;
 
 /* A random id for this process, for UNIQUE_ID TLVs; in the ready line. */
@@ -295,6 +355,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringrelay: %s\n", err);
         return 2;
     }
+    if (r.opt.config_check || r.opt.config_dump || r.opt.config_path)
+        return config_command(&r.opt);
     log_level = r.opt.log_level;
     warn_trust_everything(&r.opt);
     set_instance();

@@ -10,6 +10,8 @@
 
 const char options_usage[] =
     "usage: ringrelay --listen ADDR:PORT [--listen ...] --backend ADDR:PORT [options]\n"
+    "       ringrelay -t [-c FILE]          check a configuration file and exit\n"
+    "       ringrelay --dump-config [-c FILE]  print it with every default, and exit\n"
     "       ringrelay doctor ADDR:PORT [--sni NAME]\n"
     "\n"
     "Accepts TCP connections, connects each to the backend, writes a PROXY protocol\n"
@@ -338,6 +340,18 @@ int options_parse(struct options *o, int argc, char *const argv[], char *err, si
             return OPTIONS_HELP;
         if (strcmp(arg, "--version") == 0)
             return OPTIONS_VERSION;
+        if (strcmp(arg, "-t") == 0 || strcmp(arg, "--dump-config") == 0) {
+            *(arg[1] == 't' ? &o->config_check : &o->config_dump) = 1;
+            continue;
+        }
+        if (strcmp(arg, "-c") == 0) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "-c: missing value (the configuration file)");
+                return -EINVAL;
+            }
+            o->config_path = argv[++i];
+            continue;
+        }
         if (strncmp(arg, "--", 2) != 0) {
             snprintf(err, errlen, "%s: unexpected argument (options start with --)", arg);
             return -EINVAL;
@@ -362,6 +376,8 @@ int options_parse(struct options *o, int argc, char *const argv[], char *err, si
         if (apply(o, flag, val, err, errlen) < 0)
             return -EINVAL;
     }
+    if (o->config_check || o->config_dump)
+        return OPTIONS_RUN;
     if (o->n_listen == 0) {
         snprintf(err, errlen, "--listen: required (at least one ADDR:PORT)");
         return -EINVAL;

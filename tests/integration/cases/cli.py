@@ -95,3 +95,39 @@ def listen_in_use(ctx):
     check(rc == 1, f"exit status {rc}, want 1 (stderr {err.strip()!r})")
     check(len(lines) == 1 and f"--listen 127.0.0.1:{port}" in lines[0]
           and "in use" in lines[0], f"stderr {err!r}")
+
+
+@case("config_check_shipped_example", per_io=False)
+def config_check_example(ctx):
+    """conf/ringrelay.yaml passes -t; --dump-config prints it with every
+    default, and that output passes -t too."""
+    import os
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(here)))
+    example = os.path.join(repo, "conf", "ringrelay.yaml")
+    rc, _, err = run_cli(ctx, ["-t", "-c", example])
+    check(rc == 0 and "syntax is ok" in err, f"-t exited {rc}: {err!r}")
+    rc, out, err = run_cli(ctx, ["--dump-config", "-c", example])
+    check(rc == 0 and "health_check:" in out and "max_connections:" in out,
+          f"--dump-config exited {rc}: {err!r}")
+    dumped = os.path.join(ctx.tmpdir, "dumped.yaml")
+    with open(dumped, "w") as f:
+        f.write(out)
+    rc, _, err = run_cli(ctx, ["-t", "-c", dumped])
+    check(rc == 0, f"the dump does not pass -t: {err!r}")
+
+
+@case("config_check_bad_file", per_io=False)
+def config_check_bad(ctx):
+    """-t on a bad file: exit 2, one line with file, line, column, key."""
+    import os
+    bad = os.path.join(ctx.tmpdir, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write("listeners:\n  - name: a\n    bind: 127.0.0.1:8443\nbackends:\n  - name: b\n"
+                "    servers:\n      - address: 192.168.0.5:70000\n")
+    rc, _, err = run_cli(ctx, ["-t", "-c", bad])
+    want = (f"ringrelay: {bad}:7:18: backends[0].servers[0].address: expected IPV4:PORT, "
+            "[IPV6]:PORT (port 1-65535) or unix:/path, got '192.168.0.5:70000'\n")
+    check(rc == 2 and err == want, f"exit {rc}, stderr {err!r}, want {want!r}")
+    rc, _, err = run_cli(ctx, ["-t", "-c", os.path.join(ctx.tmpdir, "missing.yaml")])
+    check(rc == 2 and "missing.yaml: No such file or directory" in err, f"exit {rc}: {err!r}")

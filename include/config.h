@@ -1,0 +1,114 @@
+/* The configuration file: YAML (parsed by libyaml) into struct config, driven
+ * by one table of settings per section that gives each key's type, bounds,
+ * default and place. Parsing works on text already read: no I/O, no
+ * logging; errors come back as one line naming file, line, column and key. */
+#ifndef RINGRELAY_CONFIG_H
+#define RINGRELAY_CONFIG_H
+
+#include "addr.h"
+#include "cidr.h"
+#include "options.h"
+#include "proxy.h"
+#include "proxy_parse.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CONFIG_DEFAULT_PATH "/etc/ringrelay/ringrelay.yaml"
+#define CONFIG_NAME_MAX 64
+#define CONFIG_MAX_LISTENERS OPTIONS_MAX_LISTEN
+#define CONFIG_MAX_BINDS 8
+#define CONFIG_MAX_TRUSTED OPTIONS_MAX_TRUSTED
+#define CONFIG_MAX_ROUTES OPTIONS_MAX_ROUTES
+#define CONFIG_MAX_BACKENDS 32
+#define CONFIG_MAX_SERVERS 64
+#define CONFIG_PATH_MAX 108 /* sun_path */
+
+enum balance { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN, BALANCE_CLIENT_IP_HASH };
+enum check_mode { CHECK_TCP, CHECK_PROXY_LOCAL, CHECK_TLS, CHECK_OFF };
+
+/* Where a value came from, for errors found after the walk. */
+struct config_mark {
+    int line, col; /* 1-based; 0: not from the file */
+};
+
+struct config_server {
+    int is_unix;
+    union sockaddr_inet inet;
+    char path[CONFIG_PATH_MAX]; /* for unix: servers */
+    uint32_t weight;
+    uint32_t max_connections; /* 0: no limit */
+};
+
+struct config_health {
+    enum check_mode mode;
+    uint32_t interval_ms, timeout_ms;
+    uint32_t rise, fall;
+};
+
+struct config_backend {
+    char name[CONFIG_NAME_MAX];
+    struct config_mark mark;
+    enum proxy_version proxy_protocol;
+    uint32_t tlvs; /* TLV_* */
+    uint8_t tlv_pass[OPTIONS_MAX_TLV_PASS];
+    int n_tlv_pass;
+    enum balance balance;
+    uint32_t connect_timeout_ms, idle_timeout_ms;
+    uint32_t retries;
+    char sni[CLIENTHELLO_SNI_MAX + 1]; /* for tls health checks; "" = none */
+    struct config_health health;
+    struct config_server servers[CONFIG_MAX_SERVERS];
+    int n_servers;
+};
+
+struct config_route {
+    char sni[CLIENTHELLO_SNI_MAX + 1]; /* as written: a name or "*.suffix" */
+    char backend[CONFIG_NAME_MAX];
+    struct config_mark mark;
+    int backend_index; /* resolved after the walk */
+};
+
+struct config_listener {
+    char name[CONFIG_NAME_MAX];
+    struct config_mark mark;
+    union sockaddr_inet bind[CONFIG_MAX_BINDS];
+    int n_bind;
+    enum proxy_in proxy_protocol_in;
+    struct cidr trusted[CONFIG_MAX_TRUSTED];
+    int n_trusted;
+    uint32_t header_timeout_ms, header_max_size, peek_timeout_ms;
+    struct config_route routes[CONFIG_MAX_ROUTES];
+    int n_routes;
+    char default_backend[CONFIG_NAME_MAX];
+    struct config_mark default_mark;
+    int default_index;
+};
+
+struct config {
+    int workers; /* 0: auto */
+    enum io_kind io;
+    enum splice_mode splice;
+    char stats_socket[CONFIG_PATH_MAX];
+    uint32_t max_connections; /* 0: fit the open-file limit */
+    int log_level;
+    struct config_listener listeners[CONFIG_MAX_LISTENERS];
+    int n_listeners;
+    struct config_backend backends[CONFIG_MAX_BACKENDS];
+    int n_backends;
+    struct config_mark listeners_mark, backends_mark;
+};
+
+/* Parses YAML text (len bytes) into *c, which the caller zeroes or not:
+ * every field is set. file names the source in errors. Returns 0, or
+ * -EINVAL with one line in err: "FILE:LINE:COL: KEY.PATH: what was
+ * expected". */
+int config_parse(struct config *c, const char *file, const char *text, size_t len, char *err,
+                 size_t errlen);
+
+/* Writes the effective configuration as YAML that config_parse reads back
+ * to the same values. */
+void config_dump(const struct config *c, FILE *out);
+
+#endif

@@ -1,0 +1,279 @@
+/* The configuration file: the example parses with its values and defaults,
+ * --dump-config reads back to the same configuration, and every bad file in
+ * the table gets its exact error line. */
+#include "config.h"
+#include "log.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct config cfg, again;
+
+static int parse(const char *text, char *err, size_t errlen)
+{
+    return config_parse(&cfg, "t.yaml", text, strlen(text), err, errlen);
+}
+
+#define L_ONE "listeners:\n  - name: a\n    bind: 127.0.0.1:8443\n"
+
+#define MINIMAL                                                                                   \
+    "listeners:\n"                                                                                \
+    "  - name: a\n"                                                                               \
+    "    bind: 127.0.0.1:8443\n"                                                                  \
+    "backends:\n"                                                                                 \
+    "  - name: b\n"                                                                               \
+    "    servers:\n"                                                                              \
+    "      - address: 127.0.0.1:9443\n"
+
+Test(config, minimal_gets_defaults)
+{
+    char err[256] = "";
+    const struct config_backend *b;
+
+    cr_assert_eq(parse(MINIMAL, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(cfg.workers, 0);
+    cr_assert_eq(cfg.io, IO_AUTO);
+    cr_assert_eq(cfg.log_level, LOG_LEVEL_INFO);
+    cr_assert_str_eq(cfg.stats_socket, "/run/ringrelay/stats.sock");
+    cr_assert_eq(cfg.n_listeners, 1);
+    cr_assert_eq(cfg.listeners[0].n_bind, 1);
+    cr_assert_eq(cfg.listeners[0].proxy_protocol_in, PROXY_IN_OFF);
+    cr_assert_eq(cfg.listeners[0].header_timeout_ms, 5000);
+    cr_assert_str_eq(cfg.listeners[0].default_backend, "b", "the only backend is the default");
+    cr_assert_eq(cfg.listeners[0].default_index, 0);
+    b = &cfg.backends[0];
+    cr_assert_eq(b->proxy_protocol, PROXY_V2);
+    cr_assert_eq(b->balance, BALANCE_ROUND_ROBIN);
+    cr_assert_eq(b->connect_timeout_ms, 5000);
+    cr_assert_eq(b->retries, 2);
+    cr_assert_eq(b->health.mode, CHECK_TCP);
+    cr_assert_eq(b->health.interval_ms, 2000);
+    cr_assert_eq(b->health.rise, 2);
+    cr_assert_eq(b->health.fall, 3);
+    cr_assert_eq(b->n_servers, 1);
+    cr_assert_eq(b->servers[0].weight, 1);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = malloc(1 << 16);
+
+    cr_assert(f && buf, "open %s", path);
+    *len = fread(buf, 1, (1 << 16) - 1, f);
+    buf[*len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+Test(config, the_shipped_example)
+{
+    char err[256] = "";
+    size_t len;
+    char *text = slurp("conf/ringrelay.yaml", &len);
+    const struct config_listener *l;
+    const struct config_backend *k;
+
+    cr_assert_eq(config_parse(&cfg, "conf/ringrelay.yaml", text, len, err, sizeof(err)), 0, "%s",
+                 err);
+    l = &cfg.listeners[0];
+    cr_assert_eq(l->n_bind, 2);
+    cr_assert_eq(l->n_routes, 2);
+    cr_assert_eq(l->routes[1].backend_index, 1);
+    k = &cfg.backends[0];
+    cr_assert_eq(k->tlvs, TLV_AUTHORITY | TLV_ALPN | TLV_UNIQUE_ID | TLV_CRC32C);
+    cr_assert_eq(k->health.mode, CHECK_TLS);
+    cr_assert_eq(k->idle_timeout_ms, 600000);
+    cr_assert_eq(k->n_servers, 2);
+    cr_assert_eq(k->servers[0].weight, 10);
+    cr_assert_eq(k->servers[0].max_connections, 50000);
+    cr_assert(k->servers[1].is_unix);
+    cr_assert_str_eq(k->servers[1].path, "/run/kong/proxy.sock");
+    free(text);
+}
+
+/* Positions in the file are not configuration. */
+static void clear_marks(struct config *c)
+{
+    for (int i = 0; i < c->n_listeners; i++) {
+        memset(&c->listeners[i].mark, 0, sizeof(struct config_mark));
+        memset(&c->listeners[i].default_mark, 0, sizeof(struct config_mark));
+        for (int r = 0; r < c->listeners[i].n_routes; r++)
+            memset(&c->listeners[i].routes[r].mark, 0, sizeof(struct config_mark));
+    }
+    for (int i = 0; i < c->n_backends; i++)
+        memset(&c->backends[i].mark, 0, sizeof(struct config_mark));
+    memset(&c->listeners_mark, 0, sizeof(struct config_mark));
+    memset(&c->backends_mark, 0, sizeof(struct config_mark));
+}
+
+Test(config, dump_reads_back_the_same)
+{
+    char err[256] = "", *out = NULL;
+    size_t len, outlen = 0;
+    char *text = slurp("conf/ringrelay.yaml", &len);
+    FILE *f = open_memstream(&out, &outlen);
+
+    cr_assert_eq(config_parse(&cfg, "conf/ringrelay.yaml", text, len, err, sizeof(err)), 0);
+    config_dump(&cfg, f);
+    fclose(f);
+    cr_assert_eq(config_parse(&again, "dump", out, outlen, err, sizeof(err)), 0, "%s\n%s", err,
+                 out);
+    clear_marks(&cfg);
+    clear_marks(&again);
+    cr_assert_eq(memcmp(&cfg, &again, sizeof(cfg)) == 0 ? 0 : 1, 0,
+                 "the dump does not read back to the same configuration:\n%s", out);
+    free(out);
+    free(text);
+}
+
+Test(config, dump_escapes_what_it_quotes)
+{
+    static const char text[] = L_ONE "backends:\n  - name: b\n    servers:\n"
+                               "      - address: 'unix:/run/a\"b\\c.sock'\n";
+    char err[256] = "", *out = NULL;
+    size_t outlen = 0;
+    FILE *f = open_memstream(&out, &outlen);
+
+    cr_assert_eq(parse(text, err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(cfg.backends[0].servers[0].path, "/run/a\"b\\c.sock");
+    config_dump(&cfg, f);
+    fclose(f);
+    cr_assert_eq(config_parse(&again, "dump", out, outlen, err, sizeof(err)), 0, "%s\n%s", err,
+                 out);
+    cr_assert_str_eq(again.backends[0].servers[0].path, "/run/a\"b\\c.sock");
+    free(out);
+}
+
+struct bad {
+    const char *text;
+    const char *error; /* the whole line */
+};
+
+#define L "listeners:\n  - name: a\n    bind: 127.0.0.1:8443\n"
+#define B "backends:\n  - name: b\n    servers:\n      - address: 127.0.0.1:9443\n"
+
+static const struct bad bads[] = {
+    {"", "t.yaml:1:1: listeners: the file is empty; required"},
+    {"listeners: [\n", "t.yaml:2:1: did not find expected node content while parsing a flow "
+                       "node"},
+    {B, "t.yaml:1:1: listeners: required"},
+    {L, "t.yaml:1:1: backends: required"},
+    {"- a\n", "t.yaml:1:1: expected a mapping of keys to values"},
+    {L "backends: []\n", "t.yaml:4:11: backends: at least one backend is needed"},
+    {"listeners: []\n" B, "t.yaml:1:12: listeners: at least one listener is needed"},
+    {L B "bogus: 1\n",
+     "t.yaml:8:1: bogus: unknown key (expected one of: workers, io, splice, stats_socket, "
+     "max_connections, log_level, listeners, backends)"},
+    {L B "io: kqueue\n", "t.yaml:8:5: io: expected one of auto, uring, epoll, got 'kqueue'"},
+    {L B "workers: 0\n", "t.yaml:8:10: workers: expected auto or a number from 1 to 1024, got "
+                         "'0'"},
+    {L B "workers: 2\nworkers: 3\n", "t.yaml:9:1: workers: given twice"},
+    {L B "log_level: loud\n",
+     "t.yaml:8:12: log_level: expected error, warn, info or debug, got 'loud'"},
+    {L B "stats_socket: relative.sock\n", "t.yaml:8:15: stats_socket: expected an absolute path "
+                                          "under 108 bytes, got 'relative.sock'"},
+    {L B "max_connections: -5\n", "t.yaml:8:18: max_connections: expected a whole number from 0 "
+                                  "to 10000000, got '-5'"},
+    {"listeners:\n  - name: a\n    bind: 127.0.0.1:0\n" B,
+     "t.yaml:3:11: listeners[0].bind: expected IPV4:PORT or [IPV6]:PORT with port 1-65535, got "
+     "'127.0.0.1:0'"},
+    {"listeners:\n  - name: a\n" B, "t.yaml:2:5: listeners[0].bind: required"},
+    {"listeners:\n  - bind: 127.0.0.1:1\n" B, "t.yaml:2:5: listeners[0].name: required"},
+    {"listeners:\n  - name: a b\n    bind: 127.0.0.1:1\n" B,
+     "t.yaml:2:11: listeners[0].name: expected a name of letters, digits, '-', '_' or '.' (at "
+     "most 63), got 'a b'"},
+    {"listeners:\n  - name: a\n    bind: 127.0.0.1:1\n    proxy_protocol_in: v3\n" B,
+     "t.yaml:4:24: listeners[0].proxy_protocol_in: expected one of off, v1, v2, any, got 'v3'"},
+    {"listeners:\n  - name: a\n    bind: 127.0.0.1:1\n    proxy_protocol_in: v2\n" B,
+     "t.yaml:2:11: listeners[0]: proxy_protocol_in needs trusted_sources (the proxies in front "
+     "that send the header)"},
+    {"listeners:\n  - name: a\n    bind: 127.0.0.1:1\n    trusted_sources: [10.0.0.0/8]\n" B,
+     "t.yaml:2:11: listeners[0]: trusted_sources has no effect with proxy_protocol_in: off"},
+    {"listeners:\n  - name: a\n    bind: 127.0.0.1:1\n    proxy_protocol_in: any\n"
+     "    trusted_sources: [10.1.2.3/8]\n" B,
+     "t.yaml:5:23: listeners[0].trusted_sources: '10.1.2.3/8' has bits set below the /8 prefix; "
+     "did you mean 10.0.0.0/8?"},
+    {"listeners:\n  - name: a\n    bind: 127.0.0.1:1\n    header_timeout: 5 s\n" B,
+     "t.yaml:4:21: listeners[0].header_timeout: expected a duration like 500ms, 5s, 2m or 1h, "
+     "got '5 s'"},
+    {"listeners:\n  - name: a\n    bind: 127.0.0.1:1\n    header_timeout: 0s\n" B,
+     "t.yaml:4:21: listeners[0].header_timeout: 0s is out of range 1ms-3600000ms"},
+    {"listeners:\n  - name: a\n    bind: 127.0.0.1:1\n    routes:\n      - { sni: a.example }\n" B,
+     "t.yaml:5:9: listeners[0].routes[0].backend: required"},
+    {"listeners:\n  - name: a\n    bind: 127.0.0.1:1\n    routes:\n"
+     "      - { sni: a.example, backend: nope }\n" B,
+     "t.yaml:5:36: listeners[0].routes[0].backend: no backend is named 'nope' (there are: b)"},
+    {"listeners:\n  - name: a\n    bind: 127.0.0.1:1\n    routes:\n"
+     "      - { sni: \"a..example\", backend: b }\n" B,
+     "t.yaml:5:16: listeners[0].routes[0].sni: expected a host name or *.suffix, got "
+     "'a..example'"},
+    {"listeners:\n  - name: a\n    bind: 127.0.0.1:1\n    default_backend: nope\n" B,
+     "t.yaml:4:22: listeners[0].default_backend: no backend is named 'nope' (there are: b)"},
+    {L B "  - name: c\n    servers:\n      - address: 127.0.0.1:9444\n",
+     "t.yaml:2:11: listeners[0].default_backend: required when there is more than one backend "
+     "(there are: b, c)"},
+    {L B "  - name: b\n    servers:\n      - address: 127.0.0.1:9444\n",
+     "t.yaml:8:11: backends[1]: name 'b' is used by an earlier backend"},
+    {L "  - name: a\n    bind: 127.0.0.1:8444\n" B,
+     "t.yaml:4:11: listeners[1]: name 'a' is used by an earlier listener"},
+    {L "  - name: c\n    bind: 127.0.0.1:8443\n" B,
+     "t.yaml:4:11: listeners[1]: bind address 127.0.0.1:8443 is bound twice"},
+    {L "backends:\n  - name: b\n    servers: []\n",
+     "t.yaml:5:11: backends[0]: backend 'b' has no servers"},
+    {L "backends:\n  - name: b\n    servers:\n      - address: 192.168.0.5:70000\n",
+     "t.yaml:7:18: backends[0].servers[0].address: expected IPV4:PORT, [IPV6]:PORT (port "
+     "1-65535) or unix:/path, got '192.168.0.5:70000'"},
+    {L "backends:\n  - name: b\n    servers:\n      - address: unix:run/x.sock\n",
+     "t.yaml:7:18: backends[0].servers[0].address: expected unix:/absolute/path (under 108 "
+     "bytes)"},
+    {L "backends:\n  - name: b\n    servers:\n      - { address: 127.0.0.1:1, weight: 0 }\n",
+     "t.yaml:7:41: backends[0].servers[0].weight: expected a whole number from 1 to 1000, got "
+     "'0'"},
+    {L "backends:\n  - name: b\n    servers:\n      - { address: 127.0.0.1:1, port: 2 }\n",
+     "t.yaml:7:33: backends[0].servers[0].port: unknown key (expected one of: address, weight, "
+     "max_connections)"},
+    {L "backends:\n  - name: b\n    balance: random\n    servers:\n      - address: 127.0.0.1:1\n",
+     "t.yaml:6:14: backends[0].balance: expected one of round_robin, least_conn, "
+     "client_ip_hash, got 'random'"},
+    {L "backends:\n  - name: b\n    health_check: { mode: http }\n    servers:\n"
+       "      - address: 127.0.0.1:1\n",
+     "t.yaml:6:27: backends[0].health_check.mode: expected one of tcp, proxy_local, tls, off, "
+     "got 'http'"},
+    {L "backends:\n  - name: b\n    health_check: { rise: 0 }\n    servers:\n"
+       "      - address: 127.0.0.1:1\n",
+     "t.yaml:6:27: backends[0].health_check.rise: expected a whole number from 1 to 100, got "
+     "'0'"},
+    {L "backends:\n  - name: b\n    tlvs: [authority, bogus]\n    servers:\n"
+       "      - address: 127.0.0.1:1\n",
+     "t.yaml:6:23: backends[0].tlvs: expected authority, alpn, unique_id, crc32c or a type "
+     "number like 0xEA, got 'bogus'"},
+    {L "backends:\n  - name: b\n    proxy_protocol: v1\n    tlvs: [crc32c]\n    servers:\n"
+       "      - address: 127.0.0.1:1\n",
+     "t.yaml:5:11: backends[0]: tlvs need proxy_protocol: v2 (backend 'b')"},
+    {L "backends:\n  - name: b\n    retries: 11\n    servers:\n      - address: 127.0.0.1:1\n",
+     "t.yaml:6:14: backends[0].retries: expected a whole number from 0 to 10, got '11'"},
+    {L "backends:\n  - name: b\n    sni: \"*.example\"\n    servers:\n"
+       "      - address: 127.0.0.1:1\n",
+     "t.yaml:6:10: backends[0].sni: expected a host name, got '*.example'"},
+    {L "backends:\n  - name: b\n    servers: { address: 127.0.0.1:1 }\n",
+     "t.yaml:6:14: backends[0].servers: expected a list"},
+    {L "backends:\n  - name: b\n    connect_timeout: [1s]\n    servers:\n"
+       "      - address: 127.0.0.1:1\n",
+     "t.yaml:6:22: backends[0].connect_timeout: expected a value, not a list or mapping"},
+};
+
+Test(config, bad_files_name_line_column_and_key)
+{
+    for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
+        char err[512] = "";
+        int ret = parse(bads[i].text, err, sizeof(err));
+
+        cr_expect_eq(ret, -EINVAL, "case %zu parsed:\n%s", i, bads[i].text);
+        cr_expect_str_eq(err, bads[i].error, "case %zu: got\n%s\nwant\n%s", i, err,
+                         bads[i].error);
+    }
+}
