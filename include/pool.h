@@ -1,0 +1,57 @@
+/* A backend's servers and how a connection picks one: smooth weighted round
+ * robin, least connections, or consistent hashing of the client address.
+ * Servers that are down, full, or already tried are passed over. No I/O;
+ * the ring for hashing is allocated once, when the pool is built. */
+#ifndef RINGRELAY_POOL_H
+#define RINGRELAY_POOL_H
+
+#include "config.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Points on the hash ring per unit of weight. */
+#define POOL_POINTS_PER_WEIGHT 100
+
+struct pool_member {
+    char key[CONFIG_PATH_MAX + 8]; /* the address as text: what the ring hashes */
+    uint32_t weight;
+    uint32_t max_conns;  /* 0: no limit */
+    atomic_uint active;  /* open connections, all workers */
+    atomic_int up;       /* set by health checks */
+};
+
+struct pool_point {
+    uint64_t hash;
+    int member;
+};
+
+struct pool {
+    enum balance balance;
+    int n;
+    struct pool_member m[CONFIG_MAX_SERVERS];
+    struct pool_point *ring; /* sorted by hash; client_ip_hash only */
+    size_t n_ring;
+};
+
+/* One worker's round-robin state for a pool: no sharing on the data path. */
+struct pool_rr {
+    int64_t current[CONFIG_MAX_SERVERS];
+    unsigned next; /* least_conn tie-break rotation */
+};
+
+/* Builds p from b's servers, all up. Returns 0 or -ENOMEM. */
+int pool_build(struct pool *p, const struct config_backend *b);
+void pool_free(struct pool *p);
+
+/* Picks a server for client (its address only; the port does not count):
+ * up, below its max_conns, and not in skip (bit i: server i was tried).
+ * Returns the server's index, or -1 when no server qualifies. */
+int pool_pick(const struct pool *p, struct pool_rr *rr, const struct sockaddr *client,
+              uint64_t skip);
+
+/* A 64-bit hash of len bytes (FNV-1a, then a finalizer that spreads it). */
+uint64_t pool_hash(const void *data, size_t len);
+
+#endif

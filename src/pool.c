@@ -1,0 +1,191 @@
+/* Server selection: nginx's smooth weighted round robin, least connections
+ * relative to weight, and a consistent-hash ring (ketama-style: weighted
+ * points per server; a server that is down passes its keys to the next
+ * point clockwise, so only its own clients move). */
+#include "pool.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t pool_hash(const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    /* FNV alone clusters on short, similar keys: finish with a mix. */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static int point_cmp(const void *a, const void *b)
+{
+    const struct pool_point *x = a, *y = b;
+
+    return x->hash < y->hash ? -1 : x->hash > y->hash;
+}
+
+static int ring_build(struct pool *p)
+{
+    size_t total = 0, k = 0;
+    char label[sizeof(p->m[0].key) + 16];
+
+    for (int i = 0; i < p->n; i++)
+        total += (size_t)p->m[i].weight * POOL_POINTS_PER_WEIGHT;
+    if (total == 0)
+        return 0; /* no servers: every pick finds none */
+    p->ring = calloc(total, sizeof(*p->ring));
+    if (!p->ring)
+        return -ENOMEM;
+    for (int i = 0; i < p->n; i++) {
+        for (uint32_t r = 0; r < p->m[i].weight * POOL_POINTS_PER_WEIGHT; r++) {
+            int n = snprintf(label, sizeof(label), "%s#%u", p->m[i].key, r);
+            p->ring[k].hash = pool_hash(label, (size_t)n);
+            p->ring[k++].member = i;
+        }
+    }
+    qsort(p->ring, total, sizeof(*p->ring), point_cmp);
+    p->n_ring = total;
+    return 0;
+}
+
+int pool_build(struct pool *p, const struct config_backend *b)
+{
+    char addr[ADDR_STRLEN];
+
+    memset(p, 0, sizeof(*p));
+    p->balance = b->balance;
+    p->n = b->n_servers;
+    for (int i = 0; i < p->n; i++) {
+        const struct config_server *s = &b->servers[i];
+        struct pool_member *m = &p->m[i];
+        if (s->is_unix)
+            snprintf(m->key, sizeof(m->key), "unix:%s", s->path);
+        else
+            snprintf(m->key, sizeof(m->key), "%s", addr_format(&s->inet.sa, addr, sizeof(addr)));
+        m->weight = s->weight;
+        m->max_conns = s->max_connections;
+        atomic_init(&m->active, 0);
+        atomic_init(&m->up, 1);
+    }
+    return p->balance == BALANCE_CLIENT_IP_HASH ? ring_build(p) : 0;
+}
+
+void pool_free(struct pool *p)
+{
+    free(p->ring);
+    p->ring = NULL;
+    p->n_ring = 0;
+}
+
+static int usable(const struct pool *p, int i, uint64_t skip)
+{
+    const struct pool_member *m = &p->m[i];
+
+    if ((skip >> i) & 1 || !atomic_load_explicit(&m->up, memory_order_relaxed))
+        return 0;
+    return !m->max_conns ||
+           atomic_load_explicit(&m->active, memory_order_relaxed) < m->max_conns;
+}
+
+/* Each usable server gains its weight; the richest is picked and pays the
+ * total. Over a cycle every server is picked weight times, interleaved. */
+static int pick_round_robin(const struct pool *p, struct pool_rr *rr, uint64_t skip)
+{
+    int64_t total = 0;
+    int best = -1;
+
+    for (int i = 0; i < p->n; i++) {
+        if (!usable(p, i, skip))
+            continue;
+        rr->current[i] += p->m[i].weight;
+        total += p->m[i].weight;
+        if (best < 0 || rr->current[i] > rr->current[best])
+            best = i;
+    }
+    if (best >= 0)
+        rr->current[best] -= total;
+    return best;
+}
+
+/* Fewest open connections per unit of weight; ties rotate. */
+static int pick_least_conn(const struct pool *p, struct pool_rr *rr, uint64_t skip)
+{
+    uint64_t best_num = 0, best_den = 1;
+    int best = -1;
+
+    for (int k = 0; k < p->n; k++) {
+        int i = (int)((rr->next + (unsigned)k) % (unsigned)p->n);
+        uint64_t act = atomic_load_explicit(&p->m[i].active, memory_order_relaxed);
+        if (!usable(p, i, skip))
+            continue;
+        /* act / weight < best_num / best_den, without division */
+        if (best < 0 || act * best_den < best_num * p->m[i].weight) {
+            best = i;
+            best_num = act;
+            best_den = p->m[i].weight;
+        }
+    }
+    rr->next++;
+    return best;
+}
+
+static int pick_hash(const struct pool *p, const struct sockaddr *client, uint64_t skip)
+{
+    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    const uint8_t *a = NULL;
+    size_t len = 0, lo = 0, hi = p->n_ring;
+    uint64_t h;
+
+    if (client && client->sa_family == AF_INET) {
+        a = (const uint8_t *)&((const struct sockaddr_in *)(const void *)client)->sin_addr;
+        len = 4;
+    } else if (client && client->sa_family == AF_INET6) {
+        a = ((const struct sockaddr_in6 *)(const void *)client)->sin6_addr.s6_addr;
+        len = 16;
+        if (memcmp(a, v4_mapped, sizeof(v4_mapped)) == 0) {
+            a += 12; /* the same client whichever way it reached a dual-stack socket */
+            len = 4;
+        }
+    }
+    if (!p->n_ring)
+        return -1;
+    h = pool_hash(a, len);
+    while (lo < hi) { /* the first point at or after h */
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->ring[mid].hash < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t k = 0; k < p->n_ring; k++) {
+        int i = p->ring[(lo + k) % p->n_ring].member;
+        if (usable(p, i, skip))
+            return i;
+    }
+    return -1;
+}
+
+int pool_pick(const struct pool *p, struct pool_rr *rr, const struct sockaddr *client,
+              uint64_t skip)
+{
+    switch (p->balance) {
+    case BALANCE_LEAST_CONN:
+        return pick_least_conn(p, rr, skip);
+    case BALANCE_CLIENT_IP_HASH:
+        return pick_hash(p, client, skip);
+    case BALANCE_ROUND_ROBIN:
+        break;
+    }
+    return pick_round_robin(p, rr, skip);
+}
