@@ -1,0 +1,31 @@
+/* One probe of a backend server: connect, write a PROXY header (or none),
+ * and optionally complete a real TLS handshake. Used by ringrelay doctor
+ * and by health checks; blocking, with a bound on every step. */
+#ifndef RINGRELAY_PROBE_H
+#define RINGRELAY_PROBE_H
+
+#include <openssl/ssl.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum probe_header { PROBE_HDR_NONE, PROBE_HDR_V1, PROBE_HDR_V2, PROBE_HDR_LOCAL };
+
+struct probe {
+    const struct sockaddr *sa; /* an inet or unix address */
+    socklen_t salen;
+    enum probe_header header;
+    SSL_CTX *tls;     /* NULL: no handshake, success is the connect and header */
+    const char *sni;  /* for the handshake; NULL: none */
+    uint32_t timeout_ms; /* for connect, and for each read or write after it */
+};
+
+/* A client context for probes: no certificate check (the question is
+ * framing, not trust). NULL when OpenSSL cannot make one. */
+SSL_CTX *probe_tls_context(void);
+
+/* Runs p. Returns 1 when it worked (why: what completed) or 0 (why: what
+ * failed, in words an operator can act on). */
+int probe_run(const struct probe *p, char *why, size_t cap);
+
+#endif
