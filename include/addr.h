@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 /* Large enough for an IPv4 or IPv6 address with port. */
 union sockaddr_inet {
@@ -14,15 +15,18 @@ union sockaddr_inet {
     struct sockaddr_in6 in6;
 };
 
-/* "[ffff:...:ffff]:65535" plus NUL. */
-#define ADDR_STRLEN 56
+/* "[ffff:...:ffff]:65535" or "unix:" and a sun_path, plus NUL. */
+#define ADDR_STRLEN 120
 
 /* Parses "A.B.C.D:PORT" or "[IPV6]:PORT" (numeric only, port 1-65535) into
  * *out. Returns 0 or -EINVAL. */
 int addr_parse(const char *s, union sockaddr_inet *out);
 
-/* Writes "A.B.C.D:PORT" or "[IPV6]:PORT" into buf (at least ADDR_STRLEN);
- * "unknown" for any other family. Returns buf. */
+/* Parses "unix:/absolute/path" into *out. Returns 0 or -EINVAL. */
+int addr_parse_unix(const char *s, struct sockaddr_un *out);
+
+/* Writes "A.B.C.D:PORT", "[IPV6]:PORT" or "unix:/path" into buf (at least
+ * ADDR_STRLEN); "unknown" for any other family. Returns buf. */
 char *addr_format(const struct sockaddr *sa, char *buf, size_t cap);
 
 /* The length to pass to bind/connect for this address's family. */

@@ -35,6 +35,7 @@ struct options {
     union sockaddr_inet listen[OPTIONS_MAX_LISTEN];
     int n_listen;
     union sockaddr_inet backend;
+    struct sockaddr_un backend_unix; /* --backend unix:/path */
     enum proxy_version proxy;
     enum proxy_in proxy_in;
     struct cidr trusted[OPTIONS_MAX_TRUSTED]; /* who may send an inbound header */
@@ -70,5 +71,12 @@ int options_parse(struct options *o, int argc, char *const argv[], char *err, si
 int options_parse_duration(const char *s, uint32_t *ms);
 
 extern const char options_usage[];
+
+/* The --backend address, inet or unix. */
+static inline const struct sockaddr *options_backend(const struct options *o)
+{
+    return o->backend_unix.sun_family == AF_UNIX ? (const struct sockaddr *)&o->backend_unix
+                                                  : &o->backend.sa;
+}
 
 #endif

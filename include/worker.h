@@ -77,7 +77,7 @@ struct conn {
     struct list_head timer;
     uint64_t active_ms;
     uint64_t open_ms; /* when the backend connection was established */
-    const union sockaddr_inet *be; /* the backend chosen for this connection */
+    const struct sockaddr *be; /* the backend chosen for this connection */
     uint8_t *hdr_ext;  /* the outbound header when it carries TLVs (malloc'ed) */
     uint8_t *hdr_in;   /* malloc'ed only when an inbound header arrives split */
     int fd[2];

@@ -75,14 +75,28 @@ char *addr_format(const struct sockaddr *sa, char *buf, size_t cap)
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
         snprintf(buf, cap, "[%s]:%u", host, ntohs(in6->sin6_port));
+    } else if (sa->sa_family == AF_UNIX) {
+        snprintf(buf, cap, "unix:%s", ((const struct sockaddr_un *)(const void *)sa)->sun_path);
     } else {
         snprintf(buf, cap, "unknown");
     }
     return buf;
 }
 
+int addr_parse_unix(const char *s, struct sockaddr_un *out)
+{
+    if (strncmp(s, "unix:/", 6) != 0 || strlen(s + 5) >= sizeof(out->sun_path))
+        return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    out->sun_family = AF_UNIX;
+    memcpy(out->sun_path, s + 5, strlen(s + 5) + 1);
+    return 0;
+}
+
 socklen_t addr_len(const struct sockaddr *sa)
 {
+    if (sa->sa_family == AF_UNIX)
+        return sizeof(struct sockaddr_un);
     return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 

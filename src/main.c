@@ -227,7 +227,7 @@ static void log_totals(const struct relay *r)
     for (int b = 0; b <= r->opt.n_routes; b++)
         if (t.no_proxy[b])
             log_warn("backend %s: %llu connections where it seemed not to expect PROXY protocol",
-                     addr_format(b ? &r->opt.routes[b - 1].backend.sa : &r->opt.backend.sa,
+                     addr_format(b ? &r->opt.routes[b - 1].backend.sa : options_backend(&r->opt),
                                  addr, sizeof(addr)),
                      (unsigned long long)t.no_proxy[b]);
 }
@@ -326,7 +326,7 @@ static void log_ready(const struct relay *r, const struct io_backend *io)
                               addr_format(&r->opt.listen[i].sa, addr, sizeof(addr)));
     log_info("ready: listening on %s, backend %s, proxy-protocol %s, proxy-protocol-in %s, "
              "io=%s, workers=%d, max-connections=%u, instance=%016llx",
-             line, addr_format(&r->opt.backend.sa, addr, sizeof(addr)), pp[r->opt.proxy],
+             line, addr_format(options_backend(&r->opt), addr, sizeof(addr)), pp[r->opt.proxy],
              pp_in[r->opt.proxy_in], io->name, r->n_workers, r->opt.max_connections,
              (unsigned long long)instance);
 }

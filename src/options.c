@@ -18,7 +18,7 @@ const char options_usage[] =
     "header carrying the client's address, then relays the bytes both ways untouched.\n"
     "\n"
     "  --listen ADDR:PORT        address to accept on (repeatable; IPv6 as [::1]:8443)\n"
-    "  --backend ADDR:PORT       where to relay connections\n"
+    "  --backend ADDR:PORT       where to relay connections (or unix:/path)\n"
     "  --proxy-protocol v2|v1|off  header written to the backend (default v2)\n"
     "  --proxy-protocol-in off|v1|v2|any\n"
     "                            header expected from trusted sources (default off)\n"
@@ -231,7 +231,9 @@ static int apply(struct options *o, const char *flag, const char *val, char *err
             goto bad_addr;
         o->n_listen++;
     } else if (strcmp(flag, "--backend") == 0) {
-        if (addr_parse(val, &o->backend) < 0)
+        memset(&o->backend, 0, sizeof(o->backend));
+        memset(&o->backend_unix, 0, sizeof(o->backend_unix));
+        if (addr_parse(val, &o->backend) < 0 && addr_parse_unix(val, &o->backend_unix) < 0)
             goto bad_addr;
     } else if (strcmp(flag, "--proxy-protocol") == 0) {
         if ((i = pick(val, proxies)) < 0)
@@ -290,8 +292,8 @@ static int apply(struct options *o, const char *flag, const char *val, char *err
     return 0;
 
 bad_addr:
-    snprintf(err, errlen, "%s: '%s': expected IPV4:PORT or [IPV6]:PORT with port 1-65535", flag,
-             val);
+    snprintf(err, errlen, "%s: '%s': expected IPV4:PORT or [IPV6]:PORT with port 1-65535%s",
+             flag, val, strcmp(flag, "--backend") == 0 ? ", or unix:/path" : "");
     return -EINVAL;
 bad_choice:
     snprintf(err, errlen, "%s: '%s': not one of the accepted values (see --help)", flag, val);
@@ -382,7 +384,7 @@ int options_parse(struct options *o, int argc, char *const argv[], char *err, si
         snprintf(err, errlen, "--listen: required (at least one ADDR:PORT)");
         return -EINVAL;
     }
-    if (o->backend.sa.sa_family == 0) {
+    if (o->backend.sa.sa_family == 0 && o->backend_unix.sun_family == 0) {
         snprintf(err, errlen, "--backend: required (ADDR:PORT)");
         return -EINVAL;
     }

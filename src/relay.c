@@ -380,11 +380,11 @@ static void conn_finish_header(struct worker *w, struct conn *c)
 /* Opens the connection to c->be; the header is built already. */
 static void conn_connect(struct worker *w, struct conn *c)
 {
-    const union sockaddr_inet *be = c->be;
+    const struct sockaddr *be = c->be;
     int bfd, err;
 
     conn_finish_header(w, c);
-    bfd = socket(be->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    bfd = socket(be->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (bfd == -1) {
         err = errno;
         log_rl(LOG_LEVEL_WARN, "c%u.%u: backend socket: %s", w->id, c->id, strerror(err));
@@ -398,7 +398,7 @@ static void conn_connect(struct worker *w, struct conn *c)
     c->state = CONN_CONNECTING;
     timer_set(w, c, TIMER_CONNECT);
     c->inflight++;
-    w->io->connect(w, c, &be->sa);
+    w->io->connect(w, c, be);
     /* Read early so the first client bytes can ride with the header. */
     dir_next(w, c, SIDE_CLIENT);
 }
@@ -542,7 +542,7 @@ static void peek_done(struct worker *w, struct conn *c, const struct route *r)
     }
     if (r) {
         w->stats.routed++;
-        c->be = &r->backend;
+        c->be = &r->backend.sa;
         c->be_index = (uint8_t)(1 + (r - w->opt->routes));
     }
     conn_connect(w, c);
@@ -587,7 +587,7 @@ static void peek_read(struct worker *w, struct conn *c)
 /* The header is built: pick the backend, by server name if routes exist. */
 static void conn_route(struct worker *w, struct conn *c)
 {
-    c->be = &w->opt->backend;
+    c->be = options_backend(w->opt);
     c->be_index = 0;
     if (w->opt->n_routes || (w->opt->tlvs & (TLV_AUTHORITY | TLV_ALPN)))
         return peek_start(w, c);
@@ -647,7 +647,7 @@ void relay_on_connect(struct worker *w, struct conn *c, int res)
         w->stats.connect_errors++;
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect: %s", w->id, c->id,
                addr_format(&c->peer.sa, addr, sizeof(addr)),
-               addr_format(&c->be->sa, baddr, sizeof(baddr)), strerror(-res));
+               addr_format(c->be, baddr, sizeof(baddr)), strerror(-res));
         conn_close(w, c, 0);
         return;
     }
@@ -831,7 +831,7 @@ static void backend_no_proxy(struct worker *w, struct conn *c, int res, const ui
     log_rl(LOG_LEVEL_WARN, "c%u.%u backend %s %s: it probably does not expect PROXY protocol on "
            "that port (nginx/Kong: add proxy_protocol to its listen line), or run the relay "
            "with --proxy-protocol off", w->id, c->id,
-           addr_format(&c->be->sa, baddr, sizeof(baddr)), what);
+           addr_format(c->be, baddr, sizeof(baddr)), what);
 }
 
 /* The backend's first bytes, not TLS, answer the header rather than speak
@@ -959,7 +959,7 @@ void relay_on_timeout(struct worker *w, struct conn *c)
         w->stats.connect_timeouts++;
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect timed out after %u ms",
                w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)),
-               addr_format(&c->be->sa, baddr, sizeof(baddr)),
+               addr_format(c->be, baddr, sizeof(baddr)),
                w->timeout_ms[TIMER_CONNECT]);
         break;
     case TIMER_HEADER:

@@ -272,6 +272,7 @@ http {{
     server {{
         listen 127.0.0.1:{port4} ssl{pp};
         listen [::1]:{port6} ssl{pp};
+        listen unix:{dir}/tls.sock ssl{pp};
         ssl_certificate {crt};
         ssl_certificate_key {key};
         location / {{
@@ -300,6 +301,7 @@ class Nginx(Proc):
                                       crt=crt, key=key,
                                       pp=" proxy_protocol" if proxy_protocol else ""))
         self.access_log = os.path.join(self.dir, "access.log")
+        self.unix_path = os.path.join(self.dir, "tls.sock")
         super().__init__("nginx", ["nginx", "-e", os.path.join(self.dir, "error.log"),
                                    "-p", self.dir, "-c", conf], ctx.tmpdir)
         ctx.on_cleanup(self.shutdown)
@@ -309,7 +311,8 @@ class Nginx(Proc):
         if not self.alive():
             raise TestFailure(f"nginx exited: {tail(self.stderr())} "
                               f"{tail(read_text(os.path.join(self.dir, 'error.log')))}")
-        return is_listening(self.port4) and is_listening(self.port6)
+        return (is_listening(self.port4) and is_listening(self.port6) and
+                os.path.exists(self.unix_path))
 
     def access_lines(self):
         return read_text(self.access_log).splitlines()

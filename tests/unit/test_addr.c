@@ -60,3 +60,21 @@ Test(addr, unmap_v4)
     addr_unmap_v4(&a);
     cr_assert_eq(a.sa.sa_family, AF_INET6);
 }
+
+Test(addr, unix_paths)
+{
+    struct sockaddr_un u;
+    char buf[ADDR_STRLEN];
+    char longpath[200] = "unix:/";
+
+    cr_assert_eq(addr_parse_unix("unix:/run/kong/proxy.sock", &u), 0);
+    cr_assert_eq(u.sun_family, AF_UNIX);
+    cr_assert_str_eq(u.sun_path, "/run/kong/proxy.sock");
+    cr_assert_str_eq(addr_format((struct sockaddr *)&u, buf, sizeof(buf)),
+                     "unix:/run/kong/proxy.sock");
+    cr_assert_eq(addr_len((struct sockaddr *)&u), sizeof(struct sockaddr_un));
+    cr_assert_eq(addr_parse_unix("unix:run/x.sock", &u), -EINVAL, "relative path");
+    cr_assert_eq(addr_parse_unix("/run/x.sock", &u), -EINVAL, "no unix: prefix");
+    memset(longpath + 6, 'a', 120);
+    cr_assert_eq(addr_parse_unix(longpath, &u), -EINVAL, "longer than sun_path");
+}

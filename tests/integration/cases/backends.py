@@ -190,3 +190,14 @@ def backend_closing_after_header(ctx):
           "a backend closing after its client was reported too")
     check(f"backend 127.0.0.1:{be.port}: 1 connections where it seemed not to expect PROXY "
           "protocol" in rl.stderr(), "the backend's refusal was not counted for it")
+
+
+@case("nginx_tls_backend_unix_socket", budget=90)
+def nginx_unix_backend(ctx):
+    """--backend unix:/path: nginx's `listen unix:... ssl proxy_protocol`
+    answers with the client's own address."""
+    nginx = harness.Nginx(ctx, ctx.session_dir)
+    port = harness.free_port()
+    relay(ctx, [("127.0.0.1", port)], None, "--backend", f"unix:{nginx.unix_path}")
+    status, body, _ = https_get(ctx, ("127.0.0.1", port), "127.0.0.7")
+    expect_body(status, body, "127.0.0.7", "python TLS through a unix-socket backend")

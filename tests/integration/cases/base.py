@@ -42,7 +42,9 @@ def relay(ctx, listens, backend, *extra, name="relay", wrapper=()):
     args = []
     for host, port in listens:
         args += ["--listen", hostport(host, port)]
-    args += ["--backend", hostport(*backend)] + list(extra)
+    if backend:
+        args += ["--backend", hostport(*backend)]
+    args += list(extra)
     return harness.start_relay(ctx, args, name, wrapper=wrapper)
 
 
