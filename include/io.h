@@ -48,7 +48,8 @@ extern const struct io_backend io_epoll_backend;
 int io_uring_usable(void);
 
 /* Completions, implemented by relay.c. bid is BUF_NONE when no buffer. */
-void relay_on_accept(struct worker *w, int fd);
+/* A client on the worker's listening socket listen_fd[bind]. */
+void relay_on_accept(struct worker *w, int fd, int bind);
 void relay_on_connect(struct worker *w, struct conn *c, int res);
 void relay_on_recv(struct worker *w, struct conn *c, int d, int res, uint16_t bid);
 void relay_on_send(struct worker *w, struct conn *c, int d, int res);

@@ -55,10 +55,30 @@ struct options {
     uint32_t idle_timeout_ms; /* 0: none */
     uint32_t max_connections; /* 0: fit the open-file limit */
     int log_level;
+    uint64_t given;          /* OPT_* bits: flags on the command line */
     const char *config_path; /* -c FILE; NULL: none given */
     int config_check;        /* -t: check the file and exit */
     int config_dump;         /* --dump-config: print the effective file and exit */
 };
+
+/* Bits of options.given, for flags that override a configuration file. */
+#define OPT_LISTEN (1ULL << 0)
+#define OPT_BACKEND (1ULL << 1)
+#define OPT_PROXY (1ULL << 2)
+#define OPT_IO (1ULL << 3)
+#define OPT_SPLICE (1ULL << 4)
+#define OPT_LOG_LEVEL (1ULL << 5)
+#define OPT_WORKERS (1ULL << 6)
+#define OPT_MAX_CONNECTIONS (1ULL << 7)
+#define OPT_CONNECT_TIMEOUT (1ULL << 8)
+#define OPT_IDLE_TIMEOUT (1ULL << 9)
+#define OPT_PROXY_IN (1ULL << 10)
+#define OPT_TRUSTED (1ULL << 11)
+#define OPT_HEADER_TIMEOUT (1ULL << 12)
+#define OPT_HEADER_MAX (1ULL << 13)
+#define OPT_ROUTE (1ULL << 14)
+#define OPT_PEEK_TIMEOUT (1ULL << 15)
+#define OPT_TLVS (1ULL << 16)
 
 enum options_result { OPTIONS_RUN = 0, OPTIONS_HELP = 1, OPTIONS_VERSION = 2 };
 

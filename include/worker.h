@@ -8,6 +8,7 @@
 #include "list.h"
 #include "options.h"
 #include "proxy.h"
+#include "runtime.h"
 
 #include <pthread.h>
 #include <semaphore.h>
@@ -33,6 +34,9 @@ enum conn_state {
     CONN_CLOSING
 };
 
+#define TIMER_OWNERS (CONFIG_MAX_BACKENDS > CONFIG_MAX_LISTENERS ? CONFIG_MAX_BACKENDS \
+                                                               : CONFIG_MAX_LISTENERS)
+
 enum timer_kind {
     TIMER_CONNECT,
     TIMER_IDLE,
@@ -47,6 +51,7 @@ enum timer_kind {
 #define CONN_UNTRUSTED 0x01 /* inbound PROXY listener, untrusted client: refuse a header */
 #define CONN_CLIENT_TLS 0x02 /* the client's first bytes were a TLS handshake record */
 #define CONN_LOWAT 0x04      /* SO_RCVLOWAT raised on the client socket while peeking */
+#define CONN_HAS_DST 0x08    /* dst holds the destination a trusted inbound header gave */
 
 /* Direction flags. */
 #define DIR_RECV 0x01    /* recv or read-readiness wait pending on the source */
@@ -97,9 +102,13 @@ struct conn {
     uint8_t inflight; /* back end operations whose completion is pending */
     uint8_t timer_kind;
     uint8_t flags;    /* CONN_* */
-    uint8_t be_index; /* 0: --backend; 1 + i: route i */
+    uint8_t be_index; /* the backend in the configuration */
+    uint8_t li;       /* the listener that accepted it */
+    int8_t server;    /* the backend's server it connects to; -1: none yet */
+    uint64_t tried;   /* servers tried so far (bit per server) */
     struct dir dir[2];
-    union sockaddr_inet peer;
+    union sockaddr_inet peer; /* the client: from a trusted inbound header, or the socket */
+    union sockaddr_inet dst;
     uint8_t hdr[PROXY_HDR_MAX];
 };
 
@@ -122,8 +131,9 @@ struct stats {
     uint64_t header_timeouts;  /* trusted clients that sent no header in time */
     uint64_t header_bad;       /* trusted clients that sent something else */
     /* Connections whose backend ended or answered as if it took no header,
-     * by backend: [0] --backend, [1 + i] route i. */
-    uint64_t no_proxy[OPTIONS_MAX_ROUTES + 1];
+     * by backend. */
+    uint64_t no_proxy[CONFIG_MAX_BACKENDS];
+    uint64_t no_server; /* clients refused: every server down or full */
     uint64_t routed;           /* connections sent by SNI to a --route backend */
     uint64_t peek_timeouts;    /* clients with no whole ClientHello in time */
     uint64_t bytes[2]; /* by source side */
@@ -140,14 +150,16 @@ struct worker {
     int id;
     int cpu; /* -1: not pinned */
     pthread_t thread;
-    const struct options *opt;
+    struct runtime *rt; /* shared by all workers; pools change through atomics only */
+    const struct config *cfg; /* &rt->cfg */
     const struct io_backend *io;
     void *io_state;
     atomic_int stop; /* set to 1 to make the thread return */
     int init_result;
     sem_t *started;  /* posted once init_result is known */
 
-    int listen_fd[OPTIONS_MAX_LISTEN];
+    int listen_fd[RUNTIME_MAX_BINDS];
+    uint8_t listen_li[RUNTIME_MAX_BINDS]; /* the listener each socket belongs to */
     int n_listen;
     uint8_t accept_paused;  /* ACCEPT_PAUSE_* reasons */
     uint64_t accept_resume_ms;
@@ -170,9 +182,12 @@ struct worker {
     uint32_t n_pipes_free;
     uint32_t max_pipes;
 
-    struct list_head timers[TIMER_KINDS];
-    uint32_t timeout_ms[TIMER_KINDS];
-    uint32_t touch_ms[TIMER_KINDS]; /* how often activity restarts a timer */
+    /* One list per timeout: per kind, and per backend (connect, idle, fin)
+     * or listener (header, peek) whose setting it is. */
+    struct list_head timers[TIMER_KINDS][TIMER_OWNERS];
+    uint32_t timeout_ms[TIMER_KINDS][TIMER_OWNERS];
+    uint32_t touch_ms[TIMER_KINDS][TIMER_OWNERS]; /* how often activity restarts a timer */
+    struct pool_rr rr[CONFIG_MAX_BACKENDS];     /* this worker's round-robin state */
     uint64_t now_ms;
     uint64_t next_tick_ms;
 
@@ -192,11 +207,18 @@ static inline uint8_t *buf_data(struct worker *w, uint16_t bid)
     return w->bufs + (size_t)bid * BUF_STRIDE;
 }
 
-/* Sets up pools sized from opt; listen_fd[] are the worker's own listeners,
- * active_total the count of open connections all workers share.
- * Returns 0 or -errno. */
-int worker_init(struct worker *w, int id, const struct options *opt, const int *listen_fd,
-                int n_listen, atomic_uint *active_total);
+/* Sets up pools sized from rt; listen_fd[] are the worker's own listeners
+ * (listen_li[i]: the listener of listen_fd[i]), active_total the count of
+ * open connections all workers share. Returns 0 or -errno. */
+int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_fd,
+                const uint8_t *listen_li, int n_listen, atomic_uint *active_total);
+
+/* The setting a timer of this kind runs on: the connection's backend, or
+ * for the header and peek timeouts its listener. */
+static inline int timer_owner(const struct conn *c, int kind)
+{
+    return kind == TIMER_HEADER || kind == TIMER_PEEK ? c->li : c->be_index;
+}
 
 /* Whether every worker together holds --max-connections. */
 static inline int worker_all_full(const struct worker *w)

@@ -40,7 +40,7 @@ struct epoll_state {
     size_t runq_len, runq_cap;
     uint16_t *free_bufs;
     uint32_t n_free_bufs;
-    uint8_t accept_armed[OPTIONS_MAX_LISTEN];
+    uint8_t accept_armed[RUNTIME_MAX_BINDS];
 };
 
 static inline struct epoll_state *st_of(struct worker *w)
@@ -340,7 +340,7 @@ static void on_listen_event(struct worker *w, int li)
     for (int i = 0; i < ACCEPT_BATCH && !w->accept_paused; i++) {
         int fd = accept4(w->listen_fd[li], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            relay_on_accept(w, fd);
+            relay_on_accept(w, fd, li);
             continue;
         }
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)

@@ -55,7 +55,7 @@ struct uring_state {
     uint32_t *len;     /* bytes in a stashed buffer */
     uint64_t *ready;   /* directions with an ask the stash can answer */
     size_t n_ready, cap_ready;
-    uint8_t accept_armed[OPTIONS_MAX_LISTEN];
+    uint8_t accept_armed[RUNTIME_MAX_BINDS];
 };
 
 static inline uint64_t ud_pack(uint32_t idx, uint32_t gen, enum uring_op op, int d)
@@ -568,7 +568,7 @@ static void on_accept_cqe(struct worker *w, uint32_t li, const struct io_uring_c
     if (!(cqe->flags & IORING_CQE_F_MORE))
         st->accept_armed[li] = 0;
     if (cqe->res >= 0) {
-        relay_on_accept(w, cqe->res);
+        relay_on_accept(w, cqe->res, (int)li);
     } else if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOBUFS ||
                cqe->res == -ENOMEM) {
         relay_on_accept_error(w, -cqe->res);

@@ -104,6 +104,7 @@ static const struct io_backend *pick_backend(enum io_kind kind)
 
 struct relay {
     struct options opt;
+    struct runtime *rt;
     atomic_uint active_total;
     struct worker *workers;
     int n_workers;
@@ -128,31 +129,53 @@ static int listen_probe(const union sockaddr_inet *a)
     return err;
 }
 
-/* Opens every listener for every worker before any thread starts, so a bad
- * address fails the start instead of leaving it half-configured. */
-static int open_listeners(struct relay *r, int fds[][OPTIONS_MAX_LISTEN])
+/* How a bind address is named in errors: as the flag, or the listener. */
+static void bind_name(const struct config *c, int l, int b, char *buf, size_t cap)
 {
     char addr[ADDR_STRLEN];
 
-    for (int i = 0; i < r->opt.n_listen; i++) {
-        int err = listen_probe(&r->opt.listen[i]);
-        if (err < 0) {
-            log_error("--listen %s: %s%s", addr_format(&r->opt.listen[i].sa, addr, sizeof(addr)),
-                      strerror(-err),
-                      err == -EADDRINUSE ? " (is another ringrelay or server running there?)"
-                                         : "");
-            return err;
+    addr_format(&c->listeners[l].bind[b].sa, addr, sizeof(addr));
+    if (strcmp(c->listeners[l].name, "cli") == 0)
+        snprintf(buf, cap, "--listen %s", addr);
+    else
+        snprintf(buf, cap, "listener %s: bind %s", c->listeners[l].name, addr);
+}
+
+/* Opens every bind of every listener for every worker before any thread
+ * starts, so a bad address fails the start instead of leaving it
+ * half-configured. fds[w][i] belongs to listener li[i]. */
+static int open_listeners(struct relay *r, int fds[][RUNTIME_MAX_BINDS], uint8_t *li, int *n)
+{
+    const struct config *c = &r->rt->cfg;
+    char name[ADDR_STRLEN + CONFIG_NAME_MAX + 32];
+    int err;
+
+    *n = 0;
+    for (int l = 0; l < c->n_listeners; l++) {
+        for (int b = 0; b < c->listeners[l].n_bind; b++) {
+            li[*n] = (uint8_t)l;
+            (*n)++;
+            if ((err = listen_probe(&c->listeners[l].bind[b])) < 0) {
+                bind_name(c, l, b, name, sizeof(name));
+                log_error("%s: %s%s", name, strerror(-err),
+                          err == -EADDRINUSE ? " (is another ringrelay or server running there?)"
+                                             : "");
+                return err;
+            }
         }
     }
     for (int w = 0; w < r->n_workers; w++) {
-        for (int i = 0; i < r->opt.n_listen; i++) {
-            int fd = listen_open(&r->opt.listen[i]);
-            if (fd < 0) {
-                log_error("--listen %s: %s", addr_format(&r->opt.listen[i].sa, addr, sizeof(addr)),
-                          strerror(-fd));
-                return fd;
+        int i = 0;
+        for (int l = 0; l < c->n_listeners; l++) {
+            for (int b = 0; b < c->listeners[l].n_bind; b++, i++) {
+                int fd = listen_open(&c->listeners[l].bind[b]);
+                if (fd < 0) {
+                    bind_name(c, l, b, name, sizeof(name));
+                    log_error("%s: %s", name, strerror(-fd));
+                    return fd;
+                }
+                fds[w][i] = fd;
             }
-            fds[w][i] = fd;
         }
     }
     return 0;
@@ -161,8 +184,9 @@ static int open_listeners(struct relay *r, int fds[][OPTIONS_MAX_LISTEN])
 static int start_workers(struct relay *r, const struct io_backend *io, sem_t *started, const int *cpus,
                          int n_cpus)
 {
-    int(*fds)[OPTIONS_MAX_LISTEN] = calloc((size_t)r->n_workers, sizeof(*fds));
-    int err;
+    int(*fds)[RUNTIME_MAX_BINDS] = calloc((size_t)r->n_workers, sizeof(*fds));
+    uint8_t li[RUNTIME_MAX_BINDS];
+    int err, n = 0;
 
     r->workers = calloc((size_t)r->n_workers, sizeof(*r->workers));
     if (!fds || !r->workers) {
@@ -170,22 +194,31 @@ static int start_workers(struct relay *r, const struct io_backend *io, sem_t *st
         return -ENOMEM;
     }
     for (int w = 0; w < r->n_workers; w++)
-        for (int i = 0; i < OPTIONS_MAX_LISTEN; i++)
+        for (int i = 0; i < RUNTIME_MAX_BINDS; i++)
             fds[w][i] = -1;
-    err = open_listeners(r, fds);
+    err = open_listeners(r, fds, li, &n);
     for (int w = 0; w < r->n_workers && err == 0; w++)
-        err = worker_init(&r->workers[w], w, &r->opt, fds[w], r->opt.n_listen, &r->active_total);
+        err = worker_init(&r->workers[w], w, r->rt, fds[w], li, n, &r->active_total);
     if (err == 0) {
         for (int w = 0; w < r->n_workers && err == 0; w++)
             err = worker_start(&r->workers[w], io, n_cpus ? cpus[w % n_cpus] : -1, started);
     } else {
         for (int w = 0; w < r->n_workers; w++)
-            for (int i = 0; i < OPTIONS_MAX_LISTEN; i++)
+            for (int i = 0; i < RUNTIME_MAX_BINDS; i++)
                 if (fds[w][i] >= 0)
                     close(fds[w][i]);
     }
     free(fds);
     return err;
+}
+
+/* A backend as logs name it: its address when it has one server. */
+static const char *backend_name(const struct runtime *rt, int b, char *buf, size_t cap)
+{
+    if (rt->cfg.backends[b].n_servers == 1)
+        return addr_format(runtime_server_addr(rt, b, 0), buf, cap);
+    snprintf(buf, cap, "%s", rt->cfg.backends[b].name);
+    return buf;
 }
 
 static void log_totals(const struct relay *r)
@@ -206,8 +239,9 @@ static void log_totals(const struct relay *r)
         t.header_untrusted += s->header_untrusted;
         t.header_timeouts += s->header_timeouts;
         t.header_bad += s->header_bad;
-        for (int b = 0; b <= r->opt.n_routes; b++)
+        for (int b = 0; b < r->rt->cfg.n_backends; b++)
             t.no_proxy[b] += s->no_proxy[b];
+        t.no_server += s->no_server;
         t.bytes[0] += s->bytes[0];
         t.bytes[1] += s->bytes[1];
     }
@@ -219,17 +253,17 @@ static void log_totals(const struct relay *r)
              (unsigned long long)t.connect_timeouts, (unsigned long long)t.idle_timeouts,
              (unsigned long long)t.aborts, (unsigned long long)t.bytes[0],
              (unsigned long long)t.bytes[1]);
-    if (r->opt.proxy_in != PROXY_IN_OFF)
+    if (t.header_in || t.header_untrusted || t.header_timeouts || t.header_bad)
         log_info("inbound PROXY headers: %llu accepted, %llu from untrusted clients refused, "
                  "%llu timed out, %llu bad",
                  (unsigned long long)t.header_in, (unsigned long long)t.header_untrusted,
                  (unsigned long long)t.header_timeouts, (unsigned long long)t.header_bad);
-    for (int b = 0; b <= r->opt.n_routes; b++)
+    for (int b = 0; b < r->rt->cfg.n_backends; b++)
         if (t.no_proxy[b])
             log_warn("backend %s: %llu connections where it seemed not to expect PROXY protocol",
-                     addr_format(b ? &r->opt.routes[b - 1].backend.sa : options_backend(&r->opt),
-                                 addr, sizeof(addr)),
-                     (unsigned long long)t.no_proxy[b]);
+                     backend_name(r->rt, b, addr, sizeof(addr)), (unsigned long long)t.no_proxy[b]);
+    if (t.no_server)
+        log_warn("%llu clients refused: no server up with room", (unsigned long long)t.no_server);
 }
 
 /* Reads a whole file (at most 1 MiB) into a NUL-terminated buffer. */
@@ -258,8 +292,7 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
     return buf;
 }
 
-/* -t, --dump-config, or -c: the configuration file. Running the relay from
- * it comes with backend pools; until then it can be checked and printed. */
+/* -t or --dump-config: check the configuration file, or print it. */
 static int config_command(const struct options *o)
 {
     const char *path = o->config_path ? o->config_path : CONFIG_DEFAULT_PATH;
@@ -275,14 +308,8 @@ static int config_command(const struct options *o)
         ret = 0;
         if (o->config_dump)
             config_dump(c, stdout);
-        else if (o->config_check)
+        else
             fprintf(stderr, "ringrelay: the configuration file %s syntax is ok\n", path);
-        else {
-            snprintf(err, sizeof(err), "%s: running from a configuration file is not built yet "
-                     "(backend pools come first); check it with -t, or run with --listen and "
-                     "--backend", path);
-            ret = 2;
-        }
     }
     if (ret)
         fprintf(stderr, "ringrelay: %s\n", err);
@@ -302,39 +329,76 @@ static void set_instance(void)
 }
 
 /* Trusting every address lets any client write its own source address. */
-static void warn_trust_everything(const struct options *o)
+static void warn_trust_everything(const struct config *c)
 {
     char net[CIDR_STRLEN];
 
-    for (int i = 0; i < o->n_trusted; i++)
-        if (cidr_is_everything(&o->trusted[i]))
-            log_warn("--trusted-source %s: every client may send a PROXY header and claim any "
-                     "address; list only the proxies in front of this relay",
-                     cidr_format(&o->trusted[i], net, sizeof(net)));
+    for (int l = 0; l < c->n_listeners; l++)
+        for (int i = 0; i < c->listeners[l].n_trusted; i++)
+            if (cidr_is_everything(&c->listeners[l].trusted[i]))
+                log_warn("listener %s: trusted source %s: every client may send a PROXY header "
+                         "and claim any address; list only the proxies in front of this relay",
+                         c->listeners[l].name,
+                         cidr_format(&c->listeners[l].trusted[i], net, sizeof(net)));
 }
 
 static void log_ready(const struct relay *r, const struct io_backend *io)
 {
-    char line[OPTIONS_MAX_LISTEN * (ADDR_STRLEN + 1)] = "", addr[ADDR_STRLEN];
     static const char *const pp[] = {"off", "v1", "v2"};
+    static const char *const pp_in[] = {"off", "v1", "v2", "any"};
+    const struct config *c = &r->rt->cfg;
+    const struct config_listener *l0 = &c->listeners[0];
+    char line[RUNTIME_MAX_BINDS * (ADDR_STRLEN + 1)] = "", addr[ADDR_STRLEN];
     size_t n = 0;
 
-    static const char *const pp_in[] = {"off", "v1", "v2", "any"};
-
-    for (int i = 0; i < r->opt.n_listen; i++)
-        n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s", i ? " " : "",
-                              addr_format(&r->opt.listen[i].sa, addr, sizeof(addr)));
+    for (int l = 0; l < c->n_listeners; l++)
+        for (int b = 0; b < c->listeners[l].n_bind; b++)
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s", n ? " " : "",
+                                  addr_format(&c->listeners[l].bind[b].sa, addr, sizeof(addr)));
     log_info("ready: listening on %s, backend %s, proxy-protocol %s, proxy-protocol-in %s, "
              "io=%s, workers=%d, max-connections=%u, instance=%016llx",
-             line, addr_format(options_backend(&r->opt), addr, sizeof(addr)), pp[r->opt.proxy],
-             pp_in[r->opt.proxy_in], io->name, r->n_workers, r->opt.max_connections,
-             (unsigned long long)instance);
+             line, backend_name(r->rt, l0->default_index, addr, sizeof(addr)),
+             pp[c->backends[l0->default_index].proxy_protocol], pp_in[l0->proxy_protocol_in],
+             io->name, r->n_workers, c->max_connections, (unsigned long long)instance);
+}
+
+/* The runtime from -c FILE (with the flags over it) or from the flags. */
+static int load_runtime(struct relay *r)
+{
+    char err[512];
+    size_t len;
+    char *text;
+
+    r->rt = calloc(1, sizeof(*r->rt));
+    if (!r->rt) {
+        fprintf(stderr, "ringrelay: out of memory\n");
+        return -ENOMEM;
+    }
+    if (!r->opt.config_path) {
+        runtime_config_from_options(&r->rt->cfg, &r->opt);
+    } else {
+        text = read_file(r->opt.config_path, &len, err, sizeof(err));
+        if (!text || config_parse(&r->rt->cfg, r->opt.config_path, text, len, err,
+                                  sizeof(err)) < 0 ||
+            runtime_apply_options(&r->rt->cfg, &r->opt, err, sizeof(err)) < 0) {
+            fprintf(stderr, "ringrelay: %s\n", err);
+            free(text);
+            return -EINVAL;
+        }
+        free(text);
+    }
+    if (runtime_build(r->rt, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ringrelay: %s\n", err);
+        return -EINVAL;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     static struct relay r;
     const struct io_backend *io;
+    struct config *cfg;
     int cpus[CPU_SETSIZE], n_cpus, sig, failed = 0;
     char err[256];
     sigset_t sigs;
@@ -355,18 +419,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringrelay: %s\n", err);
         return 2;
     }
-    if (r.opt.config_check || r.opt.config_dump || r.opt.config_path)
+    if (r.opt.config_check || r.opt.config_dump)
         return config_command(&r.opt);
-    log_level = r.opt.log_level;
-    warn_trust_everything(&r.opt);
+    if (load_runtime(&r) < 0)
+        return 2;
+    cfg = &r.rt->cfg;
+    log_level = cfg->log_level;
+    warn_trust_everything(cfg);
     set_instance();
     signal(SIGPIPE, SIG_IGN);
     n_cpus = usable_cpus(cpus, CPU_SETSIZE);
-    r.n_workers = r.opt.workers ? r.opt.workers : (n_cpus ? n_cpus : 1);
-    r.opt.max_connections = fit_connections(r.opt.max_connections, r.n_workers);
-    if (r.opt.max_connections < (uint32_t)r.n_workers)
-        r.opt.max_connections = (uint32_t)r.n_workers;
-    io = pick_backend(r.opt.io);
+    r.n_workers = cfg->workers ? cfg->workers : (n_cpus ? n_cpus : 1);
+    cfg->max_connections = fit_connections(cfg->max_connections, r.n_workers);
+    if (cfg->max_connections < (uint32_t)r.n_workers)
+        cfg->max_connections = (uint32_t)r.n_workers;
+    io = pick_backend(cfg->io);
     if (!io)
         return 1;
 
@@ -397,5 +464,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < r.n_workers; i++)
         worker_fini(&r.workers[i]);
     free(r.workers);
+    runtime_free(r.rt);
+    free(r.rt);
     return 0;
 }

@@ -377,6 +377,8 @@ int options_parse(struct options *o, int argc, char *const argv[], char *err, si
         }
         if (apply(o, flag, val, err, errlen) < 0)
             return -EINVAL;
+        /* known_flags lists the flags in OPT_* bit order. */
+        o->given |= 1ULL << pick(flag, known_flags);
     }
     if (o->config_check || o->config_dump)
         return OPTIONS_RUN;

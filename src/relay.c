@@ -75,6 +75,7 @@ static struct conn *conn_alloc(struct worker *w)
         c->dir[d].pipe = -1;
     }
     c->timer_kind = TIMER_NONE;
+    c->server = -1;
     list_init(&c->timer);
     w->stats.accepted++;
     w->stats.active++;
@@ -86,17 +87,19 @@ static void timer_set(struct worker *w, struct conn *c, enum timer_kind kind)
     list_del(&c->timer);
     c->timer_kind = (uint8_t)kind;
     c->active_ms = w->now_ms;
-    if (kind != TIMER_NONE && w->timeout_ms[kind])
-        list_add_tail(&w->timers[kind], &c->timer);
+    if (kind != TIMER_NONE && w->timeout_ms[kind][timer_owner(c, kind)])
+        list_add_tail(&w->timers[kind][timer_owner(c, kind)], &c->timer);
 }
 
 /* Activity: restart the inactivity timer, at most once a second so the
  * data path rarely touches the list. */
 static void conn_touch(struct worker *w, struct conn *c)
 {
-    if (c->timer_kind < TIMER_KINDS && c->active_ms + w->touch_ms[c->timer_kind] <= w->now_ms &&
-        (c->timer_kind == TIMER_IDLE || c->timer_kind == TIMER_FIN))
-        timer_set(w, c, (enum timer_kind)c->timer_kind);
+    int k = c->timer_kind;
+
+    if ((k == TIMER_IDLE || k == TIMER_FIN) &&
+        c->active_ms + w->touch_ms[k][timer_owner(c, k)] <= w->now_ms)
+        timer_set(w, c, (enum timer_kind)k);
 }
 
 /* ---- pooled buffers and pipes ---- */
@@ -222,8 +225,11 @@ static void op_poll_out(struct worker *w, struct conn *c, int d)
 
 /* ---- closing ---- */
 
+static void conn_drop_server(struct worker *w, struct conn *c);
+
 static void conn_free(struct worker *w, struct conn *c)
 {
+    conn_drop_server(w, c);
     for (int d = 0; d < 2; d++) {
         buf_release(w, &c->dir[d]);
         pipe_release(w, &c->dir[d]);
@@ -299,10 +305,9 @@ static void set_nodelay(int fd)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-/* The most an outbound header with TLVs can take. */
-static size_t hdr_ext_cap(const struct options *o)
+static const struct config_backend *conn_backend(const struct worker *w, const struct conn *c)
 {
-    return PROXY_HDR_MAX + TLV_OWN_ROOM + (o->n_tlv_pass ? o->header_max : 0);
+    return &w->cfg->backends[c->be_index];
 }
 
 /* Appends one TLV to c's outbound header; one that does not fit is left
@@ -312,49 +317,60 @@ static void conn_add_tlv(struct worker *w, struct conn *c, uint8_t type, const v
 {
     size_t n = c->hdr_len;
 
-    if (c->hdr_ext && proxy_v2_add_tlv(c->hdr_ext, hdr_ext_cap(w->opt), &n, type, v, len) == 0)
+    if (c->hdr_ext &&
+        proxy_v2_add_tlv(c->hdr_ext, w->rt->hdr_cap[c->be_index], &n, type, v, len) == 0)
         c->hdr_len = (uint16_t)n;
 }
 
-/* Copies the TLV types --tlvs names from a trusted inbound header. */
-static void conn_pass_tlvs(struct worker *w, struct conn *c, const struct proxy_header *in)
+/* Copies the TLV types the backend lists from a trusted inbound header's
+ * TLVs (kept in hdr_in since the header was read). */
+static void conn_pass_tlvs(struct worker *w, struct conn *c)
 {
+    const struct config_backend *b = conn_backend(w, c);
+    struct proxy_header in = {.tlv = c->hdr_in, .tlv_len = c->hdr_in_len};
     const uint8_t *v;
     size_t pos = 0;
     uint16_t len;
     uint8_t type;
 
-    while (in && proxy_tlv_next(in, &pos, &type, &v, &len))
-        for (int i = 0; i < w->opt->n_tlv_pass; i++)
-            if (w->opt->tlv_pass[i] == type)
+    while (c->hdr_in && proxy_tlv_next(&in, &pos, &type, &v, &len))
+        for (int i = 0; i < b->n_tlv_pass; i++)
+            if (b->tlv_pass[i] == type)
                 conn_add_tlv(w, c, type, v, len);
 }
 
-/* Writes c's outbound PROXY header for a stream from src to dst (dst NULL:
- * the address the client connected to), with the TLVs of a trusted inbound
- * header that --tlvs passes on. Returns 0 or -errno. */
-static int conn_build_header(struct worker *w, struct conn *c, const struct sockaddr *src,
-                             const struct sockaddr *dst, const struct proxy_header *in)
+/* Writes c's outbound header for its backend: the client's address (from
+ * a trusted inbound header, or the connection), the address it reached,
+ * and the TLVs the backend wants that are known before a server is picked.
+ * ch: the ClientHello if one was peeked. Returns 0 or -errno. */
+static int conn_build_header(struct worker *w, struct conn *c, const struct client_hello *ch)
 {
+    const struct config_backend *b = conn_backend(w, c);
     union sockaddr_inet local;
+    const struct sockaddr *dst = &c->dst.sa;
     socklen_t len = sizeof(local);
     int n;
 
-    if (w->opt->proxy == PROXY_OFF)
+    if (b->proxy_protocol == PROXY_OFF)
         return 0;
-    if (!dst) {
+    if (!(c->flags & CONN_HAS_DST)) {
         if (getsockname(c->fd[SIDE_CLIENT], &local.sa, &len) == -1)
             return -errno;
         dst = &local.sa;
     }
-    if ((w->opt->tlvs || w->opt->n_tlv_pass) && !(c->hdr_ext = malloc(hdr_ext_cap(w->opt))))
+    if ((b->tlvs || b->n_tlv_pass) && !(c->hdr_ext = malloc(w->rt->hdr_cap[c->be_index])))
         return -ENOMEM;
-    n = proxy_encode(w->opt->proxy, conn_hdr(c), c->hdr_ext ? hdr_ext_cap(w->opt)
-                                                             : sizeof(c->hdr), src, dst);
+    n = proxy_encode(b->proxy_protocol, conn_hdr(c),
+                     c->hdr_ext ? w->rt->hdr_cap[c->be_index] : sizeof(c->hdr),
+                     &c->peer.sa, dst);
     if (n < 0)
         return n;
     c->hdr_len = (uint16_t)n;
-    conn_pass_tlvs(w, c, in);
+    conn_pass_tlvs(w, c);
+    if (ch && (b->tlvs & TLV_AUTHORITY) && ch->sni)
+        conn_add_tlv(w, c, PROXY_TLV_AUTHORITY, ch->sni, ch->sni_len);
+    if (ch && (b->tlvs & TLV_ALPN) && ch->alpn) /* the first protocol offered */
+        conn_add_tlv(w, c, PROXY_TLV_ALPN, ch->alpn + 1, ch->alpn[0]);
     return 0;
 }
 
@@ -362,28 +378,73 @@ static int conn_build_header(struct worker *w, struct conn *c, const struct sock
  * the finished header. */
 static void conn_finish_header(struct worker *w, struct conn *c)
 {
+    const struct config_backend *b = conn_backend(w, c);
     char id[64];
     size_t n;
 
     if (!c->hdr_ext)
         return;
-    if (w->opt->tlvs & TLV_UNIQUE_ID) {
+    if (b->tlvs & TLV_UNIQUE_ID) {
         snprintf(id, sizeof(id), "%016llx-%d.%u", (unsigned long long)instance_id, w->id, c->id);
         conn_add_tlv(w, c, PROXY_TLV_UNIQUE_ID, id, strlen(id));
         log_debug("c%u.%u unique_id %s", w->id, c->id, id);
     }
     n = c->hdr_len;
-    if ((w->opt->tlvs & TLV_CRC32C) && proxy_v2_add_crc32c(c->hdr_ext, hdr_ext_cap(w->opt), &n) == 0)
+    if ((b->tlvs & TLV_CRC32C) &&
+        proxy_v2_add_crc32c(c->hdr_ext, w->rt->hdr_cap[c->be_index], &n) == 0)
         c->hdr_len = (uint16_t)n;
 }
 
-/* Opens the connection to c->be; the header is built already. */
+/* Names c's server in logs, or its backend before a server is picked. */
+static const char *conn_server_name(const struct worker *w, const struct conn *c, char *buf,
+                                    size_t cap)
+{
+    if (c->server < 0) {
+        snprintf(buf, cap, "%s", conn_backend(w, c)->name);
+        return buf;
+    }
+    return addr_format(runtime_server_addr(w->rt, c->be_index, c->server), buf, cap);
+}
+
+/* Takes a server of c's backend that is up, has room, and was not tried
+ * yet. Returns 0, or -1 (logged, counted) when there is none. */
+static int conn_pick_server(struct worker *w, struct conn *c)
+{
+    struct pool *p = &w->rt->pools[c->be_index];
+    int s = pool_pick(p, &w->rr[c->be_index], &c->peer.sa, c->tried);
+
+    if (s < 0) {
+        w->stats.no_server++;
+        log_rl(LOG_LEVEL_WARN, "c%u.%u backend %s: no server to take the connection (%d "
+               "servers: down, full, or tried already)", w->id, c->id, conn_backend(w, c)->name,
+               p->n);
+        return -1;
+    }
+    c->server = (int8_t)s;
+    c->tried |= 1ULL << s;
+    atomic_fetch_add_explicit(&p->m[s].active, 1, memory_order_relaxed);
+    return 0;
+}
+
+/* Gives c's server back (its open count). */
+static void conn_drop_server(struct worker *w, struct conn *c)
+{
+    if (c->server < 0)
+        return;
+    atomic_fetch_sub_explicit(&w->rt->pools[c->be_index].m[c->server].active, 1,
+                              memory_order_relaxed);
+    c->server = -1;
+}
+
+/* Opens the connection to a server of c's backend; the header is built. */
 static void conn_connect(struct worker *w, struct conn *c)
 {
-    const struct sockaddr *be = c->be;
+    const struct sockaddr *be;
     int bfd, err;
 
-    conn_finish_header(w, c);
+    if (conn_pick_server(w, c) < 0)
+        return conn_close(w, c, 0);
+    be = runtime_server_addr(w->rt, c->be_index, c->server);
     bfd = socket(be->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (bfd == -1) {
         err = errno;
@@ -452,31 +513,33 @@ static void header_refuse(struct worker *w, struct conn *c, const uint8_t *p, si
 static void header_done(struct worker *w, struct conn *c, const struct proxy_header *h,
                         uint8_t *scratch, size_t drop)
 {
-    int ret;
-
     if (drop && recv(c->fd[SIDE_CLIENT], scratch, drop, 0) != (ssize_t)drop)
         return conn_close(w, c, 1);
     free(c->hdr_in);
     c->hdr_in = NULL;
+    c->hdr_in_len = 0;
     w->stats.header_in++;
     if (h->has_addr) {
         c->peer = h->src;
-        ret = conn_build_header(w, c, &h->src.sa, &h->dst.sa, h);
-    } else { /* LOCAL or UNKNOWN: the connection's own endpoints */
-        ret = conn_build_header(w, c, &c->peer.sa, NULL, h);
+        c->dst = h->dst;
+        c->flags |= CONN_HAS_DST;
+    } /* else LOCAL or UNKNOWN: the connection's own endpoints */
+    /* Keep the TLVs a backend may copy until one is chosen. */
+    if (w->rt->any_tlv_pass && h->tlv_len && (c->hdr_in = malloc(h->tlv_len))) {
+        memcpy(c->hdr_in, h->tlv, h->tlv_len);
+        c->hdr_in_len = (uint16_t)h->tlv_len;
     }
-    if (ret < 0)
-        return conn_close(w, c, 0);
     conn_route(w, c);
 }
 
 static void header_read(struct worker *w, struct conn *c)
 {
     uint8_t buf[OPTIONS_HEADER_MAX_LIMIT];
-    enum proxy_in mode = w->opt->proxy_in;
+    const struct config_listener *l = &w->cfg->listeners[c->li];
+    enum proxy_in mode = l->proxy_protocol_in;
     size_t have = c->hdr_in_len,
-           cap = mode == PROXY_IN_V1 || w->opt->header_max < PROXY_V1_MAX ? PROXY_V1_MAX
-                                                                           : w->opt->header_max;
+           cap = mode == PROXY_IN_V1 || l->header_max_size < PROXY_V1_MAX ? PROXY_V1_MAX
+                                                                           : l->header_max_size;
     struct proxy_header h;
     ssize_t n = recv(c->fd[SIDE_CLIENT], buf + have, cap - have, MSG_PEEK);
     int ret;
@@ -490,7 +553,7 @@ static void header_read(struct worker *w, struct conn *c)
     }
     if (have)
         memcpy(buf, c->hdr_in, have);
-    ret = proxy_parse(buf, have + (size_t)n, mode, w->opt->header_max, &h);
+    ret = proxy_parse(buf, have + (size_t)n, mode, l->header_max_size, &h);
     if (ret > 0)
         return header_done(w, c, &h, buf + have, (size_t)ret - have);
     if (ret != -EAGAIN)
@@ -534,18 +597,35 @@ static void set_lowat(struct conn *c, int bytes)
     (void)setsockopt(c->fd[SIDE_CLIENT], SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof(bytes));
 }
 
-static void peek_done(struct worker *w, struct conn *c, const struct route *r)
+/* The backend is chosen: build the header for it, then connect. */
+static void conn_prepare(struct worker *w, struct conn *c, int be, const struct client_hello *ch)
 {
+    c->be_index = (uint8_t)be;
+    if (conn_build_header(w, c, ch) < 0)
+        return conn_close(w, c, 0);
+    free(c->hdr_in); /* inbound TLVs, copied or not needed */
+    c->hdr_in = NULL;
+    c->hdr_in_len = 0;
+    conn_finish_header(w, c);
+    conn_connect(w, c);
+}
+
+/* Routes by the ClientHello's server name (ch NULL: none), then prepares. */
+static void peek_done(struct worker *w, struct conn *c, const struct client_hello *ch)
+{
+    const struct config_listener *l = &w->cfg->listeners[c->li];
+    const struct route *r = ch ? route_pick(w->rt->routes[c->li], l->n_routes, ch->sni,
+                                            ch->sni_len)
+                               : NULL;
+
     if (c->flags & CONN_LOWAT) {
         set_lowat(c, 1);
         c->flags &= (uint8_t)~CONN_LOWAT;
     }
-    if (r) {
+    if (r)
         w->stats.routed++;
-        c->be = &r->backend.sa;
-        c->be_index = (uint8_t)(1 + (r - w->opt->routes));
-    }
-    conn_connect(w, c);
+    conn_prepare(w, c, r ? l->routes[r - w->rt->routes[c->li]].backend_index : l->default_index,
+                 ch);
 }
 
 static void peek_read(struct worker *w, struct conn *c)
@@ -577,33 +657,31 @@ static void peek_read(struct worker *w, struct conn *c)
                   ret == -EPROTO ? "not a TLS ClientHello" : "ClientHello too large");
         return peek_done(w, c, NULL);
     }
-    if ((w->opt->tlvs & TLV_AUTHORITY) && ch.sni)
-        conn_add_tlv(w, c, PROXY_TLV_AUTHORITY, ch.sni, ch.sni_len);
-    if ((w->opt->tlvs & TLV_ALPN) && ch.alpn) /* the first protocol offered */
-        conn_add_tlv(w, c, PROXY_TLV_ALPN, ch.alpn + 1, ch.alpn[0]);
-    peek_done(w, c, route_pick(w->opt->routes, w->opt->n_routes, ch.sni, ch.sni_len));
+    peek_done(w, c, &ch);
 }
 
-/* The header is built: pick the backend, by server name if routes exist. */
+/* Picks the backend: by server name if the listener has routes (or its
+ * default backend wants TLVs from the ClientHello), else its default. */
 static void conn_route(struct worker *w, struct conn *c)
 {
-    c->be = options_backend(w->opt);
-    c->be_index = 0;
-    if (w->opt->n_routes || (w->opt->tlvs & (TLV_AUTHORITY | TLV_ALPN)))
+    const struct config_listener *l = &w->cfg->listeners[c->li];
+
+    if (l->n_routes || (w->cfg->backends[l->default_index].tlvs & (TLV_AUTHORITY | TLV_ALPN)))
         return peek_start(w, c);
-    conn_connect(w, c);
+    conn_prepare(w, c, l->default_index, NULL);
 }
 
-static int peer_trusted(const struct options *o, const struct sockaddr *sa)
+static int peer_trusted(const struct config_listener *l, const struct sockaddr *sa)
 {
-    for (int i = 0; i < o->n_trusted; i++)
-        if (cidr_match(&o->trusted[i], sa))
+    for (int i = 0; i < l->n_trusted; i++)
+        if (cidr_match(&l->trusted[i], sa))
             return 1;
     return 0;
 }
 
-void relay_on_accept(struct worker *w, int fd)
+void relay_on_accept(struct worker *w, int fd, int bind)
 {
+    const struct config_listener *l = &w->cfg->listeners[w->listen_li[bind]];
     struct conn *c = conn_alloc(w);
     socklen_t len;
 
@@ -625,14 +703,13 @@ void relay_on_accept(struct worker *w, int fd)
     len = sizeof(c->peer);
     if (getpeername(fd, &c->peer.sa, &len) == -1)
         return conn_close(w, c, 0);
+    c->li = w->listen_li[bind];
     w->io->attach(w, c, SIDE_CLIENT);
-    if (w->opt->proxy_in != PROXY_IN_OFF) {
-        if (peer_trusted(w->opt, &c->peer.sa))
+    if (l->proxy_protocol_in != PROXY_IN_OFF) {
+        if (peer_trusted(l, &c->peer.sa))
             return header_start(w, c);
         c->flags |= CONN_UNTRUSTED;
     }
-    if (conn_build_header(w, c, &c->peer.sa, NULL, NULL) < 0)
-        return conn_close(w, c, 0);
     conn_route(w, c);
 }
 
@@ -647,7 +724,7 @@ void relay_on_connect(struct worker *w, struct conn *c, int res)
         w->stats.connect_errors++;
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect: %s", w->id, c->id,
                addr_format(&c->peer.sa, addr, sizeof(addr)),
-               addr_format(c->be, baddr, sizeof(baddr)), strerror(-res));
+               conn_server_name(w, c, baddr, sizeof(baddr)), strerror(-res));
         conn_close(w, c, 0);
         return;
     }
@@ -687,9 +764,9 @@ static void dir_shut(struct worker *w, struct conn *c, int d)
 /* Whether d should move to splice; ends a full window in auto mode. */
 static int splice_wanted(const struct worker *w, struct dir *dir)
 {
-    if (w->opt->splice == SPLICE_ALWAYS)
+    if (w->cfg->splice == SPLICE_ALWAYS)
         return 1;
-    if (w->opt->splice != SPLICE_AUTO || dir->win_bytes < SPLICE_WINDOW)
+    if (w->cfg->splice != SPLICE_AUTO || dir->win_bytes < SPLICE_WINDOW)
         return 0;
     if (dir->win_reads <= SPLICE_WINDOW / SPLICE_MIN_READ)
         return 1;
@@ -771,7 +848,7 @@ static void dir_next(struct worker *w, struct conn *c, int d)
     if (c->state == CONN_CONNECTING) {
         /* Only the client may be read before the header has gone out. */
         if (d == SIDE_CLIENT && !(dir->flags & (DIR_RECV | DIR_EOF)) && !dir->len &&
-            (w->opt->splice != SPLICE_ALWAYS || (c->flags & CONN_UNTRUSTED)))
+            (w->cfg->splice != SPLICE_ALWAYS || (c->flags & CONN_UNTRUSTED)))
             op_recv(w, c, d);
         return;
     }
@@ -831,7 +908,7 @@ static void backend_no_proxy(struct worker *w, struct conn *c, int res, const ui
     log_rl(LOG_LEVEL_WARN, "c%u.%u backend %s %s: it probably does not expect PROXY protocol on "
            "that port (nginx/Kong: add proxy_protocol to its listen line), or run the relay "
            "with --proxy-protocol off", w->id, c->id,
-           addr_format(c->be, baddr, sizeof(baddr)), what);
+           conn_server_name(w, c, baddr, sizeof(baddr)), what);
 }
 
 /* The backend's first bytes, not TLS, answer the header rather than speak
@@ -959,28 +1036,28 @@ void relay_on_timeout(struct worker *w, struct conn *c)
         w->stats.connect_timeouts++;
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect timed out after %u ms",
                w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)),
-               addr_format(c->be, baddr, sizeof(baddr)),
-               w->timeout_ms[TIMER_CONNECT]);
+               conn_server_name(w, c, baddr, sizeof(baddr)),
+               w->timeout_ms[TIMER_CONNECT][timer_owner(c, TIMER_CONNECT)]);
         break;
     case TIMER_HEADER:
         w->stats.header_timeouts++;
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: no PROXY header within %u ms "
                "(--header-timeout): closed", w->id, c->id,
-               addr_format(&c->peer.sa, addr, sizeof(addr)), w->timeout_ms[TIMER_HEADER]);
+               addr_format(&c->peer.sa, addr, sizeof(addr)), w->timeout_ms[TIMER_HEADER][timer_owner(c, TIMER_HEADER)]);
         break;
     case TIMER_PEEK:
         w->stats.peek_timeouts++;
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: no whole TLS ClientHello within %u ms "
                "(--peek-timeout): closed", w->id, c->id,
-               addr_format(&c->peer.sa, addr, sizeof(addr)), w->timeout_ms[TIMER_PEEK]);
+               addr_format(&c->peer.sa, addr, sizeof(addr)), w->timeout_ms[TIMER_PEEK][timer_owner(c, TIMER_PEEK)]);
         break;
     case TIMER_IDLE:
         w->stats.idle_timeouts++;
-        log_debug("c%u.%u idle for %u ms", w->id, c->id, w->timeout_ms[TIMER_IDLE]);
+        log_debug("c%u.%u idle for %u ms", w->id, c->id, w->timeout_ms[TIMER_IDLE][timer_owner(c, TIMER_IDLE)]);
         break;
     default:
         log_debug("c%u.%u half-closed and idle for %u ms", w->id, c->id,
-                  w->timeout_ms[TIMER_FIN]);
+                  w->timeout_ms[TIMER_FIN][timer_owner(c, TIMER_FIN)]);
         break;
     }
     conn_close(w, c, 0);

@@ -18,16 +18,43 @@
 #define BUFS_PER_WORKER 1024
 #define FIN_TIMEOUT_MS 30000
 
-int worker_init(struct worker *w, int id, const struct options *opt, const int *listen_fd,
-                int n_listen, atomic_uint *active_total)
+/* Each timer list's timeout, from the setting of its backend or listener. */
+static void timers_init(struct worker *w)
 {
-    uint32_t max_conns = opt->max_connections;
+    const struct config *c = w->cfg;
+
+    for (int k = 0; k < TIMER_KINDS; k++)
+        for (int o = 0; o < TIMER_OWNERS; o++)
+            list_init(&w->timers[k][o]);
+    for (int b = 0; b < c->n_backends; b++) {
+        uint32_t idle = c->backends[b].idle_timeout_ms;
+        w->timeout_ms[TIMER_CONNECT][b] = c->backends[b].connect_timeout_ms;
+        w->timeout_ms[TIMER_IDLE][b] = idle;
+        w->timeout_ms[TIMER_FIN][b] = idle && idle < FIN_TIMEOUT_MS ? idle : FIN_TIMEOUT_MS;
+    }
+    for (int l = 0; l < c->n_listeners; l++) {
+        w->timeout_ms[TIMER_HEADER][l] = c->listeners[l].header_timeout_ms;
+        w->timeout_ms[TIMER_PEEK][l] = c->listeners[l].peek_timeout_ms;
+    }
+    /* Restarting a timer moves the connection in its list: do it at most a
+     * few times per timeout, and at most once a second. */
+    for (int k = 0; k < TIMER_KINDS; k++)
+        for (int o = 0; o < TIMER_OWNERS; o++)
+            w->touch_ms[k][o] = w->timeout_ms[k][o] / 4 < 1000 ? w->timeout_ms[k][o] / 4 : 1000;
+}
+
+int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_fd,
+                const uint8_t *listen_li, int n_listen, atomic_uint *active_total)
+{
+    uint32_t max_conns = rt->cfg.max_connections;
 
     memset(w, 0, sizeof(*w));
     w->id = id;
-    w->opt = opt;
+    w->rt = rt;
+    w->cfg = &rt->cfg;
     w->n_listen = n_listen;
     memcpy(w->listen_fd, listen_fd, sizeof(int) * (size_t)n_listen);
+    memcpy(w->listen_li, listen_li, (size_t)n_listen);
     w->accept_backoff_ms = ACCEPT_BACKOFF_MIN_MS;
     w->n_conns = max_conns;
     w->active_total = active_total;
@@ -59,19 +86,7 @@ int worker_init(struct worker *w, int id, const struct options *opt, const int *
         w->free_pipes[i] = (uint16_t)(w->max_pipes - 1 - i);
     }
     w->n_pipes_free = w->max_pipes;
-    for (int k = 0; k < TIMER_KINDS; k++)
-        list_init(&w->timers[k]);
-    w->timeout_ms[TIMER_CONNECT] = opt->connect_timeout_ms;
-    w->timeout_ms[TIMER_IDLE] = opt->idle_timeout_ms;
-    w->timeout_ms[TIMER_HEADER] = opt->header_timeout_ms;
-    w->timeout_ms[TIMER_PEEK] = opt->peek_timeout_ms;
-    w->timeout_ms[TIMER_FIN] = opt->idle_timeout_ms && opt->idle_timeout_ms < FIN_TIMEOUT_MS
-                                   ? opt->idle_timeout_ms
-                                   : FIN_TIMEOUT_MS;
-    /* Restarting a timer moves the connection in its list: do it at most a
-     * few times per timeout, and at most once a second. */
-    for (int k = 0; k < TIMER_KINDS; k++)
-        w->touch_ms[k] = w->timeout_ms[k] / 4 < 1000 ? w->timeout_ms[k] / 4 : 1000;
+    timers_init(w);
     worker_clock(w);
     return 0;
 }
@@ -129,12 +144,14 @@ int worker_ms_to_tick(struct worker *w)
 static void timers_run(struct worker *w)
 {
     for (int k = 0; k < TIMER_KINDS; k++) {
-        struct list_head *h = &w->timers[k];
-        while (!list_empty(h)) {
-            struct conn *c = list_entry(h->next, struct conn, timer);
-            if (c->active_ms + w->timeout_ms[k] > w->now_ms)
-                break;
-            relay_on_timeout(w, c);
+        for (int o = 0; o < TIMER_OWNERS; o++) {
+            struct list_head *h = &w->timers[k][o];
+            while (!list_empty(h)) {
+                struct conn *c = list_entry(h->next, struct conn, timer);
+                if (c->active_ms + w->timeout_ms[k][o] > w->now_ms)
+                    break;
+                relay_on_timeout(w, c);
+            }
         }
     }
 }

@@ -1,0 +1,44 @@
+/* What the workers run from: a checked configuration plus what is derived
+ * from it once (server pools, socket addresses, SNI route tables). Built
+ * before the workers start; read-only after, but for the pools' atomics. */
+#ifndef RINGRELAY_RUNTIME_H
+#define RINGRELAY_RUNTIME_H
+
+#include "config.h"
+#include "pool.h"
+#include "route.h"
+
+#include <sys/un.h>
+
+/* Listening sockets per worker: every bind of every listener. */
+#define RUNTIME_MAX_BINDS 64
+
+struct runtime {
+    struct config cfg;
+    struct pool pools[CONFIG_MAX_BACKENDS];
+    struct sockaddr_un unix_addr[CONFIG_MAX_BACKENDS][CONFIG_MAX_SERVERS];
+    struct route routes[CONFIG_MAX_LISTENERS][CONFIG_MAX_ROUTES];
+    uint32_t hdr_cap[CONFIG_MAX_BACKENDS]; /* largest outbound header with its TLVs */
+    int any_tlv_pass;                      /* some backend copies inbound TLVs */
+};
+
+/* Derives pools, addresses and route tables from rt->cfg. Returns 0, or
+ * -errno with err filled. */
+int runtime_build(struct runtime *rt, char *err, size_t errlen);
+void runtime_free(struct runtime *rt);
+
+/* The address to connect to for server s of backend b. */
+const struct sockaddr *runtime_server_addr(const struct runtime *rt, int b, int s);
+
+/* The configuration the command line describes, for running without a
+ * file: one listener with every --listen, one backend with --backend, and
+ * one single-server backend per --route. */
+void runtime_config_from_options(struct config *c, const struct options *o);
+
+/* Puts the flags given on the command line over a file's configuration:
+ * globals replace the file's, per-listener and per-backend flags apply to
+ * every listener or backend. --listen, --backend and --route cannot be
+ * mixed with a file. Returns 0 or -EINVAL with err filled. */
+int runtime_apply_options(struct config *c, const struct options *o, char *err, size_t errlen);
+
+#endif
