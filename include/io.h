@@ -21,6 +21,9 @@ struct io_backend {
      * sockets; connect() registers the backend socket itself). */
     void (*attach)(struct worker *w, struct conn *c, int side);
     void (*connect)(struct worker *w, struct conn *c, const struct sockaddr *sa);
+    /* Gives up c's connect in progress (to retry elsewhere): returns 1 if it
+     * is gone at once, 0 if it will complete, with -ECANCELED. */
+    int (*connect_abandon)(struct worker *w, struct conn *c);
     /* Receive into a buffer the back end picks from the worker's pool. */
     void (*recv)(struct worker *w, struct conn *c, int d);
     /* Whether fd[d] can be spliced now: no recv of the back end's is armed

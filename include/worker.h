@@ -52,6 +52,7 @@ enum timer_kind {
 #define CONN_CLIENT_TLS 0x02 /* the client's first bytes were a TLS handshake record */
 #define CONN_LOWAT 0x04      /* SO_RCVLOWAT raised on the client socket while peeking */
 #define CONN_HAS_DST 0x08    /* dst holds the destination a trusted inbound header gave */
+#define CONN_RETRYING 0x10   /* its connect timed out: the next server follows its end */
 
 /* Direction flags. */
 #define DIR_RECV 0x01    /* recv or read-readiness wait pending on the source */
@@ -134,6 +135,7 @@ struct stats {
      * by backend. */
     uint64_t no_proxy[CONFIG_MAX_BACKENDS];
     uint64_t no_server; /* clients refused: every server down or full */
+    uint64_t retries;   /* connects tried again on another server */
     uint64_t routed;           /* connections sent by SNI to a --route backend */
     uint64_t peek_timeouts;    /* clients with no whole ClientHello in time */
     uint64_t bytes[2]; /* by source side */

@@ -177,6 +177,13 @@ static void ep_connect(struct worker *w, struct conn *c, const struct sockaddr *
     kick(w, c, SIDE_BACKEND);
 }
 
+/* Nothing of a connect is in the kernel: forget the socket's state. */
+static int ep_connect_abandon(struct worker *w, struct conn *c)
+{
+    c->io_flags[SIDE_BACKEND] = 0;
+    return 1;
+}
+
 static void ep_recv(struct worker *w, struct conn *c, int d)
 {
     c->io_flags[d] |= W_RECV;
@@ -242,6 +249,16 @@ static void do_connect(struct worker *w, struct conn *c)
         err = c->io_res[SIDE_BACKEND];
     else if (getsockopt(c->fd[SIDE_BACKEND], SOL_SOCKET, SO_ERROR, &err, &len) == -1)
         err = errno;
+    if (!err && !(*f & CONN_NOW)) {
+        /* Writability left over from a socket this connection retried away
+         * from says nothing about this one: connected only if it has a peer. */
+        union sockaddr_inet peer;
+        socklen_t plen = sizeof(peer);
+        if (getpeername(c->fd[SIDE_BACKEND], &peer.sa, &plen) == -1 && errno == ENOTCONN) {
+            *f &= (uint16_t)~RDY_OUT;
+            return;
+        }
+    }
     *f &= (uint16_t)~(W_CONN | CONN_NOW);
     relay_on_connect(w, c, -err);
 }
@@ -400,6 +417,7 @@ const struct io_backend io_epoll_backend = {
     .accept_stop = ep_accept_stop,
     .attach = ep_attach,
     .connect = ep_connect,
+    .connect_abandon = ep_connect_abandon,
     .recv = ep_recv,
     .recv_idle = ep_recv_idle,
     .send = ep_send,

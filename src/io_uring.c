@@ -272,6 +272,17 @@ static void ur_connect(struct worker *w, struct conn *c, const struct sockaddr *
     io_uring_sqe_set_data64(sqe, ud_conn(w, c, OP_CONNECT, 0));
 }
 
+/* The connect is in the kernel: cancel it; its completion comes with
+ * -ECANCELED (or its real result, if it won the race). */
+static int ur_connect_abandon(struct worker *w, struct conn *c)
+{
+    struct io_uring_sqe *sqe = sqe_get(w);
+
+    io_uring_prep_cancel64(sqe, ud_conn(w, c, OP_CONNECT, 0), 0);
+    io_uring_sqe_set_data64(sqe, ud_pack(0, 0, OP_IGNORE, 0));
+    return 0;
+}
+
 static void ur_buf_put(struct worker *w, uint16_t bid);
 
 static void recv_arm(struct worker *w, struct conn *c, int d)
@@ -652,6 +663,7 @@ const struct io_backend io_uring_backend = {
     .accept_stop = ur_accept_stop,
     .attach = ur_attach,
     .connect = ur_connect,
+    .connect_abandon = ur_connect_abandon,
     .recv = ur_recv,
     .recv_idle = ur_recv_idle,
     .send = ur_send,

@@ -242,6 +242,7 @@ static void log_totals(const struct relay *r)
         for (int b = 0; b < r->rt->cfg.n_backends; b++)
             t.no_proxy[b] += s->no_proxy[b];
         t.no_server += s->no_server;
+        t.retries += s->retries;
         t.bytes[0] += s->bytes[0];
         t.bytes[1] += s->bytes[1];
     }
@@ -262,6 +263,8 @@ static void log_totals(const struct relay *r)
         if (t.no_proxy[b])
             log_warn("backend %s: %llu connections where it seemed not to expect PROXY protocol",
                      backend_name(r->rt, b, addr, sizeof(addr)), (unsigned long long)t.no_proxy[b]);
+    if (t.retries)
+        log_info("%llu connects retried on another server", (unsigned long long)t.retries);
     if (t.no_server)
         log_warn("%llu clients refused: no server up with room", (unsigned long long)t.no_server);
 }

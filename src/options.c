@@ -1,6 +1,7 @@
 /* Command-line parsing into struct options. */
 #include "options.h"
 
+#include "config.h"
 #include "log.h"
 
 #include <errno.h>
@@ -380,8 +381,12 @@ int options_parse(struct options *o, int argc, char *const argv[], char *err, si
         /* known_flags lists the flags in OPT_* bit order. */
         o->given |= 1ULL << pick(flag, known_flags);
     }
-    if (o->config_check || o->config_dump)
+    if (o->config_check || o->config_dump || o->config_path)
         return OPTIONS_RUN;
+    if (o->n_listen == 0 && !(o->given & OPT_BACKEND)) {
+        o->config_path = CONFIG_DEFAULT_PATH; /* neither flags nor -c: the usual file */
+        return OPTIONS_RUN;
+    }
     if (o->n_listen == 0) {
         snprintf(err, errlen, "--listen: required (at least one ADDR:PORT)");
         return -EINVAL;

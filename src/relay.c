@@ -713,6 +713,31 @@ void relay_on_accept(struct worker *w, int fd, int bind)
     conn_route(w, c);
 }
 
+/* Whether another server may be tried: the connect failed in a way
+ * another server may not, nothing was written to this one (nothing is
+ * before the connect completes), and the backend allows more tries. */
+static int conn_may_retry(const struct worker *w, const struct conn *c, int res)
+{
+    int tries = __builtin_popcountll(c->tried);
+
+    if (res != -ECONNREFUSED && res != -ETIMEDOUT && res != -ENETUNREACH &&
+        res != -EHOSTUNREACH && res != -ECONNRESET && res != -ECANCELED &&
+        res != -EADDRNOTAVAIL && res != -ENOENT)
+        return 0;
+    return tries <= (int)conn_backend(w, c)->retries && tries < w->rt->pools[c->be_index].n;
+}
+
+/* Closes the socket to the server that failed and connects to another. */
+static void conn_retry(struct worker *w, struct conn *c)
+{
+    w->stats.retries++;
+    c->flags &= (uint8_t)~CONN_RETRYING;
+    close(c->fd[SIDE_BACKEND]);
+    c->fd[SIDE_BACKEND] = -1;
+    conn_drop_server(w, c);
+    conn_connect(w, c);
+}
+
 void relay_on_connect(struct worker *w, struct conn *c, int res)
 {
     char addr[ADDR_STRLEN], baddr[ADDR_STRLEN];
@@ -720,11 +745,17 @@ void relay_on_connect(struct worker *w, struct conn *c, int res)
     if (c->state == CONN_CLOSING)
         return conn_op_done(w, c);
     c->inflight--;
+    if (res < 0 && (c->flags & CONN_RETRYING))
+        return conn_retry(w, c); /* the connect we gave up on (timed out) */
+    c->flags &= (uint8_t)~CONN_RETRYING;
     if (res < 0) {
         w->stats.connect_errors++;
-        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect: %s", w->id, c->id,
+        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect: %s%s", w->id, c->id,
                addr_format(&c->peer.sa, addr, sizeof(addr)),
-               conn_server_name(w, c, baddr, sizeof(baddr)), strerror(-res));
+               conn_server_name(w, c, baddr, sizeof(baddr)), strerror(-res),
+               conn_may_retry(w, c, res) ? "; trying another server" : "");
+        if (conn_may_retry(w, c, res))
+            return conn_retry(w, c);
         conn_close(w, c, 0);
         return;
     }
@@ -1034,10 +1065,20 @@ void relay_on_timeout(struct worker *w, struct conn *c)
     switch (c->timer_kind) {
     case TIMER_CONNECT:
         w->stats.connect_timeouts++;
-        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect timed out after %u ms",
+        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect timed out after %u ms%s",
                w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)),
                conn_server_name(w, c, baddr, sizeof(baddr)),
-               w->timeout_ms[TIMER_CONNECT][timer_owner(c, TIMER_CONNECT)]);
+               w->timeout_ms[TIMER_CONNECT][timer_owner(c, TIMER_CONNECT)],
+               conn_may_retry(w, c, -ETIMEDOUT) ? "; trying another server" : "");
+        if (conn_may_retry(w, c, -ETIMEDOUT)) {
+            timer_set(w, c, TIMER_NONE);
+            c->flags |= CONN_RETRYING;
+            if (w->io->connect_abandon(w, c)) { /* gone at once */
+                c->inflight--;
+                conn_retry(w, c);
+            }
+            return;
+        }
         break;
     case TIMER_HEADER:
         w->stats.header_timeouts++;
