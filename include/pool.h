@@ -20,6 +20,7 @@ struct pool_member {
     uint32_t max_conns;  /* 0: no limit */
     atomic_uint active;  /* open connections, all workers */
     atomic_int up;       /* set by health checks */
+    atomic_uint fails;   /* connects failed in a row (passive checks) */
 };
 
 struct pool_point {

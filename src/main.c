@@ -1,6 +1,7 @@
 /* ringrelay: parses the command line, opens the listeners, starts one
  * worker per core and waits for a signal to stop. */
 #include "addr.h"
+#include "checker.h"
 #include "config.h"
 #include "doctor.h"
 #include "io.h"
@@ -402,6 +403,7 @@ int main(int argc, char **argv)
     static struct relay r;
     const struct io_backend *io;
     struct config *cfg;
+    struct checker *checks;
     int cpus[CPU_SETSIZE], n_cpus, sig, failed = 0;
     char err[256];
     sigset_t sigs;
@@ -455,10 +457,14 @@ int main(int argc, char **argv)
         failed |= r.workers[i].init_result < 0;
     if (failed)
         return 1;
+    checks = checker_start(r.rt);
+    if (!checks)
+        return 1;
     log_ready(&r, io);
 
     sigwait(&sigs, &sig);
     log_info("%s: stopping", strsignal(sig));
+    checker_stop(checks);
     for (int i = 0; i < r.n_workers; i++)
         atomic_store(&r.workers[i].stop, 1);
     for (int i = 0; i < r.n_workers; i++)

@@ -77,6 +77,7 @@ int pool_build(struct pool *p, const struct config_backend *b)
         m->max_conns = s->max_connections;
         atomic_init(&m->active, 0);
         atomic_init(&m->up, 1);
+        atomic_init(&m->fails, 0);
     }
     return p->balance == BALANCE_CLIENT_IP_HASH ? ring_build(p) : 0;
 }

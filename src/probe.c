@@ -109,7 +109,9 @@ static void handshake_failure(SSL *ssl, int ret, const struct seen *seen, uint32
 
     if (seen->n && !(seen->text[0] == 0x16 || seen->text[0] == 0x15))
         snprintf(out, cap, "failed: the server answered in plain text: \"%s\"", seen->text);
-    else if (err == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK))
+    else if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ||
+             (err == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK)))
+        /* the socket's timeout, which OpenSSL sees as a read to retry */
         snprintf(out, cap, "failed: no answer within %u ms", timeout_ms);
     else if (err == SSL_ERROR_SYSCALL && errno == ECONNRESET)
         snprintf(out, cap, "failed: the server reset the connection");

@@ -4,6 +4,7 @@
  * then splice(2) through a pooled pipe held only while bytes sit in it). */
 #include "relay.h"
 
+#include "checker.h"
 #include "cidr.h"
 #include "clienthello.h"
 #include "io.h"
@@ -748,6 +749,7 @@ void relay_on_connect(struct worker *w, struct conn *c, int res)
     if (res < 0 && (c->flags & CONN_RETRYING))
         return conn_retry(w, c); /* the connect we gave up on (timed out) */
     c->flags &= (uint8_t)~CONN_RETRYING;
+    checker_connect_result(w->rt, c->be_index, c->server, res >= 0);
     if (res < 0) {
         w->stats.connect_errors++;
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect: %s%s", w->id, c->id,
@@ -1070,6 +1072,7 @@ void relay_on_timeout(struct worker *w, struct conn *c)
                conn_server_name(w, c, baddr, sizeof(baddr)),
                w->timeout_ms[TIMER_CONNECT][timer_owner(c, TIMER_CONNECT)],
                conn_may_retry(w, c, -ETIMEDOUT) ? "; trying another server" : "");
+        checker_connect_result(w->rt, c->be_index, c->server, 0);
         if (conn_may_retry(w, c, -ETIMEDOUT)) {
             timer_set(w, c, TIMER_NONE);
             c->flags |= CONN_RETRYING;

@@ -287,10 +287,10 @@ http {{
 class Nginx(Proc):
     """nginx terminating TLS behind the relay, on 127.0.0.1:port4 and [::1]:port6."""
 
-    def __init__(self, ctx, cert_dir, proxy_protocol=True):
+    def __init__(self, ctx, cert_dir, proxy_protocol=True, name="nginx"):
         if not shutil.which("nginx"):
             raise TestSkip("nginx is not installed")
-        self.dir = os.path.join(ctx.tmpdir, "nginx")
+        self.dir = os.path.join(ctx.tmpdir, name)
         os.makedirs(self.dir)
         os.chmod(self.dir, 0o755)
         crt, key = make_cert(cert_dir)
@@ -302,7 +302,7 @@ class Nginx(Proc):
                                       pp=" proxy_protocol" if proxy_protocol else ""))
         self.access_log = os.path.join(self.dir, "access.log")
         self.unix_path = os.path.join(self.dir, "tls.sock")
-        super().__init__("nginx", ["nginx", "-e", os.path.join(self.dir, "error.log"),
+        super().__init__(name, ["nginx", "-e", os.path.join(self.dir, "error.log"),
                                    "-p", self.dir, "-c", conf], ctx.tmpdir)
         ctx.on_cleanup(self.shutdown)
         wait_until(lambda: self._ready(), 10, "nginx to listen")

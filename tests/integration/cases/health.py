@@ -1,0 +1,114 @@
+"""Health checks off the data path: tls checks catch a listener without
+proxy_protocol, tcp checks follow a server going away and coming back, a
+server that accepts and never answers is timed out, connect failures mark
+a server down (passive), and with every server down clients are refused at
+once."""
+
+import harness
+from harness import check
+
+from .backends import expect_body, https_get
+from .base import case, client, listener, wait_closed
+from .pools import backend_yaml, served_by, start
+
+
+def one_listener(port, backends, workers=1):
+    return f"workers: {workers}\nlisteners:\n  - name: l\n    bind: 127.0.0.1:{port}\nbackends:\n" \
+        + backends
+
+
+def checks(mode, extra=""):
+    return f"health_check: {{ mode: {mode}, interval: 100ms, timeout: 300ms, rise: 1, fall: 1 }}\n" \
+        + extra
+
+
+@case("health_tls_takes_out_a_listener_without_proxy_protocol", budget=90)
+def health_tls(ctx):
+    """Two nginx servers, one without proxy_protocol: the tls check (LOCAL
+    header, then a handshake) fails on it with nginx's 400 quoted, and every
+    client is then served by the other."""
+    good = harness.Nginx(ctx, ctx.session_dir, name="nginx-good")
+    bad = harness.Nginx(ctx, ctx.session_dir, proxy_protocol=False, name="nginx-bad")
+    port = harness.free_port()
+    rl = start(ctx, one_listener(port, backend_yaml(
+        "kong", [f"127.0.0.1:{bad.port4}", f"127.0.0.1:{good.port4}"],
+        checks("tls", "sni: localhost"))))
+    harness.wait_until(lambda: f"server 127.0.0.1:{bad.port4} is down" in rl.stderr(), 5,
+                       "the tls check to take the bad server down")
+    line = next(ln for ln in rl.stderr().splitlines() if "is down" in ln)
+    check('"HTTP/1.1 400 Bad Request"' in line, f"the reason is not quoted: {line}")
+    check(f"server 127.0.0.1:{good.port4} is down" not in rl.stderr(), "the good one went down")
+    for src in ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"):
+        status, body, _ = https_get(ctx, ("127.0.0.1", port), src)
+        expect_body(status, body, src, "through the healthy server")
+
+
+@case("health_tcp_down_and_back")
+def health_tcp(ctx):
+    """A server that stops listening is taken down, its clients go to the
+    other; when it listens again it is brought back."""
+    a, b = listener(ctx), listener(ctx)
+    a_port = a.port
+    port = harness.free_port()
+    rl = start(ctx, one_listener(port, backend_yaml(
+        "x", [f"127.0.0.1:{a_port}", f"127.0.0.1:{b.port}"], checks("tcp"))))
+    a.close()
+    harness.wait_until(lambda: f"server 127.0.0.1:{a_port} is down" in rl.stderr(), 5,
+                       "the tcp check to take the server down")
+    for _ in range(4):
+        check(served_by([b], "127.0.0.2", b"t", port) == 0, "not served by the live server")
+    again = listener(ctx, port=a_port)
+    harness.wait_until(lambda: f"server 127.0.0.1:{a_port} is up" in rl.stderr(), 5,
+                       "the tcp check to bring the server back")
+    hits = [served_by([again, b], "127.0.0.2", b"u", port) for _ in range(4)]
+    check(hits.count(0) == 2, f"after its return the server got {hits.count(0)} of 4: {hits}")
+
+
+@case("health_tls_times_out_a_silent_server")
+def health_silent(ctx):
+    """A server that accepts and never answers fails the tls check by its
+    timeout."""
+    silent = listener(ctx)  # accepts (the queue thread) and never writes
+    live = listener(ctx)
+    port = harness.free_port()
+    rl = start(ctx, one_listener(port, backend_yaml(
+        "x", [f"127.0.0.1:{silent.port}", f"127.0.0.1:{live.port}"], checks("tls"))))
+    harness.wait_until(lambda: f"server 127.0.0.1:{silent.port} is down" in rl.stderr(), 5,
+                       "the tls check to time out")
+    check("no answer within 300 ms" in rl.stderr(), "the timeout is not the reason given")
+
+
+@case("health_passive_connect_failures")
+def health_passive(ctx):
+    """Checks far apart (1h): connect failures alone take a refusing server
+    down after fall of them; retries serve every client meanwhile."""
+    live = listener(ctx)
+    dead = harness.free_port()
+    port = harness.free_port()
+    rl = start(ctx, one_listener(port, backend_yaml(
+        "x", [f"127.0.0.1:{dead}", f"127.0.0.1:{live.port}"],
+        "retries: 1\nhealth_check: { mode: tcp, interval: 1h, rise: 1, fall: 2 }")))
+    for _ in range(6):
+        check(served_by([live], "127.0.0.2", b"p", port) == 0, "not served")
+    harness.wait_until(lambda: "2 connects failed in a row" in rl.stderr(), 5,
+                       "connect failures to take the server down")
+    rl.finish()
+    check(rl.stderr().count("; trying another server") <= 3,
+          "connects kept going to a server marked down")
+
+
+@case("health_all_down_refuses_at_once")
+def health_all_down(ctx):
+    """The only server is down: clients are closed at once, with a line that
+    says why, rather than left waiting."""
+    gone = listener(ctx)
+    gone_port = gone.port
+    gone.close()
+    port = harness.free_port()
+    rl = start(ctx, one_listener(port, backend_yaml("x", [f"127.0.0.1:{gone_port}"],
+                                                    checks("tcp"))))
+    harness.wait_until(lambda: "is down" in rl.stderr(), 5, "the server to be marked down")
+    c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
+    took, how = wait_closed(c, 2)
+    check("no server to take the connection" in rl.stderr(), "no line says why")
+    ctx.note(f"client closed after {took:.2f}s ({how})")
