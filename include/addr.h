@@ -32,6 +32,11 @@ char *addr_format(const struct sockaddr *sa, char *buf, size_t cap);
 /* The length to pass to bind/connect for this address's family. */
 socklen_t addr_len(const struct sockaddr *sa);
 
+/* The raw address bytes of an IPv4 or IPv6 socket address, an IPv4-mapped
+ * IPv6 one taken as IPv4: sets *p and returns 4 or 16; 0 for other
+ * families. */
+size_t addr_bytes(const struct sockaddr *sa, const uint8_t **p);
+
 /* Rewrites an IPv4-mapped IPv6 address (::ffff:a.b.c.d) as plain IPv4 in
  * place; other addresses are left alone. */
 void addr_unmap_v4(union sockaddr_inet *a);

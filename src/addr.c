@@ -100,6 +100,22 @@ socklen_t addr_len(const struct sockaddr *sa)
     return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
+size_t addr_bytes(const struct sockaddr *sa, const uint8_t **p)
+{
+    if (sa->sa_family == AF_INET) {
+        *p = (const uint8_t *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+        return 4;
+    }
+    if (sa->sa_family != AF_INET6)
+        return 0;
+    *p = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
+    if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)(const void *)*p)) {
+        *p += 12;
+        return 4;
+    }
+    return 16;
+}
+
 void addr_unmap_v4(union sockaddr_inet *a)
 {
     struct sockaddr_in in;

@@ -1,13 +1,14 @@
 /* Address ranges: parsing, formatting, matching. */
 #include "cidr.h"
 
+#include "addr.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
-static const uint8_t v4_mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 /* Whether addr has any bit set at or after position bits. */
 static int host_bits_set(const uint8_t *addr, int len, int bits)
@@ -84,18 +85,7 @@ static int prefix_equal(const uint8_t *a, const uint8_t *b, int bits)
 int cidr_match(const struct cidr *c, const struct sockaddr *sa)
 {
     const uint8_t *a;
-    int family = sa->sa_family;
+    size_t n = addr_bytes(sa, &a);
 
-    if (family == AF_INET) {
-        a = (const uint8_t *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
-    } else if (family == AF_INET6) {
-        a = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
-        if (memcmp(a, v4_mapped_prefix, sizeof(v4_mapped_prefix)) == 0) {
-            a += sizeof(v4_mapped_prefix);
-            family = AF_INET;
-        }
-    } else {
-        return 0;
-    }
-    return family == c->family && prefix_equal(a, c->addr, c->bits);
+    return n && (n == 4 ? AF_INET : AF_INET6) == c->family && prefix_equal(a, c->addr, c->bits);
 }

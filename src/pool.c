@@ -143,22 +143,11 @@ static int pick_least_conn(const struct pool *p, struct pool_rr *rr, uint64_t sk
 
 static int pick_hash(const struct pool *p, const struct sockaddr *client, uint64_t skip)
 {
-    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     const uint8_t *a = NULL;
-    size_t len = 0, lo = 0, hi = p->n_ring;
+    /* v4-mapped as IPv4: the same client whichever way it reached a socket */
+    size_t len = client ? addr_bytes(client, &a) : 0, lo = 0, hi = p->n_ring;
     uint64_t h;
 
-    if (client && client->sa_family == AF_INET) {
-        a = (const uint8_t *)&((const struct sockaddr_in *)(const void *)client)->sin_addr;
-        len = 4;
-    } else if (client && client->sa_family == AF_INET6) {
-        a = ((const struct sockaddr_in6 *)(const void *)client)->sin6_addr.s6_addr;
-        len = 16;
-        if (memcmp(a, v4_mapped, sizeof(v4_mapped)) == 0) {
-            a += 12; /* the same client whichever way it reached a dual-stack socket */
-            len = 4;
-        }
-    }
     if (!p->n_ring)
         return -1;
     h = pool_hash(a, len);
