@@ -413,7 +413,10 @@ def integrity_client(args):
             results[f"connect{n}"] = {"connect_error": repr(e)}
             return
         key = str(s.getsockname()[1])
-        results[key] = _pump(s, args.bytes, block, args.max_chunk, 2000 + n)
+        result = _pump(s, args.bytes, block, args.max_chunk, 2000 + n)
+        # A port reused after an earlier connection on it ended (a reset
+        # leaves no TIME_WAIT) must not hide that connection's result.
+        results[key if key not in results else f"{key}#{n}"] = result
 
     for n in range(args.conns):
         t = threading.Thread(target=run, args=(n,))

@@ -61,7 +61,9 @@ def integrity(ctx, splice, wrapper=(), extra=()):
     cres = cl.wait_json("results", 130)["results"]
     bres = backend.wait_json("results", 20)["results"]
     elapsed = time.monotonic() - start
-    check(len(cres) == INTEGRITY_CONNS, f"client has {len(cres)} results, want {INTEGRITY_CONNS}")
+    errors = {k: v for k, v in cres.items() if any(e.endswith("_error") for e in v)}
+    check(len(cres) == INTEGRITY_CONNS, f"client has {len(cres)} results, want "
+                                        f"{INTEGRITY_CONNS}; with errors: {errors}")
     up = down = 0
     for key, c in sorted(cres.items()):
         errors = {k: v for k, v in c.items() if k.endswith("_error")}
