@@ -333,7 +333,7 @@ def _recv_stream(sock, max_chunk, rng, already=b""):
         got += n
 
 
-def _pump(sock, nbytes, block, max_chunk, seed, already=b""):
+def _pump(sock, nbytes, block, max_chunk, seed, already=b"", close=True):
     """Send nbytes and receive until EOF at the same time; returns a result dict."""
     result = {}
 
@@ -352,7 +352,8 @@ def _pump(sock, nbytes, block, max_chunk, seed, already=b""):
     except Exception as e:
         result["recv_error"] = repr(e)
     t.join()
-    sock.close()
+    if close:
+        sock.close()
     return result
 
 
@@ -382,8 +383,12 @@ def integrity_backend(args):
             c.close()
             return
         key = str(info.get("src", ("?", n))[1])
-        results[key] = dict(_pump(c, args.bytes, block, args.max_chunk, 1000 + n, rest),
-                            src=info.get("src"), dst=info.get("dst"))
+        result = dict(_pump(c, args.bytes, block, args.max_chunk, 1000 + n, rest),
+                      src=info.get("src"), dst=info.get("dst"))
+        if key in results:  # two clients on one port: the test is broken, say so
+            result["port_reuse_error"] = f"client port {key} seen twice"
+            key = f"{key}#{n}"
+        results[key] = result
 
     for n in range(args.conns):
         try:
@@ -404,7 +409,7 @@ def integrity_client(args):
     args.bytes while receiving to EOF. Results are keyed by local port."""
     host, port = args.target.rsplit(":", 1)
     block = _random_block(args.block)
-    results, threads = {}, []
+    results, threads, sockets = {}, [], []
 
     def run(n):
         try:
@@ -413,10 +418,12 @@ def integrity_client(args):
             results[f"connect{n}"] = {"connect_error": repr(e)}
             return
         key = str(s.getsockname()[1])
-        result = _pump(s, args.bytes, block, args.max_chunk, 2000 + n)
-        # A port reused after an earlier connection on it ended (a reset
-        # leaves no TIME_WAIT) must not hide that connection's result.
-        results[key if key not in results else f"{key}#{n}"] = result
+        # Closed only once every connection is done: a port freed early (the
+        # side closing second keeps no TIME_WAIT) could be taken by a later
+        # connection, and the backend, which knows clients by port, would
+        # mix the two up.
+        results[key] = _pump(s, args.bytes, block, args.max_chunk, 2000 + n, close=False)
+        sockets.append(s)
 
     for n in range(args.conns):
         t = threading.Thread(target=run, args=(n,))
@@ -424,6 +431,8 @@ def integrity_client(args):
         threads.append(t)
     for t in threads:
         t.join()
+    for s in sockets:
+        s.close()
     _emit({"results": results})
 
 
