@@ -107,6 +107,7 @@ struct conn {
     uint8_t li;       /* the listener that accepted it */
     int8_t server;    /* the backend's server it connects to; -1: none yet */
     uint64_t tried;   /* servers tried so far (bit per server) */
+    uint8_t rgen;     /* the worker's runtime generation it runs on */
     struct dir dir[2];
     union sockaddr_inet peer; /* the client: from a trusted inbound header, or the socket */
     union sockaddr_inet dst;
@@ -148,12 +149,24 @@ struct pipe_pair {
 
 struct io_backend;
 
+#define WORKER_GENS 4
+
+/* One runtime as a worker uses it, with what depends on its settings. */
+struct worker_gen {
+    struct runtime *rt; /* shared by all workers; pools change through atomics only */
+    uint32_t conns;     /* this worker's connections on it */
+    /* One list per timeout: per kind, and per backend (connect, idle, fin)
+     * or listener (header, peek) whose setting it is. */
+    struct list_head timers[TIMER_KINDS][TIMER_OWNERS];
+    uint32_t timeout_ms[TIMER_KINDS][TIMER_OWNERS];
+    uint32_t touch_ms[TIMER_KINDS][TIMER_OWNERS]; /* how often activity restarts a timer */
+    struct pool_rr rr[CONFIG_MAX_BACKENDS];     /* this worker's round-robin state */
+};
+
 struct worker {
     int id;
     int cpu; /* -1: not pinned */
     pthread_t thread;
-    struct runtime *rt; /* shared by all workers; pools change through atomics only */
-    const struct config *cfg; /* &rt->cfg */
     const struct io_backend *io;
     void *io_state;
     atomic_int stop; /* set to 1 to make the thread return */
@@ -184,17 +197,31 @@ struct worker {
     uint32_t n_pipes_free;
     uint32_t max_pipes;
 
-    /* One list per timeout: per kind, and per backend (connect, idle, fin)
-     * or listener (header, peek) whose setting it is. */
-    struct list_head timers[TIMER_KINDS][TIMER_OWNERS];
-    uint32_t timeout_ms[TIMER_KINDS][TIMER_OWNERS];
-    uint32_t touch_ms[TIMER_KINDS][TIMER_OWNERS]; /* how often activity restarts a timer */
-    struct pool_rr rr[CONFIG_MAX_BACKENDS];     /* this worker's round-robin state */
+    /* The runtimes this worker has connections on: new connections take
+     * gens[cur_gen]; a connection keeps the one it started with. */
+    struct worker_gen gens[WORKER_GENS];
+    uint8_t cur_gen;
     uint64_t now_ms;
     uint64_t next_tick_ms;
 
     struct stats stats;
 };
+
+/* The runtime generation a connection runs on, and its configuration. */
+static inline struct worker_gen *conn_gen(struct worker *w, const struct conn *c)
+{
+    return &w->gens[c->rgen];
+}
+
+static inline struct runtime *conn_rt(const struct worker *w, const struct conn *c)
+{
+    return w->gens[c->rgen].rt;
+}
+
+static inline const struct config *conn_cfg(const struct worker *w, const struct conn *c)
+{
+    return &w->gens[c->rgen].rt->cfg;
+}
 
 #define ACCEPT_PAUSE_FULL 0x1   /* --max-connections reached over all workers */
 #define ACCEPT_PAUSE_ERROR 0x2  /* EMFILE/ENFILE/ENOBUFS: backing off */

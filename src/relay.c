@@ -77,6 +77,8 @@ static struct conn *conn_alloc(struct worker *w)
     }
     c->timer_kind = TIMER_NONE;
     c->server = -1;
+    c->rgen = w->cur_gen;
+    w->gens[c->rgen].conns++;
     list_init(&c->timer);
     w->stats.accepted++;
     w->stats.active++;
@@ -88,8 +90,8 @@ static void timer_set(struct worker *w, struct conn *c, enum timer_kind kind)
     list_del(&c->timer);
     c->timer_kind = (uint8_t)kind;
     c->active_ms = w->now_ms;
-    if (kind != TIMER_NONE && w->timeout_ms[kind][timer_owner(c, kind)])
-        list_add_tail(&w->timers[kind][timer_owner(c, kind)], &c->timer);
+    if (kind != TIMER_NONE && conn_gen(w, c)->timeout_ms[kind][timer_owner(c, kind)])
+        list_add_tail(&conn_gen(w, c)->timers[kind][timer_owner(c, kind)], &c->timer);
 }
 
 /* Activity: restart the inactivity timer, at most once a second so the
@@ -99,7 +101,7 @@ static void conn_touch(struct worker *w, struct conn *c)
     int k = c->timer_kind;
 
     if ((k == TIMER_IDLE || k == TIMER_FIN) &&
-        c->active_ms + w->touch_ms[k][timer_owner(c, k)] <= w->now_ms)
+        c->active_ms + conn_gen(w, c)->touch_ms[k][timer_owner(c, k)] <= w->now_ms)
         timer_set(w, c, (enum timer_kind)k);
 }
 
@@ -237,6 +239,7 @@ static void conn_free(struct worker *w, struct conn *c)
         w->stats.bytes[d] += c->dir[d].moved;
     }
     conn_discard(c);
+    w->gens[c->rgen].conns--;
     c->state = CONN_FREE;
     c->gen++;
     w->free_conns[w->n_free++] = conn_index(w, c);
@@ -308,7 +311,7 @@ static void set_nodelay(int fd)
 
 static const struct config_backend *conn_backend(const struct worker *w, const struct conn *c)
 {
-    return &w->cfg->backends[c->be_index];
+    return &conn_cfg(w, c)->backends[c->be_index];
 }
 
 /* Appends one TLV to c's outbound header; one that does not fit is left
@@ -319,7 +322,7 @@ static void conn_add_tlv(struct worker *w, struct conn *c, uint8_t type, const v
     size_t n = c->hdr_len;
 
     if (c->hdr_ext &&
-        proxy_v2_add_tlv(c->hdr_ext, w->rt->hdr_cap[c->be_index], &n, type, v, len) == 0)
+        proxy_v2_add_tlv(c->hdr_ext, conn_rt(w, c)->hdr_cap[c->be_index], &n, type, v, len) == 0)
         c->hdr_len = (uint16_t)n;
 }
 
@@ -359,10 +362,10 @@ static int conn_build_header(struct worker *w, struct conn *c, const struct clie
             return -errno;
         dst = &local.sa;
     }
-    if ((b->tlvs || b->n_tlv_pass) && !(c->hdr_ext = malloc(w->rt->hdr_cap[c->be_index])))
+    if ((b->tlvs || b->n_tlv_pass) && !(c->hdr_ext = malloc(conn_rt(w, c)->hdr_cap[c->be_index])))
         return -ENOMEM;
     n = proxy_encode(b->proxy_protocol, conn_hdr(c),
-                     c->hdr_ext ? w->rt->hdr_cap[c->be_index] : sizeof(c->hdr),
+                     c->hdr_ext ? conn_rt(w, c)->hdr_cap[c->be_index] : sizeof(c->hdr),
                      &c->peer.sa, dst);
     if (n < 0)
         return n;
@@ -392,7 +395,7 @@ static void conn_finish_header(struct worker *w, struct conn *c)
     }
     n = c->hdr_len;
     if ((b->tlvs & TLV_CRC32C) &&
-        proxy_v2_add_crc32c(c->hdr_ext, w->rt->hdr_cap[c->be_index], &n) == 0)
+        proxy_v2_add_crc32c(c->hdr_ext, conn_rt(w, c)->hdr_cap[c->be_index], &n) == 0)
         c->hdr_len = (uint16_t)n;
 }
 
@@ -404,15 +407,15 @@ static const char *conn_server_name(const struct worker *w, const struct conn *c
         snprintf(buf, cap, "%s", conn_backend(w, c)->name);
         return buf;
     }
-    return addr_format(runtime_server_addr(w->rt, c->be_index, c->server), buf, cap);
+    return addr_format(runtime_server_addr(conn_rt(w, c), c->be_index, c->server), buf, cap);
 }
 
 /* Takes a server of c's backend that is up, has room, and was not tried
  * yet. Returns 0, or -1 (logged, counted) when there is none. */
 static int conn_pick_server(struct worker *w, struct conn *c)
 {
-    struct pool *p = &w->rt->pools[c->be_index];
-    int s = pool_pick(p, &w->rr[c->be_index], &c->peer.sa, c->tried);
+    struct pool *p = &conn_rt(w, c)->pools[c->be_index];
+    int s = pool_pick(p, &conn_gen(w, c)->rr[c->be_index], &c->peer.sa, c->tried);
 
     if (s < 0) {
         w->stats.no_server++;
@@ -432,7 +435,7 @@ static void conn_drop_server(struct worker *w, struct conn *c)
 {
     if (c->server < 0)
         return;
-    atomic_fetch_sub_explicit(&w->rt->pools[c->be_index].m[c->server].active, 1,
+    atomic_fetch_sub_explicit(&conn_rt(w, c)->pools[c->be_index].m[c->server].active, 1,
                               memory_order_relaxed);
     c->server = -1;
 }
@@ -445,7 +448,7 @@ static void conn_connect(struct worker *w, struct conn *c)
 
     if (conn_pick_server(w, c) < 0)
         return conn_close(w, c, 0);
-    be = runtime_server_addr(w->rt, c->be_index, c->server);
+    be = runtime_server_addr(conn_rt(w, c), c->be_index, c->server);
     bfd = socket(be->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (bfd == -1) {
         err = errno;
@@ -526,7 +529,7 @@ static void header_done(struct worker *w, struct conn *c, const struct proxy_hea
         c->flags |= CONN_HAS_DST;
     } /* else LOCAL or UNKNOWN: the connection's own endpoints */
     /* Keep the TLVs a backend may copy until one is chosen. */
-    if (w->rt->any_tlv_pass && h->tlv_len && (c->hdr_in = malloc(h->tlv_len))) {
+    if (conn_rt(w, c)->any_tlv_pass && h->tlv_len && (c->hdr_in = malloc(h->tlv_len))) {
         memcpy(c->hdr_in, h->tlv, h->tlv_len);
         c->hdr_in_len = (uint16_t)h->tlv_len;
     }
@@ -536,7 +539,7 @@ static void header_done(struct worker *w, struct conn *c, const struct proxy_hea
 static void header_read(struct worker *w, struct conn *c)
 {
     uint8_t buf[OPTIONS_HEADER_MAX_LIMIT];
-    const struct config_listener *l = &w->cfg->listeners[c->li];
+    const struct config_listener *l = &conn_cfg(w, c)->listeners[c->li];
     enum proxy_in mode = l->proxy_protocol_in;
     size_t have = c->hdr_in_len,
            cap = mode == PROXY_IN_V1 || l->header_max_size < PROXY_V1_MAX ? PROXY_V1_MAX
@@ -614,8 +617,8 @@ static void conn_prepare(struct worker *w, struct conn *c, int be, const struct 
 /* Routes by the ClientHello's server name (ch NULL: none), then prepares. */
 static void peek_done(struct worker *w, struct conn *c, const struct client_hello *ch)
 {
-    const struct config_listener *l = &w->cfg->listeners[c->li];
-    const struct route *r = ch ? route_pick(w->rt->routes[c->li], l->n_routes, ch->sni,
+    const struct config_listener *l = &conn_cfg(w, c)->listeners[c->li];
+    const struct route *r = ch ? route_pick(conn_rt(w, c)->routes[c->li], l->n_routes, ch->sni,
                                             ch->sni_len)
                                : NULL;
 
@@ -625,7 +628,7 @@ static void peek_done(struct worker *w, struct conn *c, const struct client_hell
     }
     if (r)
         w->stats.routed++;
-    conn_prepare(w, c, r ? l->routes[r - w->rt->routes[c->li]].backend_index : l->default_index,
+    conn_prepare(w, c, r ? l->routes[r - conn_rt(w, c)->routes[c->li]].backend_index : l->default_index,
                  ch);
 }
 
@@ -665,9 +668,9 @@ static void peek_read(struct worker *w, struct conn *c)
  * default backend wants TLVs from the ClientHello), else its default. */
 static void conn_route(struct worker *w, struct conn *c)
 {
-    const struct config_listener *l = &w->cfg->listeners[c->li];
+    const struct config_listener *l = &conn_cfg(w, c)->listeners[c->li];
 
-    if (l->n_routes || (w->cfg->backends[l->default_index].tlvs & (TLV_AUTHORITY | TLV_ALPN)))
+    if (l->n_routes || (conn_cfg(w, c)->backends[l->default_index].tlvs & (TLV_AUTHORITY | TLV_ALPN)))
         return peek_start(w, c);
     conn_prepare(w, c, l->default_index, NULL);
 }
@@ -682,8 +685,8 @@ static int peer_trusted(const struct config_listener *l, const struct sockaddr *
 
 void relay_on_accept(struct worker *w, int fd, int bind)
 {
-    const struct config_listener *l = &w->cfg->listeners[w->listen_li[bind]];
     struct conn *c = conn_alloc(w);
+    const struct config_listener *l;
     socklen_t len;
 
     if (!c) {
@@ -705,6 +708,7 @@ void relay_on_accept(struct worker *w, int fd, int bind)
     if (getpeername(fd, &c->peer.sa, &len) == -1)
         return conn_close(w, c, 0);
     c->li = w->listen_li[bind];
+    l = &conn_cfg(w, c)->listeners[c->li];
     w->io->attach(w, c, SIDE_CLIENT);
     if (l->proxy_protocol_in != PROXY_IN_OFF) {
         if (peer_trusted(l, &c->peer.sa))
@@ -725,7 +729,7 @@ static int conn_may_retry(const struct worker *w, const struct conn *c, int res)
         res != -EHOSTUNREACH && res != -ECONNRESET && res != -ECANCELED &&
         res != -EADDRNOTAVAIL && res != -ENOENT)
         return 0;
-    return tries <= (int)conn_backend(w, c)->retries && tries < w->rt->pools[c->be_index].n;
+    return tries <= (int)conn_backend(w, c)->retries && tries < conn_rt(w, c)->pools[c->be_index].n;
 }
 
 /* Closes the socket to the server that failed and connects to another. */
@@ -749,7 +753,7 @@ void relay_on_connect(struct worker *w, struct conn *c, int res)
     if (res < 0 && (c->flags & CONN_RETRYING))
         return conn_retry(w, c); /* the connect we gave up on (timed out) */
     c->flags &= (uint8_t)~CONN_RETRYING;
-    checker_connect_result(w->rt, c->be_index, c->server, res >= 0);
+    checker_connect_result(conn_rt(w, c), c->be_index, c->server, res >= 0);
     if (res < 0) {
         w->stats.connect_errors++;
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect: %s%s", w->id, c->id,
@@ -795,11 +799,11 @@ static void dir_shut(struct worker *w, struct conn *c, int d)
 }
 
 /* Whether d should move to splice; ends a full window in auto mode. */
-static int splice_wanted(const struct worker *w, struct dir *dir)
+static int splice_wanted(const struct worker *w, const struct conn *c, struct dir *dir)
 {
-    if (w->cfg->splice == SPLICE_ALWAYS)
+    if (conn_cfg(w, c)->splice == SPLICE_ALWAYS)
         return 1;
-    if (w->cfg->splice != SPLICE_AUTO || dir->win_bytes < SPLICE_WINDOW)
+    if (conn_cfg(w, c)->splice != SPLICE_AUTO || dir->win_bytes < SPLICE_WINDOW)
         return 0;
     if (dir->win_reads <= SPLICE_WINDOW / SPLICE_MIN_READ)
         return 1;
@@ -881,7 +885,7 @@ static void dir_next(struct worker *w, struct conn *c, int d)
     if (c->state == CONN_CONNECTING) {
         /* Only the client may be read before the header has gone out. */
         if (d == SIDE_CLIENT && !(dir->flags & (DIR_RECV | DIR_EOF)) && !dir->len &&
-            (w->cfg->splice != SPLICE_ALWAYS || (c->flags & CONN_UNTRUSTED)))
+            (conn_cfg(w, c)->splice != SPLICE_ALWAYS || (c->flags & CONN_UNTRUSTED)))
             op_recv(w, c, d);
         return;
     }
@@ -894,7 +898,7 @@ static void dir_next(struct worker *w, struct conn *c, int d)
     if (dir->flags & DIR_EOF)
         return dir_shut(w, c, d);
     if (!(dir->flags & (DIR_SPLICE | DIR_BULK)) && !(c->flags & CONN_UNTRUSTED) &&
-        splice_wanted(w, dir))
+        splice_wanted(w, c, dir))
         dir->flags |= DIR_BULK;
     if ((dir->flags & (DIR_SPLICE | DIR_BULK)) == DIR_BULK && w->io->recv_idle(w, c, d)) {
         log_debug("c%u.%u %s: bulk transfer: splicing", w->id, c->id, side_name[d]);
@@ -1070,9 +1074,9 @@ void relay_on_timeout(struct worker *w, struct conn *c)
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect timed out after %u ms%s",
                w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)),
                conn_server_name(w, c, baddr, sizeof(baddr)),
-               w->timeout_ms[TIMER_CONNECT][timer_owner(c, TIMER_CONNECT)],
+               conn_gen(w, c)->timeout_ms[TIMER_CONNECT][timer_owner(c, TIMER_CONNECT)],
                conn_may_retry(w, c, -ETIMEDOUT) ? "; trying another server" : "");
-        checker_connect_result(w->rt, c->be_index, c->server, 0);
+        checker_connect_result(conn_rt(w, c), c->be_index, c->server, 0);
         if (conn_may_retry(w, c, -ETIMEDOUT)) {
             timer_set(w, c, TIMER_NONE);
             c->flags |= CONN_RETRYING;
@@ -1087,21 +1091,21 @@ void relay_on_timeout(struct worker *w, struct conn *c)
         w->stats.header_timeouts++;
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: no PROXY header within %u ms "
                "(--header-timeout): closed", w->id, c->id,
-               addr_format(&c->peer.sa, addr, sizeof(addr)), w->timeout_ms[TIMER_HEADER][timer_owner(c, TIMER_HEADER)]);
+               addr_format(&c->peer.sa, addr, sizeof(addr)), conn_gen(w, c)->timeout_ms[TIMER_HEADER][timer_owner(c, TIMER_HEADER)]);
         break;
     case TIMER_PEEK:
         w->stats.peek_timeouts++;
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: no whole TLS ClientHello within %u ms "
                "(--peek-timeout): closed", w->id, c->id,
-               addr_format(&c->peer.sa, addr, sizeof(addr)), w->timeout_ms[TIMER_PEEK][timer_owner(c, TIMER_PEEK)]);
+               addr_format(&c->peer.sa, addr, sizeof(addr)), conn_gen(w, c)->timeout_ms[TIMER_PEEK][timer_owner(c, TIMER_PEEK)]);
         break;
     case TIMER_IDLE:
         w->stats.idle_timeouts++;
-        log_debug("c%u.%u idle for %u ms", w->id, c->id, w->timeout_ms[TIMER_IDLE][timer_owner(c, TIMER_IDLE)]);
+        log_debug("c%u.%u idle for %u ms", w->id, c->id, conn_gen(w, c)->timeout_ms[TIMER_IDLE][timer_owner(c, TIMER_IDLE)]);
         break;
     default:
         log_debug("c%u.%u half-closed and idle for %u ms", w->id, c->id,
-                  w->timeout_ms[TIMER_FIN][timer_owner(c, TIMER_FIN)]);
+                  conn_gen(w, c)->timeout_ms[TIMER_FIN][timer_owner(c, TIMER_FIN)]);
         break;
     }
     conn_close(w, c, 0);

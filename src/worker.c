@@ -18,29 +18,32 @@
 #define BUFS_PER_WORKER 1024
 #define FIN_TIMEOUT_MS 30000
 
-/* Each timer list's timeout, from the setting of its backend or listener. */
-static void timers_init(struct worker *w)
+/* A generation's timer lists and their timeouts, from the settings of the
+ * backend or listener each belongs to. */
+static void gen_init(struct worker_gen *g, struct runtime *rt)
 {
-    const struct config *c = w->cfg;
+    const struct config *c = &rt->cfg;
 
+    memset(g, 0, sizeof(*g));
+    g->rt = rt;
     for (int k = 0; k < TIMER_KINDS; k++)
         for (int o = 0; o < TIMER_OWNERS; o++)
-            list_init(&w->timers[k][o]);
+            list_init(&g->timers[k][o]);
     for (int b = 0; b < c->n_backends; b++) {
         uint32_t idle = c->backends[b].idle_timeout_ms;
-        w->timeout_ms[TIMER_CONNECT][b] = c->backends[b].connect_timeout_ms;
-        w->timeout_ms[TIMER_IDLE][b] = idle;
-        w->timeout_ms[TIMER_FIN][b] = idle && idle < FIN_TIMEOUT_MS ? idle : FIN_TIMEOUT_MS;
+        g->timeout_ms[TIMER_CONNECT][b] = c->backends[b].connect_timeout_ms;
+        g->timeout_ms[TIMER_IDLE][b] = idle;
+        g->timeout_ms[TIMER_FIN][b] = idle && idle < FIN_TIMEOUT_MS ? idle : FIN_TIMEOUT_MS;
     }
     for (int l = 0; l < c->n_listeners; l++) {
-        w->timeout_ms[TIMER_HEADER][l] = c->listeners[l].header_timeout_ms;
-        w->timeout_ms[TIMER_PEEK][l] = c->listeners[l].peek_timeout_ms;
+        g->timeout_ms[TIMER_HEADER][l] = c->listeners[l].header_timeout_ms;
+        g->timeout_ms[TIMER_PEEK][l] = c->listeners[l].peek_timeout_ms;
     }
     /* Restarting a timer moves the connection in its list: do it at most a
      * few times per timeout, and at most once a second. */
     for (int k = 0; k < TIMER_KINDS; k++)
         for (int o = 0; o < TIMER_OWNERS; o++)
-            w->touch_ms[k][o] = w->timeout_ms[k][o] / 4 < 1000 ? w->timeout_ms[k][o] / 4 : 1000;
+            g->touch_ms[k][o] = g->timeout_ms[k][o] / 4 < 1000 ? g->timeout_ms[k][o] / 4 : 1000;
 }
 
 int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_fd,
@@ -50,8 +53,8 @@ int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_
 
     memset(w, 0, sizeof(*w));
     w->id = id;
-    w->rt = rt;
-    w->cfg = &rt->cfg;
+    gen_init(&w->gens[0], rt);
+    w->cur_gen = 0;
     w->n_listen = n_listen;
     memcpy(w->listen_fd, listen_fd, sizeof(int) * (size_t)n_listen);
     memcpy(w->listen_li, listen_li, (size_t)n_listen);
@@ -86,7 +89,6 @@ int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_
         w->free_pipes[i] = (uint16_t)(w->max_pipes - 1 - i);
     }
     w->n_pipes_free = w->max_pipes;
-    timers_init(w);
     worker_clock(w);
     return 0;
 }
@@ -143,14 +145,17 @@ int worker_ms_to_tick(struct worker *w)
  * last activity, so only the heads can have expired. */
 static void timers_run(struct worker *w)
 {
-    for (int k = 0; k < TIMER_KINDS; k++) {
-        for (int o = 0; o < TIMER_OWNERS; o++) {
-            struct list_head *h = &w->timers[k][o];
-            while (!list_empty(h)) {
-                struct conn *c = list_entry(h->next, struct conn, timer);
-                if (c->active_ms + w->timeout_ms[k][o] > w->now_ms)
-                    break;
-                relay_on_timeout(w, c);
+    for (int g = 0; g < WORKER_GENS; g++) {
+        struct worker_gen *gen = &w->gens[g];
+        for (int k = 0; gen->rt && k < TIMER_KINDS; k++) {
+            for (int o = 0; o < TIMER_OWNERS; o++) {
+                struct list_head *h = &gen->timers[k][o];
+                while (!list_empty(h)) {
+                    struct conn *c = list_entry(h->next, struct conn, timer);
+                    if (c->active_ms + gen->timeout_ms[k][o] > w->now_ms)
+                        break;
+                    relay_on_timeout(w, c);
+                }
             }
         }
     }
