@@ -17,6 +17,8 @@ struct io_backend {
     void (*run)(struct worker *w);
     void (*accept_start)(struct worker *w);
     void (*accept_stop)(struct worker *w);
+    /* Whether no accept is armed or in flight (after accept_stop). */
+    int (*accept_idle)(struct worker *w);
     /* c's client socket joined the worker (for back ends that register
      * sockets; connect() registers the backend socket itself). */
     void (*attach)(struct worker *w, struct conn *c, int side);

@@ -8,12 +8,14 @@
 #include "pool.h"
 #include "route.h"
 
+#include <stdatomic.h>
 #include <sys/un.h>
 
 /* Listening sockets per worker: every bind of every listener. */
 #define RUNTIME_MAX_BINDS 64
 
 struct runtime {
+    atomic_int refs; /* main's hold on the current one, and each worker generation's */
     struct config cfg;
     struct pool pools[CONFIG_MAX_BACKENDS];
     struct sockaddr_un unix_addr[CONFIG_MAX_BACKENDS][CONFIG_MAX_SERVERS];
@@ -26,6 +28,10 @@ struct runtime {
  * -errno with err filled. */
 int runtime_build(struct runtime *rt, char *err, size_t errlen);
 void runtime_free(struct runtime *rt);
+
+/* Takes a reference; the last runtime_put() frees rt. */
+void runtime_get(struct runtime *rt);
+void runtime_put(struct runtime *rt);
 
 /* The address to connect to for server s of backend b. */
 const struct sockaddr *runtime_server_addr(const struct runtime *rt, int b, int s);

@@ -163,6 +163,16 @@ struct worker_gen {
     struct pool_rr rr[CONFIG_MAX_BACKENDS];     /* this worker's round-robin state */
 };
 
+/* A new configuration for a worker, handed over by the main thread. */
+struct worker_update {
+    struct runtime *rt; /* holds a reference for the worker */
+    int listen_fd[RUNTIME_MAX_BINDS];
+    uint8_t listen_li[RUNTIME_MAX_BINDS];
+    int n_listen;
+    int close_fd[RUNTIME_MAX_BINDS]; /* listening sockets no longer wanted */
+    int n_close;
+};
+
 struct worker {
     int id;
     int cpu; /* -1: not pinned */
@@ -201,6 +211,7 @@ struct worker {
      * gens[cur_gen]; a connection keeps the one it started with. */
     struct worker_gen gens[WORKER_GENS];
     uint8_t cur_gen;
+    _Atomic(struct worker_update *) update; /* set by main; taken at a tick */
     uint64_t now_ms;
     uint64_t next_tick_ms;
 
@@ -225,6 +236,7 @@ static inline const struct config *conn_cfg(const struct worker *w, const struct
 
 #define ACCEPT_PAUSE_FULL 0x1   /* --max-connections reached over all workers */
 #define ACCEPT_PAUSE_ERROR 0x2  /* EMFILE/ENFILE/ENOBUFS: backing off */
+#define ACCEPT_PAUSE_RELOAD 0x4 /* switching listening sockets to a new configuration */
 
 #define ACCEPT_BACKOFF_MIN_MS 100 /* doubling up to the max while accept fails */
 #define ACCEPT_BACKOFF_MAX_MS 1000

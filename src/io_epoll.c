@@ -184,6 +184,12 @@ static int ep_connect_abandon(struct worker *w, struct conn *c)
     return 1;
 }
 
+/* epoll_ctl(DEL) takes effect at once: nothing is left in flight. */
+static int ep_accept_idle(struct worker *w)
+{
+    return 1;
+}
+
 static void ep_recv(struct worker *w, struct conn *c, int d)
 {
     c->io_flags[d] |= W_RECV;
@@ -415,6 +421,7 @@ const struct io_backend io_epoll_backend = {
     .run = ep_run,
     .accept_start = ep_accept_start,
     .accept_stop = ep_accept_stop,
+    .accept_idle = ep_accept_idle,
     .attach = ep_attach,
     .connect = ep_connect,
     .connect_abandon = ep_connect_abandon,

@@ -260,6 +260,16 @@ static void ur_accept_stop(struct worker *w)
     }
 }
 
+static int ur_accept_idle(struct worker *w)
+{
+    struct uring_state *st = st_of(w);
+
+    for (int i = 0; i < RUNTIME_MAX_BINDS; i++)
+        if (st->accept_armed[i])
+            return 0;
+    return 1;
+}
+
 static void ur_attach(struct worker *w, struct conn *c, int side)
 {
 }
@@ -661,6 +671,7 @@ const struct io_backend io_uring_backend = {
     .run = ur_run,
     .accept_start = ur_accept_start,
     .accept_stop = ur_accept_stop,
+    .accept_idle = ur_accept_idle,
     .attach = ur_attach,
     .connect = ur_connect,
     .connect_abandon = ur_connect_abandon,

@@ -366,36 +366,202 @@ static void log_ready(const struct relay *r, const struct io_backend *io)
              io->name, r->n_workers, c->max_connections, (unsigned long long)instance);
 }
 
-/* The runtime from -c FILE (with the flags over it) or from the flags. */
+/* A runtime from -c FILE (with the flags over it) or from the flags; NULL
+ * with err filled. */
+static struct runtime *runtime_load(const struct options *o, char *err, size_t errlen)
+{
+    struct runtime *rt = calloc(1, sizeof(*rt));
+    size_t len;
+    char *text = NULL;
+
+    if (!rt) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    atomic_init(&rt->refs, 1);
+    if (!o->config_path) {
+        runtime_config_from_options(&rt->cfg, o);
+    } else if (!(text = read_file(o->config_path, &len, err, errlen)) ||
+               config_parse(&rt->cfg, o->config_path, text, len, err, errlen) < 0 ||
+               runtime_apply_options(&rt->cfg, o, err, errlen) < 0) {
+        free(text);
+        free(rt);
+        return NULL;
+    }
+    free(text);
+    if (runtime_build(rt, err, errlen) < 0) {
+        runtime_put(rt);
+        return NULL;
+    }
+    return rt;
+}
+
 static int load_runtime(struct relay *r)
 {
     char err[512];
-    size_t len;
-    char *text;
 
-    r->rt = calloc(1, sizeof(*r->rt));
+    r->rt = runtime_load(&r->opt, err, sizeof(err));
     if (!r->rt) {
-        fprintf(stderr, "ringrelay: out of memory\n");
-        return -ENOMEM;
-    }
-    if (!r->opt.config_path) {
-        runtime_config_from_options(&r->rt->cfg, &r->opt);
-    } else {
-        text = read_file(r->opt.config_path, &len, err, sizeof(err));
-        if (!text || config_parse(&r->rt->cfg, r->opt.config_path, text, len, err,
-                                  sizeof(err)) < 0 ||
-            runtime_apply_options(&r->rt->cfg, &r->opt, err, sizeof(err)) < 0) {
-            fprintf(stderr, "ringrelay: %s\n", err);
-            free(text);
-            return -EINVAL;
-        }
-        free(text);
-    }
-    if (runtime_build(r->rt, err, sizeof(err)) < 0) {
         fprintf(stderr, "ringrelay: %s\n", err);
         return -EINVAL;
     }
     return 0;
+}
+
+/* Finds address a among rt's binds; returns its index over all listeners. */
+static int bind_index(const struct config *c, const union sockaddr_inet *a)
+{
+    int i = 0;
+
+    for (int l = 0; l < c->n_listeners; l++)
+        for (int b = 0; b < c->listeners[l].n_bind; b++, i++)
+            if (addr_len(&a->sa) == addr_len(&c->listeners[l].bind[b].sa) &&
+                memcmp(a, &c->listeners[l].bind[b], addr_len(&a->sa)) == 0)
+                return i;
+    return -1;
+}
+
+/* Builds each worker's update for nrt: a bind that stays keeps its
+ * sockets (nothing in their queues is lost), a new one is opened, a gone
+ * one is closed by the worker once it stopped accepting on it. */
+static int reload_updates(struct relay *r, struct runtime *nrt, struct worker_update **u)
+{
+    const struct config *oc = &r->rt->cfg, *nc = &nrt->cfg;
+    char name[ADDR_STRLEN + CONFIG_NAME_MAX + 32];
+
+    for (int l = 0, i = 0; l < nc->n_listeners; l++) {
+        for (int b = 0; b < nc->listeners[l].n_bind; b++, i++) {
+            int err;
+            if (bind_index(oc, &nc->listeners[l].bind[b]) >= 0)
+                continue;
+            if ((err = listen_probe(&nc->listeners[l].bind[b])) < 0) {
+                bind_name(nc, l, b, name, sizeof(name));
+                log_error("reload: %s: %s; keeping the running configuration", name,
+                          strerror(-err));
+                return err;
+            }
+        }
+    }
+    for (int w = 0; w < r->n_workers; w++) {
+        struct worker *wk = &r->workers[w];
+        uint8_t kept[RUNTIME_MAX_BINDS] = {0};
+        int i = 0;
+
+        u[w] = calloc(1, sizeof(*u[w]));
+        if (!u[w])
+            return -ENOMEM;
+        u[w]->rt = nrt;
+        for (int l = 0; l < nc->n_listeners; l++) {
+            for (int b = 0; b < nc->listeners[l].n_bind; b++, i++) {
+                int old = bind_index(oc, &nc->listeners[l].bind[b]);
+                int fd = old >= 0 ? wk->listen_fd[old] : listen_open(&nc->listeners[l].bind[b]);
+                if (fd < 0) {
+                    bind_name(nc, l, b, name, sizeof(name));
+                    log_error("reload: %s: %s; keeping the running configuration", name,
+                              strerror(-fd));
+                    return fd;
+                }
+                if (old >= 0)
+                    kept[old] = 1;
+                u[w]->listen_fd[i] = fd;
+                u[w]->listen_li[i] = (uint8_t)l;
+            }
+        }
+        u[w]->n_listen = i;
+        for (int j = 0; j < wk->n_listen; j++)
+            if (!kept[j])
+                u[w]->close_fd[u[w]->n_close++] = wk->listen_fd[j];
+    }
+    return 0;
+}
+
+/* Drops updates that were never handed over: closes the sockets opened for
+ * them (not those kept from the running configuration). */
+static void reload_abandon(struct relay *r, struct worker_update **u)
+{
+    for (int w = 0; w < r->n_workers; w++) {
+        if (!u[w])
+            continue;
+        for (int i = 0; i < u[w]->n_listen; i++) {
+            int kept = 0;
+            for (int j = 0; j < r->workers[w].n_listen && !kept; j++)
+                kept = u[w]->listen_fd[i] == r->workers[w].listen_fd[j];
+            if (!kept)
+                close(u[w]->listen_fd[i]);
+        }
+        free(u[w]);
+    }
+}
+
+/* Waits up to 2 s for the workers to take their updates (each does at its
+ * next tick). Returns how many have none pending. */
+static int reload_wait(struct relay *r)
+{
+    int done = 0;
+
+    for (int tries = 0; tries < 200; tries++) {
+        done = 0;
+        for (int w = 0; w < r->n_workers; w++)
+            done += atomic_load(&r->workers[w].update) == NULL;
+        if (done == r->n_workers)
+            break;
+        usleep(10000);
+    }
+    return done;
+}
+
+/* SIGHUP: re-reads the file. A bad file changes nothing; a good one goes
+ * to the workers for new connections, while open ones finish on the
+ * configuration they started with. */
+static void reload(struct relay *r, struct checker **checks)
+{
+    struct worker_update **u;
+    struct runtime *nrt;
+    char err[512];
+    int took;
+
+    if (!r->opt.config_path) {
+        log_warn("SIGHUP: started from the command line: no file to reload");
+        return;
+    }
+    if (reload_wait(r) < r->n_workers) {
+        log_warn("reload: workers are still on the previous one (their connections from "
+                 "older reloads hold every slot); try again when those end");
+        return;
+    }
+    nrt = runtime_load(&r->opt, err, sizeof(err));
+    if (!nrt) {
+        log_error("reload: %s; keeping the running configuration", err);
+        return;
+    }
+    /* What the running process is built around cannot change under it. */
+    nrt->cfg.workers = r->rt->cfg.workers;
+    nrt->cfg.io = r->rt->cfg.io;
+    nrt->cfg.max_connections = r->rt->cfg.max_connections;
+    u = calloc((size_t)r->n_workers, sizeof(struct worker_update *));
+    if (!u || reload_updates(r, nrt, u) < 0) {
+        if (u)
+            reload_abandon(r, u);
+        free(u);
+        runtime_put(nrt);
+        return;
+    }
+    checker_stop(*checks);
+    for (int w = 0; w < r->n_workers; w++) {
+        runtime_get(nrt);
+        atomic_store(&r->workers[w].update, u[w]);
+    }
+    free(u);
+    *checks = checker_start(nrt);
+    runtime_put(r->rt);
+    r->rt = nrt;
+    took = reload_wait(r);
+    if (took == r->n_workers)
+        log_info("reload: %s applied: %d listeners, %d backends", r->opt.config_path,
+                 nrt->cfg.n_listeners, nrt->cfg.n_backends);
+    else
+        log_warn("reload: %s applied by %d of %d workers so far; the rest follow when their "
+                 "connections from older reloads end", r->opt.config_path, took, r->n_workers);
 }
 
 int main(int argc, char **argv)
@@ -446,6 +612,7 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     sem_init(&started, 0, 0);
@@ -462,7 +629,8 @@ int main(int argc, char **argv)
         return 1;
     log_ready(&r, io);
 
-    sigwait(&sigs, &sig);
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+        reload(&r, &checks);
     log_info("%s: stopping", strsignal(sig));
     checker_stop(checks);
     for (int i = 0; i < r.n_workers; i++)
@@ -473,7 +641,6 @@ int main(int argc, char **argv)
     for (int i = 0; i < r.n_workers; i++)
         worker_fini(&r.workers[i]);
     free(r.workers);
-    runtime_free(r.rt);
-    free(r.rt);
+    runtime_put(r.rt);
     return 0;
 }

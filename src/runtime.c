@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define TLV_OWN_ROOM ((3 + 253) + (3 + 255) + (3 + 64) + (3 + 4))
@@ -56,6 +57,19 @@ void runtime_free(struct runtime *rt)
 {
     for (int b = 0; b < rt->cfg.n_backends; b++)
         pool_free(&rt->pools[b]);
+}
+
+void runtime_get(struct runtime *rt)
+{
+    atomic_fetch_add(&rt->refs, 1);
+}
+
+void runtime_put(struct runtime *rt)
+{
+    if (rt && atomic_fetch_sub(&rt->refs, 1) == 1) {
+        runtime_free(rt);
+        free(rt);
+    }
 }
 
 const struct sockaddr *runtime_server_addr(const struct runtime *rt, int b, int s)

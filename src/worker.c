@@ -54,7 +54,9 @@ int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_
     memset(w, 0, sizeof(*w));
     w->id = id;
     gen_init(&w->gens[0], rt);
+    runtime_get(rt);
     w->cur_gen = 0;
+    atomic_init(&w->update, NULL);
     w->n_listen = n_listen;
     memcpy(w->listen_fd, listen_fd, sizeof(int) * (size_t)n_listen);
     memcpy(w->listen_li, listen_li, (size_t)n_listen);
@@ -93,6 +95,24 @@ int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_
     return 0;
 }
 
+/* An update never taken: close the sockets it opened for this worker. */
+static void worker_drop_update(struct worker *w)
+{
+    struct worker_update *u = atomic_exchange(&w->update, NULL);
+
+    if (!u)
+        return;
+    for (int i = 0; i < u->n_listen; i++) {
+        int kept = 0;
+        for (int j = 0; j < w->n_listen && !kept; j++)
+            kept = u->listen_fd[i] == w->listen_fd[j];
+        if (!kept)
+            close(u->listen_fd[i]);
+    }
+    runtime_put(u->rt);
+    free(u);
+}
+
 void worker_fini(struct worker *w)
 {
     if (w->conns) {
@@ -113,6 +133,11 @@ void worker_fini(struct worker *w)
     for (int i = 0; i < w->n_listen; i++)
         if (w->listen_fd[i] >= 0)
             close(w->listen_fd[i]);
+    worker_drop_update(w);
+    for (int g = 0; g < WORKER_GENS; g++) {
+        runtime_put(w->gens[g].rt);
+        w->gens[g].rt = NULL;
+    }
     if (w->bufs)
         munmap(w->bufs, (size_t)w->n_bufs * BUF_STRIDE);
     free(w->conns);
@@ -180,6 +205,52 @@ void worker_accept_resume(struct worker *w, uint8_t reason)
         w->io->accept_start(w);
 }
 
+/* Lets go of old generations whose last connection has ended. */
+static void gens_release(struct worker *w)
+{
+    for (int g = 0; g < WORKER_GENS; g++) {
+        if (g == w->cur_gen || !w->gens[g].rt || w->gens[g].conns)
+            continue;
+        runtime_put(w->gens[g].rt);
+        w->gens[g].rt = NULL;
+    }
+}
+
+/* Takes a new configuration from main: stops accepting, waits for accepts
+ * in flight, swaps the listening sockets and the runtime new connections
+ * get, and accepts again. Connections already open keep theirs. */
+static void reload_step(struct worker *w)
+{
+    struct worker_update *u = atomic_load(&w->update);
+    int slot = -1;
+
+    gens_release(w);
+    if (!u)
+        return;
+    for (int g = 0; g < WORKER_GENS && slot < 0; g++)
+        if (!w->gens[g].rt)
+            slot = g;
+    if (slot < 0)
+        return; /* every generation still has connections: next tick */
+    if (!(w->accept_paused & ACCEPT_PAUSE_RELOAD)) {
+        if (!w->accept_paused)
+            w->io->accept_stop(w);
+        w->accept_paused |= ACCEPT_PAUSE_RELOAD;
+    }
+    if (!w->io->accept_idle(w))
+        return;
+    for (int i = 0; i < u->n_close; i++)
+        close(u->close_fd[i]);
+    memcpy(w->listen_fd, u->listen_fd, sizeof(w->listen_fd));
+    memcpy(w->listen_li, u->listen_li, sizeof(w->listen_li));
+    w->n_listen = u->n_listen;
+    gen_init(&w->gens[slot], u->rt); /* the update's reference becomes the generation's */
+    w->cur_gen = (uint8_t)slot;
+    atomic_store(&w->update, NULL);
+    free(u);
+    worker_accept_resume(w, ACCEPT_PAUSE_RELOAD);
+}
+
 void worker_tick(struct worker *w)
 {
     worker_clock(w);
@@ -187,6 +258,7 @@ void worker_tick(struct worker *w)
         return;
     w->next_tick_ms = w->now_ms + TICK_MS;
     timers_run(w);
+    reload_step(w);
     /* Another worker's connections may have filled or freed the budget. */
     if (!worker_pause_if_full(w) && !worker_all_full(w))
         worker_accept_resume(w, ACCEPT_PAUSE_FULL);

@@ -490,6 +490,60 @@ def echo_backend(args):
     asyncio.run(main())
 
 
+def steady_client(args):
+    """args.conns connections that each keep sending a distinct, seeded
+    stream in small pieces (args.pieces of args.piece bytes, args.gap
+    seconds apart) while reading the echo; reports {"connected": n} once all
+    are open and, at the end, how many came back byte for byte."""
+    host, port = args.target.rsplit(":", 1)
+    failed = []
+
+    async def one(n, ready):
+        rng = random.Random(n)
+        data = bytes(rng.getrandbits(8) for _ in range(args.piece)) * args.pieces
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, int(port)), args.timeout)
+        except Exception as e:
+            failed.append(f"{n}: connect: {e!r}")
+            ready()
+            return
+        ready()
+
+        async def send():
+            for k in range(args.pieces):
+                writer.write(data[k * args.piece:(k + 1) * args.piece])
+                await writer.drain()
+                await asyncio.sleep(args.gap)
+            writer.write_eof()
+
+        try:
+            sender = asyncio.create_task(send())
+            echo = await asyncio.wait_for(reader.read(-1), args.timeout)
+            await sender
+            if echo != data:
+                failed.append(f"{n}: {len(echo)} of {len(data)} bytes came back"
+                              f"{'' if len(echo) != len(data) else ', different'}")
+        except Exception as e:
+            failed.append(f"{n}: {e!r}")
+        finally:
+            writer.close()
+
+    async def main():
+        opened = 0
+
+        def ready():
+            nonlocal opened
+            opened += 1
+            if opened == args.conns:
+                _emit({"connected": opened})
+        await asyncio.gather(*(one(n, ready) for n in range(args.conns)))
+        _emit({"results": {"conns": args.conns, "failed": failed[:20],
+                           "n_failed": len(failed)}})
+
+    asyncio.run(main())
+
+
 def churn_client(args):
     """args.total short connections, args.concurrency at a time: each sends a
     unique line, reads its echo, half-closes and waits for the relay's EOF."""
@@ -554,8 +608,16 @@ def main():
     q.add_argument("--total", type=int, default=20000)
     q.add_argument("--concurrency", type=int, default=200)
     q.add_argument("--timeout", type=float, default=10)
+    q = sub.add_parser("steady-client")
+    q.add_argument("--target", required=True)
+    q.add_argument("--conns", type=int, default=2000)
+    q.add_argument("--pieces", type=int, default=40)
+    q.add_argument("--piece", type=int, default=512)
+    q.add_argument("--gap", type=float, default=0.1)
+    q.add_argument("--timeout", type=float, default=60)
     args = p.parse_args()
     {"integrity-backend": integrity_backend, "integrity-client": integrity_client,
+     "steady-client": steady_client,
      "echo-backend": echo_backend, "churn-client": churn_client}[args.cmd](args)
 
 
