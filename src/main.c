@@ -555,6 +555,7 @@ static void reload(struct relay *r, struct checker **checks)
     *checks = checker_start(nrt);
     runtime_put(r->rt);
     r->rt = nrt;
+    log_level = nrt->cfg.log_level;
     took = reload_wait(r);
     if (took == r->n_workers)
         log_info("reload: %s applied: %d listeners, %d backends", r->opt.config_path,

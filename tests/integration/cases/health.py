@@ -5,6 +5,7 @@ a server down (passive), and with every server down clients are refused at
 once."""
 
 import harness
+import peers
 from harness import check
 
 from .backends import expect_body, https_get
@@ -112,3 +113,44 @@ def health_all_down(ctx):
     took, how = wait_closed(c, 2)
     check("no server to take the connection" in rl.stderr(), "no line says why")
     ctx.note(f"client closed after {took:.2f}s ({how})")
+
+
+@case("health_backend_killed_mid_test")
+def health_killed(ctx):
+    """Two echo backends with proxy_local checks (a v2 LOCAL header, as AWS
+    NLB sends): one is killed while clients talk through it; its clients'
+    connections end, it is taken down, and new clients all reach the other."""
+    import signal as sig
+    e1 = harness.Helper(ctx, "echo1", ["echo-backend"])
+    p1 = e1.wait_json("port", 10)["port"]
+    e2 = harness.Helper(ctx, "echo2", ["echo-backend"])
+    p2 = e2.wait_json("port", 10)["port"]
+    port = harness.free_port()
+    rl = start(ctx, one_listener(port, backend_yaml(
+        "x", [f"127.0.0.1:{p1}", f"127.0.0.1:{p2}"],
+        "retries: 1\n" + checks("proxy_local"))))
+    talkers = []
+    for k in range(4):
+        c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
+        c.sendall(b"ping%d" % k)
+        check(peers.recv_exact(c, 5) == b"ping%d" % k, "no echo before the kill")
+        talkers.append(c)
+    e1.popen.send_signal(sig.SIGKILL)
+    e1.wait(5)
+    harness.wait_until(lambda: f"server 127.0.0.1:{p1} is down" in rl.stderr(), 5,
+                       "the proxy_local check to take the killed server down")
+    ended = 0
+    for c in talkers:  # the killed server's clients end; the others still echo
+        try:
+            c.sendall(b"x")
+            c.settimeout(5)
+            ended += c.recv(1) != b"x"
+        except OSError:
+            ended += 1
+    check(ended == 2, f"{ended} of 4 clients ended; want the 2 round robin gave the killed one")
+    for k in range(6):
+        c = client(ctx, ("127.0.0.1", port), "127.0.0.3")
+        c.sendall(b"after%d" % k)
+        check(peers.recv_exact(c, 6) == b"after%d" % k, "a new client was not served")
+        c.close()
+    ctx.note(f"{ended} of 4 open clients ended with the killed server")
