@@ -92,11 +92,4 @@ int options_parse_duration(const char *s, uint32_t *ms);
 
 extern const char options_usage[];
 
-/* The --backend address, inet or unix. */
-static inline const struct sockaddr *options_backend(const struct options *o)
-{
-    return o->backend_unix.sun_family == AF_UNIX ? (const struct sockaddr *)&o->backend_unix
-                                                  : &o->backend.sa;
-}
-
 #endif

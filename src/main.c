@@ -244,6 +244,8 @@ static void log_totals(const struct relay *r)
             t.no_proxy[b] += s->no_proxy[b];
         t.no_server += s->no_server;
         t.retries += s->retries;
+        t.routed += s->routed;
+        t.peek_timeouts += s->peek_timeouts;
         t.bytes[0] += s->bytes[0];
         t.bytes[1] += s->bytes[1];
     }
@@ -264,6 +266,9 @@ static void log_totals(const struct relay *r)
         if (t.no_proxy[b])
             log_warn("backend %s: %llu connections where it seemed not to expect PROXY protocol",
                      backend_name(r->rt, b, addr, sizeof(addr)), (unsigned long long)t.no_proxy[b]);
+    if (t.routed || t.peek_timeouts)
+        log_info("SNI routes: %llu connections routed, %llu without a whole ClientHello in time",
+                 (unsigned long long)t.routed, (unsigned long long)t.peek_timeouts);
     if (t.retries)
         log_info("%llu connects retried on another server", (unsigned long long)t.retries);
     if (t.no_server)

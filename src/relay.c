@@ -30,10 +30,6 @@
 /* Bytes one splice pump moves before yielding to other connections. */
 #define SPLICE_BUDGET (1024 * 1024U)
 #define PIPE_CAP (256 * 1024U)
-/* Room for the TLVs ringrelay writes itself: AUTHORITY (a DNS name), ALPN
- * (one protocol name), UNIQUE_ID and CRC32C, each with its 3-byte head. */
-#define TLV_OWN_ROOM ((3 + 253) + (3 + 255) + (3 + 64) + (3 + 4))
-
 static uint64_t instance_id;
 
 void relay_set_instance(uint64_t id)

@@ -6,15 +6,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Room for the TLVs ringrelay writes itself: AUTHORITY (a DNS name), ALPN
+ * (one protocol name), UNIQUE_ID and CRC32C, each with its 3-byte head. */
 #define TLV_OWN_ROOM ((3 + 253) + (3 + 255) + (3 + 64) + (3 + 4))
 
 int runtime_build(struct runtime *rt, char *err, size_t errlen)
 {
     struct config *c = &rt->cfg;
+    uint32_t inbound_max = 0; /* the largest inbound header, whose TLVs may be copied */
     int binds = 0;
 
     for (int l = 0; l < c->n_listeners; l++) {
         binds += c->listeners[l].n_bind;
+        if (c->listeners[l].header_max_size > inbound_max)
+            inbound_max = c->listeners[l].header_max_size;
         for (int r = 0; r < c->listeners[l].n_routes; r++) {
             const char *what;
             char spec[CLIENTHELLO_SNI_MAX + 32];
@@ -44,10 +49,7 @@ int runtime_build(struct runtime *rt, char *err, size_t errlen)
             u->sun_family = AF_UNIX;
             memcpy(u->sun_path, be->servers[s].path, n);
         }
-        rt->hdr_cap[b] = PROXY_HDR_MAX + TLV_OWN_ROOM;
-        for (int l = 0; be->n_tlv_pass && l < c->n_listeners; l++)
-            if (c->listeners[l].header_max_size > rt->hdr_cap[b] - PROXY_HDR_MAX - TLV_OWN_ROOM)
-                rt->hdr_cap[b] = PROXY_HDR_MAX + TLV_OWN_ROOM + c->listeners[l].header_max_size;
+        rt->hdr_cap[b] = PROXY_HDR_MAX + TLV_OWN_ROOM + (be->n_tlv_pass ? inbound_max : 0);
         rt->any_tlv_pass |= be->n_tlv_pass > 0;
     }
     return 0;

@@ -52,7 +52,7 @@ def sni_routes(ctx):
     """api.example -> A, *.example -> B (any depth), others and non-TLS ->
     the default; the ClientHello reaches the backend byte for byte."""
     a, b, d = listener(ctx), listener(ctx), listener(ctx)
-    _, port = routed_relay(ctx, d, [("api.example", a), ("*.example", b)])
+    rl, port = routed_relay(ctx, d, [("api.example", a), ("*.example", b)])
     for name, want in (("api.example", a), ("API.Example", a), ("www.example", b),
                        ("x.y.example", b), ("example", d), ("other.test", d), (None, d)):
         # For an IP address OpenSSL sends no server_name at all.
@@ -65,6 +65,8 @@ def sni_routes(ctx):
     c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
     c.sendall(b"GET / HTTP/1.1\r\n\r\n")
     lands_on(d, ("127.0.0.2", c.getsockname()[1]), b"GET / HTTP/1.1\r\n\r\n")
+    rl.finish()
+    check("SNI routes: 4 connections routed, 0 without" in rl.stderr(), "routes not counted")
 
 
 @case("sni_client_hello_in_pieces")
@@ -106,6 +108,8 @@ def sni_timeout(ctx):
     harness.wait_until(lambda: "no whole TLS ClientHello within 300 ms" in rl.stderr(), 5,
                        "the relay to log the peek timeout")
     check(not a.pending() and not d.pending(), "a backend connection was made")
+    rl.finish()
+    check("0 connections routed, 1 without a whole ClientHello" in rl.stderr(), "not counted")
     ctx.note(f"closed after {took:.2f}s ({how})")
 
 
@@ -197,3 +201,23 @@ def sni_route_no_pp(ctx):
     check(f"backend 127.0.0.1:{nginx.port4}: 1 connections where it seemed not to expect "
           "PROXY protocol" in rl.stderr(), "not counted for the routed backend")
     check(f"backend 127.0.0.1:{dead}:" not in rl.stderr(), "counted for --backend")
+
+
+@case("tlvs_header_longer_than_the_headroom")
+def tlvs_long_header(ctx):
+    """A 230-byte server name makes the header with its AUTHORITY TLV longer
+    than the room kept in front of the first client bytes: it goes out
+    whole, on its own, and the ClientHello follows it intact."""
+    be = listener(ctx)
+    port = harness.free_port()
+    relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", be.port), "--tlvs", "authority,crc32c")
+    name = ".".join(["a" * 60, "b" * 60, "c" * 60, "d" * 45]) + ".example"
+    hello = client_hello(name, alpn=None)
+    c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
+    c.sendall(hello)
+    b = be.accept(timeout=5)
+    hdr, info, rest = peers.read_proxy_header(b)
+    check(len(hdr) > 128, f"the header is only {len(hdr)} bytes: the test proves nothing")
+    check(header_tlvs(hdr).get(0x02) == name.encode(), "AUTHORITY is not the server name")
+    rest += peers.recv_exact(b, len(hello) - len(rest)) if len(rest) < len(hello) else b""
+    check(rest == hello, "the ClientHello did not follow the header intact")
