@@ -27,6 +27,15 @@
 
 enum balance { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN, BALANCE_CLIENT_IP_HASH };
 enum check_mode { CHECK_TCP, CHECK_PROXY_LOCAL, CHECK_TLS, CHECK_OFF };
+enum access_log_mode { ACCESS_LOG_ALL, ACCESS_LOG_ERRORS, ACCESS_LOG_OFF };
+enum access_log_format { ACCESS_LOG_TEXT, ACCESS_LOG_JSON };
+
+/* One line per finished connection. */
+struct config_access_log {
+    char path[CONFIG_PATH_MAX]; /* a file, "stderr", or "" for none */
+    enum access_log_mode mode;
+    enum access_log_format format;
+};
 
 /* Where a value came from, for errors found after the walk. */
 struct config_mark {
@@ -90,7 +99,11 @@ struct config {
     int workers; /* 0: auto */
     enum io_kind io;
     enum splice_mode splice;
-    char stats_socket[CONFIG_PATH_MAX];
+    char stats_socket[CONFIG_PATH_MAX]; /* "": none */
+    char stats_socket_group[CONFIG_NAME_MAX];
+    struct config_access_log access_log;
+    uint32_t drain_timeout_ms;
+    char user[CONFIG_NAME_MAX], group[CONFIG_NAME_MAX]; /* to run as, once bound; "": stay */
     uint32_t max_connections; /* 0: fit the open-file limit */
     int log_level;
     struct config_listener listeners[CONFIG_MAX_LISTENERS];

@@ -55,6 +55,12 @@ struct options {
     uint32_t idle_timeout_ms; /* 0: none */
     uint32_t max_connections; /* 0: fit the open-file limit */
     int log_level;
+    const char *stats_socket; /* "": none */
+    uint32_t drain_timeout_ms;
+    const char *access_log;   /* a path, "stderr", or "": none */
+    int access_log_mode;      /* enum access_log_mode */
+    int access_log_format;    /* enum access_log_format */
+    const char *user, *group; /* "": stay who started it */
     uint64_t given;          /* OPT_* bits: flags on the command line */
     const char *config_path; /* -c FILE; NULL: none given */
     int config_check;        /* -t: check the file and exit */
@@ -79,6 +85,13 @@ struct options {
 #define OPT_ROUTE (1ULL << 14)
 #define OPT_PEEK_TIMEOUT (1ULL << 15)
 #define OPT_TLVS (1ULL << 16)
+#define OPT_STATS_SOCKET (1ULL << 17)
+#define OPT_DRAIN_TIMEOUT (1ULL << 18)
+#define OPT_ACCESS_LOG (1ULL << 19)
+#define OPT_ACCESS_LOG_MODE (1ULL << 20)
+#define OPT_ACCESS_LOG_FORMAT (1ULL << 21)
+#define OPT_USER (1ULL << 22)
+#define OPT_GROUP (1ULL << 23)
 
 enum options_result { OPTIONS_RUN = 0, OPTIONS_HELP = 1, OPTIONS_VERSION = 2 };
 

@@ -6,6 +6,8 @@
 
 #include "worker.h"
 
+#include <stdio.h>
+
 /* Closes c: gracefully (FIN) or, with abort, with a reset on both sockets.
  * Cancels in-flight operations; the memory is reused only after the last
  * completes. */
@@ -24,5 +26,11 @@ void relay_set_instance(uint64_t id);
 
 /* A buffer came back to the pool: wake a starved direction if any. */
 void relay_buf_put(struct worker *w, uint16_t bid);
+
+/* Resets every open connection of w (the drain deadline passed). */
+void relay_close_all(struct worker *w);
+
+/* Writes a line for each of w's open connections, at most max. */
+void relay_dump_conns(struct worker *w, FILE *out, uint32_t max);
 
 #endif

@@ -22,6 +22,10 @@ struct runtime {
     struct route routes[CONFIG_MAX_LISTENERS][CONFIG_MAX_ROUTES];
     uint32_t hdr_cap[CONFIG_MAX_BACKENDS]; /* largest outbound header with its TLVs */
     int any_tlv_pass;                      /* some backend copies inbound TLVs */
+    /* Counter slots (stats_assign): by listener, backend, and server. */
+    uint16_t st_listener[CONFIG_MAX_LISTENERS];
+    uint16_t st_backend[CONFIG_MAX_BACKENDS];
+    uint16_t st_server[CONFIG_MAX_BACKENDS][CONFIG_MAX_SERVERS];
 };
 
 /* Derives pools, addresses and route tables from rt->cfg. Returns 0, or

@@ -9,11 +9,13 @@
 #include "options.h"
 #include "proxy.h"
 #include "runtime.h"
+#include "stats.h"
 
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define BUF_SIZE (16 * 1024U)
 #define BUF_HEADROOM 128 /* room to prepend the PROXY header: >= PROXY_HDR_MAX */
@@ -53,6 +55,7 @@ enum timer_kind {
 #define CONN_LOWAT 0x04      /* SO_RCVLOWAT raised on the client socket while peeking */
 #define CONN_HAS_DST 0x08    /* dst holds the destination a trusted inbound header gave */
 #define CONN_RETRYING 0x10   /* its connect timed out: the next server follows its end */
+#define CONN_ON_BACKEND 0x20 /* counted as one of its backend's connections */
 
 /* Direction flags. */
 #define DIR_RECV 0x01    /* recv or read-readiness wait pending on the source */
@@ -108,6 +111,12 @@ struct conn {
     int8_t server;    /* the backend's server it connects to; -1: none yet */
     uint64_t tried;   /* servers tried so far (bit per server) */
     uint8_t rgen;     /* the worker's runtime generation it runs on */
+    uint8_t end;      /* why it ended (enum conn_end): the first cause wins */
+    /* Microseconds: when it was accepted, then after that when its last
+     * connect began, when that completed, and when the backend's first
+     * byte came. */
+    uint64_t start_us;
+    uint32_t t_connect, t_open, t_first;
     struct dir dir[2];
     union sockaddr_inet peer; /* the client: from a trusted inbound header, or the socket */
     union sockaddr_inet dst;
@@ -120,27 +129,6 @@ static inline uint8_t *conn_hdr(struct conn *c)
     return c->hdr_ext ? c->hdr_ext : c->hdr;
 }
 
-struct stats {
-    uint64_t accepted;
-    uint64_t active;
-    uint64_t rejected; /* accepted with no free connection slot */
-    uint64_t connect_errors;
-    uint64_t connect_timeouts;
-    uint64_t idle_timeouts;
-    uint64_t aborts;
-    uint64_t header_in;        /* inbound PROXY headers accepted */
-    uint64_t header_untrusted; /* headers from untrusted clients, refused */
-    uint64_t header_timeouts;  /* trusted clients that sent no header in time */
-    uint64_t header_bad;       /* trusted clients that sent something else */
-    /* Connections whose backend ended or answered as if it took no header,
-     * by backend. */
-    uint64_t no_proxy[CONFIG_MAX_BACKENDS];
-    uint64_t no_server; /* clients refused: every server down or full */
-    uint64_t retries;   /* connects tried again on another server */
-    uint64_t routed;           /* connections sent by SNI to a --route backend */
-    uint64_t peek_timeouts;    /* clients with no whole ClientHello in time */
-    uint64_t bytes[2]; /* by source side */
-};
 
 struct pipe_pair {
     int r, w;
@@ -215,7 +203,15 @@ struct worker {
     uint64_t now_ms;
     uint64_t next_tick_ms;
 
-    struct stats stats;
+    struct stats_block *st; /* this worker's counters: only it writes them */
+    /* show conns: main's request, taken (set to NULL) at a tick, then the
+     * connections written to it and dump_done set. */
+    _Atomic(FILE *) dump;
+    atomic_int dump_done;
+    /* Stopping: main sets drain (stop accepting, close the listeners, let
+     * connections finish), then maybe close_all (reset what is left). */
+    atomic_int drain, close_all;
+    uint8_t drained; /* listeners closed */
 };
 
 /* The runtime generation a connection runs on, and its configuration. */
@@ -237,6 +233,7 @@ static inline const struct config *conn_cfg(const struct worker *w, const struct
 #define ACCEPT_PAUSE_FULL 0x1   /* --max-connections reached over all workers */
 #define ACCEPT_PAUSE_ERROR 0x2  /* EMFILE/ENFILE/ENOBUFS: backing off */
 #define ACCEPT_PAUSE_RELOAD 0x4 /* switching listening sockets to a new configuration */
+#define ACCEPT_PAUSE_DRAIN 0x8  /* stopping: never resumed */
 
 #define ACCEPT_BACKOFF_MIN_MS 100 /* doubling up to the max while accept fails */
 #define ACCEPT_BACKOFF_MAX_MS 1000
@@ -284,6 +281,10 @@ int worker_pause_if_full(struct worker *w);
 
 /* Clears one reason accepting was paused for; accepts again if none is left. */
 void worker_accept_resume(struct worker *w, uint8_t reason);
+
+/* Has w write its open connections to out at its next tick; waits up to
+ * timeout_ms for it to start. Returns 0, or -ETIMEDOUT (out was not used). */
+int worker_dump_conns(struct worker *w, FILE *out, int timeout_ms);
 
 /* Runs timers and accept back-off; the back end calls it when a tick is due. */
 void worker_tick(struct worker *w);

@@ -4,6 +4,7 @@
 #include "health.h"
 #include "log.h"
 #include "probe.h"
+#include "stats.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -77,6 +78,7 @@ static void check_server(struct backend_checker *bc, SSL_CTX *tls, int s)
         return;
     atomic_store(&m->up, h->up);
     atomic_store(&m->fails, 0);
+    stats_health_changed(bc->rt->st_server[bc->b][s]);
     if (h->up)
         log_info("backend %s: server %s is up: %u checks passed (%s)", be->name, m->key,
                  be->health.rise, why);
@@ -151,7 +153,9 @@ void checker_connect_result(struct runtime *rt, int b, int s, int ok)
         atomic_store_explicit(&m->fails, 0, memory_order_relaxed);
         return;
     }
-    if (atomic_fetch_add(&m->fails, 1) + 1 == be->health.fall && atomic_exchange(&m->up, 0))
-        log_warn("backend %s: server %s is down: %u connects failed in a row; back when a "
-                 "check passes", be->name, m->key, be->health.fall);
+    if (atomic_fetch_add(&m->fails, 1) + 1 != be->health.fall || !atomic_exchange(&m->up, 0))
+        return;
+    stats_health_changed(rt->st_server[b][s]);
+    log_warn("backend %s: server %s is down: %u connects failed in a row; back when a "
+             "check passes", be->name, m->key, be->health.fall);
 }

@@ -17,7 +17,8 @@ enum kind {
     K_NAME,        /* letters, digits, '-', '_', '.' */
     K_HOST,        /* a host name, for SNI */
     K_ROUTE_SNI,   /* a host name or *.suffix */
-    K_PATH,        /* an absolute path */
+    K_PATH,        /* an absolute path, or "" */
+    K_LOG_PATH,    /* an absolute path, "stderr", or "" */
     K_WORKERS,     /* auto or 1..1024 */
     K_LOG_LEVEL,   /* error..debug */
     K_BINDS,       /* one ADDR:PORT or a list of them */
@@ -54,6 +55,8 @@ static const char *const pp_in_names[] = {"off", "v1", "v2", "any", NULL};
 static const char *const balance_names[] = {"round_robin", "least_conn", "client_ip_hash", NULL};
 static const char *const check_names[] = {"tcp", "proxy_local", "tls", "off", NULL};
 static const char *const tlv_names[] = {"authority", "alpn", "unique_id", "crc32c", NULL};
+static const char *const access_mode_names[] = {"all", "errors", "off", NULL};
+static const char *const access_format_names[] = {"text", "json", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
 
 #define DAY_MS (24U * 3600U * 1000U)
@@ -84,6 +87,16 @@ static const struct setting health_settings[] = {
     END,
 };
 
+static const struct setting access_log_settings[] = {
+    {.key = "path", .kind = K_LOG_PATH, AT(struct config_access_log, path), .def = "\"\""},
+    {.key = "mode", .kind = K_CHOICE, AT(struct config_access_log, mode),
+     .choices = access_mode_names, .def = "all"},
+    {.key = "format", .kind = K_CHOICE, AT(struct config_access_log, format),
+     .choices = access_format_names, .def = "text"},
+    END,
+};
+
+static const struct section access_log_section = {access_log_settings};
 static const struct section server_section = {server_settings};
 static const struct section health_section = {health_settings};
 
@@ -148,8 +161,15 @@ static const struct setting top_settings[] = {
     {.key = "io", .kind = K_CHOICE, AT(struct config, io), .choices = io_names, .def = "auto"},
     {.key = "splice", .kind = K_CHOICE, AT(struct config, splice), .choices = splice_names,
      .def = "auto"},
-    {.key = "stats_socket", .kind = K_PATH, AT(struct config, stats_socket),
-     .def = "/run/ringrelay/stats.sock"},
+    {.key = "stats_socket", .kind = K_PATH, AT(struct config, stats_socket), .def = "\"\""},
+    {.key = "stats_socket_group", .kind = K_NAME, AT(struct config, stats_socket_group),
+     .def = "\"\""},
+    {.key = "access_log", .kind = K_MAP, AT(struct config, access_log), .sub = &access_log_section,
+     .def = "{}"},
+    {.key = "drain_timeout", .kind = K_DURATION, AT(struct config, drain_timeout_ms),
+     .max = DAY_MS, .def = "30s"},
+    {.key = "user", .kind = K_NAME, AT(struct config, user), .def = "\"\""},
+    {.key = "group", .kind = K_NAME, AT(struct config, group), .def = "\"\""},
     {.key = "max_connections", .kind = K_UINT, AT(struct config, max_connections),
      .max = 10000000, .def = "0"},
     {.key = "log_level", .kind = K_LOG_LEVEL, AT(struct config, log_level), .def = "info"},
@@ -440,9 +460,11 @@ static int set_scalar(struct walk *w, const struct setting *st, void *base, cons
         return 0;
     }
     case K_PATH:
-        if (*s != '/' || strlen(s) >= CONFIG_PATH_MAX)
-            return fail(w, m, st->key, "expected an absolute path under %d bytes, got '%s'",
-                        CONFIG_PATH_MAX, s);
+    case K_LOG_PATH:
+        if ((*s && *s != '/' && !(st->kind == K_LOG_PATH && strcmp(s, "stderr") == 0)) ||
+            strlen(s) >= CONFIG_PATH_MAX)
+            return fail(w, m, st->key, "expected an absolute path under %d bytes%s, got '%s'",
+                        CONFIG_PATH_MAX, st->kind == K_LOG_PATH ? " or stderr" : "", s);
         snprintf(field, CONFIG_PATH_MAX, "%s", s);
         return 0;
     default:
@@ -800,6 +822,7 @@ static void dump_value(FILE *out, const struct setting *st, const void *base)
     case K_HOST:
     case K_ROUTE_SNI:
     case K_PATH:
+    case K_LOG_PATH:
         dump_string(out, "", field);
         break;
     case K_BINDS: {

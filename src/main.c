@@ -8,6 +8,10 @@
 #include "log.h"
 #include "options.h"
 #include "relay.h"
+#include "service.h"
+#include "stats.h"
+#include "stats_client.h"
+#include "stats_socket.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -105,11 +109,90 @@ static const struct io_backend *pick_backend(enum io_kind kind)
 
 struct relay {
     struct options opt;
-    struct runtime *rt;
+    struct runtime *rt; /* swapped by reloads under rt_lock; the stats thread reads it */
+    pthread_mutex_t rt_lock;
     atomic_uint active_total;
     struct worker *workers;
     int n_workers;
+    const struct io_backend *io;
+    uint64_t start_time, start_ms;
+    atomic_ullong generation, reloads, reload_failures;
+    atomic_int draining;
+    struct stats_socket *stats;
+    char exe[4096];  /* this binary's path at start: an upgrade runs what is there now */
+    char **argv;
+    pid_t predecessor; /* the process we take over from, or 0 */
 };
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* jemalloc's own numbers, when it is the allocator (release builds). */
+extern int mallctl(const char *name, void *old, size_t *oldlen, void *new, size_t newlen)
+    __attribute__((weak));
+
+static int memory_read(uint64_t *allocated, uint64_t *resident)
+{
+    uint64_t epoch = 1;
+    size_t len = sizeof(uint64_t), sz = sizeof(size_t);
+    size_t a = 0, res = 0;
+
+    if (!mallctl || mallctl("epoch", NULL, NULL, &epoch, len) != 0 ||
+        mallctl("stats.allocated", &a, &sz, NULL, 0) != 0 ||
+        mallctl("stats.resident", &res, &sz, NULL, 0) != 0)
+        return 0;
+    *allocated = a;
+    *resident = res;
+    return 1;
+}
+
+/* The stats socket's view of the process (stats_source.fill). */
+static void stats_fill(struct stats_report *rep, void *ctx)
+{
+    struct relay *r = ctx;
+    struct runtime *rt;
+
+    rep->n_workers = r->n_workers;
+    for (int i = 0; i < r->n_workers; i++)
+        stats_worker_read(i, &rep->workers[i]);
+    rep->io = r->io->name;
+    rep->version = RINGRELAY_VERSION;
+    rep->start_time = r->start_time;
+    rep->uptime_ms = mono_ms() - r->start_ms;
+    rep->generation = atomic_load(&r->generation);
+    rep->reloads = atomic_load(&r->reloads);
+    rep->reload_failures = atomic_load(&r->reload_failures);
+    rep->draining = atomic_load(&r->draining);
+    rep->have_memory = memory_read(&rep->mem_allocated, &rep->mem_resident);
+    pthread_mutex_lock(&r->rt_lock);
+    rt = r->rt;
+    runtime_get(rt);
+    pthread_mutex_unlock(&r->rt_lock);
+    rep->max_connections = rt->cfg.max_connections;
+    for (int i = 0; i < STATS_MAX_SERVERS; i++) {
+        int at = rep->names.server_index[i];
+        rep->server_up[i] = at < 0 ? -1
+                                   : (int8_t)atomic_load(&rt->pools[at / CONFIG_MAX_SERVERS]
+                                                              .m[at % CONFIG_MAX_SERVERS].up);
+        rep->health_changes[i] = stats_health_changes(i);
+    }
+    runtime_put(rt);
+}
+
+/* show conns: each worker writes its own, at its next tick. */
+static void stats_conns(FILE *out, void *ctx)
+{
+    struct relay *r = ctx;
+
+    for (int i = 0; i < r->n_workers; i++)
+        if (worker_dump_conns(&r->workers[i], out, 1000) < 0)
+            fprintf(out, "worker %d: did not answer within 1 s\n", i);
+}
 
 /* SO_REUSEPORT would let this process share a port another one (say a
  * second ringrelay) already listens on, each silently getting part of the
@@ -156,7 +239,7 @@ static int open_listeners(struct relay *r, int fds[][RUNTIME_MAX_BINDS], uint8_t
         for (int b = 0; b < c->listeners[l].n_bind; b++) {
             li[*n] = (uint8_t)l;
             (*n)++;
-            if ((err = listen_probe(&c->listeners[l].bind[b])) < 0) {
+            if (!r->predecessor && (err = listen_probe(&c->listeners[l].bind[b])) < 0) {
                 bind_name(c, l, b, name, sizeof(name));
                 log_error("%s: %s%s", name, strerror(-err),
                           err == -EADDRINUSE ? " (is another ringrelay or server running there?)"
@@ -222,57 +305,69 @@ static const char *backend_name(const struct runtime *rt, int b, char *buf, size
     return buf;
 }
 
+/* The counters of the running configuration's entries, summed over
+ * workers, as lines at exit. */
 static void log_totals(const struct relay *r)
 {
+    const struct config *c = &r->rt->cfg;
+    struct stats_block *t = malloc(sizeof(*t));
+    uint64_t acc = 0, refused = 0, cerr = 0, cto = 0, idle = 0, resets = 0, bytes[2] = {0};
+    uint64_t hin = 0, huntr = 0, hto = 0, hbad = 0, routed = 0, pto = 0, retries = 0, nosrv = 0;
     char addr[ADDR_STRLEN];
-    struct stats t = {0};
 
-    for (int i = 0; i < r->n_workers; i++) {
-        const struct stats *s = &r->workers[i].stats;
-        t.accepted += s->accepted;
-        t.active += s->active;
-        t.rejected += s->rejected;
-        t.connect_errors += s->connect_errors;
-        t.connect_timeouts += s->connect_timeouts;
-        t.idle_timeouts += s->idle_timeouts;
-        t.aborts += s->aborts;
-        t.header_in += s->header_in;
-        t.header_untrusted += s->header_untrusted;
-        t.header_timeouts += s->header_timeouts;
-        t.header_bad += s->header_bad;
-        for (int b = 0; b < r->rt->cfg.n_backends; b++)
-            t.no_proxy[b] += s->no_proxy[b];
-        t.no_server += s->no_server;
-        t.retries += s->retries;
-        t.routed += s->routed;
-        t.peek_timeouts += s->peek_timeouts;
-        t.bytes[0] += s->bytes[0];
-        t.bytes[1] += s->bytes[1];
+    if (!t)
+        return;
+    stats_sum(t);
+    for (int l = 0; l < c->n_listeners; l++) {
+        const struct stats_listener *sl = &t->l[r->rt->st_listener[l]];
+        acc += stat_get(&sl->accepted);
+        refused += stat_get(&sl->refused);
+        idle += stat_get(&sl->ends[END_IDLE_TIMEOUT]);
+        resets += stat_get(&sl->ends[END_CLIENT_RESET]) + stat_get(&sl->ends[END_BACKEND_RESET]);
+        hin += stat_get(&sl->header_in);
+        huntr += stat_get(&sl->header_untrusted);
+        hto += stat_get(&sl->header_timeouts);
+        hbad += stat_get(&sl->header_bad);
+        routed += stat_get(&sl->routed);
+        pto += stat_get(&sl->peek_timeouts);
+    }
+    for (int b = 0; b < c->n_backends; b++) {
+        const struct stats_backend *sb = &t->b[r->rt->st_backend[b]];
+        uint64_t no_proxy = 0;
+        retries += stat_get(&sb->retries);
+        nosrv += stat_get(&sb->no_server);
+        bytes[0] += stat_get(&sb->bytes[0]);
+        bytes[1] += stat_get(&sb->bytes[1]);
+        for (int s = 0; s < c->backends[b].n_servers; s++) {
+            const struct stats_server *ss = &t->s[r->rt->st_server[b][s]];
+            for (int f = 0; f < FAIL_KINDS; f++)
+                *(f == FAIL_TIMEOUT ? &cto : &cerr) += stat_get(&ss->fails[f]);
+            no_proxy += stat_get(&ss->no_proxy);
+        }
+        if (no_proxy)
+            log_warn("backend %s: %llu connections where it seemed not to expect PROXY protocol",
+                     backend_name(r->rt, b, addr, sizeof(addr)), (unsigned long long)no_proxy);
     }
     log_info("stopped: %llu connections (%llu open at exit), %llu rejected, %llu connect errors, "
              "%llu connect timeouts, %llu idle timeouts, %llu resets; %llu bytes from clients, "
              "%llu from backends",
-             (unsigned long long)t.accepted, (unsigned long long)t.active,
-             (unsigned long long)t.rejected, (unsigned long long)t.connect_errors,
-             (unsigned long long)t.connect_timeouts, (unsigned long long)t.idle_timeouts,
-             (unsigned long long)t.aborts, (unsigned long long)t.bytes[0],
-             (unsigned long long)t.bytes[1]);
-    if (t.header_in || t.header_untrusted || t.header_timeouts || t.header_bad)
+             (unsigned long long)acc, (unsigned long long)stat_get(&t->w.active),
+             (unsigned long long)refused, (unsigned long long)cerr, (unsigned long long)cto,
+             (unsigned long long)idle, (unsigned long long)resets, (unsigned long long)bytes[0],
+             (unsigned long long)bytes[1]);
+    if (hin || huntr || hto || hbad)
         log_info("inbound PROXY headers: %llu accepted, %llu from untrusted clients refused, "
                  "%llu timed out, %llu bad",
-                 (unsigned long long)t.header_in, (unsigned long long)t.header_untrusted,
-                 (unsigned long long)t.header_timeouts, (unsigned long long)t.header_bad);
-    for (int b = 0; b < r->rt->cfg.n_backends; b++)
-        if (t.no_proxy[b])
-            log_warn("backend %s: %llu connections where it seemed not to expect PROXY protocol",
-                     backend_name(r->rt, b, addr, sizeof(addr)), (unsigned long long)t.no_proxy[b]);
-    if (t.routed || t.peek_timeouts)
+                 (unsigned long long)hin, (unsigned long long)huntr, (unsigned long long)hto,
+                 (unsigned long long)hbad);
+    if (routed || pto)
         log_info("SNI routes: %llu connections routed, %llu without a whole ClientHello in time",
-                 (unsigned long long)t.routed, (unsigned long long)t.peek_timeouts);
-    if (t.retries)
-        log_info("%llu connects retried on another server", (unsigned long long)t.retries);
-    if (t.no_server)
-        log_warn("%llu clients refused: no server up with room", (unsigned long long)t.no_server);
+                 (unsigned long long)routed, (unsigned long long)pto);
+    if (retries)
+        log_info("%llu connects retried on another server", (unsigned long long)retries);
+    if (nosrv)
+        log_warn("%llu clients refused: no server up with room", (unsigned long long)nosrv);
+    free(t);
 }
 
 /* Reads a whole file (at most 1 MiB) into a NUL-terminated buffer. */
@@ -518,7 +613,22 @@ static int reload_wait(struct relay *r)
 /* SIGHUP: re-reads the file. A bad file changes nothing; a good one goes
  * to the workers for new connections, while open ones finish on the
  * configuration they started with. */
-static void reload(struct relay *r, struct checker **checks)
+/* Settings fixed at start (sockets opened and privileges dropped before
+ * any reload): a reload keeps them, and says so if the file changed them. */
+static void keep_process_settings(struct config *nc, const struct config *oc)
+{
+    if (strcmp(nc->stats_socket, oc->stats_socket) != 0 ||
+        strcmp(nc->stats_socket_group, oc->stats_socket_group) != 0 ||
+        strcmp(nc->user, oc->user) != 0 || strcmp(nc->group, oc->group) != 0)
+        log_warn("reload: stats_socket, stats_socket_group, user and group take effect at the "
+                 "next restart");
+    memcpy(nc->stats_socket, oc->stats_socket, sizeof(nc->stats_socket));
+    memcpy(nc->stats_socket_group, oc->stats_socket_group, sizeof(nc->stats_socket_group));
+    memcpy(nc->user, oc->user, sizeof(nc->user));
+    memcpy(nc->group, oc->group, sizeof(nc->group));
+}
+
+static int reload(struct relay *r, struct checker **checks)
 {
     struct worker_update **u;
     struct runtime *nrt;
@@ -527,39 +637,45 @@ static void reload(struct relay *r, struct checker **checks)
 
     if (!r->opt.config_path) {
         log_warn("SIGHUP: started from the command line: no file to reload");
-        return;
+        return -1;
     }
     if (reload_wait(r) < r->n_workers) {
         log_warn("reload: workers are still on the previous one (their connections from "
                  "older reloads hold every slot); try again when those end");
-        return;
+        return -1;
     }
     nrt = runtime_load(&r->opt, err, sizeof(err));
     if (!nrt) {
         log_error("reload: %s; keeping the running configuration", err);
-        return;
+        return -1;
     }
     /* What the running process is built around cannot change under it. */
     nrt->cfg.workers = r->rt->cfg.workers;
     nrt->cfg.io = r->rt->cfg.io;
     nrt->cfg.max_connections = r->rt->cfg.max_connections;
+    keep_process_settings(&nrt->cfg, &r->rt->cfg);
     u = calloc((size_t)r->n_workers, sizeof(struct worker_update *));
     if (!u || reload_updates(r, nrt, u) < 0) {
         if (u)
             reload_abandon(r, u);
         free(u);
         runtime_put(nrt);
-        return;
+        return -1;
     }
     checker_stop(*checks);
+    stats_assign(nrt);
     for (int w = 0; w < r->n_workers; w++) {
         runtime_get(nrt);
         atomic_store(&r->workers[w].update, u[w]);
     }
     free(u);
     *checks = checker_start(nrt);
+    pthread_mutex_lock(&r->rt_lock);
     runtime_put(r->rt);
     r->rt = nrt;
+    pthread_mutex_unlock(&r->rt_lock);
+    atomic_fetch_add(&r->generation, 1);
+    atomic_fetch_add(&r->reloads, 1);
     log_level = nrt->cfg.log_level;
     took = reload_wait(r);
     if (took == r->n_workers)
@@ -568,6 +684,179 @@ static void reload(struct relay *r, struct checker **checks)
     else
         log_warn("reload: %s applied by %d of %d workers so far; the rest follow when their "
                  "connections from older reloads end", r->opt.config_path, took, r->n_workers);
+    return 0;
+}
+
+/* The status line systemd shows. */
+static void notify_status(struct relay *r, const char *state)
+{
+    service_notify("STATUS=%s: %u connections open, %d workers, io=%s, config generation %llu",
+                   state, atomic_load(&r->active_total), r->n_workers, r->io->name,
+                   (unsigned long long)atomic_load(&r->generation));
+}
+
+/* Pings systemd's watchdog only if every worker ran a tick since the last
+ * ping: a stuck worker stops the pings, and systemd restarts the relay. */
+static void watchdog_check(struct relay *r, uint64_t *seen)
+{
+    int stuck = -1;
+
+    for (int i = 0; i < r->n_workers; i++) {
+        uint64_t hb = stat_get(&r->workers[i].st->w.heartbeat);
+        if (hb == seen[i])
+            stuck = i;
+        seen[i] = hb;
+    }
+    if (stuck < 0)
+        service_notify("WATCHDOG=1");
+    else
+        log_rl(LOG_LEVEL_ERROR, "worker %d has not run its timers since the last check: "
+               "not telling the watchdog we are alive", stuck);
+}
+
+/* SIGUSR2: starts the binary found at our own path again (a new build
+ * installed there), which binds beside this process and then sends it
+ * SIGTERM to drain. */
+static void upgrade(struct relay *r)
+{
+    pid_t pid;
+
+    if (atomic_load(&r->draining)) {
+        log_warn("SIGUSR2: already stopping; no upgrade");
+        return;
+    }
+    pid = service_spawn_successor(r->exe, r->argv);
+    if (pid < 0)
+        log_error("SIGUSR2: cannot start %s: %s; still running", r->exe, strerror(-(int)pid));
+    else
+        log_info("SIGUSR2: started %s as pid %d; draining once it is ready", r->exe, (int)pid);
+}
+
+/* Waits for signals and handles reloads, upgrades and the watchdog; returns
+ * the signal that stops the process. */
+static int run(struct relay *r, const sigset_t *sigs, struct checker **checks)
+{
+    uint64_t wd = service_watchdog_usec(), seen[STATS_MAX_WORKERS] = {0};
+    long period_ms = wd ? (long)(wd / 3000) : 1000;
+    struct timespec ts;
+
+    if (period_ms < 200)
+        period_ms = 200;
+    ts.tv_sec = period_ms / 1000;
+    ts.tv_nsec = period_ms % 1000 * 1000000L;
+    for (;;) {
+        int sig = sigtimedwait(sigs, NULL, &ts);
+        if (wd)
+            watchdog_check(r, seen);
+        if (sig == SIGHUP) {
+            service_notify("RELOADING=1");
+            if (reload(r, checks) < 0)
+                atomic_fetch_add(&r->reload_failures, 1);
+            service_notify("READY=1");
+            notify_status(r, "running");
+        } else if (sig == SIGUSR2) {
+            upgrade(r);
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            return sig;
+        }
+    }
+}
+
+static uint32_t open_total(struct relay *r)
+{
+    return atomic_load(&r->active_total);
+}
+
+/* SIGTERM: no more accepts; open connections get drain_timeout to finish,
+ * then the rest are reset. A second SIGTERM or a SIGINT cuts it short. */
+static void drain(struct relay *r, const sigset_t *sigs)
+{
+    uint64_t deadline = mono_ms() + r->rt->cfg.drain_timeout_ms, last_status = 0;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000L};
+    int sig;
+
+    atomic_store(&r->draining, 1);
+    service_notify("STOPPING=1");
+    for (int i = 0; i < r->n_workers; i++)
+        atomic_store(&r->workers[i].drain, 1);
+    log_info("SIGTERM: draining: no new connections; %u open get up to %u ms to finish",
+             open_total(r), r->rt->cfg.drain_timeout_ms);
+    while (open_total(r) > 0 && mono_ms() < deadline) {
+        sig = sigtimedwait(sigs, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_info("%s while draining: stopping now", strsignal(sig));
+            break;
+        }
+        if (mono_ms() - last_status >= 1000) {
+            notify_status(r, "draining");
+            last_status = mono_ms();
+        }
+    }
+    if (open_total(r) == 0) {
+        log_info("drained: every connection finished");
+        return;
+    }
+    log_warn("drain: %u connections still open: resetting them", open_total(r));
+    for (int i = 0; i < r->n_workers; i++)
+        atomic_store(&r->workers[i].close_all, 1);
+    for (int tries = 0; tries < 100 && open_total(r) > 0; tries++)
+        usleep(10000);
+}
+
+/* Opens the stats socket if the configuration names one. */
+static int stats_open(struct relay *r)
+{
+    static const struct stats_source src = {stats_fill, stats_conns, NULL};
+    struct stats_source mine = src;
+    const struct config *c = &r->rt->cfg;
+    gid_t gid = (gid_t)-1;
+    char err[256];
+
+    if (!c->stats_socket[0])
+        return 0;
+    mine.ctx = r;
+    if ((c->stats_socket_group[0] &&
+         service_group(c->stats_socket_group, &gid, err, sizeof(err)) < 0) ||
+        !(r->stats = stats_socket_start(c->stats_socket, gid, &mine, err, sizeof(err)))) {
+        log_error("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Started as root with a user to run as: becomes it before opening the
+ * listeners, so they belong to that user (an upgrade's successor, which
+ * runs as it, can bind beside them). */
+static int drop_privileges(const struct config *c)
+{
+    char err[256];
+
+    if (!c->user[0]) {
+        if (c->group[0]) {
+            log_error("group %s: set user too (the group alone is not switched)", c->group);
+            return -1;
+        }
+        return 0;
+    }
+    if (service_drop_privileges(c->user, c->group, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    log_info("running as user %s (uid %d, gid %d)", c->user, (int)getuid(), (int)getgid());
+    return 0;
+}
+
+/* Tells systemd and the log that we serve; a successor also takes over as
+ * the service's main process and asks its predecessor to drain. */
+static void announce(struct relay *r)
+{
+    log_ready(r, r->io);
+    service_notify("READY=1\nMAINPID=%d", (int)getpid());
+    notify_status(r, "running");
+    if (r->predecessor) {
+        log_info("upgrade: serving beside pid %d; asking it to drain", (int)r->predecessor);
+        kill(r->predecessor, SIGTERM);
+    }
 }
 
 int main(int argc, char **argv)
@@ -580,9 +869,12 @@ int main(int argc, char **argv)
     char err[256];
     sigset_t sigs;
     sem_t started;
+    ssize_t n;
 
     if (argc >= 2 && strcmp(argv[1], "doctor") == 0)
         return doctor_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "stats") == 0)
+        return stats_client_main(argc - 1, argv + 1);
     switch (options_parse(&r.opt, argc, argv, err, sizeof(err))) {
     case OPTIONS_RUN:
         break;
@@ -600,6 +892,15 @@ int main(int argc, char **argv)
         return config_command(&r.opt);
     if (load_runtime(&r) < 0)
         return 2;
+    stats_assign(r.rt);
+    pthread_mutex_init(&r.rt_lock, NULL);
+    atomic_init(&r.generation, 1);
+    r.start_time = (uint64_t)time(NULL);
+    r.start_ms = mono_ms();
+    r.argv = argv;
+    n = readlink("/proc/self/exe", r.exe, sizeof(r.exe) - 1);
+    r.exe[n > 0 ? n : 0] = '\0';
+    r.predecessor = service_predecessor();
     cfg = &r.rt->cfg;
     log_level = cfg->log_level;
     warn_trust_everything(cfg);
@@ -607,10 +908,12 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     n_cpus = usable_cpus(cpus, CPU_SETSIZE);
     r.n_workers = cfg->workers ? cfg->workers : (n_cpus ? n_cpus : 1);
+    if (r.n_workers > STATS_MAX_WORKERS)
+        r.n_workers = STATS_MAX_WORKERS;
     cfg->max_connections = fit_connections(cfg->max_connections, r.n_workers);
     if (cfg->max_connections < (uint32_t)r.n_workers)
         cfg->max_connections = (uint32_t)r.n_workers;
-    io = pick_backend(cfg->io);
+    io = r.io = pick_backend(cfg->io);
     if (!io)
         return 1;
 
@@ -619,8 +922,14 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+    if (stats_open(&r) < 0 || drop_privileges(cfg) < 0) {
+        stats_socket_stop(r.stats);
+        return 1;
+    }
     sem_init(&started, 0, 0);
     if (start_workers(&r, io, &started, cpus, n_cpus) < 0)
         return 1;
@@ -633,16 +942,20 @@ int main(int argc, char **argv)
     checks = checker_start(r.rt);
     if (!checks)
         return 1;
-    log_ready(&r, io);
+    announce(&r);
 
-    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
-        reload(&r, &checks);
-    log_info("%s: stopping", strsignal(sig));
+    sig = run(&r, &sigs, &checks);
+    if (sig == SIGTERM)
+        drain(&r, &sigs);
+    else
+        log_info("%s: stopping", strsignal(sig));
+    service_notify("STOPPING=1");
     checker_stop(checks);
     for (int i = 0; i < r.n_workers; i++)
         atomic_store(&r.workers[i].stop, 1);
     for (int i = 0; i < r.n_workers; i++)
         pthread_join(r.workers[i].thread, NULL);
+    stats_socket_stop(r.stats);
     log_totals(&r);
     for (int i = 0; i < r.n_workers; i++)
         worker_fini(&r.workers[i]);

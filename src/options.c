@@ -14,6 +14,7 @@ const char options_usage[] =
     "       ringrelay -t [-c FILE]          check a configuration file and exit\n"
     "       ringrelay --dump-config [-c FILE]  print it with every default, and exit\n"
     "       ringrelay doctor ADDR:PORT [--sni NAME]\n"
+    "       ringrelay stats [--socket PATH] [--json|--prometheus|--servers|--conns]\n"
     "\n"
     "Accepts TCP connections, connects each to the backend, writes a PROXY protocol\n"
     "header carrying the client's address, then relays the bytes both ways untouched.\n"
@@ -40,6 +41,13 @@ const char options_usage[] =
     "  --max-connections N       concurrent connections, all workers (default: 10000,\n"
     "                            or what the open-file limit allows)\n"
     "  --log-level LEVEL         error, warn, info or debug (default info)\n"
+    "  --stats-socket PATH       serve counters on this unix socket (ringrelay stats)\n"
+    "  --access-log PATH|stderr  one line per finished connection (SIGUSR1 reopens)\n"
+    "  --access-log-mode all|errors|off  which connections get a line (default all)\n"
+    "  --access-log-format text|json     (default text)\n"
+    "  --drain-timeout DUR       on SIGTERM, let open connections finish this long\n"
+    "                            (default 30s); SIGINT stops at once\n"
+    "  --user NAME, --group NAME run as this user and group once listening\n"
     "  --help, --version\n"
     "\n"
     "DUR: 500ms, 5s, 2m, 1h, or a bare number of seconds.\n"
@@ -117,13 +125,19 @@ static void set_defaults(struct options *o)
     o->idle_timeout_ms = 300000;
     o->max_connections = 0;
     o->log_level = LOG_LEVEL_INFO;
+    o->stats_socket = "";
+    o->drain_timeout_ms = 30000;
+    o->access_log = "";
+    o->user = "";
+    o->group = "";
 }
 
 static const char *const known_flags[] = {
     "--listen", "--backend", "--proxy-protocol", "--io", "--splice", "--log-level", "--workers",
     "--max-connections", "--connect-timeout", "--idle-timeout", "--proxy-protocol-in",
     "--trusted-source", "--header-timeout", "--header-max-size", "--route", "--peek-timeout",
-    "--tlvs", NULL};
+    "--tlvs", "--stats-socket", "--drain-timeout", "--access-log", "--access-log-mode",
+    "--access-log-format", "--user", "--group", NULL};
 
 static int apply_trusted(struct options *o, const char *val, char *err, size_t errlen)
 {
@@ -213,6 +227,23 @@ static int apply_route(struct options *o, const char *val, char *err, size_t err
     return 0;
 }
 
+/* --stats-socket and --access-log: an absolute path that fits a unix
+ * socket's address ("stderr" too for the log). */
+static int apply_path(struct options *o, const char *flag, const char *val, char *err,
+                      size_t errlen)
+{
+    int log = strcmp(flag, "--access-log") == 0;
+
+    if ((val[0] != '/' && !(log && strcmp(val, "stderr") == 0)) ||
+        strlen(val) >= CONFIG_PATH_MAX) {
+        snprintf(err, errlen, "%s: '%s': expected an absolute path under %d bytes%s", flag, val,
+                 CONFIG_PATH_MAX, log ? ", or stderr" : "");
+        return -EINVAL;
+    }
+    *(log ? &o->access_log : &o->stats_socket) = val;
+    return 0;
+}
+
 /* Applies one flag with its value. Returns 0 or -EINVAL with err filled. */
 static int apply(struct options *o, const char *flag, const char *val, char *err, size_t errlen)
 {
@@ -220,6 +251,8 @@ static int apply(struct options *o, const char *flag, const char *val, char *err
     static const char *const proxies_in[] = {"off", "v1", "v2", "any", NULL};
     static const char *const ios[] = {"auto", "uring", "epoll", NULL};
     static const char *const splices[] = {"auto", "never", "always", NULL};
+    static const char *const access_modes[] = {"all", "errors", "off", NULL};
+    static const char *const access_formats[] = {"text", "json", NULL};
     uint32_t u;
     int i;
 
@@ -286,6 +319,23 @@ static int apply(struct options *o, const char *flag, const char *val, char *err
     } else if (strcmp(flag, "--idle-timeout") == 0) {
         if (options_parse_duration(val, &o->idle_timeout_ms) < 0)
             goto bad_duration;
+    } else if (strcmp(flag, "--drain-timeout") == 0) {
+        if (options_parse_duration(val, &o->drain_timeout_ms) < 0)
+            goto bad_duration;
+    } else if (strcmp(flag, "--stats-socket") == 0 || strcmp(flag, "--access-log") == 0) {
+        return apply_path(o, flag, val, err, errlen);
+    } else if (strcmp(flag, "--access-log-mode") == 0) {
+        if ((o->access_log_mode = pick(val, access_modes)) < 0)
+            goto bad_choice;
+    } else if (strcmp(flag, "--access-log-format") == 0) {
+        if ((o->access_log_format = pick(val, access_formats)) < 0)
+            goto bad_choice;
+    } else if (strcmp(flag, "--user") == 0 || strcmp(flag, "--group") == 0) {
+        if (!*val || strlen(val) >= CONFIG_NAME_MAX) {
+            snprintf(err, errlen, "%s: '%s': expected a name", flag, val);
+            return -EINVAL;
+        }
+        *(flag[2] == 'u' ? &o->user : &o->group) = val;
     } else {
         snprintf(err, errlen, "%s: unknown option (see --help)", flag);
         return -EINVAL;

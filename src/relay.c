@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Auto mode looks at a direction's reads in windows of this many bytes: if
@@ -42,6 +43,90 @@ void relay_set_instance(uint64_t id)
 #define NO_PROXY_WINDOW_MS 2000
 
 static const char *const side_name[] = {"client", "backend"};
+
+/* ---- counters and timings ---- */
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Microseconds since c was accepted, at least 1 (0 means "not yet"). */
+static uint32_t conn_elapsed(const struct conn *c)
+{
+    uint64_t d = mono_us() - c->start_us;
+
+    return d == 0 ? 1 : d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
+}
+
+static struct stats_listener *st_listener(struct worker *w, const struct conn *c)
+{
+    return &w->st->l[conn_rt(w, c)->st_listener[c->li]];
+}
+
+static struct stats_backend *st_backend(struct worker *w, const struct conn *c)
+{
+    return &w->st->b[conn_rt(w, c)->st_backend[c->be_index]];
+}
+
+static struct stats_server *st_server(struct worker *w, const struct conn *c)
+{
+    return &w->st->s[conn_rt(w, c)->st_server[c->be_index][c->server]];
+}
+
+/* Records why c ends; the first cause given is the one that counts. */
+static void conn_end(struct conn *c, enum conn_end why)
+{
+    if (c->end == END_NONE)
+        c->end = (uint8_t)why;
+}
+
+static enum connect_fail connect_cause(int res)
+{
+    switch (res) {
+    case -ECONNREFUSED:
+        return FAIL_REFUSED;
+    case -ETIMEDOUT:
+        return FAIL_TIMEOUT;
+    case -ENETUNREACH:
+    case -EHOSTUNREACH:
+    case -EADDRNOTAVAIL:
+    case -ENOENT:
+        return FAIL_UNREACHABLE;
+    case -ECONNRESET:
+        return FAIL_RESET;
+    default:
+        return FAIL_OTHER;
+    }
+}
+
+/* What a finished connection adds to its listener's, backend's and
+ * server's counters. */
+static void conn_count_end(struct worker *w, struct conn *c)
+{
+    struct stats_listener *l = st_listener(w, c);
+
+    if (c->end == END_NONE)
+        c->end = END_LOCAL_ERROR;
+    stat_inc(&l->closed);
+    stat_inc(&l->ends[c->end]);
+    if (c->flags & CONN_ON_BACKEND) {
+        struct stats_backend *b = st_backend(w, c);
+        stat_inc(&b->closed);
+        stat_add(&b->bytes[0], c->dir[0].moved);
+        stat_add(&b->bytes[1], c->dir[1].moved);
+        stats_hist_add(&b->duration, conn_elapsed(c));
+    }
+    if (c->t_open && c->server >= 0) {
+        struct stats_server *sv = st_server(w, c);
+        stat_inc(&sv->closed);
+        stat_add(&sv->bytes[0], c->dir[0].moved);
+        stat_add(&sv->bytes[1], c->dir[1].moved);
+    }
+}
 
 static void dir_next(struct worker *w, struct conn *c, int d);
 
@@ -76,8 +161,8 @@ static struct conn *conn_alloc(struct worker *w)
     c->rgen = w->cur_gen;
     w->gens[c->rgen].conns++;
     list_init(&c->timer);
-    w->stats.accepted++;
-    w->stats.active++;
+    c->start_us = mono_us();
+    stat_inc(&w->st->w.active);
     return c;
 }
 
@@ -156,8 +241,10 @@ static int pipe_get(struct worker *w, struct dir *dir)
     struct pipe_pair *p;
     int fds[2];
 
-    if (w->n_pipes_free == 0)
+    if (w->n_pipes_free == 0) {
+        stat_inc(&w->st->w.pipes_exhausted);
         return -ENOSPC;
+    }
     p = &w->pipes[w->free_pipes[w->n_pipes_free - 1]];
     if (p->r < 0) {
         if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1)
@@ -170,6 +257,7 @@ static int pipe_get(struct worker *w, struct dir *dir)
         p->cap = (uint32_t)fcntl(fds[0], F_GETPIPE_SZ);
     }
     dir->pipe = (int16_t)w->free_pipes[--w->n_pipes_free];
+    stat_inc(&w->st->w.pipes_in_use);
     return 0;
 }
 
@@ -188,6 +276,7 @@ static void pipe_release(struct worker *w, struct dir *dir)
         p->r = p->w = -1;
     }
     w->free_pipes[w->n_pipes_free++] = (uint16_t)dir->pipe;
+    stat_dec(&w->st->w.pipes_in_use);
     dir->pipe = -1;
     dir->in_pipe = 0;
 }
@@ -228,18 +317,18 @@ static void conn_drop_server(struct worker *w, struct conn *c);
 
 static void conn_free(struct worker *w, struct conn *c)
 {
+    conn_count_end(w, c);
     conn_drop_server(w, c);
     for (int d = 0; d < 2; d++) {
         buf_release(w, &c->dir[d]);
         pipe_release(w, &c->dir[d]);
-        w->stats.bytes[d] += c->dir[d].moved;
     }
     conn_discard(c);
     w->gens[c->rgen].conns--;
     c->state = CONN_FREE;
     c->gen++;
     w->free_conns[w->n_free++] = conn_index(w, c);
-    w->stats.active--;
+    stat_dec(&w->st->w.active);
     atomic_fetch_sub_explicit(w->active_total, 1, memory_order_relaxed);
     worker_accept_resume(w, ACCEPT_PAUSE_FULL);
 }
@@ -275,7 +364,6 @@ void conn_close(struct worker *w, struct conn *c, int abort)
         for (int s = 0; s < 2; s++)
             if (c->fd[s] >= 0)
                 (void)setsockopt(c->fd[s], SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
-        w->stats.aborts++;
     }
     log_debug("c%u.%u closed%s: %llu bytes from client, %llu from backend", w->id, c->id,
               abort ? " with reset" : "", (unsigned long long)c->dir[0].moved,
@@ -293,6 +381,7 @@ static void conn_abort(struct worker *w, struct conn *c, int side, int err)
 {
     log_debug("c%u.%u %s: %s: resetting the other side", w->id, c->id, side_name[side],
               strerror(err));
+    conn_end(c, side == SIDE_CLIENT ? END_CLIENT_RESET : END_BACKEND_RESET);
     conn_close(w, c, 1);
 }
 
@@ -414,7 +503,8 @@ static int conn_pick_server(struct worker *w, struct conn *c)
     int s = pool_pick(p, &conn_gen(w, c)->rr[c->be_index], &c->peer.sa, c->tried);
 
     if (s < 0) {
-        w->stats.no_server++;
+        stat_inc(&st_backend(w, c)->no_server);
+        conn_end(c, END_NO_SERVER);
         log_rl(LOG_LEVEL_WARN, "c%u.%u backend %s: no server to take the connection (%d "
                "servers: down, full, or tried already)", w->id, c->id, conn_backend(w, c)->name,
                p->n);
@@ -448,6 +538,7 @@ static void conn_connect(struct worker *w, struct conn *c)
     bfd = socket(be->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (bfd == -1) {
         err = errno;
+        conn_end(c, END_LOCAL_ERROR);
         log_rl(LOG_LEVEL_WARN, "c%u.%u: backend socket: %s", w->id, c->id, strerror(err));
         /* Out of descriptors: stop taking clients we cannot serve. */
         if (err == EMFILE || err == ENFILE)
@@ -457,6 +548,7 @@ static void conn_connect(struct worker *w, struct conn *c)
     c->fd[SIDE_BACKEND] = bfd;
     set_nodelay(bfd);
     c->state = CONN_CONNECTING;
+    c->t_connect = conn_elapsed(c);
     timer_set(w, c, TIMER_CONNECT);
     c->inflight++;
     w->io->connect(w, c, be);
@@ -489,7 +581,8 @@ static void header_refuse(struct worker *w, struct conn *c, const uint8_t *p, si
         "or set --proxy-protocol-in off";
     char addr[ADDR_STRLEN];
 
-    w->stats.header_bad++;
+    stat_inc(&st_listener(w, c)->header_bad);
+    conn_end(c, END_BAD_HEADER);
     addr_format(&c->peer.sa, addr, sizeof(addr));
     switch (sniff_first_bytes(p, len)) {
     case SNIFF_TLS:
@@ -513,12 +606,14 @@ static void header_refuse(struct worker *w, struct conn *c, const uint8_t *p, si
 static void header_done(struct worker *w, struct conn *c, const struct proxy_header *h,
                         uint8_t *scratch, size_t drop)
 {
-    if (drop && recv(c->fd[SIDE_CLIENT], scratch, drop, 0) != (ssize_t)drop)
+    if (drop && recv(c->fd[SIDE_CLIENT], scratch, drop, 0) != (ssize_t)drop) {
+        conn_end(c, END_CLIENT_RESET);
         return conn_close(w, c, 1);
+    }
     free(c->hdr_in);
     c->hdr_in = NULL;
     c->hdr_in_len = 0;
-    w->stats.header_in++;
+    stat_inc(&st_listener(w, c)->header_in);
     if (h->has_addr) {
         c->peer = h->src;
         c->dst = h->dst;
@@ -549,6 +644,7 @@ static void header_read(struct worker *w, struct conn *c)
     if (n <= 0) {
         log_debug("c%u.%u client closed before its PROXY header was complete (%zu bytes)",
                   w->id, c->id, have);
+        conn_end(c, n == 0 ? END_CLIENT_CLOSED : END_CLIENT_RESET);
         return conn_close(w, c, 0);
     }
     if (have)
@@ -559,10 +655,14 @@ static void header_read(struct worker *w, struct conn *c)
     if (ret != -EAGAIN)
         return header_refuse(w, c, buf, have + (size_t)n, h.why);
     /* All of it is header so far: keep it and wait for the rest. */
-    if (!c->hdr_in && !(c->hdr_in = malloc(cap)))
+    if (!c->hdr_in && !(c->hdr_in = malloc(cap))) {
+        conn_end(c, END_LOCAL_ERROR);
         return conn_close(w, c, 1);
-    if (recv(c->fd[SIDE_CLIENT], c->hdr_in + have, (size_t)n, 0) != n)
+    }
+    if (recv(c->fd[SIDE_CLIENT], c->hdr_in + have, (size_t)n, 0) != n) {
+        conn_end(c, END_CLIENT_RESET);
         return conn_close(w, c, 1);
+    }
     c->hdr_in_len = (uint16_t)(have + (size_t)n);
     op_poll_in(w, c, SIDE_CLIENT, 1);
 }
@@ -573,7 +673,8 @@ static void untrusted_refuse(struct worker *w, struct conn *c)
 {
     char addr[ADDR_STRLEN];
 
-    w->stats.header_untrusted++;
+    stat_inc(&st_listener(w, c)->header_untrusted);
+    conn_end(c, END_UNTRUSTED_HEADER);
     log_rl(LOG_LEVEL_WARN, "c%u.%u client %s sent a PROXY header but is not a "
            "--trusted-source: refused (a forged address, or a proxy missing from the list)",
            w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)));
@@ -601,8 +702,12 @@ static void set_lowat(struct conn *c, int bytes)
 static void conn_prepare(struct worker *w, struct conn *c, int be, const struct client_hello *ch)
 {
     c->be_index = (uint8_t)be;
-    if (conn_build_header(w, c, ch) < 0)
+    c->flags |= CONN_ON_BACKEND;
+    stat_inc(&st_backend(w, c)->conns);
+    if (conn_build_header(w, c, ch) < 0) {
+        conn_end(c, END_LOCAL_ERROR);
         return conn_close(w, c, 0);
+    }
     free(c->hdr_in); /* inbound TLVs, copied or not needed */
     c->hdr_in = NULL;
     c->hdr_in_len = 0;
@@ -623,7 +728,7 @@ static void peek_done(struct worker *w, struct conn *c, const struct client_hell
         c->flags &= (uint8_t)~CONN_LOWAT;
     }
     if (r)
-        w->stats.routed++;
+        stat_inc(&st_listener(w, c)->routed);
     conn_prepare(w, c, r ? l->routes[r - conn_rt(w, c)->routes[c->li]].backend_index : l->default_index,
                  ch);
 }
@@ -639,6 +744,7 @@ static void peek_read(struct worker *w, struct conn *c)
         return op_poll_in(w, c, SIDE_CLIENT, 1);
     if (n <= 0) {
         log_debug("c%u.%u client closed before its ClientHello was complete", w->id, c->id);
+        conn_end(c, n == 0 ? END_CLIENT_CLOSED : END_CLIENT_RESET);
         return conn_close(w, c, 0);
     }
     if (c->flags & CONN_UNTRUSTED) {
@@ -688,7 +794,7 @@ void relay_on_accept(struct worker *w, int fd, int bind)
     if (!c) {
         /* Accepted before this worker saw the limit reached elsewhere. */
         close(fd);
-        w->stats.rejected++;
+        stat_inc(&w->st->l[w->gens[w->cur_gen].rt->st_listener[w->listen_li[bind]]].refused);
         log_rl(LOG_LEVEL_WARN, "worker %d: --max-connections %u reached: connection refused",
                w->id, w->n_conns);
     }
@@ -700,10 +806,13 @@ void relay_on_accept(struct worker *w, int fd, int bind)
     w->accept_backoff_ms = ACCEPT_BACKOFF_MIN_MS;
     c->fd[SIDE_CLIENT] = fd;
     set_nodelay(fd);
-    len = sizeof(c->peer);
-    if (getpeername(fd, &c->peer.sa, &len) == -1)
-        return conn_close(w, c, 0);
     c->li = w->listen_li[bind];
+    stat_inc(&st_listener(w, c)->accepted);
+    len = sizeof(c->peer);
+    if (getpeername(fd, &c->peer.sa, &len) == -1) {
+        conn_end(c, END_CLIENT_RESET);
+        return conn_close(w, c, 0);
+    }
     l = &conn_cfg(w, c)->listeners[c->li];
     w->io->attach(w, c, SIDE_CLIENT);
     if (l->proxy_protocol_in != PROXY_IN_OFF) {
@@ -731,7 +840,7 @@ static int conn_may_retry(const struct worker *w, const struct conn *c, int res)
 /* Closes the socket to the server that failed and connects to another. */
 static void conn_retry(struct worker *w, struct conn *c)
 {
-    w->stats.retries++;
+    stat_inc(&st_backend(w, c)->retries);
     c->flags &= (uint8_t)~CONN_RETRYING;
     close(c->fd[SIDE_BACKEND]);
     c->fd[SIDE_BACKEND] = -1;
@@ -751,18 +860,22 @@ void relay_on_connect(struct worker *w, struct conn *c, int res)
     c->flags &= (uint8_t)~CONN_RETRYING;
     checker_connect_result(conn_rt(w, c), c->be_index, c->server, res >= 0);
     if (res < 0) {
-        w->stats.connect_errors++;
+        stat_inc(&st_server(w, c)->fails[connect_cause(res)]);
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect: %s%s", w->id, c->id,
                addr_format(&c->peer.sa, addr, sizeof(addr)),
                conn_server_name(w, c, baddr, sizeof(baddr)), strerror(-res),
                conn_may_retry(w, c, res) ? "; trying another server" : "");
         if (conn_may_retry(w, c, res))
             return conn_retry(w, c);
+        conn_end(c, END_CONNECT_FAILED);
         conn_close(w, c, 0);
         return;
     }
     c->state = CONN_OPEN;
     c->open_ms = w->now_ms;
+    c->t_open = conn_elapsed(c);
+    stat_inc(&st_server(w, c)->conns);
+    stats_hist_add(&st_backend(w, c)->connect, c->t_open - c->t_connect);
     timer_set(w, c, TIMER_IDLE);
     if (c->hdr_len) {
         struct dir *dir = &c->dir[SIDE_CLIENT];
@@ -786,6 +899,7 @@ void relay_on_connect(struct worker *w, struct conn *c, int res)
  * on. The connection closes when both directions are done. */
 static void dir_shut(struct worker *w, struct conn *c, int d)
 {
+    conn_end(c, d == SIDE_CLIENT ? END_CLIENT_CLOSED : END_BACKEND_CLOSED);
     c->dir[d].flags |= DIR_DONE;
     (void)shutdown(c->fd[!d], SHUT_WR);
     if (c->dir[!d].flags & DIR_DONE)
@@ -937,7 +1051,7 @@ static void backend_no_proxy(struct worker *w, struct conn *c, int res, const ui
         snprintf(what, sizeof(what), "%s %llu ms after the PROXY header, before sending a byte",
                  res == 0 ? "closed" : "reset", (unsigned long long)(w->now_ms - c->open_ms));
     }
-    w->stats.no_proxy[c->be_index]++;
+    stat_inc(&st_server(w, c)->no_proxy);
     log_rl(LOG_LEVEL_WARN, "c%u.%u backend %s %s: it probably does not expect PROXY protocol on "
            "that port (nginx/Kong: add proxy_protocol to its listen line), or run the relay "
            "with --proxy-protocol off", w->id, c->id,
@@ -962,6 +1076,10 @@ static void first_bytes_seen(struct worker *w, struct conn *c, int d, int res, c
         if (res > 0 && sniff_first_bytes(p, (size_t)res) == SNIFF_TLS)
             c->flags |= CONN_CLIENT_TLS;
         return;
+    }
+    if (res > 0 && c->state == CONN_OPEN && !c->t_first) {
+        c->t_first = conn_elapsed(c);
+        stats_hist_add(&st_backend(w, c)->first_byte, c->t_first - c->t_open);
     }
     /* A backend closing after the client did is just following it. */
     if (!c->hdr_len || c->state != CONN_OPEN || (c->dir[SIDE_CLIENT].flags & DIR_EOF))
@@ -1066,7 +1184,7 @@ void relay_on_timeout(struct worker *w, struct conn *c)
 
     switch (c->timer_kind) {
     case TIMER_CONNECT:
-        w->stats.connect_timeouts++;
+        stat_inc(&st_server(w, c)->fails[FAIL_TIMEOUT]);
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect timed out after %u ms%s",
                w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)),
                conn_server_name(w, c, baddr, sizeof(baddr)),
@@ -1082,27 +1200,71 @@ void relay_on_timeout(struct worker *w, struct conn *c)
             }
             return;
         }
+        conn_end(c, END_CONNECT_TIMEOUT);
         break;
     case TIMER_HEADER:
-        w->stats.header_timeouts++;
+        stat_inc(&st_listener(w, c)->header_timeouts);
+        conn_end(c, END_HEADER_TIMEOUT);
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: no PROXY header within %u ms "
                "(--header-timeout): closed", w->id, c->id,
                addr_format(&c->peer.sa, addr, sizeof(addr)), conn_gen(w, c)->timeout_ms[TIMER_HEADER][timer_owner(c, TIMER_HEADER)]);
         break;
     case TIMER_PEEK:
-        w->stats.peek_timeouts++;
+        stat_inc(&st_listener(w, c)->peek_timeouts);
+        conn_end(c, END_PEEK_TIMEOUT);
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: no whole TLS ClientHello within %u ms "
                "(--peek-timeout): closed", w->id, c->id,
                addr_format(&c->peer.sa, addr, sizeof(addr)), conn_gen(w, c)->timeout_ms[TIMER_PEEK][timer_owner(c, TIMER_PEEK)]);
         break;
     case TIMER_IDLE:
-        w->stats.idle_timeouts++;
+        conn_end(c, END_IDLE_TIMEOUT);
         log_debug("c%u.%u idle for %u ms", w->id, c->id, conn_gen(w, c)->timeout_ms[TIMER_IDLE][timer_owner(c, TIMER_IDLE)]);
         break;
     default:
+        conn_end(c, END_IDLE_TIMEOUT);
         log_debug("c%u.%u half-closed and idle for %u ms", w->id, c->id,
                   conn_gen(w, c)->timeout_ms[TIMER_FIN][timer_owner(c, TIMER_FIN)]);
         break;
     }
     conn_close(w, c, 0);
+}
+
+static const char *const state_name[] = {
+    [CONN_FREE] = "free",          [CONN_HEADER] = "header", [CONN_PEEK] = "peek",
+    [CONN_CONNECTING] = "connect", [CONN_OPEN] = "open",     [CONN_CLOSING] = "closing",
+};
+
+void relay_dump_conns(struct worker *w, FILE *out, uint32_t max)
+{
+    uint64_t now = mono_us();
+    uint32_t n = 0;
+
+    for (uint32_t i = 0; i < w->n_conns; i++) {
+        struct conn *c = &w->conns[i];
+        char addr[ADDR_STRLEN], srv[ADDR_STRLEN];
+        if (c->state == CONN_FREE)
+            continue;
+        if (n++ == max) {
+            fprintf(out, "worker %d: more connections not shown\n", w->id);
+            return;
+        }
+        fprintf(out, "%d.%u %s client=%s listener=%s backend=%s server=%s age_ms=%llu "
+                "from_client=%llu from_server=%llu\n", w->id, c->id, state_name[c->state],
+                addr_format(&c->peer.sa, addr, sizeof(addr)), conn_cfg(w, c)->listeners[c->li].name,
+                c->flags & CONN_ON_BACKEND ? conn_backend(w, c)->name : "-",
+                c->server >= 0 ? conn_server_name(w, c, srv, sizeof(srv)) : "-",
+                (unsigned long long)((now - c->start_us) / 1000),
+                (unsigned long long)c->dir[0].moved, (unsigned long long)c->dir[1].moved);
+    }
+}
+
+void relay_close_all(struct worker *w)
+{
+    for (uint32_t i = 0; i < w->n_conns; i++) {
+        struct conn *c = &w->conns[i];
+        if (c->state == CONN_FREE || c->state == CONN_CLOSING)
+            continue;
+        conn_end(c, END_STOPPED);
+        conn_close(w, c, 1);
+    }
 }

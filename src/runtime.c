@@ -100,6 +100,25 @@ static void backend_from_options(struct config_backend *be, const struct options
     be->servers[0].weight = 1;
 }
 
+/* The process-wide flags in mask (OPT_* bits) over c. */
+static void runtime_apply_globals(struct config *c, const struct options *o, uint64_t mask)
+{
+    if (mask & OPT_STATS_SOCKET)
+        snprintf(c->stats_socket, sizeof(c->stats_socket), "%s", o->stats_socket);
+    if (mask & OPT_DRAIN_TIMEOUT)
+        c->drain_timeout_ms = o->drain_timeout_ms;
+    if (mask & OPT_ACCESS_LOG)
+        snprintf(c->access_log.path, sizeof(c->access_log.path), "%s", o->access_log);
+    if (mask & OPT_ACCESS_LOG_MODE)
+        c->access_log.mode = (enum access_log_mode)o->access_log_mode;
+    if (mask & OPT_ACCESS_LOG_FORMAT)
+        c->access_log.format = (enum access_log_format)o->access_log_format;
+    if (mask & OPT_USER)
+        snprintf(c->user, sizeof(c->user), "%s", o->user);
+    if (mask & OPT_GROUP)
+        snprintf(c->group, sizeof(c->group), "%s", o->group);
+}
+
 void runtime_config_from_options(struct config *c, const struct options *o)
 {
     struct config_listener *l = &c->listeners[0];
@@ -110,6 +129,7 @@ void runtime_config_from_options(struct config *c, const struct options *o)
     c->splice = o->splice;
     c->max_connections = o->max_connections;
     c->log_level = o->log_level;
+    runtime_apply_globals(c, o, ~0ULL);
     c->n_listeners = 1;
     snprintf(l->name, sizeof(l->name), "cli");
     memcpy(l->bind, o->listen, sizeof(l->bind[0]) * (size_t)o->n_listen);
@@ -161,6 +181,7 @@ int runtime_apply_options(struct config *c, const struct options *o, char *err, 
         c->log_level = o->log_level;
     if (o->given & OPT_MAX_CONNECTIONS)
         c->max_connections = o->max_connections;
+    runtime_apply_globals(c, o, o->given);
     for (int l = 0; l < c->n_listeners; l++) {
         struct config_listener *li = &c->listeners[l];
         if (o->given & OPT_PROXY_IN)

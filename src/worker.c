@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,12 +72,14 @@ int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_
     w->starved = calloc(2 * (size_t)max_conns, sizeof(*w->starved));
     w->pipes = calloc(w->max_pipes, sizeof(*w->pipes));
     w->free_pipes = calloc(w->max_pipes, sizeof(*w->free_pipes));
+    w->st = stats_block_new(id);
     /* mmap: page-aligned, and untouched buffers cost no memory. */
     w->bufs = mmap(NULL, (size_t)w->n_bufs * BUF_STRIDE, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (w->bufs == MAP_FAILED)
         w->bufs = NULL;
-    if (!w->conns || !w->free_conns || !w->starved || !w->pipes || !w->free_pipes || !w->bufs) {
+    if (!w->conns || !w->free_conns || !w->starved || !w->pipes || !w->free_pipes || !w->bufs ||
+        !w->st) {
         worker_fini(w);
         return -ENOMEM;
     }
@@ -145,6 +148,8 @@ void worker_fini(struct worker *w)
     free(w->starved);
     free(w->pipes);
     free(w->free_pipes);
+    stats_block_free(w->id);
+    w->st = NULL;
     w->conns = NULL;
     w->pipes = NULL;
     w->bufs = NULL;
@@ -251,14 +256,68 @@ static void reload_step(struct worker *w)
     worker_accept_resume(w, ACCEPT_PAUSE_RELOAD);
 }
 
+/* Stopping: no more accepts. What the listeners already queued is taken
+ * and served, then they close; a process started beside this one keeps
+ * taking new connections on its own sockets. */
+static void drain_step(struct worker *w)
+{
+    if (atomic_load_explicit(&w->close_all, memory_order_relaxed))
+        relay_close_all(w);
+    if (w->drained || !atomic_load_explicit(&w->drain, memory_order_relaxed))
+        return;
+    if (!(w->accept_paused & ACCEPT_PAUSE_DRAIN)) {
+        if (!w->accept_paused)
+            w->io->accept_stop(w);
+        w->accept_paused |= ACCEPT_PAUSE_DRAIN;
+    }
+    if (!w->io->accept_idle(w))
+        return;
+    for (int i = 0; i < w->n_listen; i++) {
+        int fd;
+        while ((fd = accept4(w->listen_fd[i], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
+            relay_on_accept(w, fd, i);
+        close(w->listen_fd[i]);
+        w->listen_fd[i] = -1;
+    }
+    w->n_listen = 0;
+    w->drained = 1;
+}
+
+#define DUMP_MAX 10000 /* connections per worker in one show conns */
+
+static void dump_step(struct worker *w)
+{
+    FILE *out = atomic_exchange(&w->dump, NULL);
+
+    if (!out)
+        return;
+    relay_dump_conns(w, out, DUMP_MAX);
+    atomic_store(&w->dump_done, 1);
+}
+
+int worker_dump_conns(struct worker *w, FILE *out, int timeout_ms)
+{    atomic_store(&w->dump_done, 0);
+    atomic_store(&w->dump, out);
+    for (int waited = 0; !atomic_load(&w->dump_done); waited++) {
+        /* Not taken in time: take it back, unless the worker just did. */
+        if (waited >= timeout_ms && atomic_exchange(&w->dump, NULL) == out)
+            return -ETIMEDOUT;
+        usleep(1000);
+    }
+    return 0;
+}
+
 void worker_tick(struct worker *w)
 {
     worker_clock(w);
     if (w->now_ms < w->next_tick_ms)
         return;
     w->next_tick_ms = w->now_ms + TICK_MS;
+    stat_inc(&w->st->w.heartbeat);
     timers_run(w);
     reload_step(w);
+    dump_step(w);
+    drain_step(w);
     /* Another worker's connections may have filled or freed the budget. */
     if (!worker_pause_if_full(w) && !worker_all_full(w))
         worker_accept_resume(w, ACCEPT_PAUSE_FULL);

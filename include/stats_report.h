@@ -1,0 +1,57 @@
+/* What the stats socket shows: a snapshot of the counters summed over
+ * workers with the names of their slots and the process's state, written
+ * as a table, JSON, or the Prometheus text format; and the parser of the
+ * socket's requests. No I/O but the FILE the caller gives. */
+#ifndef RINGRELAY_STATS_REPORT_H
+#define RINGRELAY_STATS_REPORT_H
+
+#include "stats.h"
+
+#include <stdio.h>
+
+struct stats_report {
+    struct stats_block sum;
+    struct stats_names names;
+    int n_workers;
+    struct stats_worker workers[STATS_MAX_WORKERS];
+    const char *io;       /* the io back end's name */
+    const char *version;
+    uint64_t start_time;  /* seconds since the epoch */
+    uint64_t uptime_ms;
+    uint64_t generation;  /* configurations loaded: 1, then one per reload */
+    uint64_t reloads, reload_failures;
+    uint32_t max_connections;
+    int draining;
+    int have_memory;      /* jemalloc's numbers are known */
+    uint64_t mem_allocated, mem_resident;
+    /* Servers of the running configuration, by slot: 1 up, 0 down, -1 not in it. */
+    int8_t server_up[STATS_MAX_SERVERS];
+    uint64_t health_changes[STATS_MAX_SERVERS];
+};
+
+void stats_report_text(const struct stats_report *r, FILE *out);
+void stats_report_servers(const struct stats_report *r, FILE *out);
+void stats_report_json(const struct stats_report *r, FILE *out);
+void stats_report_prometheus(const struct stats_report *r, FILE *out);
+
+/* What a client of the stats socket asks for. */
+enum stats_cmd {
+    STATS_CMD_HELP,
+    STATS_CMD_STATS,
+    STATS_CMD_STATS_JSON,
+    STATS_CMD_SERVERS,
+    STATS_CMD_CONNS,
+    STATS_CMD_METRICS,
+    STATS_CMD_UNKNOWN, /* a line command not in the list */
+    STATS_CMD_NOT_FOUND /* an HTTP request for another path */
+};
+
+extern const char stats_help[];
+
+/* Parses one request: a line ("show stats json\n") or an HTTP/1.x request
+ * head ("GET /metrics HTTP/1.1\r\n...\r\n\r\n"). Returns the bytes it
+ * takes, -EAGAIN when incomplete, -EPROTO when malformed (a line or head
+ * over 4 KiB, a method other than GET). *http is 1 for HTTP. */
+int stats_request_parse(const char *buf, size_t len, enum stats_cmd *cmd, int *http);
+
+#endif

@@ -1,0 +1,189 @@
+/* Counter blocks, one per worker, and the slots that name their entries. */
+#include "stats.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const stats_end_name[END_KINDS] = {
+    [END_NONE] = "none",
+    [END_CLIENT_CLOSED] = "client_closed",
+    [END_BACKEND_CLOSED] = "backend_closed",
+    [END_CLIENT_RESET] = "client_reset",
+    [END_BACKEND_RESET] = "backend_reset",
+    [END_CONNECT_FAILED] = "connect_failed",
+    [END_CONNECT_TIMEOUT] = "connect_timeout",
+    [END_NO_SERVER] = "no_server",
+    [END_IDLE_TIMEOUT] = "idle_timeout",
+    [END_HEADER_TIMEOUT] = "header_timeout",
+    [END_BAD_HEADER] = "bad_header",
+    [END_UNTRUSTED_HEADER] = "untrusted_header",
+    [END_PEEK_TIMEOUT] = "peek_timeout",
+    [END_REFUSED_LIMIT] = "refused_limit",
+    [END_STOPPED] = "stopped",
+    [END_LOCAL_ERROR] = "local_error",
+};
+
+const char *const stats_fail_name[FAIL_KINDS] = {
+    [FAIL_REFUSED] = "refused",
+    [FAIL_TIMEOUT] = "timeout",
+    [FAIL_UNREACHABLE] = "unreachable",
+    [FAIL_RESET] = "reset",
+    [FAIL_OTHER] = "other",
+};
+
+#define BLOCK_SIZE ((sizeof(struct stats_block) + 63) & ~(size_t)63)
+
+static _Atomic(struct stats_block *) blocks[STATS_MAX_WORKERS];
+static _Atomic uint64_t health_changes[STATS_MAX_SERVERS];
+
+/* The registry: written by the main thread at start and reload, read by
+ * the stats socket's thread; never touched by workers. */
+static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct stats_names names;
+
+struct stats_block *stats_block_new(int id)
+{
+    struct stats_block *b;
+
+    if (id < 0 || id >= STATS_MAX_WORKERS || !(b = aligned_alloc(64, BLOCK_SIZE)))
+        return NULL;
+    memset(b, 0, BLOCK_SIZE);
+    atomic_store(&blocks[id], b);
+    return b;
+}
+
+void stats_block_free(int id)
+{
+    if (id >= 0 && id < STATS_MAX_WORKERS)
+        free(atomic_exchange(&blocks[id], NULL));
+}
+
+void stats_sum(struct stats_block *out)
+{
+    _Atomic uint64_t *dst = (_Atomic uint64_t *)out;
+    const size_t words = sizeof(*out) / sizeof(uint64_t);
+
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < STATS_MAX_WORKERS; i++) {
+        const _Atomic uint64_t *src = (const _Atomic uint64_t *)atomic_load(&blocks[i]);
+        for (size_t k = 0; src && k < words; k++)
+            atomic_store_explicit(&dst[k], stat_get(&dst[k]) + stat_get(&src[k]),
+                                  memory_order_relaxed);
+    }
+}
+
+int stats_worker_read(int id, struct stats_worker *out)
+{
+    const struct stats_block *b = id >= 0 && id < STATS_MAX_WORKERS ? atomic_load(&blocks[id])
+                                                                    : NULL;
+    _Atomic uint64_t *dst = (_Atomic uint64_t *)out;
+    const _Atomic uint64_t *src;
+
+    if (!b)
+        return -1;
+    src = (const _Atomic uint64_t *)&b->w;
+    for (size_t k = 0; k < sizeof(*out) / sizeof(uint64_t); k++)
+        atomic_store_explicit(&dst[k], stat_get(&src[k]), memory_order_relaxed);
+    return 0;
+}
+
+/* Finds the slot that same() matches among the *n used, or takes a new
+ * one, or reuses one the new configuration does not have (live[i] < 0).
+ * Returns the slot. */
+static int slot_find(int *n, int max, const int16_t *live, int (*same)(int i, const void *ctx),
+                     const void *ctx)
+{
+    int spare = -1;
+
+    for (int i = 0; i < *n; i++) {
+        if (same(i, ctx))
+            return i;
+        if (spare < 0 && live[i] < 0)
+            spare = i;
+    }
+    if (*n < max)
+        return (*n)++;
+    return spare < 0 ? 0 : spare;
+}
+
+static int same_listener(int i, const void *name)
+{
+    return strcmp(names.listener[i], name) == 0;
+}
+
+static int same_backend(int i, const void *name)
+{
+    return strcmp(names.backend[i], name) == 0;
+}
+
+struct server_id {
+    uint16_t backend;
+    const char *key;
+};
+
+static int same_server(int i, const void *ctx)
+{
+    const struct server_id *id = ctx;
+
+    return names.server[i].backend == id->backend && strcmp(names.server[i].key, id->key) == 0;
+}
+
+/* Marks everything not live, then live what rt has, claiming slots. */
+void stats_assign(struct runtime *rt)
+{
+    const struct config *c = &rt->cfg;
+
+    pthread_mutex_lock(&names_lock);
+    for (int i = 0; i < STATS_MAX_LISTENERS; i++)
+        names.listener_index[i] = -1;
+    for (int i = 0; i < STATS_MAX_BACKENDS; i++)
+        names.backend_index[i] = -1;
+    for (int i = 0; i < STATS_MAX_SERVERS; i++)
+        names.server_index[i] = -1;
+    for (int l = 0; l < c->n_listeners; l++) {
+        int i = slot_find(&names.n_listeners, STATS_MAX_LISTENERS, names.listener_index,
+                          same_listener, c->listeners[l].name);
+        snprintf(names.listener[i], sizeof(names.listener[i]), "%s", c->listeners[l].name);
+        names.listener_index[i] = (int16_t)l;
+        rt->st_listener[l] = (uint16_t)i;
+    }
+    for (int b = 0; b < c->n_backends; b++) {
+        int i = slot_find(&names.n_backends, STATS_MAX_BACKENDS, names.backend_index,
+                          same_backend, c->backends[b].name);
+        snprintf(names.backend[i], sizeof(names.backend[i]), "%s", c->backends[b].name);
+        names.backend_index[i] = (int16_t)b;
+        rt->st_backend[b] = (uint16_t)i;
+    }
+    for (int b = 0; b < c->n_backends; b++) {
+        for (int s = 0; s < rt->pools[b].n; s++) {
+            const char *key = rt->pools[b].m[s].key;
+            struct server_id id = {rt->st_backend[b], key};
+            int i = slot_find(&names.n_servers, STATS_MAX_SERVERS, names.server_index,
+                              same_server, &id);
+            names.server[i].backend = rt->st_backend[b];
+            snprintf(names.server[i].key, sizeof(names.server[i].key), "%s", key);
+            names.server_index[i] = (int16_t)(b * CONFIG_MAX_SERVERS + s);
+            rt->st_server[b][s] = (uint16_t)i;
+        }
+    }
+    pthread_mutex_unlock(&names_lock);
+}
+
+void stats_names_read(struct stats_names *out)
+{
+    pthread_mutex_lock(&names_lock);
+    memcpy(out, &names, sizeof(*out));
+    pthread_mutex_unlock(&names_lock);
+}
+
+void stats_health_changed(int server_slot)
+{
+    atomic_fetch_add_explicit(&health_changes[server_slot], 1, memory_order_relaxed);
+}
+
+uint64_t stats_health_changes(int server_slot)
+{
+    return stat_get(&health_changes[server_slot]);
+}
