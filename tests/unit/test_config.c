@@ -37,7 +37,11 @@ Test(config, minimal_gets_defaults)
     cr_assert_eq(cfg.workers, 0);
     cr_assert_eq(cfg.io, IO_AUTO);
     cr_assert_eq(cfg.log_level, LOG_LEVEL_INFO);
-    cr_assert_str_eq(cfg.stats_socket, "/run/ringrelay/stats.sock");
+    cr_assert_str_eq(cfg.stats_socket, "");
+    cr_assert_str_eq(cfg.access_log.path, "");
+    cr_assert_eq(cfg.access_log.mode, ACCESS_LOG_ALL);
+    cr_assert_eq(cfg.drain_timeout_ms, 30000);
+    cr_assert_str_eq(cfg.user, "");
     cr_assert_eq(cfg.n_listeners, 1);
     cr_assert_eq(cfg.listeners[0].n_bind, 1);
     cr_assert_eq(cfg.listeners[0].proxy_protocol_in, PROXY_IN_OFF);
@@ -167,7 +171,16 @@ static const struct bad bads[] = {
     {"listeners: []\n" B, "t.yaml:1:12: listeners: at least one listener is needed"},
     {L B "bogus: 1\n",
      "t.yaml:8:1: bogus: unknown key (expected one of: workers, io, splice, stats_socket, "
-     "max_connections, log_level, listeners, backends)"},
+     "stats_socket_group, access_log, drain_timeout, user, group, max_connections, log_level, "
+     "listeners, backends)"},
+    {L B "access_log: {path: relative.log}\n", "t.yaml:8:20: access_log.path: expected an "
+     "absolute path under 108 bytes or stderr, got 'relative.log'"},
+    {L B "access_log: {mode: some}\n",
+     "t.yaml:8:20: access_log.mode: expected one of all, errors, off, got 'some'"},
+    {L B "drain_timeout: forever\n", "t.yaml:8:16: drain_timeout: expected a duration like 500ms, "
+                                     "5s, 2m or 1h, got 'forever'"},
+    {L B "user: \"a b\"\n", "t.yaml:8:7: user: expected a name of letters, digits, '-', '_' or "
+                             "'.' (at most 63), got 'a b'"},
     {L B "io: kqueue\n", "t.yaml:8:5: io: expected one of auto, uring, epoll, got 'kqueue'"},
     {L B "workers: 0\n", "t.yaml:8:10: workers: expected auto or a number from 1 to 1024, got "
                          "'0'"},

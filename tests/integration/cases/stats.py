@@ -1,0 +1,234 @@
+"""The stats socket: counters that match exactly what the test sent, the
+Prometheus text format checked by promtool, JSON, the table, show conns,
+the socket's mode, and a stuck client that delays nobody."""
+
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import time
+
+import harness
+import peers
+from harness import check
+
+from .base import case, client
+from .pools import backend_yaml, write_config
+
+
+def query(path, command, timeout=5):
+    """Sends one line command to the stats socket; returns the whole answer."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(command.encode() + b"\n")
+        return peers.recv_to_eof(s).decode()
+    finally:
+        s.close()
+
+
+def stats_json(path):
+    return json.loads(query(path, "show stats json"))
+
+
+def named(items, name):
+    found = [i for i in items if i["name"] == name]
+    check(len(found) == 1, f"{name} not in {[i['name'] for i in items]}")
+    return found[0]
+
+
+def echo_backend(ctx, name):
+    e = harness.Helper(ctx, name, ["echo-backend"])
+    return e.wait_json("port", 10)["port"]
+
+
+def start(ctx, sock, text, *extra):
+    return harness.start_relay(ctx, ["-c", write_config(ctx, f"stats_socket: {sock}\n" + text),
+                                     *extra])
+
+
+def echo_once(port, payload, src="127.0.0.1", want=None):
+    want = payload if want is None else want
+    c = peers.connect(("127.0.0.1", port), src)
+    try:
+        c.sendall(payload)
+        c.shutdown(socket.SHUT_WR)
+        got = peers.recv_to_eof(c)
+    finally:
+        c.close()
+    check(got == want, f"echoed {len(got)} of {len(want)} bytes")
+
+
+def closed_all(path, listener, n):
+    """Waits until the listener counted n connections closed."""
+    def done():
+        return named(stats_json(path)["listeners"], listener)["active"] == 0 and \
+            named(stats_json(path)["listeners"], listener)["accepted"] == n
+    harness.wait_until(done, 10, f"{n} connections on {listener} to be counted closed")
+
+
+@case("stats_counters_match_traffic")
+def counters_exact(ctx):
+    """Ten echoed connections through a pool with one refusing server, and
+    on a PROXY listener one good header, one forged (untrusted) and one bad:
+    every counter says exactly that."""
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    e1, e2 = echo_backend(ctx, "echo1"), echo_backend(ctx, "echo2")
+    dead = harness.free_port()
+    web, pp = harness.free_port(), harness.free_port()
+    start(ctx, sock, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{web}\n"
+          f"    default_backend: app\n"
+          f"  - name: pp\n    bind: 127.0.0.1:{pp}\n    default_backend: side\n"
+          f"    proxy_protocol_in: v2\n    trusted_sources: [127.0.0.1/32]\n"
+          f"backends:\n" +
+          backend_yaml("app", [f"127.0.0.1:{e1}", f"127.0.0.1:{e2}", f"127.0.0.1:{dead}"]) +
+          backend_yaml("side", [f"127.0.0.1:{e1}"]))
+    for i in range(10):
+        echo_once(web, bytes([i]) * 100)
+    # Trusted, with a header: its 50 bytes are echoed.
+    echo_once(pp, peers.proxy_v2(("192.0.2.7", 4000), ("127.0.0.1", pp)) + b"h" * 50,
+              want=b"h" * 50)
+    # Untrusted (127.0.0.2) sending a header: refused with a reset.
+    c = client(ctx, ("127.0.0.1", pp), "127.0.0.2")
+    c.sendall(peers.proxy_v2(("192.0.2.8", 4000), ("127.0.0.1", pp)))
+    try:
+        check(peers.recv_to_eof(c) == b"", "untrusted header was answered")
+    except ConnectionResetError:
+        pass  # refused with a reset, as it should be
+    # Trusted, but HTTP where the header belongs.
+    c = client(ctx, ("127.0.0.1", pp))
+    c.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    try:
+        check(peers.recv_to_eof(c) == b"", "bad header was answered")
+    except ConnectionResetError:
+        pass  # closed with the request unread: the kernel resets
+    closed_all(sock, "web", 10)
+    closed_all(sock, "pp", 3)
+
+    s = stats_json(sock)
+    w = named(s["listeners"], "web")
+    check(w["accepted"] == 10 and w["ends"]["client_closed"] == 10 and w["refused"] == 0,
+          f"listener web: {w}")
+    p = named(s["listeners"], "pp")
+    check((p["header_in"], p["header_untrusted"], p["header_bad"]) == (1, 1, 1),
+          f"listener pp headers: {p}")
+    check((p["ends"]["client_closed"], p["ends"]["untrusted_header"], p["ends"]["bad_header"])
+          == (1, 1, 1), f"listener pp ends: {p['ends']}")
+    # The forged header shows in the client's first bytes, read while the
+    # backend connect runs: side gets the trusted and the untrusted client.
+    side = named(s["backends"], "side")
+    check(side["conns"] == 2 and side["bytes_from_client"] == 50, f"backend side: {side}")
+    b = named(s["backends"], "app")
+    check(b["conns"] == 10 and b["active"] == 0, f"backend: {b}")
+    check(b["bytes_from_client"] == 1000 and b["bytes_from_server"] == 1000, f"backend bytes: {b}")
+    servers = {x["name"]: x for x in b["servers"]}
+    live = [servers[f"127.0.0.1:{e}"] for e in (e1, e2)]
+    check(sum(x["conns"] for x in live) == 10, f"servers: {servers}")
+    check(sum(x["bytes_from_client"] for x in live) == 1000, f"server bytes: {servers}")
+    refused = servers[f"127.0.0.1:{dead}"]["connect_failures"]["refused"]
+    check(refused == b["retries"] and refused > 0,
+          f"{refused} refused connects but {b['retries']} retries")
+    check(b["connect_time"]["count"] == 10 and b["duration"]["count"] == 10,
+          f"histograms: connect {b['connect_time']['count']}, duration {b['duration']['count']}")
+    check(b["first_byte_time"]["count"] == 10, f"first byte: {b['first_byte_time']['count']}")
+    ctx.note(f"{refused} connects refused and retried; counters exact")
+
+
+@case("stats_prometheus_passes_promtool")
+def prometheus(ctx):
+    """GET /metrics with curl --unix-socket: HTTP 200, the exposition format
+    as promtool checks it, and the samples the traffic made."""
+    if not shutil.which("promtool"):
+        raise harness.TestSkip("promtool is not installed (Debian package prometheus)")
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    e1 = echo_backend(ctx, "echo")
+    port = harness.free_port()
+    start(ctx, sock, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\n"
+          f"backends:\n" + backend_yaml("app", [f"127.0.0.1:{e1}"]))
+    for _ in range(3):
+        echo_once(port, b"x" * 10)
+    closed_all(sock, "web", 3)
+    got = subprocess.run(["curl", "-sS", "-i", "--max-time", "5", "--unix-socket", sock,
+                          "http://localhost/metrics"], capture_output=True, timeout=10)
+    check(got.returncode == 0, f"curl: {got.stderr}")
+    head, _, body = got.stdout.decode().partition("\r\n\r\n")
+    check(head.startswith("HTTP/1.0 200"), f"status: {head.splitlines()[0]}")
+    check("Content-Type: text/plain; version=0.0.4" in head, f"head: {head}")
+    lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
+                          text=True, timeout=30)
+    check(lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(),
+          f"promtool: {lint.stdout} {lint.stderr}")
+    for sample in ['ringrelay_listener_accepted_connections_total{listener="web"} 3',
+                   'ringrelay_backend_bytes_total{backend="app",from="client"} 30',
+                   f'ringrelay_server_up{{backend="app",server="127.0.0.1:{e1}"}} 1',
+                   'ringrelay_backend_connect_seconds_count{backend="app"} 3',
+                   'ringrelay_config_generation 1']:
+        check(sample + "\n" in body, f"missing {sample}: "
+              f"{[line for line in body.splitlines() if sample.split('{')[0] in line][:3]}")
+    js = subprocess.run(["curl", "-sS", "--fail", "--max-time", "5", "--unix-socket", sock,
+                         "http://localhost/stats.json"], capture_output=True, text=True,
+                        timeout=10)
+    check(named(json.loads(js.stdout)["listeners"], "web")["accepted"] == 3, "stats.json")
+    nf = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket",
+                         sock, "http://localhost/nothing"], capture_output=True, text=True,
+                        timeout=10)
+    check(nf.stdout == "404", f"unknown path: {nf.stdout}")
+    ctx.note(f"{body.count(chr(10))} lines, promtool clean")
+
+
+@case("stats_socket_mode_table_conns_and_removal")
+def socket_and_cli(ctx):
+    """The socket is 0660 in the configured group; ringrelay stats prints the
+    table; show conns lists an open connection with its client; a client
+    that connects and says nothing holds no one up; the socket goes on exit."""
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    e1 = echo_backend(ctx, "echo")
+    port = harness.free_port()
+    rl = start(ctx, sock, f"stats_socket_group: adm\nlisteners:\n  - name: web\n"
+               f"    bind: 127.0.0.1:{port}\nbackends:\n" +
+               backend_yaml("app", [f"127.0.0.1:{e1}"]))
+    st = os.stat(sock)
+    check(stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660,
+          f"mode {oct(st.st_mode)}")
+    import grp
+    check(st.st_gid == grp.getgrnam("adm").gr_gid, f"group {st.st_gid}")
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stuck.connect(sock)  # says nothing
+    ctx.on_cleanup(stuck.close)
+    c = client(ctx, ("127.0.0.1", port), "127.0.0.3")
+    c.sendall(b"open")
+    check(peers.recv_exact(c, 4) == b"open", "echo")
+    start_t = time.monotonic()
+    conns = query(sock, "show conns")
+    took = time.monotonic() - start_t
+    check(f"client=127.0.0.3:{c.getsockname()[1]} listener=web backend=app" in conns,
+          f"show conns: {conns}")
+    check(" open " in conns and "from_client=4 from_server=4" in conns, f"show conns: {conns}")
+    table = subprocess.run([ctx.binary, "stats", "--socket", sock], capture_output=True,
+                           text=True, timeout=10)
+    check(table.returncode == 0, f"ringrelay stats: {table.stderr}")
+    lines = table.stdout.splitlines()
+    check(any(line.split()[:3] == ["web", "1", "1"] for line in lines if line),
+          f"table: {table.stdout}")
+    check(any(line.startswith("LISTENER") for line in lines), f"table: {table.stdout}")
+    check("unknown command" in query(sock, "show nothing"), "unknown command answer")
+    check("show conns" in query(sock, "help"), "help")
+    c.close()
+    rl.finish()
+    check(not os.path.exists(sock), "the socket is still there after exit")
+    ctx.note(f"show conns answered in {took * 1000:.0f} ms beside a silent client")
+
+
+@case("stats_socket_bad_group_refused", per_io=False)
+def bad_group(ctx):
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    cfg = write_config(ctx, f"stats_socket: {sock}\nstats_socket_group: nosuchgroup\n"
+                       f"listeners:\n  - name: web\n    bind: 127.0.0.1:{harness.free_port()}\n"
+                       f"backends:\n" + backend_yaml("app", ["127.0.0.1:9"]))
+    got = subprocess.run([ctx.binary, "-c", cfg], capture_output=True, text=True, timeout=10)
+    check(got.returncode == 1, f"exit {got.returncode}")
+    check("group nosuchgroup: no such group" in got.stderr, f"stderr: {got.stderr}")
+    check(not os.path.exists(sock), "socket left behind")
