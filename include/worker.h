@@ -4,6 +4,7 @@
 #ifndef RINGRELAY_WORKER_H
 #define RINGRELAY_WORKER_H
 
+#include "access_log.h"
 #include "addr.h"
 #include "list.h"
 #include "options.h"
@@ -80,6 +81,14 @@ struct dir {
     uint64_t moved;
 };
 
+/* What only the access log needs, kept when it is known; allocated then,
+ * and only while the access log is on. */
+struct conn_extra {
+    union sockaddr_inet direct; /* the socket's peer, when a PROXY header named the client */
+    char sni[ACCESS_SNI_MAX];
+    char alpn[ACCESS_ALPN_MAX];
+};
+
 /* One relayed connection. Owns fd[] and whatever its dirs hold; only
  * relay.c's conn_free() releases them, once no operation is in flight. */
 struct conn {
@@ -89,6 +98,7 @@ struct conn {
     const struct sockaddr *be; /* the backend chosen for this connection */
     uint8_t *hdr_ext;  /* the outbound header when it carries TLVs (malloc'ed) */
     uint8_t *hdr_in;   /* malloc'ed only when an inbound header arrives split */
+    struct conn_extra *extra; /* malloc'ed for the access log only */
     int fd[2];
     uint32_t id;
     uint32_t gen; /* bumped on free: stale back end events are ignored */
@@ -212,6 +222,7 @@ struct worker {
      * connections finish), then maybe close_all (reset what is left). */
     atomic_int drain, close_all;
     uint8_t drained; /* listeners closed */
+    struct access_ring *alog; /* NULL: no access log */
 };
 
 /* The runtime generation a connection runs on, and its configuration. */

@@ -1,5 +1,6 @@
 /* ringrelay: parses the command line, opens the listeners, starts one
  * worker per core and waits for a signal to stop. */
+#include "access_log.h"
 #include "addr.h"
 #include "checker.h"
 #include "config.h"
@@ -119,6 +120,7 @@ struct relay {
     atomic_ullong generation, reloads, reload_failures;
     atomic_int draining;
     struct stats_socket *stats;
+    struct access_log *alog;
     char exe[4096];  /* this binary's path at start: an upgrade runs what is there now */
     char **argv;
     pid_t predecessor; /* the process we take over from, or 0 */
@@ -281,8 +283,10 @@ static int start_workers(struct relay *r, const struct io_backend *io, sem_t *st
         for (int i = 0; i < RUNTIME_MAX_BINDS; i++)
             fds[w][i] = -1;
     err = open_listeners(r, fds, li, &n);
-    for (int w = 0; w < r->n_workers && err == 0; w++)
+    for (int w = 0; w < r->n_workers && err == 0; w++) {
         err = worker_init(&r->workers[w], w, r->rt, fds[w], li, n, &r->active_total);
+        r->workers[w].alog = access_log_ring(r->alog, w);
+    }
     if (err == 0) {
         for (int w = 0; w < r->n_workers && err == 0; w++)
             err = worker_start(&r->workers[w], io, n_cpus ? cpus[w % n_cpus] : -1, started);
@@ -626,6 +630,12 @@ static void keep_process_settings(struct config *nc, const struct config *oc)
     memcpy(nc->stats_socket_group, oc->stats_socket_group, sizeof(nc->stats_socket_group));
     memcpy(nc->user, oc->user, sizeof(nc->user));
     memcpy(nc->group, oc->group, sizeof(nc->group));
+    if (strcmp(nc->access_log.path, oc->access_log.path) != 0 ||
+        nc->access_log.format != oc->access_log.format)
+        log_warn("reload: access_log path and format take effect at the next restart (its mode "
+                 "applies now)");
+    memcpy(nc->access_log.path, oc->access_log.path, sizeof(nc->access_log.path));
+    nc->access_log.format = oc->access_log.format;
 }
 
 static int reload(struct relay *r, struct checker **checks)
@@ -756,6 +766,8 @@ static int run(struct relay *r, const sigset_t *sigs, struct checker **checks)
             notify_status(r, "running");
         } else if (sig == SIGUSR2) {
             upgrade(r);
+        } else if (sig == SIGUSR1) {
+            access_log_reopen(r->alog);
         } else if (sig == SIGTERM || sig == SIGINT) {
             return sig;
         }
@@ -801,6 +813,22 @@ static void drain(struct relay *r, const sigset_t *sigs)
         atomic_store(&r->workers[i].close_all, 1);
     for (int tries = 0; tries < 100 && open_total(r) > 0; tries++)
         usleep(10000);
+}
+
+/* Opens the access log if the configuration names one. */
+static int access_open(struct relay *r)
+{
+    const struct config_access_log *a = &r->rt->cfg.access_log;
+    char err[256];
+
+    if (!a->path[0])
+        return 0;
+    r->alog = access_log_start(a->path, a->format, r->n_workers, instance, err, sizeof(err));
+    if (!r->alog) {
+        log_error("%s", err);
+        return -1;
+    }
+    return 0;
 }
 
 /* Opens the stats socket if the configuration names one. */
@@ -926,8 +954,9 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-    if (stats_open(&r) < 0 || drop_privileges(cfg) < 0) {
+    if (access_open(&r) < 0 || stats_open(&r) < 0 || drop_privileges(cfg) < 0) {
         stats_socket_stop(r.stats);
+        access_log_stop(r.alog);
         return 1;
     }
     sem_init(&started, 0, 0);
@@ -956,6 +985,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < r.n_workers; i++)
         pthread_join(r.workers[i].thread, NULL);
     stats_socket_stop(r.stats);
+    access_log_stop(r.alog);
     log_totals(&r);
     for (int i = 0; i < r.n_workers; i++)
         worker_fini(&r.workers[i]);

@@ -103,6 +103,82 @@ static enum connect_fail connect_cause(int res)
     }
 }
 
+/* The connection's access log extras, made on first use (NULL if out of
+ * memory: the line then lacks them). */
+static struct conn_extra *conn_extra(struct conn *c)
+{
+    if (!c->extra)
+        c->extra = calloc(1, sizeof(*c->extra));
+    return c->extra;
+}
+
+/* Whether the access log wants a line for a connection that ended so. */
+static int access_wanted(const struct worker *w, const struct conn *c)
+{
+    enum access_log_mode mode = conn_cfg(w, c)->access_log.mode;
+
+    if (!w->alog || mode == ACCESS_LOG_OFF)
+        return 0;
+    return mode == ACCESS_LOG_ALL || (c->end != END_CLIENT_CLOSED && c->end != END_BACKEND_CLOSED);
+}
+
+/* Hands c's line to the access log writer; a full ring drops it. */
+static void access_record(struct worker *w, struct conn *c)
+{
+    struct access_record *r;
+
+    if (!access_wanted(w, c))
+        return;
+    if (!(r = access_ring_slot(w->alog))) {
+        stat_inc(&w->st->w.log_dropped);
+        return;
+    }
+    r->start_us = c->start_us;
+    r->end_us = mono_us();
+    r->conn_id = c->id;
+    r->worker = (uint16_t)w->id;
+    r->end = c->end;
+    r->flags = 0;
+    r->listener = conn_rt(w, c)->st_listener[c->li];
+    if (c->flags & CONN_ON_BACKEND) {
+        r->flags |= ACCESS_HAS_BACKEND;
+        r->backend = conn_rt(w, c)->st_backend[c->be_index];
+    }
+    if (c->server >= 0) {
+        r->flags |= ACCESS_HAS_SERVER;
+        r->server = conn_rt(w, c)->st_server[c->be_index][c->server];
+    }
+    r->t_open = c->t_open;
+    r->t_first = c->t_first;
+    r->bytes[0] = c->dir[0].moved;
+    r->bytes[1] = c->dir[1].moved;
+    r->client = c->peer;
+    r->sni[0] = r->alpn[0] = '\0';
+    if (c->extra) {
+        if (c->extra->direct.sa.sa_family) {
+            r->flags |= ACCESS_HAS_DIRECT;
+            r->direct = c->extra->direct;
+        }
+        memcpy(r->sni, c->extra->sni, sizeof(r->sni));
+        memcpy(r->alpn, c->extra->alpn, sizeof(r->alpn));
+    }
+    access_ring_commit(w->alog);
+}
+
+/* A connection refused before it had a slot: a line of its own. */
+static void access_refused(struct worker *w, int fd, int bind)
+{
+    struct conn c = {.end = END_REFUSED_LIMIT, .server = -1, .rgen = w->cur_gen};
+    socklen_t len = sizeof(c.peer);
+
+    c.li = w->listen_li[bind];
+    if (!access_wanted(w, &c))
+        return;
+    c.start_us = mono_us();
+    (void)getpeername(fd, &c.peer.sa, &len);
+    access_record(w, &c);
+}
+
 /* What a finished connection adds to its listener's, backend's and
  * server's counters. */
 static void conn_count_end(struct worker *w, struct conn *c)
@@ -111,6 +187,7 @@ static void conn_count_end(struct worker *w, struct conn *c)
 
     if (c->end == END_NONE)
         c->end = END_LOCAL_ERROR;
+    access_record(w, c);
     stat_inc(&l->closed);
     stat_inc(&l->ends[c->end]);
     if (c->flags & CONN_ON_BACKEND) {
@@ -344,6 +421,8 @@ void conn_discard(struct conn *c)
     c->hdr_in = NULL;
     free(c->hdr_ext);
     c->hdr_ext = NULL;
+    free(c->extra);
+    c->extra = NULL;
 }
 
 /* An operation of a closing connection completed. */
@@ -615,6 +694,8 @@ static void header_done(struct worker *w, struct conn *c, const struct proxy_hea
     c->hdr_in_len = 0;
     stat_inc(&st_listener(w, c)->header_in);
     if (h->has_addr) {
+        if (w->alog && conn_extra(c))
+            c->extra->direct = c->peer;
         c->peer = h->src;
         c->dst = h->dst;
         c->flags |= CONN_HAS_DST;
@@ -729,6 +810,14 @@ static void peek_done(struct worker *w, struct conn *c, const struct client_hell
     }
     if (r)
         stat_inc(&st_listener(w, c)->routed);
+    if (ch && w->alog && conn_extra(c)) {
+        size_t n = ch->sni_len < ACCESS_SNI_MAX - 1 ? ch->sni_len : ACCESS_SNI_MAX - 1;
+        if (ch->sni)
+            memcpy(c->extra->sni, ch->sni, n);
+        n = ch->alpn && ch->alpn[0] < ACCESS_ALPN_MAX ? ch->alpn[0] : 0;
+        if (n)
+            memcpy(c->extra->alpn, ch->alpn + 1, n);
+    }
     conn_prepare(w, c, r ? l->routes[r - conn_rt(w, c)->routes[c->li]].backend_index : l->default_index,
                  ch);
 }
@@ -793,6 +882,7 @@ void relay_on_accept(struct worker *w, int fd, int bind)
 
     if (!c) {
         /* Accepted before this worker saw the limit reached elsewhere. */
+        access_refused(w, fd, bind);
         close(fd);
         stat_inc(&w->st->l[w->gens[w->cur_gen].rt->st_listener[w->listen_li[bind]]].refused);
         log_rl(LOG_LEVEL_WARN, "worker %d: --max-connections %u reached: connection refused",
