@@ -212,6 +212,20 @@ class Relay(Proc):
         return elapsed
 
 
+    def exited(self, timeout=10):
+        """Wait for an exit the relay makes on its own (a drain ending, an
+        upgrade handing over) and check it like finish()."""
+        self.checked = True
+        status = self.wait(timeout)
+        if status is None:
+            self.kill()
+            raise TestFailure(f"{self.name} did not exit within {timeout}s")
+        report = self.sanitizer_report() if self.ctx.sanitizer else None
+        if report:
+            raise TestFailure(f"{self.name} sanitizer report: {report}")
+        check(status == 0, f"{self.name} exited {status}: {tail(self.stderr())}")
+
+
 def start_relay(ctx, args, name="relay", ready_timeout=10, wrapper=()):
     relay = Relay(ctx, args, name, wrapper)
     ctx.on_cleanup(relay.finish)

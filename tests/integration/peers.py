@@ -590,6 +590,56 @@ def churn_client(args):
     asyncio.run(main())
 
 
+def rate_client(args):
+    """Opens args.rate connections a second, each an echo round trip of a
+    unique line then a half-close, until SIGTERM; then reports how many
+    succeeded and how the others failed (refused, reset, ...). Prints
+    {"started": n} after its first success, so a test knows it runs."""
+    counts = {"ok": 0, "failed": 0}
+    errors = {}
+    host, port = args.target.rsplit(":", 1)
+
+    async def one(i):
+        msg = b"%015d\n" % i
+        writer = None
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(msg)
+            if await reader.readexactly(len(msg)) != msg:
+                raise ValueError("echo mismatch")
+            writer.write_eof()
+            if await reader.read(1):
+                raise ValueError("data after echo")
+            counts["ok"] += 1
+            if counts["ok"] == 1:
+                _emit({"started": 1})
+        except Exception as e:
+            counts["failed"] += 1
+            errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+        finally:
+            if writer:
+                writer.close()
+
+    async def main():
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        tasks, i = set(), 0
+        while not stop.is_set():
+            t = asyncio.create_task(asyncio.wait_for(one(i), args.timeout))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+            i += 1
+            try:
+                await asyncio.wait_for(stop.wait(), 1 / args.rate)
+            except asyncio.TimeoutError:
+                pass
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        _emit({"done": dict(counts, errors=errors, opened=i)})
+
+    asyncio.run(main())
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -608,6 +658,10 @@ def main():
     q.add_argument("--total", type=int, default=20000)
     q.add_argument("--concurrency", type=int, default=200)
     q.add_argument("--timeout", type=float, default=10)
+    q = sub.add_parser("rate-client")
+    q.add_argument("--target", required=True)
+    q.add_argument("--rate", type=float, default=200)
+    q.add_argument("--timeout", type=float, default=10)
     q = sub.add_parser("steady-client")
     q.add_argument("--target", required=True)
     q.add_argument("--conns", type=int, default=2000)
@@ -617,7 +671,7 @@ def main():
     q.add_argument("--timeout", type=float, default=60)
     args = p.parse_args()
     {"integrity-backend": integrity_backend, "integrity-client": integrity_client,
-     "steady-client": steady_client,
+     "steady-client": steady_client, "rate-client": rate_client,
      "echo-backend": echo_backend, "churn-client": churn_client}[args.cmd](args)
 
 

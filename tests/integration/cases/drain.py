@@ -1,0 +1,147 @@
+"""Stopping without losing anyone: SIGTERM drains (no new connections,
+open ones finish, exit 0), the drain deadline resets what is left, and
+SIGUSR2 hands over to a new process with zero refused connections while a
+client keeps connecting at a steady rate."""
+
+import os
+import re
+import signal
+import socket
+import time
+
+import harness
+import peers
+from harness import check
+
+from .base import case, client, listener
+from .pools import backend_yaml, write_config
+
+STEADY_CONNS = 20
+STEADY_PIECES = 30
+STEADY_GAP = 0.1  # seconds: each connection lasts about 3 s
+
+
+def echo_port(ctx):
+    e = harness.Helper(ctx, "echo", ["echo-backend"])
+    return e.wait_json("port", 10)["port"]
+
+
+def steady(ctx, port):
+    """STEADY_CONNS connections that each trickle bytes for about 3 s."""
+    st = harness.Helper(ctx, "steady", ["steady-client", "--target", f"127.0.0.1:{port}",
+                                        "--conns", str(STEADY_CONNS),
+                                        "--pieces", str(STEADY_PIECES), "--piece", "1000",
+                                        "--gap", str(STEADY_GAP), "--timeout", "30"])
+    st.wait_json("connected", 10)
+    return st
+
+
+def refused(port):
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        s.connect(("127.0.0.1", port))
+        return False
+    except ConnectionRefusedError:
+        return True
+    finally:
+        s.close()
+
+
+@case("drain_lets_open_connections_finish")
+def drain(ctx):
+    """SIGTERM while 20 connections are mid-transfer: the port stops
+    accepting at once, every transfer completes byte for byte, then the
+    relay exits 0."""
+    port = harness.free_port()
+    rl = harness.start_relay(ctx, ["--listen", f"127.0.0.1:{port}", "--backend",
+                                   f"127.0.0.1:{echo_port(ctx)}", "--drain-timeout", "20s"])
+    st = steady(ctx, port)
+    start = time.monotonic()
+    rl.popen.send_signal(signal.SIGTERM)
+    harness.wait_until(lambda: "SIGTERM: draining" in rl.stderr(), 5, "the drain to start")
+    check(not st.json_lines()[-1].get("results"), "the transfers ended before the signal")
+    harness.wait_until(lambda: refused(port), 5, "the port to refuse new connections")
+    check(rl.alive(), "the relay exited with transfers in flight")
+    res = st.wait_json("results", 40)["results"]
+    check(res["n_failed"] == 0, f"{res['n_failed']} transfers failed: {res['failed']}")
+    rl.exited(10)
+    check("drained: every connection finished" in rl.stderr(), "no 'drained' line")
+    check("(0 open at exit)" in rl.stderr(), f"exit line: {rl.stderr()[-400:]}")
+    ctx.note(f"{STEADY_CONNS} transfers finished {time.monotonic() - start:.1f}s after SIGTERM")
+
+
+@case("drain_deadline_resets_the_rest")
+def deadline(ctx):
+    """A connection that never ends: reset when drain_timeout runs out, and
+    the relay still exits 0."""
+    be = listener(ctx)
+    port = harness.free_port()
+    rl = harness.start_relay(ctx, ["--listen", f"127.0.0.1:{port}", "--backend",
+                                   f"127.0.0.1:{be.port}", "--drain-timeout", "500ms"])
+    c = client(ctx, ("127.0.0.1", port))
+    c.sendall(b"held")
+    peers.read_header_then(be.accept(), b"held")
+    start = time.monotonic()
+    took = rl.finish(signal.SIGTERM, timeout=10)
+    check(took >= 0.4, f"exited after {took:.2f}s, before the deadline")
+    c.settimeout(2)
+    try:
+        got = c.recv(1)
+        how = "EOF" if got == b"" else f"data {got!r}"
+    except ConnectionResetError:
+        how = "reset"
+    check(how == "reset", f"the held client saw {how}")
+    check("drain: 1 connections still open: resetting them" in rl.stderr(), "no reset line")
+    ctx.note(f"exited {time.monotonic() - start:.2f}s after SIGTERM")
+
+
+def running(pid):
+    """Whether pid runs (a zombie waiting for its reaper does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@case("upgrade_sigusr2_loses_nothing", budget=90)
+def upgrade(ctx):
+    """SIGUSR2 starts the binary again beside the running one; once ready it
+    takes over and the old one drains. A client opening 200 connections a
+    second and 20 long transfers see no refusal, reset or short echo."""
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    port = harness.free_port()
+    cfg = write_config(ctx, f"stats_socket: {sock}\ndrain_timeout: 20s\nlisteners:\n"
+                       f"  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
+                       backend_yaml("app", [f"127.0.0.1:{echo_port(ctx)}"]))
+    rl = harness.start_relay(ctx, ["-c", cfg])
+    old = rl.pid
+    rate = harness.Helper(ctx, "rate", ["rate-client", "--target", f"127.0.0.1:{port}",
+                                        "--rate", "200"])
+    rate.wait_json("started", 10)
+    st = steady(ctx, port)
+    rl.popen.send_signal(signal.SIGUSR2)
+    harness.wait_until(lambda: rl.stderr().count("ready:") == 2, 10, "the new process to be ready")
+    new_pid = int(re.search(r"as pid (\d+);", rl.stderr()).group(1))
+    ctx.on_cleanup(lambda: os.kill(new_pid, signal.SIGKILL) if running(new_pid) else None)
+    rl.exited(30)
+    res = st.wait_json("results", 40)["results"]
+    check(res["n_failed"] == 0, f"{res['n_failed']} long transfers failed: {res['failed']}")
+    time.sleep(0.5)  # the rate client keeps going against the new process alone
+    rate.stop(signal.SIGTERM, 15)
+    done = rate.wait_json("done", 15)["done"]
+    check(done["failed"] == 0 and done["ok"] == done["opened"],
+          f"{done['ok']} of {done['opened']} round trips ok: {done['errors']}")
+    check(running(new_pid), "the new process is gone")
+    # The new process owns the stats socket now.
+    from .stats import stats_json
+    check(stats_json(sock)["process"]["uptime_ms"] < 60000, "stats socket")
+    os.kill(new_pid, signal.SIGINT)
+    deadline = time.monotonic() + 10
+    while running(new_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    check(not running(new_pid), "the new process did not stop on SIGINT")
+    check(not os.path.exists(sock), "the stats socket was left behind")
+    ctx.note(f"{done['ok']} connections at 200/s and {STEADY_CONNS} transfers across the "
+             f"upgrade, none lost")
