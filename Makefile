@@ -121,8 +121,22 @@ fuzz: $(FUZZ_BINS)
 run: deps all
 	$(Q)sh scripts/demo.sh build/ringrelay
 
+# The binary, the systemd unit (its paths set to PREFIX), the man page, and
+# the example configuration: as documentation, and as the configuration if
+# there is none yet (an existing one is never overwritten).
+SYSTEMD_DIR ?= /lib/systemd/system
 install: all
 	install -D -m 0755 $(BUILD)/ringrelay $(DESTDIR)$(PREFIX)/bin/ringrelay
+	install -d $(DESTDIR)$(SYSTEMD_DIR) $(DESTDIR)$(PREFIX)/share/man/man8 \
+	    $(DESTDIR)$(PREFIX)/share/doc/ringrelay $(DESTDIR)/etc/ringrelay
+	sed 's|/usr/local/bin/ringrelay|$(PREFIX)/bin/ringrelay|g' systemd/ringrelay.service \
+	    > $(DESTDIR)$(SYSTEMD_DIR)/ringrelay.service
+	chmod 0644 $(DESTDIR)$(SYSTEMD_DIR)/ringrelay.service
+	install -m 0644 man/ringrelay.8 $(DESTDIR)$(PREFIX)/share/man/man8/ringrelay.8
+	install -m 0644 conf/ringrelay.yaml $(DESTDIR)$(PREFIX)/share/doc/ringrelay/ringrelay.yaml
+	install -m 0755 scripts/upgrade.sh $(DESTDIR)$(PREFIX)/share/doc/ringrelay/upgrade.sh
+	test -e $(DESTDIR)/etc/ringrelay/ringrelay.yaml || \
+	    install -m 0644 conf/ringrelay.yaml $(DESTDIR)/etc/ringrelay/ringrelay.yaml
 
 bench-tools:
 	$(Q)$(MAKE) --no-print-directory -C bench tools

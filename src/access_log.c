@@ -255,6 +255,7 @@ static void *writer_main(void *arg)
 {
     struct access_log *al = arg;
 
+    pthread_setname_np(pthread_self(), "rr-access-log");
     while (!atomic_load(&al->stop)) {
         if (atomic_exchange(&al->reopen, 0))
             reopen(al);
@@ -303,7 +304,7 @@ struct access_log *access_log_start(const char *path, enum access_log_format for
         return NULL;
     }
     al->out_cap = 64 * LINE_MAX_BYTES;
-    al->rings = calloc((size_t)n_workers, sizeof(*al->rings));
+    al->rings = calloc((size_t)n_workers, sizeof(struct access_ring *));
     al->names = malloc(sizeof(*al->names));
     al->out = malloc(al->out_cap);
     if (!al->rings || !al->names || !al->out)

@@ -93,6 +93,7 @@ static void *checker_main(void *arg)
     const struct config_backend *be = &bc->rt->cfg.backends[bc->b];
     SSL_CTX *tls = be->health.mode == CHECK_TLS ? probe_tls_context() : NULL;
 
+    pthread_setname_np(pthread_self(), "rr-check");
     if (be->health.mode == CHECK_TLS && !tls)
         log_error("backend %s: no TLS context for health checks: checks stop", be->name);
     while (!atomic_load(bc->stop) && (tls || be->health.mode != CHECK_TLS)) {

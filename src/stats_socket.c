@@ -186,6 +186,7 @@ static void *server_main(void *arg)
     struct pollfd p[CLIENTS + 2];
     int slot[CLIENTS + 2];
 
+    pthread_setname_np(pthread_self(), "rr-stats");
     for (;;) {
         uint64_t now = now_ms();
         int n = 2;

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -328,8 +329,11 @@ void worker_tick(struct worker *w)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    char name[16];
     cpu_set_t set;
 
+    snprintf(name, sizeof(name), "rr-worker-%d", w->id);
+    pthread_setname_np(pthread_self(), name);
     if (w->cpu >= 0) {
         CPU_ZERO(&set);
         CPU_SET(w->cpu, &set);

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 
 import harness
@@ -16,6 +17,7 @@ from harness import check
 from .base import case, client, listener
 from .pools import backend_yaml, write_config
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 STEADY_CONNS = 20
 STEADY_PIECES = 30
 STEADY_GAP = 0.1  # seconds: each connection lasts about 3 s
@@ -107,8 +109,8 @@ def running(pid):
 
 @case("upgrade_sigusr2_loses_nothing", budget=90)
 def upgrade(ctx):
-    """SIGUSR2 starts the binary again beside the running one; once ready it
-    takes over and the old one drains. A client opening 200 connections a
+    """scripts/upgrade.sh: SIGUSR2 starts the binary again beside the running
+    one; once ready it takes over and the old one drains. A client opening 200 connections a
     second and 20 long transfers see no refusal, reset or short echo."""
     sock = os.path.join(ctx.tmpdir, "stats.sock")
     port = harness.free_port()
@@ -121,10 +123,13 @@ def upgrade(ctx):
                                         "--rate", "200"])
     rate.wait_json("started", 10)
     st = steady(ctx, port)
-    rl.popen.send_signal(signal.SIGUSR2)
-    harness.wait_until(lambda: rl.stderr().count("ready:") == 2, 10, "the new process to be ready")
-    new_pid = int(re.search(r"as pid (\d+);", rl.stderr()).group(1))
+    script = os.path.join(REPO, "scripts", "upgrade.sh")
+    up = subprocess.run(["sh", script, str(old)], capture_output=True, text=True, timeout=60)
+    check(up.returncode == 0, f"upgrade.sh exited {up.returncode}: {up.stderr} {up.stdout}")
+    new_pid = int(re.search(r"new process (\d+) started", up.stdout).group(1))
     ctx.on_cleanup(lambda: os.kill(new_pid, signal.SIGKILL) if running(new_pid) else None)
+    check(f"done: {old} drained and exited, {new_pid} serves" in up.stdout, up.stdout)
+    check(rl.stderr().count("ready:") == 2, "two ready lines")
     rl.exited(30)
     res = st.wait_json("results", 40)["results"]
     check(res["n_failed"] == 0, f"{res['n_failed']} long transfers failed: {res['failed']}")
