@@ -1,0 +1,65 @@
+/* The running process as its main thread sees it: the configuration in
+ * force, the workers, the outputs (stats socket, access log), and what a
+ * stop, reload or upgrade needs. */
+#ifndef RINGRELAY_PROCESS_H
+#define RINGRELAY_PROCESS_H
+
+#include "io.h"
+#include "options.h"
+#include "runtime.h"
+#include "worker.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct process {
+    struct options opt;
+    struct runtime *rt; /* swapped by reloads under rt_lock; the stats thread reads it */
+    pthread_mutex_t rt_lock;
+    atomic_uint active_total;
+    struct worker *workers;
+    int n_workers;
+    const struct io_backend *io;
+    uint64_t instance; /* random: the first part of every UNIQUE_ID */
+    uint64_t start_time, start_ms;
+    atomic_ullong generation, reloads, reload_failures;
+    atomic_int draining;
+    struct stats_socket *stats;
+    struct access_log *alog;
+    char exe[4096]; /* this binary's path at start: an upgrade runs what is there now */
+    char **argv;
+    pid_t predecessor; /* the process we take over from, or 0 */
+};
+
+/* Fills in the clock, the binary's path and the predecessor, if any. */
+void process_init(struct process *r, char **argv);
+
+/* Opens the access log and the stats socket the configuration names,
+ * then switches user if asked. Returns 0, or -1 (logged, all closed). */
+int process_open_outputs(struct process *r);
+void process_close_outputs(struct process *r);
+
+/* Ready: logs it, tells systemd (and a predecessor, to drain). */
+void process_announce(struct process *r);
+
+/* The STATUS= line systemd shows. */
+void process_notify_status(struct process *r, const char *state);
+
+/* Pings the watchdog if every worker ran a tick since the last call;
+ * seen[] holds each worker's last count. */
+void process_watchdog(struct process *r, uint64_t *seen);
+
+/* SIGUSR2: starts the binary again as this process's successor. */
+void process_upgrade(struct process *r);
+
+/* SIGTERM: stops accepting, lets connections finish up to drain_timeout,
+ * then resets the rest. Returns early on another SIGTERM or a SIGINT. */
+void process_drain(struct process *r, const sigset_t *sigs);
+
+/* The counters of the configuration in force, as log lines at exit. */
+void process_log_totals(const struct process *r);
+
+#endif

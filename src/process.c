@@ -1,0 +1,369 @@
+/* The running process: its state for the stats socket, totals at exit,
+ * readiness and the watchdog, draining, and the hot upgrade. */
+#include "process.h"
+
+#include "access_log.h"
+#include "log.h"
+#include "service.h"
+#include "stats.h"
+#include "stats_socket.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* jemalloc's own numbers, when it is the allocator (release builds). */
+extern int mallctl(const char *name, void *old, size_t *oldlen, void *new, size_t newlen)
+    __attribute__((weak));
+
+static int memory_read(uint64_t *allocated, uint64_t *resident)
+{
+    uint64_t epoch = 1;
+    size_t len = sizeof(uint64_t), sz = sizeof(size_t);
+    size_t a = 0, res = 0;
+
+    if (!mallctl || mallctl("epoch", NULL, NULL, &epoch, len) != 0 ||
+        mallctl("stats.allocated", &a, &sz, NULL, 0) != 0 ||
+        mallctl("stats.resident", &res, &sz, NULL, 0) != 0)
+        return 0;
+    *allocated = a;
+    *resident = res;
+    return 1;
+}
+
+/* The stats socket's view of the process (stats_source.fill). */
+static void stats_fill(struct stats_report *rep, void *ctx)
+{
+    struct process *r = ctx;
+    struct runtime *rt;
+
+    rep->n_workers = r->n_workers;
+    for (int i = 0; i < r->n_workers; i++)
+        stats_worker_read(i, &rep->workers[i]);
+    rep->io = r->io->name;
+    rep->version = RINGRELAY_VERSION;
+    rep->start_time = r->start_time;
+    rep->uptime_ms = mono_ms() - r->start_ms;
+    rep->generation = atomic_load(&r->generation);
+    rep->reloads = atomic_load(&r->reloads);
+    rep->reload_failures = atomic_load(&r->reload_failures);
+    rep->draining = atomic_load(&r->draining);
+    rep->have_memory = memory_read(&rep->mem_allocated, &rep->mem_resident);
+    pthread_mutex_lock(&r->rt_lock);
+    rt = r->rt;
+    runtime_get(rt);
+    pthread_mutex_unlock(&r->rt_lock);
+    rep->max_connections = rt->cfg.max_connections;
+    for (int i = 0; i < STATS_MAX_SERVERS; i++) {
+        int at = rep->names.server_index[i];
+        rep->server_up[i] = at < 0 ? -1
+                                   : (int8_t)atomic_load(&rt->pools[at / CONFIG_MAX_SERVERS]
+                                                              .m[at % CONFIG_MAX_SERVERS].up);
+        rep->health_changes[i] = stats_health_changes(i);
+    }
+    runtime_put(rt);
+}
+
+/* show conns: each worker writes its own, at its next tick. */
+static void stats_conns(FILE *out, void *ctx)
+{
+    struct process *r = ctx;
+
+    for (int i = 0; i < r->n_workers; i++)
+        if (worker_dump_conns(&r->workers[i], out, 1000) < 0)
+            fprintf(out, "worker %d: did not answer within 1 s\n", i);
+}
+
+/* A backend as logs name it: its address when it has one server. */
+static const char *backend_name(const struct runtime *rt, int b, char *buf, size_t cap)
+{
+    if (rt->cfg.backends[b].n_servers == 1)
+        return addr_format(runtime_server_addr(rt, b, 0), buf, cap);
+    snprintf(buf, cap, "%s", rt->cfg.backends[b].name);
+    return buf;
+}
+
+/* The counters of the running configuration's entries, summed over
+ * workers, as lines at exit. */
+void process_log_totals(const struct process *r)
+{
+    const struct config *c = &r->rt->cfg;
+    struct stats_block *t = malloc(sizeof(*t));
+    uint64_t acc = 0, refused = 0, cerr = 0, cto = 0, idle = 0, resets = 0, bytes[2] = {0};
+    uint64_t hin = 0, huntr = 0, hto = 0, hbad = 0, routed = 0, pto = 0, retries = 0, nosrv = 0;
+    char addr[ADDR_STRLEN];
+
+    if (!t)
+        return;
+    stats_sum(t);
+    for (int l = 0; l < c->n_listeners; l++) {
+        const struct stats_listener *sl = &t->l[r->rt->st_listener[l]];
+        acc += stat_get(&sl->accepted);
+        refused += stat_get(&sl->refused);
+        idle += stat_get(&sl->ends[END_IDLE_TIMEOUT]);
+        resets += stat_get(&sl->ends[END_CLIENT_RESET]) + stat_get(&sl->ends[END_BACKEND_RESET]);
+        hin += stat_get(&sl->header_in);
+        huntr += stat_get(&sl->header_untrusted);
+        hto += stat_get(&sl->header_timeouts);
+        hbad += stat_get(&sl->header_bad);
+        routed += stat_get(&sl->routed);
+        pto += stat_get(&sl->peek_timeouts);
+    }
+    for (int b = 0; b < c->n_backends; b++) {
+        const struct stats_backend *sb = &t->b[r->rt->st_backend[b]];
+        uint64_t no_proxy = 0;
+        retries += stat_get(&sb->retries);
+        nosrv += stat_get(&sb->no_server);
+        bytes[0] += stat_get(&sb->bytes[0]);
+        bytes[1] += stat_get(&sb->bytes[1]);
+        for (int s = 0; s < c->backends[b].n_servers; s++) {
+            const struct stats_server *ss = &t->s[r->rt->st_server[b][s]];
+            for (int f = 0; f < FAIL_KINDS; f++)
+                *(f == FAIL_TIMEOUT ? &cto : &cerr) += stat_get(&ss->fails[f]);
+            no_proxy += stat_get(&ss->no_proxy);
+        }
+        if (no_proxy)
+            log_warn("backend %s: %llu connections where it seemed not to expect PROXY protocol",
+                     backend_name(r->rt, b, addr, sizeof(addr)), (unsigned long long)no_proxy);
+    }
+    log_info("stopped: %llu connections (%llu open at exit), %llu rejected, %llu connect errors, "
+             "%llu connect timeouts, %llu idle timeouts, %llu resets; %llu bytes from clients, "
+             "%llu from backends",
+             (unsigned long long)acc, (unsigned long long)stat_get(&t->w.active),
+             (unsigned long long)refused, (unsigned long long)cerr, (unsigned long long)cto,
+             (unsigned long long)idle, (unsigned long long)resets, (unsigned long long)bytes[0],
+             (unsigned long long)bytes[1]);
+    if (hin || huntr || hto || hbad)
+        log_info("inbound PROXY headers: %llu accepted, %llu from untrusted clients refused, "
+                 "%llu timed out, %llu bad",
+                 (unsigned long long)hin, (unsigned long long)huntr, (unsigned long long)hto,
+                 (unsigned long long)hbad);
+    if (routed || pto)
+        log_info("SNI routes: %llu connections routed, %llu without a whole ClientHello in time",
+                 (unsigned long long)routed, (unsigned long long)pto);
+    if (retries)
+        log_info("%llu connects retried on another server", (unsigned long long)retries);
+    if (nosrv)
+        log_warn("%llu clients refused: no server up with room", (unsigned long long)nosrv);
+    free(t);
+}
+
+static void log_ready(const struct process *r, const struct io_backend *io)
+{
+    static const char *const pp[] = {"off", "v1", "v2"};
+    static const char *const pp_in[] = {"off", "v1", "v2", "any"};
+    const struct config *c = &r->rt->cfg;
+    const struct config_listener *l0 = &c->listeners[0];
+    char line[RUNTIME_MAX_BINDS * (ADDR_STRLEN + 1)] = "", addr[ADDR_STRLEN];
+    size_t n = 0;
+
+    for (int l = 0; l < c->n_listeners; l++)
+        for (int b = 0; b < c->listeners[l].n_bind; b++)
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s", n ? " " : "",
+                                  addr_format(&c->listeners[l].bind[b].sa, addr, sizeof(addr)));
+    log_info("ready: listening on %s, backend %s, proxy-protocol %s, proxy-protocol-in %s, "
+             "io=%s, workers=%d, max-connections=%u, instance=%016llx",
+             line, backend_name(r->rt, l0->default_index, addr, sizeof(addr)),
+             pp[c->backends[l0->default_index].proxy_protocol], pp_in[l0->proxy_protocol_in],
+             io->name, r->n_workers, c->max_connections, (unsigned long long)r->instance);
+}
+
+/* The status line systemd shows. */
+void process_notify_status(struct process *r, const char *state)
+{
+    service_notify("STATUS=%s: %u connections open, %d workers, io=%s, config generation %llu",
+                   state, atomic_load(&r->active_total), r->n_workers, r->io->name,
+                   (unsigned long long)atomic_load(&r->generation));
+}
+
+/* Pings systemd's watchdog only if every worker ran a tick since the last
+ * ping: a stuck worker stops the pings, and systemd restarts the relay. */
+void process_watchdog(struct process *r, uint64_t *seen)
+{
+    int stuck = -1;
+
+    for (int i = 0; i < r->n_workers; i++) {
+        uint64_t hb = stat_get(&r->workers[i].st->w.heartbeat);
+        if (hb == seen[i])
+            stuck = i;
+        seen[i] = hb;
+    }
+    if (stuck < 0)
+        service_notify("WATCHDOG=1");
+    else
+        log_rl(LOG_LEVEL_ERROR, "worker %d has not run its timers since the last check: "
+               "not telling the watchdog we are alive", stuck);
+}
+
+/* SIGUSR2: starts the binary found at our own path again (a new build
+ * installed there), which binds beside this process and then sends it
+ * SIGTERM to drain. */
+void process_upgrade(struct process *r)
+{
+    pid_t pid;
+
+    if (atomic_load(&r->draining)) {
+        log_warn("SIGUSR2: already stopping; no upgrade");
+        return;
+    }
+    pid = service_spawn_successor(r->exe, r->argv);
+    if (pid < 0)
+        log_error("SIGUSR2: cannot start %s: %s; still running", r->exe, strerror(-(int)pid));
+    else
+        log_info("SIGUSR2: started %s as pid %d; draining once it is ready", r->exe, (int)pid);
+}
+
+static uint32_t open_total(struct process *r)
+{
+    return atomic_load(&r->active_total);
+}
+
+/* SIGTERM: no more accepts; open connections get drain_timeout to finish,
+ * then the rest are reset. A second SIGTERM or a SIGINT cuts it short. */
+void process_drain(struct process *r, const sigset_t *sigs)
+{
+    uint64_t deadline = mono_ms() + r->rt->cfg.drain_timeout_ms, last_status = 0;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000L};
+    int sig;
+
+    atomic_store(&r->draining, 1);
+    service_notify("STOPPING=1");
+    for (int i = 0; i < r->n_workers; i++)
+        atomic_store(&r->workers[i].drain, 1);
+    log_info("SIGTERM: draining: no new connections; %u open get up to %u ms to finish",
+             open_total(r), r->rt->cfg.drain_timeout_ms);
+    while (open_total(r) > 0 && mono_ms() < deadline) {
+        sig = sigtimedwait(sigs, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_info("%s while draining: stopping now", strsignal(sig));
+            break;
+        }
+        if (mono_ms() - last_status >= 1000) {
+            process_notify_status(r, "draining");
+            last_status = mono_ms();
+        }
+    }
+    if (open_total(r) == 0) {
+        log_info("drained: every connection finished");
+        return;
+    }
+    log_warn("drain: %u connections still open: resetting them", open_total(r));
+    for (int i = 0; i < r->n_workers; i++)
+        atomic_store(&r->workers[i].close_all, 1);
+    for (int tries = 0; tries < 100 && open_total(r) > 0; tries++)
+        usleep(10000);
+}
+
+/* Opens the access log if the configuration names one. */
+static int access_open(struct process *r)
+{
+    const struct config_access_log *a = &r->rt->cfg.access_log;
+    char err[256];
+
+    if (!a->path[0])
+        return 0;
+    r->alog = access_log_start(a->path, a->format, r->n_workers, r->instance, err, sizeof(err));
+    if (!r->alog) {
+        log_error("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Opens the stats socket if the configuration names one. */
+static int stats_open(struct process *r)
+{
+    static const struct stats_source src = {stats_fill, stats_conns, NULL};
+    struct stats_source mine = src;
+    const struct config *c = &r->rt->cfg;
+    gid_t gid = (gid_t)-1;
+    char err[256];
+
+    if (!c->stats_socket[0])
+        return 0;
+    mine.ctx = r;
+    if ((c->stats_socket_group[0] &&
+         service_group(c->stats_socket_group, &gid, err, sizeof(err)) < 0) ||
+        !(r->stats = stats_socket_start(c->stats_socket, gid, &mine, err, sizeof(err)))) {
+        log_error("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Started as root with a user to run as: becomes it before opening the
+ * listeners, so they belong to that user (an upgrade's successor, which
+ * runs as it, can bind beside them). */
+static int drop_privileges(const struct config *c)
+{
+    char err[256];
+
+    if (!c->user[0]) {
+        if (c->group[0]) {
+            log_error("group %s: set user too (the group alone is not switched)", c->group);
+            return -1;
+        }
+        return 0;
+    }
+    if (service_drop_privileges(c->user, c->group, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    log_info("running as user %s (uid %d, gid %d)", c->user, (int)getuid(), (int)getgid());
+    return 0;
+}
+
+/* Tells systemd and the log that we serve; a successor also takes over as
+ * the service's main process and asks its predecessor to drain. */
+void process_announce(struct process *r)
+{
+    log_ready(r, r->io);
+    service_notify("READY=1\nMAINPID=%d", (int)getpid());
+    process_notify_status(r, "running");
+    if (r->predecessor) {
+        log_info("upgrade: serving beside pid %d; asking it to drain", (int)r->predecessor);
+        kill(r->predecessor, SIGTERM);
+    }
+}
+
+void process_init(struct process *r, char **argv)
+{
+    ssize_t n;
+
+    pthread_mutex_init(&r->rt_lock, NULL);
+    atomic_init(&r->generation, 1);
+    r->start_time = (uint64_t)time(NULL);
+    r->start_ms = mono_ms();
+    r->argv = argv;
+    n = readlink("/proc/self/exe", r->exe, sizeof(r->exe) - 1);
+    r->exe[n > 0 ? n : 0] = '\0';
+    r->predecessor = service_predecessor();
+}
+
+int process_open_outputs(struct process *r)
+{
+    if (access_open(r) < 0 || stats_open(r) < 0 || drop_privileges(&r->rt->cfg) < 0) {
+        process_close_outputs(r);
+        return -1;
+    }
+    return 0;
+}
+
+void process_close_outputs(struct process *r)
+{
+    stats_socket_stop(r->stats);
+    r->stats = NULL;
+    access_log_stop(r->alog);
+    r->alog = NULL;
+}

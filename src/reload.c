@@ -1,0 +1,171 @@
+/* SIGHUP: the configuration file read again, checked, and handed to the
+ * workers; what the process is built around stays. */
+#include "reload.h"
+
+#include "checker.h"
+#include "config.h"
+#include "listeners.h"
+#include "log.h"
+#include "stats.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Reads a whole file (at most 1 MiB) into a NUL-terminated buffer. */
+char *reload_read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    size_t cap = 1 << 20;
+    char *buf;
+
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    buf = malloc(cap + 1);
+    *len = buf ? fread(buf, 1, cap + 1, f) : 0;
+    if (!buf || ferror(f) || *len > cap) {
+        snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory"
+                                                   : ferror(f) ? strerror(errno)
+                                                               : "larger than 1 MiB");
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    buf[*len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* A runtime from -c FILE (with the flags over it) or from the flags; NULL
+ * with err filled. */
+struct runtime *reload_load_runtime(const struct options *o, char *err, size_t errlen)
+{
+    struct runtime *rt = calloc(1, sizeof(*rt));
+    size_t len;
+    char *text = NULL;
+
+    if (!rt) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    atomic_init(&rt->refs, 1);
+    if (!o->config_path) {
+        runtime_config_from_options(&rt->cfg, o);
+    } else if (!(text = reload_read_file(o->config_path, &len, err, errlen)) ||
+               config_parse(&rt->cfg, o->config_path, text, len, err, errlen) < 0 ||
+               runtime_apply_options(&rt->cfg, o, err, errlen) < 0) {
+        free(text);
+        free(rt);
+        return NULL;
+    }
+    free(text);
+    if (runtime_build(rt, err, errlen) < 0) {
+        runtime_put(rt);
+        return NULL;
+    }
+    return rt;
+}
+
+/* Waits up to 2 s for the workers to take their updates (each does at its
+ * next tick). Returns how many have none pending. */
+static int reload_wait(struct process *r)
+{
+    int done = 0;
+
+    for (int tries = 0; tries < 200; tries++) {
+        done = 0;
+        for (int w = 0; w < r->n_workers; w++)
+            done += atomic_load(&r->workers[w].update) == NULL;
+        if (done == r->n_workers)
+            break;
+        usleep(10000);
+    }
+    return done;
+}
+
+/* SIGHUP: re-reads the file. A bad file changes nothing; a good one goes
+ * to the workers for new connections, while open ones finish on the
+ * configuration they started with. */
+/* Settings fixed at start (sockets opened and privileges dropped before
+ * any reload): a reload keeps them, and says so if the file changed them. */
+static void keep_process_settings(struct config *nc, const struct config *oc)
+{
+    if (strcmp(nc->stats_socket, oc->stats_socket) != 0 ||
+        strcmp(nc->stats_socket_group, oc->stats_socket_group) != 0 ||
+        strcmp(nc->user, oc->user) != 0 || strcmp(nc->group, oc->group) != 0)
+        log_warn("reload: stats_socket, stats_socket_group, user and group take effect at the "
+                 "next restart");
+    memcpy(nc->stats_socket, oc->stats_socket, sizeof(nc->stats_socket));
+    memcpy(nc->stats_socket_group, oc->stats_socket_group, sizeof(nc->stats_socket_group));
+    memcpy(nc->user, oc->user, sizeof(nc->user));
+    memcpy(nc->group, oc->group, sizeof(nc->group));
+    if (strcmp(nc->access_log.path, oc->access_log.path) != 0 ||
+        nc->access_log.format != oc->access_log.format)
+        log_warn("reload: access_log path and format take effect at the next restart (its mode "
+                 "applies now)");
+    memcpy(nc->access_log.path, oc->access_log.path, sizeof(nc->access_log.path));
+    nc->access_log.format = oc->access_log.format;
+}
+
+int reload_apply(struct process *r, struct checker **checks)
+{
+    struct worker_update **u;
+    struct runtime *nrt;
+    char err[512];
+    int took;
+
+    if (!r->opt.config_path) {
+        log_warn("SIGHUP: started from the command line: no file to reload");
+        return -1;
+    }
+    if (reload_wait(r) < r->n_workers) {
+        log_warn("reload: workers are still on the previous one (their connections from "
+                 "older reloads hold every slot); try again when those end");
+        return -1;
+    }
+    nrt = reload_load_runtime(&r->opt, err, sizeof(err));
+    if (!nrt) {
+        log_error("reload: %s; keeping the running configuration", err);
+        return -1;
+    }
+    /* What the running process is built around cannot change under it. */
+    nrt->cfg.workers = r->rt->cfg.workers;
+    nrt->cfg.io = r->rt->cfg.io;
+    nrt->cfg.max_connections = r->rt->cfg.max_connections;
+    keep_process_settings(&nrt->cfg, &r->rt->cfg);
+    u = calloc((size_t)r->n_workers, sizeof(struct worker_update *));
+    if (!u || listeners_update(r, nrt, u) < 0) {
+        if (u)
+            listeners_abandon(r, u);
+        free(u);
+        runtime_put(nrt);
+        return -1;
+    }
+    checker_stop(*checks);
+    stats_assign(nrt);
+    for (int w = 0; w < r->n_workers; w++) {
+        runtime_get(nrt);
+        atomic_store(&r->workers[w].update, u[w]);
+    }
+    free(u);
+    *checks = checker_start(nrt);
+    pthread_mutex_lock(&r->rt_lock);
+    runtime_put(r->rt);
+    r->rt = nrt;
+    pthread_mutex_unlock(&r->rt_lock);
+    atomic_fetch_add(&r->generation, 1);
+    atomic_fetch_add(&r->reloads, 1);
+    log_level = nrt->cfg.log_level;
+    took = reload_wait(r);
+    if (took == r->n_workers)
+        log_info("reload: %s applied: %d listeners, %d backends", r->opt.config_path,
+                 nrt->cfg.n_listeners, nrt->cfg.n_backends);
+    else
+        log_warn("reload: %s applied by %d of %d workers so far; the rest follow when their "
+                 "connections from older reloads end", r->opt.config_path, took, r->n_workers);
+    return 0;
+}
