@@ -796,6 +796,21 @@ static void conn_prepare(struct worker *w, struct conn *c, int be, const struct 
     conn_connect(w, c);
 }
 
+/* Keeps the server name and first ALPN protocol for the access log (a
+ * name longer than it keeps is cut). */
+static void conn_keep_hello(struct conn *c, const struct client_hello *ch)
+{
+    size_t n = ch->sni_len < ACCESS_SNI_MAX - 1 ? ch->sni_len : ACCESS_SNI_MAX - 1;
+
+    if (!conn_extra(c))
+        return;
+    if (ch->sni)
+        memcpy(c->extra->sni, ch->sni, n);
+    n = ch->alpn && ch->alpn[0] < ACCESS_ALPN_MAX ? ch->alpn[0] : 0;
+    if (n)
+        memcpy(c->extra->alpn, ch->alpn + 1, n);
+}
+
 /* Routes by the ClientHello's server name (ch NULL: none), then prepares. */
 static void peek_done(struct worker *w, struct conn *c, const struct client_hello *ch)
 {
@@ -810,14 +825,8 @@ static void peek_done(struct worker *w, struct conn *c, const struct client_hell
     }
     if (r)
         stat_inc(&st_listener(w, c)->routed);
-    if (ch && w->alog && conn_extra(c)) {
-        size_t n = ch->sni_len < ACCESS_SNI_MAX - 1 ? ch->sni_len : ACCESS_SNI_MAX - 1;
-        if (ch->sni)
-            memcpy(c->extra->sni, ch->sni, n);
-        n = ch->alpn && ch->alpn[0] < ACCESS_ALPN_MAX ? ch->alpn[0] : 0;
-        if (n)
-            memcpy(c->extra->alpn, ch->alpn + 1, n);
-    }
+    if (ch && w->alog)
+        conn_keep_hello(c, ch);
     conn_prepare(w, c, r ? l->routes[r - conn_rt(w, c)->routes[c->li]].backend_index : l->default_index,
                  ch);
 }
