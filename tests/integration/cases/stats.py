@@ -5,6 +5,7 @@ the socket's mode, and a stuck client that delays nobody."""
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -146,8 +147,13 @@ def prometheus(ctx):
     sock = os.path.join(ctx.tmpdir, "stats.sock")
     e1 = echo_backend(ctx, "echo")
     port = harness.free_port()
+    dead = harness.free_port()
     start(ctx, sock, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\n"
-          f"backends:\n" + backend_yaml("app", [f"127.0.0.1:{e1}"]))
+          f"backends:\n" + backend_yaml("app", [f"127.0.0.1:{e1}", f"127.0.0.1:{dead}"],
+                                          "health_check: { mode: tcp, interval: 100ms, "
+                                          "timeout: 100ms, rise: 1, fall: 1 }"))
+    harness.wait_until(lambda: f'server="127.0.0.1:{dead}"}} 0' in query(sock, "show metrics"),
+                       10, "the dead server to be marked down")
     for _ in range(3):
         echo_once(port, b"x" * 10)
     closed_all(sock, "web", 3)
@@ -165,7 +171,10 @@ def prometheus(ctx):
                    'ringrelay_backend_bytes_total{backend="app",from="client"} 30',
                    f'ringrelay_server_up{{backend="app",server="127.0.0.1:{e1}"}} 1',
                    'ringrelay_backend_connect_seconds_count{backend="app"} 3',
-                   'ringrelay_config_generation 1']:
+                   'ringrelay_config_generation 1',
+                   f'ringrelay_server_up{{backend="app",server="127.0.0.1:{dead}"}} 0',
+                   f'ringrelay_server_health_changes_total{{backend="app",'
+                   f'server="127.0.0.1:{dead}"}} 1']:
         check(sample + "\n" in body, f"missing {sample}: "
               f"{[line for line in body.splitlines() if sample.split('{')[0] in line][:3]}")
     js = subprocess.run(["curl", "-sS", "--fail", "--max-time", "5", "--unix-socket", sock,
@@ -215,6 +224,22 @@ def socket_and_cli(ctx):
           f"table: {table.stdout}")
     check(any(line.startswith("LISTENER") for line in lines), f"table: {table.stdout}")
     check("unknown command" in query(sock, "show nothing"), "unknown command answer")
+    prom = subprocess.run([ctx.binary, "stats", "--socket", sock, "--prometheus"],
+                          capture_output=True, text=True, timeout=10)
+    check('ringrelay_listener_accepted_connections_total{listener="web"} 1' in prom.stdout,
+          f"ringrelay stats --prometheus: {prom.stdout[:300]}")
+    # A reload counts; a refused one too.
+    rl.popen.send_signal(signal.SIGHUP)
+    harness.wait_until(lambda: stats_json(sock)["process"]["generation"] == 2, 10, "generation 2")
+    with open(rl.argv[rl.argv.index("-c") + 1], "a") as f:
+        f.write("bogus: 1\n")
+    rl.popen.send_signal(signal.SIGHUP)
+    harness.wait_until(lambda: stats_json(sock)["process"]["reload_failures"] == 1, 10,
+                       "the refused reload to be counted")
+    proc = stats_json(sock)["process"]
+    check(proc["reloads"] == 1 and proc["generation"] == 2, f"process: {proc}")
+    check(named(stats_json(sock)["listeners"], "web")["accepted"] == 1,
+          "a reload lost the listener's count")
     check("show conns" in query(sock, "help"), "help")
     c.close()
     rl.finish()
