@@ -305,6 +305,25 @@ PANELS = [
 COLOURS = {"rr": 1, "rr-epoll": 1, "rr-copy": 1, "rr-splice": 1, "haproxy": 2, "haproxy-splice": 2, "nginx": 3, "direct": 4}
 
 
+def headline_ratios(sums):
+    """(label, ringrelay ÷ anchor, target) for the CPU targets of BENCH.md."""
+    rows = []
+    r, h = med(sums, "S1", "bulk", "cpu_s_per_gb", "rr"), med(sums, "S1", "bulk", "cpu_s_per_gb", "haproxy-splice")
+    if r and h:
+        rows.append(("S1 CPU/GB", r / h, 0.7))
+    for scen in ("S2", "S3"):
+        for case, per in sorted(sums.get(scen, {}).items()):
+            cpu = per.get("cpu_us_per_req", {})
+            _, ref = best(cpu, ANCHORS, -1)
+            if "rr" in cpu and ref:
+                rows.append((f"{scen} {case}", cpu["rr"]["median"] / ref, 0.6))
+    per = sums.get("S4", {}).get("churn", {}).get("cpu_us_per_conn", {})
+    _, ref = best(per, HAPROXY, -1)
+    if "rr" in per and ref:
+        rows.append(("S4 CPU/conn", per["rr"]["median"] / ref, 0.6))
+    return rows
+
+
 def plot_files(meta, sums, plot_dir, out_base):
     os.makedirs(plot_dir, exist_ok=True)
     panels = []
@@ -323,11 +342,13 @@ def plot_files(meta, sums, plot_dir, out_base):
                     s = per[c]
                     f.write(f"\"{LABELS[c]}\" {s['median']} {s['min']} {s['max']} {COLOURS.get(c, 5)}\n")
         panels.append((dat, title))
-    gp = [
-        "if (!exists('term')) term = 'pngcairo'",
-        "if (term eq 'pngcairo') set terminal pngcairo size 1500,900 font ',9'; else set terminal png size 1500,900",
-        f"set output '{out_base}.png'",
-        f"set multiplot layout 2,3 title 'ringrelay benchmark {meta.get('name', '')}: median, bars min-max'",
+    ratio_rows = headline_ratios(sums)
+    if ratio_rows:
+        with open(os.path.join(plot_dir, "ratios.dat"), "w") as f:
+            for label, ratio, target in ratio_rows:
+                f.write(f"\"{label}\" {ratio:.4f} {target}\n")
+    body = [
+        f"set multiplot layout 3,3 title 'ringrelay benchmark {meta.get('name', '')}: median, bars min-max'",
         "set style fill solid 0.75 border -1",
         "set boxwidth 0.7",
         "set yrange [0:*]",
@@ -337,13 +358,27 @@ def plot_files(meta, sums, plot_dir, out_base):
         # ringrelay blue, HAProxy red, nginx green, direct grey
         "array col[5] = [0x1f77b4, 0xd62728, 0x2ca02c, 0x7f7f7f, 0x9467bd]",
     ]
+    if ratio_rows:
+        body += [
+            "set title \"ringrelay ÷ best anchor (bars; lower is better), BENCH.md target (dots)\"",
+            "plot 'ratios.dat' using 0:2:xtic(1) with boxes lc rgb '#1f77b4', "
+            "'' using 0:3 with points pt 7 ps 1.2 lc rgb 'black', 1 with lines dt 2 lc rgb 'grey'",
+        ]
     for dat, title in panels:
-        gp.append(f"set title \"{title}\"")
-        gp.append(
+        body.append(f"set title \"{title}\"")
+        body.append(
             f"plot '{dat}' using 0:2:(col[int($5)]):xtic(1) with boxes lc rgb variable, "
             f"'' using 0:2:3:4 with yerrorbars lc rgb 'black' pt 0 ps 0"
         )
-    gp.append("unset multiplot")
+    body.append("unset multiplot")
+    gp = [
+        "if (!exists('term')) term = 'pngcairo'",
+        "if (term eq 'pngcairo') set terminal pngcairo size 1500,1200 font ',9'; else set terminal png size 1500,1200",
+        f"set output '{out_base}.png'",
+    ] + body + [
+        "set terminal svg size 1500,1200 font ',9' dynamic",
+        f"set output '{out_base}.svg'",
+    ] + body
     with open(os.path.join(plot_dir, "plot.gp"), "w") as f:
         f.write("\n".join(gp) + "\n")
 

@@ -26,11 +26,15 @@ CPU 1, load generators and backends on CPU 0, one worker per relay.
   --out NAME    results base name in bench/results/ (default
                 <YYYY-MM-DD>-<short hash>, with -quick appended for --quick)
   --keep        keep the work directory (configs, logs, raw numbers)
+  --profile     perf record (cpu-clock, call graphs) each relay while its load
+                runs; bench/results/NAME-profile.md says where the CPU goes
+                (kernel paths, user space, hottest functions)
   -h, --help
 
 Results: bench/results/NAME.md (medians, min-max, ratios against HAProxy),
-NAME.json (every number) and NAME.png (headline figures); a complete full
-run also points bench/results/latest.{md,json,png} at its files.
+NAME.json (every number) and NAME.png and NAME.svg (headline ratios and
+figures); a complete full run also points bench/results/latest.{md,json,png,svg}
+at its files.
 EOF
 }
 
@@ -45,6 +49,8 @@ PICK=
 RELAY=$ROOT/build/ringrelay
 OUT=
 KEEP=0
+PROFILE=0
+PERF_PID=
 
 die() {
     echo "bench: $*" >&2
@@ -61,6 +67,7 @@ parse_args() {
         --relay) RELAY=${2:?--relay needs a path}; shift ;;
         --out) OUT=${2:?--out needs a name}; shift ;;
         --keep) KEEP=1 ;;
+        --profile) PROFILE=1 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
         esac
@@ -77,6 +84,7 @@ preflight() {
     for t in haproxy nginx wrk gnuplot openssl unshare taskset ip ss python3; do
         command -v "$t" >/dev/null || die "$t not found: run scripts/deps.sh"
     done
+    [[ $PROFILE == 0 ]] || command -v perf >/dev/null || die "--profile: perf not found (linux-perf)"
     [[ -f $NGINX_STREAM_MODULE ]] || die "$NGINX_STREAM_MODULE missing: install libnginx-mod-stream"
     make --no-print-directory -C "$ROOT/bench" tools >/dev/null || die "building the load tools failed"
 }
@@ -396,6 +404,23 @@ start_contender() {
     nginx) start_nginx_stream "$name" "$bport" ;;
     *) die "unknown contender $name" ;;
     esac || { stop "$RELAY_MAIN"; RELAY_MAIN=; return 1; }
+    profile_start "$name"
+}
+
+# --profile: samples the relay under test (every thread) while it runs.
+profile_start() {
+    [[ $PROFILE == 1 && -n $RELAY_PID ]] || return 0
+    mkdir -p "$WORK/perf"
+    perf record -q -e cpu-clock -F 1999 -g -p "$RELAY_PID" \
+        -o "$WORK/perf/$SCEN-$CASE-$1-$REP.data" >>"$WORK/log/perf.log" 2>&1 &
+    PERF_PID=$!
+}
+
+profile_stop() {
+    [[ -n $PERF_PID ]] || return 0
+    kill -INT "$PERF_PID" 2>/dev/null
+    wait "$PERF_PID" 2>/dev/null
+    PERF_PID=
 }
 
 # Notes crashes and failed backend connects in ringrelay's log (its last
@@ -411,6 +436,7 @@ check_relay_log() {
 # Stops the relay and notes it if it died during the run.
 stop_contender() {
     local name=$1 log
+    profile_stop
     [[ -n $RELAY_MAIN ]] || return 0
     if ! alive "$RELAY_MAIN"; then
         note "$name exited during $SCEN $CASE (rep $REP)"
@@ -743,13 +769,17 @@ report() {
     gnuplot -e 'set terminal pngcairo' 2>/dev/null && term=pngcairo
     (cd "$WORK/plot" && gnuplot -e "term='$term'" plot.gp) >"$WORK/log/gnuplot.log" 2>&1 ||
         note "gnuplot failed: $(head -n 3 "$WORK/log/gnuplot.log")"
+    if [[ $PROFILE == 1 ]]; then
+        python3 "$ROOT/bench/profile_report.py" --dir "$WORK/perf" --title "$OUT" \
+            --out "$dir/$OUT-profile.md" || note "profile report failed"
+    fi
     # A complete full run becomes latest.*, the stable name the README embeds.
     if [[ $MODE == full && -z $ONLY && -z $PICK ]]; then
-        for ext in md json png; do
+        for ext in md json png svg; do
             ln -sfn "$OUT.$ext" "$dir/latest.$ext"
         done
     fi
-    echo "bench: wrote $dir/$OUT.md, .json, .png ($SECONDS s)" >&2
+    echo "bench: wrote $dir/$OUT.md, .json, .png, .svg ($SECONDS s)" >&2
 }
 
 # --------------------------------------------------------------------- main

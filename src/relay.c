@@ -903,8 +903,7 @@ void relay_on_accept(struct worker *w, int fd, int bind)
     if (!c)
         return;
     w->accept_backoff_ms = ACCEPT_BACKOFF_MIN_MS;
-    c->fd[SIDE_CLIENT] = fd;
-    set_nodelay(fd);
+    c->fd[SIDE_CLIENT] = fd; /* TCP_NODELAY comes from the listener */
     c->li = w->listen_li[bind];
     stat_inc(&st_listener(w, c)->accepted);
     len = sizeof(c->peer);
