@@ -85,15 +85,15 @@ cpu_ticks() {
     echo "$sum $group"
 }
 
-# Reads whatever the stats socket sends on a fresh connection (up to 2 s).
-# The format is not settled yet: lines of "name value" or "name=value" are
-# compared as counters, anything else is ignored.
+# Reads ringrelay's counters in the Prometheus text format ("show metrics"
+# on the stats socket, 2 s at most).
 stats_read() {
     python3 - "$SOCK" <<'EOF' 2>/dev/null
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(2)
 s.connect(sys.argv[1])
+s.sendall(b"show metrics\n")
 data = b""
 try:
     while True:
@@ -107,19 +107,16 @@ sys.stdout.write(data.decode("utf-8", "replace"))
 EOF
 }
 
-# Prints "name +delta" for counters that changed between two stats texts.
+# Prints "counter{labels} +delta" for every counter (a *_total sample, not
+# a histogram bucket) that changed between two readings.
 stats_diff() {
     awk '
-    function add(line, arr,   k, v) {
-        gsub(/=/, " ", line)
-        if (split(line, w, /[ \t:]+/) >= 2 && w[2] ~ /^[0-9]+$/) arr[w[1]] = w[2]
-    }
-    FNR == NR { add($0, before); next }
-    { add($0, after) }
+    /^#/ || !/_total[{ ]/ { next }
+    { v = $NF; $NF = ""; sub(/ $/, ""); if (FNR == NR) before[$0] = v; else after[$0] = v }
     END {
         for (k in after)
-            if (k in before && after[k] != before[k])
-                printf "%s +%d  ", k, after[k] - before[k]
+            if (after[k] != before[k])
+                printf "\n    %s +%d", k, after[k] - before[k]
         print ""
     }' <(printf '%s\n' "$1") <(printf '%s\n' "$2")
 }

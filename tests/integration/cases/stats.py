@@ -257,3 +257,30 @@ def bad_group(ctx):
     check(got.returncode == 1, f"exit {got.returncode}")
     check("group nosuchgroup: no such group" in got.stderr, f"stderr: {got.stderr}")
     check(not os.path.exists(sock), "socket left behind")
+
+
+@case("loadtest_script_reads_the_stats_socket", per_io=False)
+def loadtest(ctx):
+    """scripts/loadtest.sh against a relay in front of nginx (TLS, PROXY
+    protocol): one summary with no errors, the relay's CPU, and the counters
+    that moved, read from the stats socket before and after."""
+    if not shutil.which("wrk"):
+        raise harness.TestSkip("wrk is not installed")
+    from .drain import REPO
+    nginx = harness.Nginx(ctx, ctx.session_dir)
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    port = harness.free_port()
+    rl = start(ctx, sock, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
+               backend_yaml("kong", [f"127.0.0.1:{nginx.port4}"]))
+    got = subprocess.run(["bash", os.path.join(REPO, "scripts", "loadtest.sh"),
+                          f"https://127.0.0.1:{port}/", "--duration", "1s", "--connections", "2",
+                          "--pid", str(rl.pid), "--stats-socket", sock],
+                         capture_output=True, text=True, timeout=60)
+    check(got.returncode == 0, f"loadtest.sh exited {got.returncode}: {got.stderr} {got.stdout}")
+    out = got.stdout
+    check("errors       0" in out and "relay CPU" in out, f"summary: {out}")
+    accepted = [line for line in out.splitlines()
+                if 'ringrelay_backend_connections_total{backend="kong"} +' in line]
+    check(len(accepted) == 1 and int(accepted[0].rsplit("+", 1)[1]) >= 2,
+          f"the counters that moved: {out}")
+    ctx.note(accepted[0].strip())
