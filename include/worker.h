@@ -191,8 +191,9 @@ struct worker {
     struct conn *conns;
     uint32_t n_conns; /* slots: --max-connections, as any worker may hold them all */
     atomic_uint *active_total; /* open connections over all workers */
-    uint32_t *free_conns; /* stack of indexes */
+    uint32_t *free_conns; /* stack of indexes of slots used before and free now */
     uint32_t n_free;
+    uint32_t n_used; /* slots [0, n_used) have been used; the rest are untouched */
     uint32_t next_id;
 
     uint8_t *bufs; /* n_bufs * BUF_STRIDE */

@@ -216,13 +216,16 @@ static struct conn *conn_alloc(struct worker *w)
     struct conn *c;
     uint32_t gen;
 
-    if (w->n_free == 0 ||
+    int room = w->n_free > 0 || w->n_used < w->n_conns;
+
+    if (!room ||
         atomic_fetch_add_explicit(w->active_total, 1, memory_order_relaxed) >= w->n_conns) {
-        if (w->n_free)
+        if (room)
             atomic_fetch_sub_explicit(w->active_total, 1, memory_order_relaxed);
         return NULL;
     }
-    c = &w->conns[w->free_conns[--w->n_free]];
+    /* A freed slot (still in cache) before a fresh one (a page to touch). */
+    c = &w->conns[w->n_free ? w->free_conns[--w->n_free] : w->n_used++];
     gen = c->gen;
     memset(c, 0, sizeof(*c));
     c->gen = gen;
@@ -1337,7 +1340,7 @@ void relay_dump_conns(struct worker *w, FILE *out, uint32_t max)
     uint64_t now = mono_us();
     uint32_t n = 0;
 
-    for (uint32_t i = 0; i < w->n_conns; i++) {
+    for (uint32_t i = 0; i < w->n_used; i++) {
         struct conn *c = &w->conns[i];
         char addr[ADDR_STRLEN], srv[ADDR_STRLEN];
         if (c->state == CONN_FREE)
@@ -1358,7 +1361,7 @@ void relay_dump_conns(struct worker *w, FILE *out, uint32_t max)
 
 void relay_close_all(struct worker *w)
 {
-    for (uint32_t i = 0; i < w->n_conns; i++) {
+    for (uint32_t i = 0; i < w->n_used; i++) {
         struct conn *c = &w->conns[i];
         if (c->state == CONN_FREE || c->state == CONN_CLOSING)
             continue;

@@ -48,6 +48,21 @@ static void gen_init(struct worker_gen *g, struct runtime *rt)
             g->touch_ms[k][o] = g->timeout_ms[k][o] / 4 < 1000 ? g->timeout_ms[k][o] / 4 : 1000;
 }
 
+/* Zeroed memory whose pages cost nothing until touched. NULL on failure. */
+static void *lazy_alloc(size_t size)
+{
+    void *p = mmap(NULL, size ? size : 1, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void lazy_free(void *p, size_t size)
+{
+    if (p)
+        munmap(p, size ? size : 1);
+}
+
 int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_fd,
                 const uint8_t *listen_li, int n_listen, atomic_uint *active_total)
 {
@@ -68,9 +83,11 @@ int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_
     w->n_bufs = BUFS_PER_WORKER;
     w->max_pipes = PIPES_PER_WORKER;
 
-    w->conns = calloc(max_conns, sizeof(*w->conns));
-    w->free_conns = calloc(max_conns, sizeof(*w->free_conns));
-    w->starved = calloc(2 * (size_t)max_conns, sizeof(*w->starved));
+    /* Any worker may hold every connection, so each reserves room for all;
+     * pages are touched only as slots are first used. */
+    w->conns = lazy_alloc((size_t)max_conns * sizeof(*w->conns));
+    w->free_conns = lazy_alloc((size_t)max_conns * sizeof(*w->free_conns));
+    w->starved = lazy_alloc(2 * (size_t)max_conns * sizeof(*w->starved));
     w->pipes = calloc(w->max_pipes, sizeof(*w->pipes));
     w->free_pipes = calloc(w->max_pipes, sizeof(*w->free_pipes));
     w->st = stats_block_new(id);
@@ -84,12 +101,8 @@ int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_
         worker_fini(w);
         return -ENOMEM;
     }
-    /* Lowest index on top: a quiet worker keeps touching the same slots. */
-    for (uint32_t i = 0; i < max_conns; i++) {
-        w->free_conns[i] = max_conns - 1 - i;
-        list_init(&w->conns[i].timer);
-    }
-    w->n_free = max_conns;
+    w->n_free = 0;
+    w->n_used = 0;
     for (uint32_t i = 0; i < w->max_pipes; i++) {
         w->pipes[i].r = w->pipes[i].w = -1;
         w->free_pipes[i] = (uint16_t)(w->max_pipes - 1 - i);
@@ -120,7 +133,7 @@ static void worker_drop_update(struct worker *w)
 void worker_fini(struct worker *w)
 {
     if (w->conns) {
-        for (uint32_t i = 0; i < w->n_conns; i++) {
+        for (uint32_t i = 0; i < w->n_used; i++) {
             struct conn *c = &w->conns[i];
             if (c->state != CONN_FREE)
                 conn_discard(c);
@@ -144,9 +157,9 @@ void worker_fini(struct worker *w)
     }
     if (w->bufs)
         munmap(w->bufs, (size_t)w->n_bufs * BUF_STRIDE);
-    free(w->conns);
-    free(w->free_conns);
-    free(w->starved);
+    lazy_free(w->conns, (size_t)w->n_conns * sizeof(*w->conns));
+    lazy_free(w->free_conns, (size_t)w->n_conns * sizeof(*w->free_conns));
+    lazy_free(w->starved, 2 * (size_t)w->n_conns * sizeof(*w->starved));
     free(w->pipes);
     free(w->free_pipes);
     stats_block_free(w->id);
