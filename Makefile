@@ -19,11 +19,14 @@ ifeq ($(MODE),release)
 else ifeq ($(MODE),asan)
   CFLAGS_MODE := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
   LIBS_MODE   := -fsanitize=address,undefined
+else ifeq ($(MODE),tsan)
+  CFLAGS_MODE := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+  LIBS_MODE   := -fsanitize=thread
 else ifeq ($(MODE),debug)
   CFLAGS_MODE := -O0 -g3
   LIBS_MODE   :=
 else
-  $(error MODE must be release, asan or debug)
+  $(error MODE must be release, asan, tsan or debug)
 endif
 
 BUILD    := build/$(MODE)
@@ -92,11 +95,18 @@ unit: $(UNIT_BINS)
 integration: all $(TOOL_BINS)
 	$(Q)python3 tests/integration/run.py --binary $(BUILD)/ringrelay $(ARGS)
 
-# The whole suite: release build, then the same tests under ASan+UBSan, then
+# The tests whose relay runs several threads that share data: the stats
+# socket and counters, the access log ring, reload, drain and upgrade, the
+# watchdog, health checks.
+TSAN_TESTS := -k stats -k access_log -k reload -k drain -k sd_notify -k upgrade -k health
+
+# The whole suite: release build, then the same tests under ASan+UBSan, the
+# threaded ones under TSan, then
 # a short run of every fuzz target (clang comes with scripts/deps.sh).
 test: deps
 	$(Q)$(MAKE) --no-print-directory MODE=release unit integration
 	$(Q)$(MAKE) --no-print-directory MODE=asan unit integration ARGS=--sanitizer
+	$(Q)$(MAKE) --no-print-directory MODE=tsan integration ARGS="--sanitizer $(TSAN_TESTS)"
 	$(Q)if command -v clang >/dev/null; then $(MAKE) --no-print-directory fuzz; \
 	else echo "fuzz: SKIPPED, clang is not installed"; fi
 

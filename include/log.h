@@ -3,11 +3,13 @@
 #ifndef RINGRELAY_LOG_H
 #define RINGRELAY_LOG_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
-extern int log_level;
+/* Set by the main thread (start, reload), read by every thread. */
+extern _Atomic int log_level;
 
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -26,7 +28,7 @@ int log_rl_allow(struct log_rl *rl);
 
 #define log_at(level, ...)                                                                         \
     do {                                                                                           \
-        if ((level) <= log_level)                                                                  \
+        if ((level) <= atomic_load_explicit(&log_level, memory_order_relaxed))                     \
             log_msg((level), __VA_ARGS__);                                                         \
     } while (0)
 
@@ -39,7 +41,8 @@ int log_rl_allow(struct log_rl *rl);
 #define log_rl(level, ...)                                                                         \
     do {                                                                                           \
         static __thread struct log_rl rl__;                                                        \
-        if ((level) <= log_level && log_rl_allow(&rl__))                                           \
+        if ((level) <= atomic_load_explicit(&log_level, memory_order_relaxed) &&                   \
+            log_rl_allow(&rl__))                                                                   \
             log_msg((level), __VA_ARGS__);                                                         \
     } while (0)
 

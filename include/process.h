@@ -20,7 +20,8 @@ struct process {
     struct runtime *rt; /* swapped by reloads under rt_lock; the stats thread reads it */
     pthread_mutex_t rt_lock;
     atomic_uint active_total;
-    struct worker *workers;
+    struct worker *workers; /* set before workers_ready, then read by the stats thread */
+    atomic_int workers_ready;
     int n_workers;
     const struct io_backend *io;
     uint64_t instance; /* random: the first part of every UNIQUE_ID */

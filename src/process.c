@@ -80,6 +80,10 @@ static void stats_conns(FILE *out, void *ctx)
 {
     struct process *r = ctx;
 
+    if (!atomic_load(&r->workers_ready)) {
+        fprintf(out, "starting: no workers yet\n");
+        return;
+    }
     for (int i = 0; i < r->n_workers; i++)
         if (worker_dump_conns(&r->workers[i], out, 1000) < 0)
             fprintf(out, "worker %d: did not answer within 1 s\n", i);
@@ -328,6 +332,7 @@ static int drop_privileges(const struct config *c)
  * the service's main process and asks its predecessor to drain. */
 void process_announce(struct process *r)
 {
+    atomic_store(&r->workers_ready, 1);
     log_ready(r, r->io);
     service_notify("READY=1\nMAINPID=%d", (int)getpid());
     process_notify_status(r, "running");
