@@ -162,6 +162,9 @@ lint:
 	clang-tidy --quiet $(SRCS) -- $(CFLAGS_COMMON)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --inline-suppr -Iinclude -D_GNU_SOURCE src
+	$(Q)for f in $(SRCS); do \
+	    $(CC) $(filter-out -MMD -MP,$(CFLAGS_COMMON)) -O1 -fanalyzer -Werror -c -o /dev/null $$f || exit 1; \
+	done
 
 clean:
 	rm -rf build

@@ -460,7 +460,7 @@ static void on_recv_cqe(struct worker *w, struct conn *c, int d, const struct io
             stash_push(w, c, d, bids[i], lens[i]);
         if (stash_count(*f) >= STASH_MAX)
             recv_stop(w, c, d);
-        if (asked)
+        if (asked && n > 0)
             deliver(w, c, d, (int)lens[0], bids[0]);
         return;
     }

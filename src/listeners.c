@@ -153,7 +153,13 @@ static int bind_index(const struct config *c, const union sockaddr_inet *a)
 
 /* Builds each worker's update for nrt: a bind that stays keeps its
  * sockets (nothing in their queues is lost), a new one is opened, a gone
- * one is closed by the worker once it stopped accepting on it. */
+ * one is closed by the worker once it stopped accepting on it. On failure
+ * u[] keeps what was built: the caller's listeners_abandon() frees it,
+ * which gcc 12's analyzer does not follow (it reports a leak). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wanalyzer-malloc-leak"
+#endif
 int listeners_update(struct process *r, struct runtime *nrt, struct worker_update **u)
 {
     const struct config *oc = &r->rt->cfg, *nc = &nrt->cfg;
@@ -204,6 +210,9 @@ int listeners_update(struct process *r, struct runtime *nrt, struct worker_updat
     }
     return 0;
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 /* Drops updates that were never handed over: closes the sockets opened for
  * them (not those kept from the running configuration). */
