@@ -123,7 +123,7 @@ fuzz: $(FUZZ_BINS)
 	    mkdir -p build/fuzz/corpus-$$n; \
 	    echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
 	    $$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 \
-	        -artifact_prefix=build/fuzz/$$n- build/fuzz/corpus-$$n tests/fuzz/seeds/$$n \
+	        -artifact_prefix=build/fuzz/$$n- build/fuzz/corpus-$$n tests/fuzz/corpus/$$n \
 	        2>build/fuzz/$$n.log || { tail -40 build/fuzz/$$n.log; exit 1; }; \
 	    grep -E "stat::number_of_executed_units|stat::new_units_added" build/fuzz/$$n.log; \
 	done
