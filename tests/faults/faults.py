@@ -1,0 +1,239 @@
+"""The fault suite: hostile and broken peers against a running relay. Each
+test asserts what the client sees, what the counters and the access log
+say, and that no descriptor is left behind once the fault is over.
+
+Run by make test with the integration suite (tests/integration/run.py
+imports this module); the harness and peers are the integration suite's."""
+
+import json
+import os
+import socket
+import time
+
+import harness
+import peers
+from harness import check
+
+from cases.base import case, client, listener
+from cases.pools import backend_yaml, write_config
+from cases.stats import named, stats_json
+
+
+def start(ctx, text, *extra):
+    """A relay from text with a stats socket and a JSON access log."""
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    log = os.path.join(ctx.tmpdir, "access.log")
+    rl = harness.start_relay(ctx, ["-c", write_config(
+        ctx, f"stats_socket: {sock}\naccess_log: {{ path: {log}, format: json }}\n" + text),
+        *extra])
+    rl.sock, rl.log = sock, log
+    return rl
+
+
+def access_lines(rl):
+    return [json.loads(line) for line in harness.read_text(rl.log).splitlines() if line]
+
+
+def socket_fds(pid):
+    """The relay's descriptors that are not pipes: the splice pipes a worker
+    made stay in its pool for the next bulk transfer."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += not os.readlink(f"/proc/{pid}/fd/{fd}").startswith("pipe:")
+        except OSError:
+            pass
+    return n
+
+
+def fds_settle(rl, baseline, what):
+    """Waits until the relay holds no more descriptors (pipes aside) than at
+    baseline."""
+    harness.wait_until(lambda: socket_fds(rl.pid) <= baseline, 10,
+                       f"the relay's descriptors to return to {baseline} after {what}")
+
+
+def outcome(sock, timeout):
+    """How the relay ended sock: 'eof', 'reset', or 'open' if it did not."""
+    sock.settimeout(timeout)
+    try:
+        return "eof" if sock.recv(1) == b"" else "data"
+    except socket.timeout:
+        return "open"
+    except ConnectionResetError:
+        return "reset"
+
+
+@case("fault_slowloris_proxy_header")
+def slowloris_header(ctx):
+    """A trusted source that sends its PROXY header one byte every 200 ms:
+    closed when header_timeout (1 s) runs out, however much it keeps
+    sending; counted, logged as header_timeout, its descriptor freed."""
+    be = listener(ctx)
+    port = harness.free_port()
+    rl = start(ctx, f"listeners:\n  - name: pp\n    bind: 127.0.0.1:{port}\n"
+               f"    proxy_protocol_in: v2\n    trusted_sources: [127.0.0.1/32]\n"
+               f"    header_timeout: 1s\nbackends:\n" + backend_yaml("app", [f"127.0.0.1:{be.port}"]))
+    baseline = socket_fds(rl.pid)
+    header = peers.proxy_v2(("192.0.2.1", 1000), ("127.0.0.1", port))
+    c = client(ctx, ("127.0.0.1", port))
+    start_t = time.monotonic()
+    ended = None
+    for b in header:
+        try:
+            c.sendall(bytes([b]))
+        except OSError:
+            ended = "send failed"
+            break
+        if outcome(c, 0.2) != "open":
+            ended = "closed"
+            break
+    took = time.monotonic() - start_t
+    check(ended is not None, "the relay waited for the whole slow header")
+    check(0.9 <= took < 5, f"closed after {took:.2f}s, header_timeout is 1s")
+    check(not be.pending(), "a backend connection was opened for it")
+    fds_settle(rl, baseline, "the slow client")
+    pp = named(stats_json(rl.sock)["listeners"], "pp")
+    check(pp["header_timeouts"] == 1 and pp["ends"]["header_timeout"] == 1, f"counters: {pp}")
+    rl.finish()
+    check([r["end"] for r in access_lines(rl)] == ["header_timeout"], "access log")
+    ctx.note(f"closed after {took:.2f}s of a byte every 200 ms")
+
+
+@case("fault_slowloris_clienthello")
+def slowloris_hello(ctx):
+    """A client that trickles its ClientHello where routes need it: closed at
+    peek_timeout, counted, logged, freed; a prompt client is served meanwhile."""
+    be = listener(ctx)
+    port = harness.free_port()
+    rl = start(ctx, f"listeners:\n  - name: tls\n    bind: 127.0.0.1:{port}\n"
+               f"    peek_timeout: 1s\n    routes:\n      - {{ sni: a.example, backend: app }}\n"
+               f"backends:\n" + backend_yaml("app", [f"127.0.0.1:{be.port}"]))
+    from cases.access_log import client_hello
+    hello = client_hello("a.example", ["h2"])
+    baseline = socket_fds(rl.pid)
+    slow = client(ctx, ("127.0.0.1", port))
+    slow.sendall(hello[:5])
+    prompt = client(ctx, ("127.0.0.1", port))
+    prompt.sendall(hello)
+    b = be.accept(timeout=5)
+    _, info, rest = peers.read_proxy_header(b)
+    check(info and info["src"] == prompt.getsockname()[:2], "the prompt client was not relayed")
+    b.close()
+    prompt.close()
+    start_t = time.monotonic()
+    for i in range(5, 40):
+        try:
+            slow.sendall(hello[i:i + 1])
+        except OSError:
+            break
+        if outcome(slow, 0.1) != "open":
+            break
+    took = time.monotonic() - start_t
+    check(outcome(slow, 3) in ("eof", "reset"), "the slow client is still open")
+    fds_settle(rl, baseline, "the slow client")
+    tls = named(stats_json(rl.sock)["listeners"], "tls")
+    check(tls["peek_timeouts"] == 1 and tls["routed"] == 1, f"counters: {tls}")
+    rl.finish()
+    ends = sorted(r["end"] for r in access_lines(rl))
+    check(ends == ["backend_closed", "peek_timeout"], f"access log: {ends}")
+    ctx.note(f"slow ClientHello closed after {took:.2f}s")
+
+
+SILENT = 5000
+
+
+@case("fault_5000_silent_connections", budget=90)
+def silent(ctx):
+    """5,000 connections that never send a byte to a listener that needs a
+    ClientHello: each closed at peek_timeout, all counted, no backend
+    connection opened, descriptors back to where they were; a real client
+    is served while they hang."""
+    be = listener(ctx)
+    port = harness.free_port()
+    rl = start(ctx, f"listeners:\n  - name: tls\n    bind: 127.0.0.1:{port}\n"
+               f"    peek_timeout: 2s\n    routes:\n      - {{ sni: a.example, backend: app }}\n"
+               f"backends:\n" + backend_yaml("app", [f"127.0.0.1:{be.port}"]),
+               "--max-connections", "8000")
+    baseline = socket_fds(rl.pid)
+    socks = []
+    for _ in range(SILENT):
+        s = socket.socket()
+        s.connect(("127.0.0.1", port))
+        socks.append(s)
+    ctx.on_cleanup(lambda: [s.close() for s in socks])
+    harness.wait_until(lambda: named(stats_json(rl.sock)["listeners"], "tls")["active"] == SILENT,
+                       10, f"{SILENT} connections to be open")
+    from cases.access_log import client_hello
+    real = client(ctx, ("127.0.0.1", port))
+    real.sendall(client_hello("a.example", ["h2"]))
+    b = be.accept(timeout=5)
+    peers.read_proxy_header(b)
+    b.close()
+    harness.wait_until(lambda: named(stats_json(rl.sock)["listeners"], "tls")["active"] <= 1,
+                       15, "the silent connections to time out")
+    tls = named(stats_json(rl.sock)["listeners"], "tls")
+    check(tls["peek_timeouts"] == SILENT, f"{tls['peek_timeouts']} peek timeouts")
+    check(be.pending() == 0, "silent clients reached the backend")
+    closed = sum(outcome(s, 0.5) != "open" for s in socks[:50])
+    check(closed == 50, f"only {closed} of 50 sampled silent clients were closed")
+    real.close()
+    for s in socks:
+        s.close()
+    fds_settle(rl, baseline, f"{SILENT} silent clients")
+    ctx.note(f"{SILENT} closed at peek_timeout, fds back to {baseline}")
+
+
+@case("fault_backend_resets_mid_stream")
+def backend_reset(ctx):
+    """A backend that resets after the first exchange: the client sees a
+    reset, the counters and access log say backend_reset, nothing leaks."""
+    be = listener(ctx)
+    port = harness.free_port()
+    rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
+               backend_yaml("app", [f"127.0.0.1:{be.port}"]))
+    baseline = socket_fds(rl.pid)
+    c = client(ctx, ("127.0.0.1", port))
+    c.sendall(b"ping")
+    b = be.accept()
+    peers.read_header_then(b, b"ping")
+    b.sendall(b"pong")
+    check(peers.recv_exact(c, 4) == b"pong", "first exchange")
+    peers.set_linger_reset(b)
+    b.close()
+    check(outcome(c, 5) == "reset", "the client did not see a reset")
+    fds_settle(rl, baseline, "the reset")
+    web = named(stats_json(rl.sock)["listeners"], "web")
+    check(web["ends"]["backend_reset"] == 1 and web["active"] == 0, f"counters: {web}")
+    rl.finish()
+    rec = access_lines(rl)
+    check(len(rec) == 1 and rec[0]["end"] == "backend_reset" and rec[0]["from_client"] == 4 and
+          rec[0]["from_server"] == 4, f"access log: {rec}")
+
+
+@case("fault_client_half_close_keeps_reading")
+def half_close(ctx):
+    """A client that sends its request, half-closes, and keeps reading a
+    4 MiB answer: it gets every byte, then the relay closes cleanly."""
+    be = listener(ctx)
+    port = harness.free_port()
+    rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
+               backend_yaml("app", [f"127.0.0.1:{be.port}"]))
+    baseline = socket_fds(rl.pid)
+    c = client(ctx, ("127.0.0.1", port))
+    c.sendall(b"GET")
+    c.shutdown(socket.SHUT_WR)
+    b = be.accept()
+    peers.read_header_then(b, b"GET")
+    check(b.recv(1) == b"", "the backend did not get the FIN")
+    body = os.urandom(4 << 20)
+    import threading
+    t = threading.Thread(target=lambda: (b.sendall(body), b.close()))
+    t.start()
+    got = peers.recv_to_eof(c)
+    t.join()
+    check(got == body, f"{len(got)} of {len(body)} bytes reached the half-closed client")
+    fds_settle(rl, baseline, "the transfer")
+    rl.finish()
+    rec = access_lines(rl)
+    check(rec[0]["end"] == "client_closed" and rec[0]["from_server"] == len(body), f"log: {rec}")
