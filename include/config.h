@@ -88,6 +88,7 @@ struct config_listener {
     struct cidr trusted[CONFIG_MAX_TRUSTED];
     int n_trusted;
     uint32_t header_timeout_ms, header_max_size, peek_timeout_ms;
+    uint32_t max_per_source; /* open connections per client address; 0: no limit */
     struct config_route routes[CONFIG_MAX_ROUTES];
     int n_routes;
     char default_backend[CONFIG_NAME_MAX];

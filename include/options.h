@@ -45,6 +45,7 @@ struct options {
     struct route routes[OPTIONS_MAX_ROUTES]; /* by SNI; --backend is the default */
     int n_routes;
     uint32_t peek_timeout_ms; /* wait this long for a whole ClientHello */
+    uint32_t max_per_source;  /* open connections per client address; 0: no limit */
     uint32_t tlvs;            /* TLV_* */
     uint8_t tlv_pass[OPTIONS_MAX_TLV_PASS]; /* types copied from a trusted inbound header */
     int n_tlv_pass;
@@ -92,6 +93,7 @@ struct options {
 #define OPT_ACCESS_LOG_FORMAT (1ULL << 21)
 #define OPT_USER (1ULL << 22)
 #define OPT_GROUP (1ULL << 23)
+#define OPT_MAX_PER_SOURCE (1ULL << 24)
 
 enum options_result { OPTIONS_RUN = 0, OPTIONS_HELP = 1, OPTIONS_VERSION = 2 };
 

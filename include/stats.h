@@ -37,6 +37,7 @@ enum conn_end {
     END_UNTRUSTED_HEADER,
     END_PEEK_TIMEOUT,
     END_REFUSED_LIMIT,
+    END_SOURCE_LIMIT,
     END_STOPPED,
     END_LOCAL_ERROR,
     END_KINDS
@@ -56,7 +57,8 @@ struct stats_hist {
 
 struct stats_listener {
     _Atomic uint64_t accepted, closed;
-    _Atomic uint64_t refused; /* by max_connections */
+    _Atomic uint64_t refused;        /* by max_connections */
+    _Atomic uint64_t refused_source; /* by max_connections_per_source */
     _Atomic uint64_t header_in, header_bad, header_timeouts, header_untrusted;
     _Atomic uint64_t peek_timeouts, routed;
     _Atomic uint64_t ends[END_KINDS];

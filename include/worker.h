@@ -57,6 +57,7 @@ enum timer_kind {
 #define CONN_HAS_DST 0x08    /* dst holds the destination a trusted inbound header gave */
 #define CONN_RETRYING 0x10   /* its connect timed out: the next server follows its end */
 #define CONN_ON_BACKEND 0x20 /* counted as one of its backend's connections */
+#define CONN_SRC_COUNTED 0x40 /* holds a place in the per-source count (src_key) */
 
 /* Direction flags. */
 #define DIR_RECV 0x01    /* recv or read-readiness wait pending on the source */
@@ -122,6 +123,7 @@ struct conn {
     uint64_t tried;   /* servers tried so far (bit per server) */
     uint8_t rgen;     /* the worker's runtime generation it runs on */
     uint8_t end;      /* why it ended (enum conn_end): the first cause wins */
+    uint64_t src_key; /* its client's key in the per-source count */
     /* Microseconds: when it was accepted, then after that when its last
      * connect began, when that completed, and when the backend's first
      * byte came. */

@@ -143,6 +143,8 @@ static const struct setting listener_settings[] = {
      .min = 1, .max = 3600000, .def = "5s"},
     {.key = "header_max_size", .kind = K_UINT, AT(struct config_listener, header_max_size),
      .min = 16, .max = OPTIONS_HEADER_MAX_LIMIT, .def = "4096"},
+    {.key = "max_connections_per_source", .kind = K_UINT,
+     AT(struct config_listener, max_per_source), .max = 10000000, .def = "0"},
     {.key = "peek_timeout", .kind = K_DURATION, AT(struct config_listener, peek_timeout_ms),
      .min = 1, .max = 3600000, .def = "5s"},
     {.key = "routes", .kind = K_SEQ, AT(struct config_listener, routes), .sub = &route_section,

@@ -40,6 +40,8 @@ const char options_usage[] =
     "  --idle-timeout DUR        close connections idle this long; 0 = never (default 300s)\n"
     "  --max-connections N       concurrent connections, all workers (default: 10000,\n"
     "                            or what the open-file limit allows)\n"
+    "  --max-connections-per-source N  open connections one client address may\n"
+    "                            hold; more are refused at once (default 0: no limit)\n"
     "  --log-level LEVEL         error, warn, info or debug (default info)\n"
     "  --stats-socket PATH       serve counters on this unix socket (ringrelay stats)\n"
     "  --access-log PATH|stderr  one line per finished connection (SIGUSR1 reopens)\n"
@@ -137,7 +139,7 @@ static const char *const known_flags[] = {
     "--max-connections", "--connect-timeout", "--idle-timeout", "--proxy-protocol-in",
     "--trusted-source", "--header-timeout", "--header-max-size", "--route", "--peek-timeout",
     "--tlvs", "--stats-socket", "--drain-timeout", "--access-log", "--access-log-mode",
-    "--access-log-format", "--user", "--group", NULL};
+    "--access-log-format", "--user", "--group", "--max-connections-per-source", NULL};
 
 static int apply_trusted(struct options *o, const char *val, char *err, size_t errlen)
 {
@@ -319,6 +321,11 @@ static int apply(struct options *o, const char *flag, const char *val, char *err
     } else if (strcmp(flag, "--idle-timeout") == 0) {
         if (options_parse_duration(val, &o->idle_timeout_ms) < 0)
             goto bad_duration;
+    } else if (strcmp(flag, "--max-connections-per-source") == 0) {
+        if (parse_uint(val, 0, 10000000, &o->max_per_source) < 0) {
+            snprintf(err, errlen, "%s: '%s': expected a whole number (0: no limit)", flag, val);
+            return -EINVAL;
+        }
     } else if (strcmp(flag, "--drain-timeout") == 0) {
         if (options_parse_duration(val, &o->drain_timeout_ms) < 0)
             goto bad_duration;

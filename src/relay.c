@@ -11,6 +11,7 @@
 #include "log.h"
 #include "proxy_parse.h"
 #include "sniff.h"
+#include "srclimit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -398,6 +399,8 @@ static void conn_drop_server(struct worker *w, struct conn *c);
 static void conn_free(struct worker *w, struct conn *c)
 {
     conn_count_end(w, c);
+    if (c->flags & CONN_SRC_COUNTED)
+        srclimit_put(c->src_key);
     conn_drop_server(w, c);
     for (int d = 0; d < 2; d++) {
         buf_release(w, &c->dir[d]);
@@ -644,6 +647,7 @@ static void conn_connect(struct worker *w, struct conn *c)
  * that arrives in pieces is copied out, its bytes so far all header. */
 
 static void conn_route(struct worker *w, struct conn *c);
+static int source_over_limit(struct worker *w, struct conn *c);
 
 static void header_start(struct worker *w, struct conn *c)
 {
@@ -702,6 +706,8 @@ static void header_done(struct worker *w, struct conn *c, const struct proxy_hea
         c->peer = h->src;
         c->dst = h->dst;
         c->flags |= CONN_HAS_DST;
+        if (source_over_limit(w, c))
+            return;
     } /* else LOCAL or UNKNOWN: the connection's own endpoints */
     /* Keep the TLVs a backend may copy until one is chosen. */
     if (conn_rt(w, c)->any_tlv_pass && h->tlv_len && (c->hdr_in = malloc(h->tlv_len))) {
@@ -878,6 +884,30 @@ static void conn_route(struct worker *w, struct conn *c)
     conn_prepare(w, c, l->default_index, NULL);
 }
 
+/* Counts c against its client address's share of the listener's
+ * max_connections_per_source; refuses it with a reset when that is full.
+ * Returns 1 if c was refused (and closed). */
+static int source_over_limit(struct worker *w, struct conn *c)
+{
+    uint32_t limit = conn_cfg(w, c)->listeners[c->li].max_per_source;
+    char addr[ADDR_STRLEN];
+
+    if (!limit)
+        return 0;
+    c->src_key = srclimit_key(&c->peer.sa);
+    if (srclimit_take(c->src_key, limit) == 0) {
+        c->flags |= CONN_SRC_COUNTED;
+        return 0;
+    }
+    stat_inc(&st_listener(w, c)->refused_source);
+    conn_end(c, END_SOURCE_LIMIT);
+    log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: already %u connections open from this address "
+           "(max_connections_per_source): refused", w->id, c->id,
+           addr_format(&c->peer.sa, addr, sizeof(addr)), limit);
+    conn_close(w, c, 1);
+    return 1;
+}
+
 static int peer_trusted(const struct config_listener *l, const struct sockaddr *sa)
 {
     for (int i = 0; i < l->n_trusted; i++)
@@ -915,12 +945,17 @@ void relay_on_accept(struct worker *w, int fd, int bind)
         return conn_close(w, c, 0);
     }
     l = &conn_cfg(w, c)->listeners[c->li];
-    w->io->attach(w, c, SIDE_CLIENT);
-    if (l->proxy_protocol_in != PROXY_IN_OFF) {
-        if (peer_trusted(l, &c->peer.sa))
-            return header_start(w, c);
-        c->flags |= CONN_UNTRUSTED;
+    if (l->proxy_protocol_in != PROXY_IN_OFF && peer_trusted(l, &c->peer.sa)) {
+        /* A trusted proxy speaks for many clients: each is counted by the
+         * address its header gives. */
+        w->io->attach(w, c, SIDE_CLIENT);
+        return header_start(w, c);
     }
+    if (source_over_limit(w, c))
+        return;
+    w->io->attach(w, c, SIDE_CLIENT);
+    if (l->proxy_protocol_in != PROXY_IN_OFF)
+        c->flags |= CONN_UNTRUSTED;
     conn_route(w, c);
 }
 

@@ -140,6 +140,7 @@ void runtime_config_from_options(struct config *c, const struct options *o)
     l->header_timeout_ms = o->header_timeout_ms;
     l->header_max_size = o->header_max;
     l->peek_timeout_ms = o->peek_timeout_ms;
+    l->max_per_source = o->max_per_source;
     backend_from_options(&c->backends[0], o, "backend");
     if (o->backend_unix.sun_family == AF_UNIX) {
         c->backends[0].servers[0].is_unix = 1;
@@ -196,6 +197,8 @@ int runtime_apply_options(struct config *c, const struct options *o, char *err, 
             li->header_max_size = o->header_max;
         if (o->given & OPT_PEEK_TIMEOUT)
             li->peek_timeout_ms = o->peek_timeout_ms;
+        if (o->given & OPT_MAX_PER_SOURCE)
+            li->max_per_source = o->max_per_source;
         if (li->proxy_protocol_in != PROXY_IN_OFF && li->n_trusted == 0) {
             snprintf(err, errlen, "listener %s: proxy_protocol_in needs trusted_sources",
                      li->name);

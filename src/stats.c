@@ -21,6 +21,7 @@ const char *const stats_end_name[END_KINDS] = {
     [END_UNTRUSTED_HEADER] = "untrusted_header",
     [END_PEEK_TIMEOUT] = "peek_timeout",
     [END_REFUSED_LIMIT] = "refused_limit",
+    [END_SOURCE_LIMIT] = "source_limit",
     [END_STOPPED] = "stopped",
     [END_LOCAL_ERROR] = "local_error",
 };

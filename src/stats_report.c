@@ -202,6 +202,7 @@ static void json_listeners(const struct stats_report *r, FILE *out)
         json_u64(out, "accepted", stat_get(&l->accepted), 1);
         json_u64(out, "active", active(&l->accepted, &l->closed), 1);
         json_u64(out, "refused", stat_get(&l->refused), 1);
+        json_u64(out, "refused_source", stat_get(&l->refused_source), 1);
         json_u64(out, "header_in", stat_get(&l->header_in), 1);
         json_u64(out, "header_bad", stat_get(&l->header_bad), 1);
         json_u64(out, "header_timeouts", stat_get(&l->header_timeouts), 1);
@@ -373,6 +374,9 @@ static void prom_all_listeners(const struct stats_report *r, FILE *out)
                    L_OFF(accepted), (long)L_OFF(closed));
     prom_listeners(r, out, "listener_refused_connections_total", "counter",
                    "Connections refused: max_connections reached.", L_OFF(refused), -1);
+    prom_listeners(r, out, "listener_refused_source_connections_total", "counter",
+                   "Connections refused: the client address had max_connections_per_source open.",
+                   L_OFF(refused_source), -1);
     prom_listeners(r, out, "listener_proxy_headers_total", "counter",
                    "Inbound PROXY headers accepted from trusted sources.", L_OFF(header_in), -1);
     prom_listeners(r, out, "listener_proxy_header_errors_total", "counter",

@@ -237,3 +237,79 @@ def half_close(ctx):
     rl.finish()
     rec = access_lines(rl)
     check(rec[0]["end"] == "client_closed" and rec[0]["from_server"] == len(body), f"log: {rec}")
+
+
+FLOOD, PER_SOURCE = 200, 50
+
+
+@case("fault_one_source_floods")
+def flood(ctx):
+    """One address opens 200 connections as fast as it can against
+    max_connections_per_source 50: exactly 50 stay open (and are relayed),
+    150 are reset at once and counted; another address is served meanwhile;
+    closing the 50 gives their places back."""
+    e = harness.Helper(ctx, "echo", ["echo-backend"])
+    echo = e.wait_json("port", 10)["port"]
+    port = harness.free_port()
+    rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\n"
+               f"    max_connections_per_source: {PER_SOURCE}\nbackends:\n" +
+               backend_yaml("app", [f"127.0.0.1:{echo}"]))
+    baseline = socket_fds(rl.pid)
+    socks = []
+    for _ in range(FLOOD):
+        s = socket.socket()
+        s.bind(("127.0.0.2", 0))
+        s.connect(("127.0.0.1", port))
+        socks.append(s)
+    ctx.on_cleanup(lambda: [s.close() for s in socks])
+    harness.wait_until(lambda: named(stats_json(rl.sock)["listeners"], "web")["accepted"] == FLOOD,
+                       10, "every flood connection to be accepted")
+    ends = [outcome(s, 0.05) for s in socks]
+    still = [s for s, how in zip(socks, ends) if how == "open"]
+    check(len(still) == PER_SOURCE and ends.count("reset") == FLOOD - PER_SOURCE,
+          f"{len(still)} open, {ends.count('reset')} reset of {FLOOD}")
+    for s in still[:5]:
+        s.sendall(b"x")
+        check(s.recv(1) == b"x", "a flood connection within the limit is not relayed")
+    other = client(ctx, ("127.0.0.1", port), "127.0.0.3")
+    other.sendall(b"hi")
+    check(peers.recv_exact(other, 2) == b"hi", "another address was not served")
+    web = named(stats_json(rl.sock)["listeners"], "web")
+    check(web["refused_source"] == FLOOD - PER_SOURCE and
+          web["ends"]["source_limit"] == FLOOD - PER_SOURCE, f"counters: {web}")
+    for s in socks:
+        s.close()
+    other.close()
+    fds_settle(rl, baseline, "the flood")
+    again = client(ctx, ("127.0.0.1", port), "127.0.0.2")
+    again.sendall(b"ok")
+    check(peers.recv_exact(again, 2) == b"ok", "the source's places were not given back")
+    again.close()
+    rl.finish()
+    ctx.note(f"{PER_SOURCE} of {FLOOD} kept, {FLOOD - PER_SOURCE} reset at once")
+
+
+@case("fault_source_limit_counts_the_client_behind_a_proxy")
+def flood_behind_proxy(ctx):
+    """Behind a trusted proxy every connection comes from the proxy's
+    address: the per-source limit counts the client its PROXY header names,
+    so one client is held to 2 while another behind the same proxy is not."""
+    be = listener(ctx)
+    port = harness.free_port()
+    rl = start(ctx, f"listeners:\n  - name: pp\n    bind: 127.0.0.1:{port}\n"
+               f"    proxy_protocol_in: v2\n    trusted_sources: [127.0.0.1/32]\n"
+               f"    max_connections_per_source: 2\nbackends:\n" +
+               backend_yaml("app", [f"127.0.0.1:{be.port}"]))
+    conns, ends = [], []
+    for src in ["192.0.2.1"] * 3 + ["192.0.2.2"]:
+        c = client(ctx, ("127.0.0.1", port))
+        c.sendall(peers.proxy_v2((src, 4000 + len(conns)), ("127.0.0.1", port)) + b"x")
+        conns.append(c)
+        ends.append(outcome(c, 0.3))
+    check(ends == ["open", "open", "reset", "open"], f"outcomes: {ends}")
+    pp = named(stats_json(rl.sock)["listeners"], "pp")
+    check(pp["refused_source"] == 1 and pp["header_in"] == 4, f"counters: {pp}")
+    rl.finish()
+    refused = [r for r in access_lines(rl) if r["end"] == "source_limit"]
+    check(len(refused) == 1 and refused[0]["client"].startswith("192.0.2.1:") and
+          refused[0]["peer"].startswith("127.0.0.1:"), f"access log: {refused}")
