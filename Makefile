@@ -50,7 +50,7 @@ else
 endif
 
 .PHONY: all asan debug test unit integration run install format lint clean deps \
-        bench bench-quick bench-tools fuzz
+        bench bench-quick bench-tools fuzz soak
 
 all: $(BUILD)/ringrelay
 ifeq ($(MODE),release)
@@ -147,6 +147,11 @@ install: all
 	install -m 0755 scripts/upgrade.sh $(DESTDIR)$(PREFIX)/share/doc/ringrelay/upgrade.sh
 	test -e $(DESTDIR)/etc/ringrelay/ringrelay.yaml || \
 	    install -m 0644 conf/ringrelay.yaml $(DESTDIR)/etc/ringrelay/ringrelay.yaml
+
+# Not part of make test: 30 minutes, at least a million connections.
+SOAK_MINUTES ?= 30
+soak: deps all
+	$(Q)python3 tests/soak/soak.py --binary $(BUILD)/ringrelay --minutes $(SOAK_MINUTES)
 
 bench-tools:
 	$(Q)$(MAKE) --no-print-directory -C bench tools
