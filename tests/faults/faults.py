@@ -16,6 +16,7 @@ from harness import check
 
 from cases.base import case, client, listener
 from cases.pools import backend_yaml, write_config
+from cases.routes import client_hello
 from cases.stats import named, stats_json
 
 
@@ -109,7 +110,6 @@ def slowloris_hello(ctx):
     rl = start(ctx, f"listeners:\n  - name: tls\n    bind: 127.0.0.1:{port}\n"
                f"    peek_timeout: 1s\n    routes:\n      - {{ sni: a.example, backend: app }}\n"
                f"backends:\n" + backend_yaml("app", [f"127.0.0.1:{be.port}"]))
-    from cases.access_log import client_hello
     hello = client_hello("a.example", ["h2"])
     baseline = socket_fds(rl.pid)
     slow = client(ctx, ("127.0.0.1", port))
@@ -164,7 +164,6 @@ def silent(ctx):
     ctx.on_cleanup(lambda: [s.close() for s in socks])
     harness.wait_until(lambda: named(stats_json(rl.sock)["listeners"], "tls")["active"] == SILENT,
                        10, f"{SILENT} connections to be open")
-    from cases.access_log import client_hello
     real = client(ctx, ("127.0.0.1", port))
     real.sendall(client_hello("a.example", ["h2"]))
     b = be.accept(timeout=5)
@@ -184,14 +183,20 @@ def silent(ctx):
     ctx.note(f"{SILENT} closed at peek_timeout, fds back to {baseline}")
 
 
-@case("fault_backend_resets_mid_stream")
-def backend_reset(ctx):
-    """A backend that resets after the first exchange: the client sees a
-    reset, the counters and access log say backend_reset, nothing leaks."""
+def web_relay(ctx):
+    """A raw backend, and a relay with one listener "web" in front of it."""
     be = listener(ctx)
     port = harness.free_port()
     rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
                backend_yaml("app", [f"127.0.0.1:{be.port}"]))
+    return be, port, rl
+
+
+@case("fault_backend_resets_mid_stream")
+def backend_reset(ctx):
+    """A backend that resets after the first exchange: the client sees a
+    reset, the counters and access log say backend_reset, nothing leaks."""
+    be, port, rl = web_relay(ctx)
     baseline = socket_fds(rl.pid)
     c = client(ctx, ("127.0.0.1", port))
     c.sendall(b"ping")
@@ -215,10 +220,7 @@ def backend_reset(ctx):
 def half_close(ctx):
     """A client that sends its request, half-closes, and keeps reading a
     4 MiB answer: it gets every byte, then the relay closes cleanly."""
-    be = listener(ctx)
-    port = harness.free_port()
-    rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
-               backend_yaml("app", [f"127.0.0.1:{be.port}"]))
+    be, port, rl = web_relay(ctx)
     baseline = socket_fds(rl.pid)
     c = client(ctx, ("127.0.0.1", port))
     c.sendall(b"GET")

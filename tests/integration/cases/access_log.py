@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import socket
-import ssl
 
 import harness
 import peers
@@ -15,19 +14,7 @@ from harness import check
 
 from .base import case, client, listener
 from .pools import backend_yaml, write_config
-
-
-def client_hello(sni, alpn):
-    """The bytes of a real ClientHello for sni offering alpn."""
-    ctx = ssl.create_default_context()
-    ctx.set_alpn_protocols(alpn)
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname=sni)
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return out.read()
+from .routes import client_hello
 
 
 def read_lines(path, fmt):
