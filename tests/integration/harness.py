@@ -381,10 +381,11 @@ class Helper(Proc):
     of a heavy test uses a second core. It prints one JSON line when listening
     (if it is a server) and one JSON line with its results at the end."""
 
-    def __init__(self, ctx, name, args):
+    def __init__(self, ctx, name, args, prefix=()):
         peers = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers.py")
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-        super().__init__(name, [sys.executable, peers] + list(args), ctx.tmpdir, env=env)
+        super().__init__(name, list(prefix) + [sys.executable, peers] + list(args), ctx.tmpdir,
+                         env=env)
         ctx.on_cleanup(self.kill)
 
     def json_lines(self):
