@@ -368,3 +368,51 @@ def lossy(ctx):
     check(packets > 0, "no packet was dropped: the test tested nothing")
     ctx.note(f"{packets} packets dropped; {LOSSY_CONNS} x {LOSSY_BYTES >> 20} MiB each way "
              f"intact in {time.monotonic() - start_t:.1f}s")
+
+
+@case("fault_backend_killed_under_load", budget=90)
+def killed(ctx):
+    """kill -9 of one of two servers while 20 long connections run: those
+    on it end (reset or closed, as the access log says), those on the other
+    finish byte for byte, and a client that starts afterwards is served on
+    every connection (refused connects are retried on the live server)."""
+    import signal as sig
+    e1 = harness.Helper(ctx, "echo1", ["echo-backend"])
+    e2 = harness.Helper(ctx, "echo2", ["echo-backend"])
+    p1, p2 = e1.wait_json("port", 10)["port"], e2.wait_json("port", 10)["port"]
+    port = harness.free_port()
+    rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
+               backend_yaml("app", [f"127.0.0.1:{p1}", f"127.0.0.1:{p2}"], "retries: 1"))
+    baseline = socket_fds(rl.pid)
+    st = harness.Helper(ctx, "steady", ["steady-client", "--target", f"127.0.0.1:{port}",
+                                        "--conns", "20", "--pieces", "30", "--piece", "500",
+                                        "--gap", "0.1", "--timeout", "30"])
+    st.wait_json("connected", 10)
+    os.kill(e1.pid, sig.SIGKILL)
+    e1.wait(5)
+    res = st.wait_json("results", 40)["results"]
+    rate = harness.Helper(ctx, "rate", ["rate-client", "--target", f"127.0.0.1:{port}",
+                                        "--rate", "100"])
+    rate.wait_json("started", 10)
+    time.sleep(1)  # the rate client runs against one live server for a second
+    rate.stop(sig.SIGTERM, 15)
+    done = rate.wait_json("done", 15)["done"]
+    check(done["failed"] == 0 and done["ok"] == done["opened"] and done["ok"] > 0,
+          f"after the kill: {done['ok']} of {done['opened']} ok, {done['errors']}")
+    fds_settle(rl, baseline, "the kill")
+    app = named(stats_json(rl.sock)["backends"], "app")
+    servers = {s["name"]: s for s in app["servers"]}
+    dead, live = servers[f"127.0.0.1:{p1}"], servers[f"127.0.0.1:{p2}"]
+    check(dead["connect_failures"]["refused"] > 0 and app["retries"] > 0,
+          f"refused connects to the dead server were not retried: {app}")
+    rl.finish()
+    lines = access_lines(rl)
+    on_dead = [r for r in lines if r["server"] == f"127.0.0.1:{p1}"]
+    check(res["n_failed"] > 0 and res["n_failed"] <= dead["conns"],
+          f"{res['n_failed']} long connections failed, {dead['conns']} were on the dead server")
+    check(all(r["end"] in ("backend_reset", "backend_closed", "connect_failed") or
+              r["end"] == "client_closed" for r in on_dead), f"ends on the dead server: "
+          f"{sorted(set(r['end'] for r in on_dead))}")
+    check(live["active"] == 0 and dead["active"] == 0, "connections still counted open")
+    ctx.note(f"{res['n_failed']} of 20 long connections were on the killed server; "
+             f"{done['ok']} new ones served after it")
