@@ -293,6 +293,9 @@ int worker_ms_to_tick(struct worker *w);
  * returns 1 if it paused just now. */
 int worker_pause_if_full(struct worker *w);
 
+/* Stops accepting for reason (one of ACCEPT_PAUSE_*), on top of any other. */
+void worker_accept_pause(struct worker *w, uint8_t reason);
+
 /* Clears one reason accepting was paused for; accepts again if none is left. */
 void worker_accept_resume(struct worker *w, uint8_t reason);
 

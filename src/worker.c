@@ -205,13 +205,18 @@ static void timers_run(struct worker *w)
     }
 }
 
+void worker_accept_pause(struct worker *w, uint8_t reason)
+{
+    if (!w->accept_paused)
+        w->io->accept_stop(w);
+    w->accept_paused |= reason;
+}
+
 int worker_pause_if_full(struct worker *w)
 {
     if (!worker_all_full(w) || (w->accept_paused & ACCEPT_PAUSE_FULL))
         return 0;
-    if (!w->accept_paused)
-        w->io->accept_stop(w);
-    w->accept_paused |= ACCEPT_PAUSE_FULL;
+    worker_accept_pause(w, ACCEPT_PAUSE_FULL);
     return 1;
 }
 
@@ -251,11 +256,7 @@ static void reload_step(struct worker *w)
             slot = g;
     if (slot < 0)
         return; /* every generation still has connections: next tick */
-    if (!(w->accept_paused & ACCEPT_PAUSE_RELOAD)) {
-        if (!w->accept_paused)
-            w->io->accept_stop(w);
-        w->accept_paused |= ACCEPT_PAUSE_RELOAD;
-    }
+    worker_accept_pause(w, ACCEPT_PAUSE_RELOAD);
     if (!w->io->accept_idle(w))
         return;
     for (int i = 0; i < u->n_close; i++)
@@ -279,11 +280,7 @@ static void drain_step(struct worker *w)
         relay_close_all(w);
     if (w->drained || !atomic_load_explicit(&w->drain, memory_order_relaxed))
         return;
-    if (!(w->accept_paused & ACCEPT_PAUSE_DRAIN)) {
-        if (!w->accept_paused)
-            w->io->accept_stop(w);
-        w->accept_paused |= ACCEPT_PAUSE_DRAIN;
-    }
+    worker_accept_pause(w, ACCEPT_PAUSE_DRAIN);
     if (!w->io->accept_idle(w))
         return;
     for (int i = 0; i < w->n_listen; i++) {
