@@ -417,13 +417,20 @@ def integrity_client(args):
         except Exception as e:
             results[f"connect{n}"] = {"connect_error": repr(e)}
             return
-        key = str(s.getsockname()[1])
-        # Closed only once every connection is done: a port freed early (the
-        # side closing second keeps no TIME_WAIT) could be taken by a later
-        # connection, and the backend, which knows clients by port, would
-        # mix the two up.
-        results[key] = _pump(s, args.bytes, block, args.max_chunk, 2000 + n, close=False)
-        sockets.append(s)
+        try:
+            key = str(s.getsockname()[1])
+            # Closed only once every connection is done: a port freed early
+            # (the side closing second keeps no TIME_WAIT) could be taken by
+            # a later connection, and the backend, which knows clients by
+            # port, would mix the two up.
+            sockets.append(s)
+            result = _pump(s, args.bytes, block, args.max_chunk, 2000 + n, close=False)
+            if key in results:
+                result["port_reuse_error"] = f"local port {key} seen twice"
+                key = f"{key}#{n}"
+            results[key] = result
+        except BaseException as e:  # every connection has a result, whatever happened
+            results[f"conn{n}"] = {"thread_error": repr(e)}
 
     for n in range(args.conns):
         t = threading.Thread(target=run, args=(n,))

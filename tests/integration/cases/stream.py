@@ -63,7 +63,8 @@ def integrity(ctx, splice, wrapper=(), extra=()):
     elapsed = time.monotonic() - start
     errors = {k: v for k, v in cres.items() if any(e.endswith("_error") for e in v)}
     check(len(cres) == INTEGRITY_CONNS, f"client has {len(cres)} results, want "
-                                        f"{INTEGRITY_CONNS}; with errors: {errors}")
+                                        f"{INTEGRITY_CONNS}; with errors: {errors}; "
+                                        f"its stderr: {harness.tail(cl.stderr())}")
     up = down = 0
     for key, c in sorted(cres.items()):
         errors = {k: v for k, v in c.items() if k.endswith("_error")}
