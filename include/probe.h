@@ -24,8 +24,10 @@ struct probe {
  * framing, not trust). NULL when OpenSSL cannot make one. */
 SSL_CTX *probe_tls_context(void);
 
-/* Runs p. Returns 1 when it worked (why: what completed) or 0 (why: what
- * failed, in words an operator can act on). */
+/* Runs p. Returns 1 when it worked (why: what completed), 0 when it failed
+ * (why: what, in words an operator can act on), or -1 when this process
+ * could not make the probe (out of descriptors or memory): no verdict on
+ * the server. */
 int probe_run(const struct probe *p, char *why, size_t cap);
 
 #endif

@@ -17,6 +17,10 @@ void conn_close(struct worker *w, struct conn *c, int abort);
  * for conn_free(), and for a worker shutting down with c still open. */
 void conn_discard(struct conn *c);
 
+/* Gives the connections waiting for a descriptor another try (called by
+ * worker_tick). */
+void relay_fd_wait_retry(struct worker *w);
+
 /* Timer expiry for c (called by worker_tick). */
 void relay_on_timeout(struct worker *w, struct conn *c);
 

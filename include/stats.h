@@ -83,6 +83,7 @@ struct stats_worker {
     _Atomic uint64_t active;
     _Atomic uint64_t pipes_in_use, pipes_exhausted;
     _Atomic uint64_t log_dropped; /* access log records dropped, ring full */
+    _Atomic uint64_t accept_errors; /* accept failed (no descriptor or memory): paused */
     _Atomic uint64_t heartbeat;   /* ticks run: proof of life for the watchdog */
 };
 

@@ -58,6 +58,7 @@ enum timer_kind {
 #define CONN_RETRYING 0x10   /* its connect timed out: the next server follows its end */
 #define CONN_ON_BACKEND 0x20 /* counted as one of its backend's connections */
 #define CONN_SRC_COUNTED 0x40 /* holds a place in the per-source count (src_key) */
+#define CONN_WAIT_FD 0x80     /* no descriptor for its backend socket yet: in fd_wait */
 
 /* Direction flags. */
 #define DIR_RECV 0x01    /* recv or read-readiness wait pending on the source */
@@ -173,6 +174,8 @@ struct worker_update {
     int n_close;
 };
 
+#define FD_WAIT_MAX 64 /* connections per worker waiting for a descriptor */
+
 struct worker {
     int id;
     int cpu; /* -1: not pinned */
@@ -189,6 +192,13 @@ struct worker {
     uint8_t accept_paused;  /* ACCEPT_PAUSE_* reasons */
     uint64_t accept_resume_ms;
     uint32_t accept_backoff_ms;
+
+    /* Connections whose backend socket could not be made for want of a
+     * descriptor, oldest first; tried again at each tick. */
+    struct fd_waiter {
+        uint32_t index, gen;
+    } fd_wait[FD_WAIT_MAX];
+    uint32_t n_fd_wait;
 
     struct conn *conns;
     uint32_t n_conns; /* slots: --max-connections, as any worker may hold them all */
@@ -244,7 +254,6 @@ static inline const struct config *conn_cfg(const struct worker *w, const struct
     return &w->gens[c->rgen].rt->cfg;
 }
 
-#define ACCEPT_PAUSE_FULL 0x1   /* --max-connections reached over all workers */
 #define ACCEPT_PAUSE_ERROR 0x2  /* EMFILE/ENFILE/ENOBUFS: backing off */
 #define ACCEPT_PAUSE_RELOAD 0x4 /* switching listening sockets to a new configuration */
 #define ACCEPT_PAUSE_DRAIN 0x8  /* stopping: never resumed */
@@ -272,11 +281,6 @@ static inline int timer_owner(const struct conn *c, int kind)
     return kind == TIMER_HEADER || kind == TIMER_PEEK ? c->li : c->be_index;
 }
 
-/* Whether every worker together holds --max-connections. */
-static inline int worker_all_full(const struct worker *w)
-{
-    return atomic_load_explicit(w->active_total, memory_order_relaxed) >= w->n_conns;
-}
 void worker_fini(struct worker *w);
 
 /* Starts the thread. The thread sets up its back end, then runs it until
@@ -288,10 +292,6 @@ void worker_clock(struct worker *w);
 
 /* Milliseconds until the next tick is due (for the back end's wait). */
 int worker_ms_to_tick(struct worker *w);
-
-/* Pauses accepting if all workers together hold --max-connections;
- * returns 1 if it paused just now. */
-int worker_pause_if_full(struct worker *w);
 
 /* Stops accepting for reason (one of ACCEPT_PAUSE_*), on top of any other. */
 void worker_accept_pause(struct worker *w, uint8_t reason);

@@ -70,6 +70,11 @@ static void check_server(struct backend_checker *bc, SSL_CTX *tls, int s)
 
     p.salen = addr_len(p.sa);
     ok = probe_run(&p, why, sizeof(why));
+    if (ok < 0) {
+        /* Our own shortage says nothing about the server. */
+        log_rl(LOG_LEVEL_WARN, "backend %s: server %s: health check %s", be->name, m->key, why);
+        return;
+    }
     if (h->up && !atomic_load(&m->up)) { /* taken down by connect failures */
         h->up = 0;
         h->streak = 0;

@@ -77,7 +77,7 @@ int doctor_main(int argc, char **argv)
     for (int p = 0; p < PROBES; p++) {
         struct probe pr = {.sa = &a.sa, .salen = addr_len(&a.sa), .header = probe_header_of[p],
                            .tls = ctx, .sni = sni, .timeout_ms = PROBE_TIMEOUT_MS};
-        ok[p] = probe_run(&pr, result, sizeof(result));
+        ok[p] = probe_run(&pr, result, sizeof(result)) > 0;
         any |= ok[p];
         printf("  %-15s %s\n", probe_name[p], result);
     }

@@ -168,6 +168,10 @@ int probe_run(const struct probe *p, char *why, size_t cap)
 {
     int fd = probe_connect(p), ret, ok;
 
+    if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+        snprintf(why, cap, "not run: socket: %s", strerror(-fd));
+        return -1;
+    }
     if (fd < 0) {
         snprintf(why, cap, "failed: connect: %s", strerror(-fd));
         return 0;

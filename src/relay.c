@@ -413,7 +413,6 @@ static void conn_free(struct worker *w, struct conn *c)
     w->free_conns[w->n_free++] = conn_index(w, c);
     stat_dec(&w->st->w.active);
     atomic_fetch_sub_explicit(w->active_total, 1, memory_order_relaxed);
-    worker_accept_resume(w, ACCEPT_PAUSE_FULL);
 }
 
 void conn_discard(struct conn *c)
@@ -438,18 +437,22 @@ static void conn_op_done(struct worker *w, struct conn *c)
         conn_free(w, c);
 }
 
-void conn_close(struct worker *w, struct conn *c, int abort)
+/* Makes close(fd) send RST instead of FIN. */
+static void reset_on_close(int fd)
 {
     static const struct linger rst = {.l_onoff = 1, .l_linger = 0};
 
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+}
+
+void conn_close(struct worker *w, struct conn *c, int abort)
+{
     if (c->state == CONN_CLOSING || c->state == CONN_FREE)
         return;
-    if (abort) {
-        /* close() then sends RST instead of FIN. */
+    if (abort)
         for (int s = 0; s < 2; s++)
             if (c->fd[s] >= 0)
-                (void)setsockopt(c->fd[s], SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
-    }
+                reset_on_close(c->fd[s]);
     log_debug("c%u.%u closed%s: %llu bytes from client, %llu from backend", w->id, c->id,
               abort ? " with reset" : "", (unsigned long long)c->dir[0].moved,
               (unsigned long long)c->dir[1].moved);
@@ -462,8 +465,15 @@ void conn_close(struct worker *w, struct conn *c, int abort)
         conn_free(w, c);
 }
 
+static void backend_gone_early(struct worker *w, struct conn *c, int res);
+
+/* An error on side: reset both. A backend failing before its first byte,
+ * whether a recv, a send or a splice saw it first, may be refusing the
+ * PROXY header. */
 static void conn_abort(struct worker *w, struct conn *c, int side, int err)
 {
+    if (side == SIDE_BACKEND && c->dir[SIDE_BACKEND].moved == 0)
+        backend_gone_early(w, c, -err);
     log_debug("c%u.%u %s: %s: resetting the other side", w->id, c->id, side_name[side],
               strerror(err));
     conn_end(c, side == SIDE_CLIENT ? END_CLIENT_RESET : END_BACKEND_RESET);
@@ -471,6 +481,16 @@ static void conn_abort(struct worker *w, struct conn *c, int side, int err)
 }
 
 /* ---- accept and connect ---- */
+
+/* Out of descriptors or memory: accepting rests a while, longer each time
+ * in a row (an accept that works starts the back-off over). */
+static void accept_back_off(struct worker *w)
+{
+    worker_accept_pause(w, ACCEPT_PAUSE_ERROR);
+    w->accept_resume_ms = w->now_ms + w->accept_backoff_ms;
+    if (w->accept_backoff_ms < ACCEPT_BACKOFF_MAX_MS)
+        w->accept_backoff_ms *= 2;
+}
 
 static void set_nodelay(int fd)
 {
@@ -611,6 +631,27 @@ static void conn_drop_server(struct worker *w, struct conn *c)
     c->server = -1;
 }
 
+/* No descriptor for c's backend socket: c waits for one, up to its
+ * connect timeout, rather than being dropped, and accepting pauses so no
+ * more clients are taken meanwhile. Returns 0 if the wait list is full. */
+static int conn_wait_fd(struct worker *w, struct conn *c, int err)
+{
+    if (!(w->accept_paused & ACCEPT_PAUSE_ERROR))
+        accept_back_off(w);
+    if (w->n_fd_wait == FD_WAIT_MAX)
+        return 0;
+    log_rl(LOG_LEVEL_WARN, "c%u.%u: backend socket: %s: waiting for a descriptor", w->id, c->id,
+           strerror(err));
+    c->tried &= ~(1ULL << c->server); /* not tried: no connect was made */
+    conn_drop_server(w, c);
+    c->state = CONN_CONNECTING;
+    if (!(c->flags & CONN_WAIT_FD)) /* the wait is bounded from its start */
+        timer_set(w, c, TIMER_CONNECT);
+    c->flags |= CONN_WAIT_FD;
+    w->fd_wait[w->n_fd_wait++] = (struct fd_waiter){conn_index(w, c), c->gen};
+    return 1;
+}
+
 /* Opens the connection to a server of c's backend; the header is built. */
 static void conn_connect(struct worker *w, struct conn *c)
 {
@@ -623,14 +664,15 @@ static void conn_connect(struct worker *w, struct conn *c)
     bfd = socket(be->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (bfd == -1) {
         err = errno;
+        if ((err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) &&
+            conn_wait_fd(w, c, err))
+            return;
         conn_end(c, END_LOCAL_ERROR);
         log_rl(LOG_LEVEL_WARN, "c%u.%u: backend socket: %s", w->id, c->id, strerror(err));
-        /* Out of descriptors: stop taking clients we cannot serve. */
-        if (err == EMFILE || err == ENFILE)
-            relay_on_accept_error(w, err);
         return conn_close(w, c, 0);
     }
     c->fd[SIDE_BACKEND] = bfd;
+    c->flags &= (uint8_t)~CONN_WAIT_FD;
     set_nodelay(bfd);
     c->state = CONN_CONNECTING;
     c->t_connect = conn_elapsed(c);
@@ -639,6 +681,26 @@ static void conn_connect(struct worker *w, struct conn *c)
     w->io->connect(w, c, be);
     /* Read early so the first client bytes can ride with the header. */
     dir_next(w, c, SIDE_CLIENT);
+}
+
+void relay_fd_wait_retry(struct worker *w)
+{
+    struct fd_waiter waiting[FD_WAIT_MAX];
+    uint32_t n = w->n_fd_wait, i;
+
+    memcpy(waiting, w->fd_wait, n * sizeof(*waiting));
+    w->n_fd_wait = 0;
+    for (i = 0; i < n; i++) {
+        struct conn *c = &w->conns[waiting[i].index];
+        if (c->gen != waiting[i].gen || c->state != CONN_CONNECTING ||
+            !(c->flags & CONN_WAIT_FD))
+            continue; /* closed meanwhile */
+        conn_connect(w, c);
+        if (w->n_fd_wait)
+            break; /* still none: the rest keep their places */
+    }
+    for (i++; i < n; i++)
+        w->fd_wait[w->n_fd_wait++] = waiting[i];
 }
 
 /* ---- a trusted client's inbound PROXY header ----
@@ -923,18 +985,20 @@ void relay_on_accept(struct worker *w, int fd, int bind)
     socklen_t len;
 
     if (!c) {
-        /* Accepted before this worker saw the limit reached elsewhere. */
+        /* Full: a reset at once tells the client (or the balancer in front)
+         * to go elsewhere, where a paused accept would leave it waiting in
+         * the backlog, or its SYN unanswered once the backlog is full too. */
+        struct stats_listener *sl =
+            &w->st->l[w->gens[w->cur_gen].rt->st_listener[w->listen_li[bind]]];
         access_refused(w, fd, bind);
+        reset_on_close(fd);
         close(fd);
-        stat_inc(&w->st->l[w->gens[w->cur_gen].rt->st_listener[w->listen_li[bind]]].refused);
-        log_rl(LOG_LEVEL_WARN, "worker %d: --max-connections %u reached: connection refused",
+        stat_inc(&sl->refused);
+        stat_inc(&sl->ends[END_REFUSED_LIMIT]);
+        log_rl(LOG_LEVEL_WARN, "worker %d: --max-connections %u reached: connection reset",
                w->id, w->n_conns);
-    }
-    if (worker_pause_if_full(w))
-        log_rl(LOG_LEVEL_WARN, "worker %d: --max-connections %u reached: accepting paused",
-               w->id, w->n_conns);
-    if (!c)
         return;
+    }
     w->accept_backoff_ms = ACCEPT_BACKOFF_MIN_MS;
     c->fd[SIDE_CLIENT] = fd; /* TCP_NODELAY comes from the listener */
     c->li = w->listen_li[bind];
@@ -1168,25 +1232,13 @@ void relay_send_span(struct worker *w, struct conn *c, int d, const void **p, si
     }
 }
 
-/* The backend took the PROXY header and then said nothing but goodbye, or
- * answered a ClientHello in something other than TLS: the classic listener
- * without proxy_protocol. Says so once per connection. */
-static void backend_no_proxy(struct worker *w, struct conn *c, int res, const uint8_t *p)
+/* The backend took the PROXY header and then said nothing but goodbye
+ * (what), or answered a ClientHello in something other than TLS: the
+ * classic listener without proxy_protocol. Says so once per connection. */
+static void backend_no_proxy(struct worker *w, struct conn *c, const char *what)
 {
-    char baddr[ADDR_STRLEN], what[80];
-    size_t n = 0;
+    char baddr[ADDR_STRLEN];
 
-    if (res > 0) {
-        /* Quote the start of the answer, printable bytes only. */
-        n = (size_t)snprintf(what, sizeof(what), "answered the %s with \"",
-                             c->flags & CONN_CLIENT_TLS ? "TLS ClientHello" : "PROXY header");
-        for (int i = 0; i < res && n < sizeof(what) - 2 && p[i] != '\r' && p[i] != '\n'; i++)
-            what[n++] = p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '.';
-        snprintf(what + n, sizeof(what) - n, "\"");
-    } else {
-        snprintf(what, sizeof(what), "%s %llu ms after the PROXY header, before sending a byte",
-                 res == 0 ? "closed" : "reset", (unsigned long long)(w->now_ms - c->open_ms));
-    }
     stat_inc(&st_server(w, c)->no_proxy);
     log_rl(LOG_LEVEL_WARN, "c%u.%u backend %s %s: it probably does not expect PROXY protocol on "
            "that port (nginx/Kong: add proxy_protocol to its listen line), or run the relay "
@@ -1194,18 +1246,51 @@ static void backend_no_proxy(struct worker *w, struct conn *c, int res, const ui
            conn_server_name(w, c, baddr, sizeof(baddr)), what);
 }
 
+/* Whether the backend's first move can still say it refused the header:
+ * the header went out, and the client has not closed (a backend closing
+ * after the client did is just following it). */
+static int backend_on_trial(const struct conn *c)
+{
+    return c->hdr_len && c->state == CONN_OPEN && !(c->dir[SIDE_CLIENT].flags & DIR_EOF);
+}
+
+/* The backend closed (res 0) or failed (-errno) before its first byte. */
+static void backend_gone_early(struct worker *w, struct conn *c, int res)
+{
+    char what[80];
+
+    if (!backend_on_trial(c) || w->now_ms - c->open_ms > NO_PROXY_WINDOW_MS)
+        return;
+    snprintf(what, sizeof(what), "%s %llu ms after the PROXY header, before sending a byte",
+             res == 0 ? "closed" : "reset", (unsigned long long)(w->now_ms - c->open_ms));
+    backend_no_proxy(w, c, what);
+}
+
 /* The backend's first bytes, not TLS, answer the header rather than speak
  * a protocol where the server talks first: the client sent a ClientHello,
  * or has sent nothing yet and the backend answers with an HTTP status
  * line (nginx reads the header as a broken plain-HTTP request). */
-static int backend_refused_header(const struct conn *c, const uint8_t *p, int res)
+static void backend_first_bytes(struct worker *w, struct conn *c, const uint8_t *p, size_t len)
 {
-    if (c->flags & CONN_CLIENT_TLS)
-        return 1;
-    return c->dir[SIDE_CLIENT].moved == 0 && res >= 5 && memcmp(p, "HTTP/", 5) == 0;
+    char what[80];
+    size_t n;
+
+    if (!backend_on_trial(c) || sniff_tls_record(p, len))
+        return;
+    if (!(c->flags & CONN_CLIENT_TLS) &&
+        (c->dir[SIDE_CLIENT].moved != 0 || len < 5 || memcmp(p, "HTTP/", 5) != 0))
+        return;
+    /* Quote the start of the answer, printable bytes only. */
+    n = (size_t)snprintf(what, sizeof(what), "answered the %s with \"",
+                         c->flags & CONN_CLIENT_TLS ? "TLS ClientHello" : "PROXY header");
+    for (size_t i = 0; i < len && n < sizeof(what) - 2 && p[i] != '\r' && p[i] != '\n'; i++)
+        what[n++] = p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '.';
+    snprintf(what + n, sizeof(what) - n, "\"");
+    backend_no_proxy(w, c, what);
 }
 
-/* Looks at the first bytes each way, for the diagnosis above. */
+/* Looks at the first bytes each way (res > 0) or the end before them
+ * (res 0), for the diagnosis above. */
 static void first_bytes_seen(struct worker *w, struct conn *c, int d, int res, const uint8_t *p)
 {
     if (d == SIDE_CLIENT) {
@@ -1213,16 +1298,13 @@ static void first_bytes_seen(struct worker *w, struct conn *c, int d, int res, c
             c->flags |= CONN_CLIENT_TLS;
         return;
     }
-    if (res > 0 && c->state == CONN_OPEN && !c->t_first) {
+    if (res == 0)
+        return backend_gone_early(w, c, 0);
+    if (c->state == CONN_OPEN && !c->t_first) {
         c->t_first = conn_elapsed(c);
         stats_hist_add(&st_backend(w, c)->first_byte, c->t_first - c->t_open);
     }
-    /* A backend closing after the client did is just following it. */
-    if (!c->hdr_len || c->state != CONN_OPEN || (c->dir[SIDE_CLIENT].flags & DIR_EOF))
-        return;
-    if (res > 0 ? !sniff_tls_record(p, (size_t)res) && backend_refused_header(c, p, res)
-                : res != -ENOBUFS && w->now_ms - c->open_ms <= NO_PROXY_WINDOW_MS)
-        backend_no_proxy(w, c, res, p);
+    backend_first_bytes(w, c, p, (size_t)res);
 }
 
 void relay_on_recv(struct worker *w, struct conn *c, int d, int res, uint16_t bid)
@@ -1236,7 +1318,7 @@ void relay_on_recv(struct worker *w, struct conn *c, int d, int res, uint16_t bi
         return conn_op_done(w, c);
     }
     c->inflight--;
-    if (dir->moved == 0)
+    if (dir->moved == 0 && res >= 0) /* errors: conn_abort() looks */
         first_bytes_seen(w, c, d, res, res > 0 ? buf_data(w, bid) + BUF_HEADROOM : NULL);
     if (res == -ENOBUFS) {
         starve(w, c, d);
@@ -1307,11 +1389,8 @@ void relay_on_accept_error(struct worker *w, int err)
 {
     log_rl(LOG_LEVEL_ERROR, "worker %d: accept: %s; pausing accepts for %u ms", w->id,
            strerror(err), w->accept_backoff_ms);
-    w->accept_paused |= ACCEPT_PAUSE_ERROR;
-    w->io->accept_stop(w);
-    w->accept_resume_ms = w->now_ms + w->accept_backoff_ms;
-    if (w->accept_backoff_ms < ACCEPT_BACKOFF_MAX_MS)
-        w->accept_backoff_ms *= 2;
+    stat_inc(&w->st->w.accept_errors);
+    accept_back_off(w);
 }
 
 void relay_on_timeout(struct worker *w, struct conn *c)
@@ -1320,6 +1399,13 @@ void relay_on_timeout(struct worker *w, struct conn *c)
 
     switch (c->timer_kind) {
     case TIMER_CONNECT:
+        if (c->flags & CONN_WAIT_FD) {
+            conn_end(c, END_LOCAL_ERROR);
+            log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: no descriptor for its backend connection "
+                   "within the connect timeout: closed", w->id, c->id,
+                   addr_format(&c->peer.sa, addr, sizeof(addr)));
+            break;
+        }
         stat_inc(&st_server(w, c)->fails[FAIL_TIMEOUT]);
         log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect timed out after %u ms%s",
                w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)),

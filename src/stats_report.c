@@ -57,6 +57,8 @@ static void text_process(const struct stats_report *r, FILE *out)
             (unsigned long long)r->reloads, r->draining ? "  DRAINING" : "");
     fprintf(out, "active connections %llu (max %u)", (unsigned long long)stat_get(&r->sum.w.active),
             r->max_connections);
+    if (stat_get(&r->sum.w.accept_errors))
+        fprintf(out, "  accept errors %llu", (unsigned long long)stat_get(&r->sum.w.accept_errors));
     if (r->have_memory)
         fprintf(out, "  memory allocated %llu KiB, resident %llu KiB",
                 (unsigned long long)(r->mem_allocated >> 10),
@@ -186,6 +188,7 @@ static void json_workers(const struct stats_report *r, FILE *out)
         json_u64(out, "pipes_in_use", stat_get(&w->pipes_in_use), 1);
         json_u64(out, "pipes_exhausted", stat_get(&w->pipes_exhausted), 1);
         json_u64(out, "access_log_dropped", stat_get(&w->log_dropped), 1);
+        json_u64(out, "accept_errors", stat_get(&w->accept_errors), 1);
         fprintf(out, "}");
     }
     fprintf(out, "]");
@@ -547,6 +550,9 @@ void stats_report_prometheus(const struct stats_report *r, FILE *out)
                  W_OFF(pipes_exhausted));
     prom_workers(r, out, "worker_access_log_dropped_total", "counter",
                  "Access log lines dropped: the worker's ring was full.", W_OFF(log_dropped));
+    prom_workers(r, out, "worker_accept_errors_total", "counter",
+                 "Accepts that failed for want of a descriptor or memory; accepting paused "
+                 "with a back-off.", W_OFF(accept_errors));
     prom_all_listeners(r, out);
     prom_all_backends(r, out);
     prom_all_servers(r, out);

@@ -19,6 +19,7 @@
 #define CLIENTS 16
 #define CLIENT_DEADLINE_MS 5000
 #define REQUEST_BUF 4096
+#define ACCEPT_BACKOFF_MS 200 /* after accept failed for want of a descriptor */
 
 struct client {
     int fd; /* -1: free */
@@ -37,6 +38,7 @@ struct stats_socket {
     struct stats_source src;
     pthread_t thread;
     struct client c[CLIENTS];
+    uint64_t accept_resume_ms; /* accept failed: the listening socket rests */
     struct stats_report *report; /* big: allocated once */
 };
 
@@ -168,8 +170,13 @@ static void accept_client(struct stats_socket *s, uint64_t now)
 {
     int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-    if (fd == -1)
+    if (fd == -1) {
+        /* Out of descriptors or memory: the client stays queued, and polling
+         * the socket again at once would spin. */
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            s->accept_resume_ms = now + ACCEPT_BACKOFF_MS;
         return;
+    }
     for (int i = 0; i < CLIENTS; i++) {
         if (s->c[i].fd < 0) {
             s->c[i].fd = fd;
@@ -191,7 +198,7 @@ static void *server_main(void *arg)
         uint64_t now = now_ms();
         int n = 2;
         p[0] = (struct pollfd){.fd = s->wake[0], .events = POLLIN};
-        p[1] = (struct pollfd){.fd = s->fd, .events = POLLIN};
+        p[1] = (struct pollfd){.fd = now < s->accept_resume_ms ? -1 : s->fd, .events = POLLIN};
         for (int i = 0; i < CLIENTS; i++) {
             if (s->c[i].fd < 0)
                 continue;
@@ -202,7 +209,7 @@ static void *server_main(void *arg)
             p[n] = (struct pollfd){.fd = s->c[i].fd, .events = s->c[i].out ? POLLOUT : POLLIN};
             slot[n++] = i;
         }
-        if (poll(p, (nfds_t)n, 500) == -1 && errno != EINTR)
+        if (poll(p, (nfds_t)n, p[1].fd < 0 ? ACCEPT_BACKOFF_MS : 500) == -1 && errno != EINTR)
             break;
         if (p[0].revents)
             break;

@@ -212,14 +212,6 @@ void worker_accept_pause(struct worker *w, uint8_t reason)
     w->accept_paused |= reason;
 }
 
-int worker_pause_if_full(struct worker *w)
-{
-    if (!worker_all_full(w) || (w->accept_paused & ACCEPT_PAUSE_FULL))
-        return 0;
-    worker_accept_pause(w, ACCEPT_PAUSE_FULL);
-    return 1;
-}
-
 void worker_accept_resume(struct worker *w, uint8_t reason)
 {
     if (!(w->accept_paused & reason))
@@ -329,9 +321,8 @@ void worker_tick(struct worker *w)
     reload_step(w);
     dump_step(w);
     drain_step(w);
-    /* Another worker's connections may have filled or freed the budget. */
-    if (!worker_pause_if_full(w) && !worker_all_full(w))
-        worker_accept_resume(w, ACCEPT_PAUSE_FULL);
+    if (w->n_fd_wait) /* before new clients: these came first */
+        relay_fd_wait_retry(w);
     if ((w->accept_paused & ACCEPT_PAUSE_ERROR) && w->now_ms >= w->accept_resume_ms)
         worker_accept_resume(w, ACCEPT_PAUSE_ERROR);
 }
