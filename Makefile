@@ -95,18 +95,14 @@ unit: $(UNIT_BINS)
 integration: all $(TOOL_BINS)
 	$(Q)python3 tests/integration/run.py --binary $(BUILD)/ringrelay $(ARGS)
 
-# The tests whose relay runs several threads that share data: the stats
-# socket and counters, the access log ring, reload, drain and upgrade, the
-# watchdog, health checks.
-TSAN_TESTS := -k stats -k access_log -k reload -k drain -k sd_notify -k upgrade -k health
-
-# The whole suite: release build, then the same tests under ASan+UBSan, the
-# threaded ones under TSan, then
-# a short run of every fuzz target (clang comes with scripts/deps.sh).
+# The whole suite: release build, then the same tests under ASan+UBSan and
+# again under TSan (the stats socket, access log writer, health checks,
+# reloads and workers share data), then a short run of every fuzz target
+# (clang comes with scripts/deps.sh).
 test: deps
 	$(Q)$(MAKE) --no-print-directory MODE=release unit integration
 	$(Q)$(MAKE) --no-print-directory MODE=asan unit integration ARGS=--sanitizer
-	$(Q)$(MAKE) --no-print-directory MODE=tsan integration ARGS="--sanitizer $(TSAN_TESTS)"
+	$(Q)$(MAKE) --no-print-directory MODE=tsan integration ARGS=--sanitizer
 	$(Q)if command -v clang >/dev/null; then $(MAKE) --no-print-directory fuzz; \
 	else echo "fuzz: SKIPPED, clang is not installed"; fi
 
