@@ -49,11 +49,30 @@ def socket_fds(pid):
     return n
 
 
-def fds_settle(rl, baseline, what):
+MEMORY_SLACK = 256 << 10
+
+
+def allocated(rl):
+    """Bytes the relay's allocator holds (jemalloc's count through the stats
+    socket); None in builds without jemalloc (the sanitizers')."""
+    return stats_json(rl.sock)["process"].get("memory_allocated")
+
+
+def resting(rl):
+    """What the relay holds at rest: descriptors (pipes aside) and memory."""
+    return socket_fds(rl.pid), allocated(rl)
+
+
+def settle(rl, baseline, what):
     """Waits until the relay holds no more descriptors (pipes aside) than at
-    baseline."""
-    harness.wait_until(lambda: socket_fds(rl.pid) <= baseline, 10,
-                       f"the relay's descriptors to return to {baseline} after {what}")
+    baseline, then checks its allocator holds no more than MEMORY_SLACK
+    beyond it: nothing the fault touched is left behind."""
+    fds, memory = baseline
+    harness.wait_until(lambda: socket_fds(rl.pid) <= fds, 10,
+                       f"the relay's descriptors to return to {fds} after {what}")
+    now = allocated(rl)
+    check(memory is None or now <= memory + MEMORY_SLACK,
+          f"after {what} the relay holds {now - memory if now else 0} bytes more than before")
 
 
 def outcome(sock, timeout):
@@ -77,7 +96,7 @@ def slowloris_header(ctx):
     rl = start(ctx, f"listeners:\n  - name: pp\n    bind: 127.0.0.1:{port}\n"
                f"    proxy_protocol_in: v2\n    trusted_sources: [127.0.0.1/32]\n"
                f"    header_timeout: 1s\nbackends:\n" + backend_yaml("app", [f"127.0.0.1:{be.port}"]))
-    baseline = socket_fds(rl.pid)
+    baseline = resting(rl)
     header = peers.proxy_v2(("192.0.2.1", 1000), ("127.0.0.1", port))
     c = client(ctx, ("127.0.0.1", port))
     start_t = time.monotonic()
@@ -95,7 +114,7 @@ def slowloris_header(ctx):
     check(ended is not None, "the relay waited for the whole slow header")
     check(0.9 <= took < 5, f"closed after {took:.2f}s, header_timeout is 1s")
     check(not be.pending(), "a backend connection was opened for it")
-    fds_settle(rl, baseline, "the slow client")
+    settle(rl, baseline, "the slow client")
     pp = named(stats_json(rl.sock)["listeners"], "pp")
     check(pp["header_timeouts"] == 1 and pp["ends"]["header_timeout"] == 1, f"counters: {pp}")
     rl.finish()
@@ -113,7 +132,7 @@ def slowloris_hello(ctx):
                f"    peek_timeout: 1s\n    routes:\n      - {{ sni: a.example, backend: app }}\n"
                f"backends:\n" + backend_yaml("app", [f"127.0.0.1:{be.port}"]))
     hello = client_hello("a.example", ["h2"])
-    baseline = socket_fds(rl.pid)
+    baseline = resting(rl)
     slow = client(ctx, ("127.0.0.1", port))
     slow.sendall(hello[:5])
     prompt = client(ctx, ("127.0.0.1", port))
@@ -135,7 +154,7 @@ def slowloris_hello(ctx):
             break
     took = time.monotonic() - start_t
     check(outcome(slow, 3) in ("eof", "reset"), "the slow client is still open")
-    fds_settle(rl, baseline, "the slow client")
+    settle(rl, baseline, "the slow client")
     tls = named(stats_json(rl.sock)["listeners"], "tls")
     check(tls["peek_timeouts"] == 1 and tls["routed"] == 1, f"counters: {tls}")
     rl.finish()
@@ -159,7 +178,7 @@ def silent(ctx):
                f"    peek_timeout: 2s\n    routes:\n      - {{ sni: a.example, backend: app }}\n"
                f"backends:\n" + backend_yaml("app", [f"127.0.0.1:{be.port}"]),
                "--max-connections", "8000")
-    baseline = socket_fds(rl.pid)
+    baseline = resting(rl)
     socks = []
     for _ in range(SILENT):
         s = socket.socket()
@@ -183,8 +202,8 @@ def silent(ctx):
     real.close()
     for s in socks:
         s.close()
-    fds_settle(rl, baseline, f"{SILENT} silent clients")
-    ctx.note(f"{SILENT} closed at peek_timeout, fds back to {baseline}")
+    settle(rl, baseline, f"{SILENT} silent clients")
+    ctx.note(f"{SILENT} closed at peek_timeout; descriptors and memory back to their baseline")
 
 
 def web_relay(ctx):
@@ -201,7 +220,7 @@ def backend_reset(ctx):
     """A backend that resets after the first exchange: the client sees a
     reset, the counters and access log say backend_reset, nothing leaks."""
     be, port, rl = web_relay(ctx)
-    baseline = socket_fds(rl.pid)
+    baseline = resting(rl)
     c = client(ctx, ("127.0.0.1", port))
     c.sendall(b"ping")
     b = be.accept()
@@ -211,7 +230,7 @@ def backend_reset(ctx):
     peers.set_linger_reset(b)
     b.close()
     check(outcome(c, 5) == "reset", "the client did not see a reset")
-    fds_settle(rl, baseline, "the reset")
+    settle(rl, baseline, "the reset")
     web = named(stats_json(rl.sock)["listeners"], "web")
     check(web["ends"]["backend_reset"] == 1 and web["active"] == 0, f"counters: {web}")
     rl.finish()
@@ -225,7 +244,7 @@ def half_close(ctx):
     """A client that sends its request, half-closes, and keeps reading a
     4 MiB answer: it gets every byte, then the relay closes cleanly."""
     be, port, rl = web_relay(ctx)
-    baseline = socket_fds(rl.pid)
+    baseline = resting(rl)
     c = client(ctx, ("127.0.0.1", port))
     c.sendall(b"GET")
     c.shutdown(socket.SHUT_WR)
@@ -239,7 +258,7 @@ def half_close(ctx):
     got = peers.recv_to_eof(c)
     t.join()
     check(got == body, f"{len(got)} of {len(body)} bytes reached the half-closed client")
-    fds_settle(rl, baseline, "the transfer")
+    settle(rl, baseline, "the transfer")
     rl.finish()
     rec = access_lines(rl)
     check(rec[0]["end"] == "client_closed" and rec[0]["from_server"] == len(body), f"log: {rec}")
@@ -270,11 +289,11 @@ def backend_refuses(ctx):
     port, dead = harness.free_port(), closed_port()
     rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
                backend_yaml("app", [f"127.0.0.1:{dead}"]))
-    baseline = socket_fds(rl.pid)
+    baseline = resting(rl)
     c = client(ctx, ("127.0.0.1", port))
     c.sendall(b"hello")
     check(outcome(c, 5) == "eof", "the client was not closed")
-    fds_settle(rl, baseline, "the refused connect")
+    settle(rl, baseline, "the refused connect")
     st = stats_json(rl.sock)
     app, web = named(st["backends"], "app"), named(st["listeners"], "web")
     fails = app["servers"][0]["connect_failures"]
@@ -291,7 +310,7 @@ def backend_resets_at_once(ctx):
     reset, the relay says what is probably wrong, the server's no_proxy
     counter and the access log (backend_reset) record it."""
     be, port, rl = web_relay(ctx)
-    baseline = socket_fds(rl.pid)
+    baseline = resting(rl)
     c = client(ctx, ("127.0.0.1", port))
     c.sendall(b"\x16\x03\x01")
     b = be.accept()
@@ -299,7 +318,7 @@ def backend_resets_at_once(ctx):
     peers.set_linger_reset(b)
     b.close()
     check(outcome(c, 5) == "reset", "the client did not see a reset")
-    fds_settle(rl, baseline, "the reset")
+    settle(rl, baseline, "the reset")
     server = named(stats_json(rl.sock)["backends"], "app")["servers"][0]
     check(server["no_proxy"] == 1 and server["active"] == 0, f"server counters: {server}")
     harness.wait_until(lambda: "probably does not expect PROXY protocol" in rl.stderr(), 5,
@@ -316,14 +335,14 @@ def backend_stalls(ctx):
     port = harness.free_port()
     rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
                backend_yaml("app", [f"127.0.0.1:{be.port}"], "idle_timeout: 1s"))
-    baseline = socket_fds(rl.pid)
+    baseline = resting(rl)
     c = client(ctx, ("127.0.0.1", port))
     c.sendall(b"request")
     b = be.accept()
     peers.read_header_then(b, b"request")
     check(outcome(c, 10) == "eof", "the client was not closed after the idle timeout")
     check(outcome(b, 5) == "eof", "the stalled backend was not closed")
-    fds_settle(rl, baseline, "the idle timeout")
+    settle(rl, baseline, "the idle timeout")
     web = named(stats_json(rl.sock)["listeners"], "web")
     check(web["ends"]["idle_timeout"] == 1 and web["active"] == 0, f"counters: {web}")
     rec = one_line(rl, "idle_timeout")
@@ -335,7 +354,7 @@ def client_reset(ctx):
     """A client that resets after the first exchange: the backend sees a
     reset, the counters and access log say client_reset, nothing leaks."""
     be, port, rl = web_relay(ctx)
-    baseline = socket_fds(rl.pid)
+    baseline = resting(rl)
     c = client(ctx, ("127.0.0.1", port))
     c.sendall(b"ping")
     b = be.accept()
@@ -345,7 +364,7 @@ def client_reset(ctx):
     peers.set_linger_reset(c)
     c.close()
     check(outcome(b, 5) == "reset", "the backend did not see a reset")
-    fds_settle(rl, baseline, "the reset")
+    settle(rl, baseline, "the reset")
     web = named(stats_json(rl.sock)["listeners"], "web")
     check(web["ends"]["client_reset"] == 1 and web["active"] == 0, f"counters: {web}")
     rec = one_line(rl, "client_reset")
@@ -367,7 +386,7 @@ def max_connections_full(ctx):
     rl = start(ctx, f"max_connections: {FULL}\nworkers: 2\n"
                f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
                backend_yaml("app", [f"127.0.0.1:{echo}"]))
-    baseline = socket_fds(rl.pid)
+    baseline = resting(rl)
     held = []
     for _ in range(FULL):
         c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
@@ -394,7 +413,7 @@ def max_connections_full(ctx):
           web["active"] == FULL and app["conns"] == FULL, f"counters: {web}, backend {app}")
     for c in held:
         c.close()
-    fds_settle(rl, baseline, "closing the held connections")
+    settle(rl, baseline, "closing the held connections")
     again = client(ctx, ("127.0.0.1", port), "127.0.0.4")
     again.sendall(b"ok")
     check(peers.recv_exact(again, 2) == b"ok", "not served once the held connections closed")
@@ -433,7 +452,7 @@ def fd_exhaustion(ctx):
     port = harness.free_port()
     rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
                backend_yaml("app", [f"127.0.0.1:{echo}"]))
-    baseline = socket_fds(rl.pid)
+    baseline = resting(rl)
     held = []
     for _ in range(HELD):
         c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
@@ -469,7 +488,7 @@ def fd_exhaustion(ctx):
     check(errors > 0, f"no accept error counted: {workers}")
     for c in held[6:] + waiting:
         c.close()
-    fds_settle(rl, baseline, "the fault")
+    settle(rl, baseline, "the fault")
     web = named(stats_json(rl.sock)["listeners"], "web")
     check(web["accepted"] == HELD + WAITING and web["active"] == 0 and
           web["ends"]["local_error"] == 0, f"counters: {web}")
@@ -492,7 +511,7 @@ def no_fd_for_backend(ctx):
     port = harness.free_port()
     rl = start(ctx, f"workers: 1\nlisteners:\n  - name: web\n    bind: 127.0.0.1:{port}\n"
                f"backends:\n" + backend_yaml("app", [f"127.0.0.1:{echo}"], "connect_timeout: 1s"))
-    baseline = socket_fds(rl.pid)
+    baseline = resting(rl)
     old = limit_fds(rl.pid, 1)
     a = client(ctx, ("127.0.0.1", port))
     a.sendall(b"first")
@@ -502,7 +521,7 @@ def no_fd_for_backend(ctx):
     a.settimeout(5)
     check(peers.recv_exact(a, 5) == b"first", "the waiting client was not served")
     a.close()
-    fds_settle(rl, baseline, "the first client")
+    settle(rl, baseline, "the first client")
     limit_fds(rl.pid, 1)
     b = client(ctx, ("127.0.0.1", port))
     b.sendall(b"second")
@@ -510,7 +529,7 @@ def no_fd_for_backend(ctx):
     harness.wait_until(lambda: "no descriptor for its backend connection" in rl.stderr(), 5,
                        "the relay to log why it closed the client")
     resource.prlimit(rl.pid, resource.RLIMIT_NOFILE, old)
-    fds_settle(rl, baseline, "the second client")
+    settle(rl, baseline, "the second client")
     web = named(stats_json(rl.sock)["listeners"], "web")
     server = named(stats_json(rl.sock)["backends"], "app")["servers"][0]
     check(web["ends"]["local_error"] == 1 and web["ends"]["client_closed"] == 1 and
@@ -535,7 +554,7 @@ def flood(ctx):
     rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\n"
                f"    max_connections_per_source: {PER_SOURCE}\nbackends:\n" +
                backend_yaml("app", [f"127.0.0.1:{echo}"]))
-    baseline = socket_fds(rl.pid)
+    baseline = resting(rl)
     socks = []
     for _ in range(FLOOD):
         s = socket.socket()
@@ -561,7 +580,7 @@ def flood(ctx):
     for s in socks:
         s.close()
     other.close()
-    fds_settle(rl, baseline, "the flood")
+    settle(rl, baseline, "the flood")
     again = client(ctx, ("127.0.0.1", port), "127.0.0.2")
     again.sendall(b"ok")
     check(peers.recv_exact(again, 2) == b"ok", "the source's places were not given back")
@@ -765,7 +784,7 @@ def killed(ctx):
     port = harness.free_port()
     rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
                backend_yaml("app", [f"127.0.0.1:{p1}", f"127.0.0.1:{p2}"], "retries: 1"))
-    baseline = socket_fds(rl.pid)
+    baseline = resting(rl)
     st = harness.Helper(ctx, "steady", ["steady-client", "--target", f"127.0.0.1:{port}",
                                         "--conns", "20", "--pieces", "30", "--piece", "500",
                                         "--gap", "0.1", "--timeout", "30"])
@@ -781,7 +800,7 @@ def killed(ctx):
     done = rate.wait_json("done", 15)["done"]
     check(done["failed"] == 0 and done["ok"] == done["opened"] and done["ok"] > 0,
           f"after the kill: {done['ok']} of {done['opened']} ok, {done['errors']}")
-    fds_settle(rl, baseline, "the kill")
+    settle(rl, baseline, "the kill")
     app = named(stats_json(rl.sock)["backends"], "app")
     servers = {s["name"]: s for s in app["servers"]}
     dead, live = servers[f"127.0.0.1:{p1}"], servers[f"127.0.0.1:{p2}"]
