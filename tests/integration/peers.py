@@ -10,6 +10,7 @@ import json
 import os
 import queue
 import random
+import selectors
 import signal
 import socket
 import struct
@@ -306,55 +307,88 @@ def _chunk_size(rng, max_chunk):
     return min(max_chunk, int(2 ** rng.uniform(0, max_chunk.bit_length())))
 
 
-def _send_stream(sock, nbytes, block, max_chunk, rng):
-    digest = hashlib.sha256()
-    sent = 0
-    while sent < nbytes:
-        size = min(_chunk_size(rng, max_chunk), nbytes - sent)
-        off = rng.randrange(0, len(block) - size)
-        chunk = block[off:off + size]
-        sock.sendall(chunk)
-        digest.update(chunk)
-        sent += size
-    sock.shutdown(socket.SHUT_WR)
-    return sent, digest.hexdigest()
+class _Stream:
+    """One connection moving nbytes out (random chunk sizes, random slices
+    of block) while reading to EOF (random read sizes), both sides hashed;
+    driven by _pump_all() with the socket non-blocking."""
 
+    def __init__(self, sock, nbytes, block, max_chunk, seed, already=b""):
+        self.sock, self.nbytes, self.block, self.max_chunk = sock, nbytes, block, max_chunk
+        self.send_rng, self.recv_rng = random.Random(seed), random.Random(seed + 1)
+        self.sent, self.sent_sha, self.pending = 0, hashlib.sha256(), memoryview(b"")
+        self.got, self.got_sha = len(already), hashlib.sha256(already)
+        self.view = memoryview(bytearray(max_chunk))
+        self.sending, self.receiving = True, True
+        self.result = {}
 
-def _recv_stream(sock, max_chunk, rng, already=b""):
-    digest = hashlib.sha256(already)
-    got = len(already)
-    buf = bytearray(max_chunk)
-    view = memoryview(buf)
-    while True:
-        n = sock.recv_into(view, _chunk_size(rng, max_chunk))
-        if n == 0:
-            return got, digest.hexdigest()
-        digest.update(view[:n])
-        got += n
+    def events(self):
+        return ((selectors.EVENT_WRITE if self.sending else 0) |
+                (selectors.EVENT_READ if self.receiving else 0))
 
-
-def _pump(sock, nbytes, block, max_chunk, seed, already=b"", close=True):
-    """Send nbytes and receive until EOF at the same time; returns a result dict."""
-    result = {}
-
-    def sender():
+    def on_write(self):
         try:
-            result["sent"], result["sent_sha"] = _send_stream(
-                sock, nbytes, block, max_chunk, random.Random(seed))
+            if not self.pending:
+                size = min(_chunk_size(self.send_rng, self.max_chunk),
+                           self.nbytes - self.sent)
+                off = self.send_rng.randrange(0, len(self.block) - size)
+                self.pending = self.block[off:off + size]
+            n = self.sock.send(self.pending)
+            self.sent_sha.update(self.pending[:n])
+            self.pending, self.sent = self.pending[n:], self.sent + n
+            if self.sent == self.nbytes:
+                self.sock.shutdown(socket.SHUT_WR)
+                self.sending = False
+                self.result.update(sent=self.sent, sent_sha=self.sent_sha.hexdigest())
+        except BlockingIOError:
+            pass
         except Exception as e:  # reported to the driver, which fails the test
-            result["send_error"] = repr(e)
+            self.result["send_error"] = repr(e)
+            self.sending = False
 
-    t = threading.Thread(target=sender)
-    t.start()
-    try:
-        result["recv"], result["recv_sha"] = _recv_stream(
-            sock, max_chunk, random.Random(seed + 1), already)
-    except Exception as e:
-        result["recv_error"] = repr(e)
-    t.join()
-    if close:
-        sock.close()
-    return result
+    def on_read(self):
+        try:
+            n = self.sock.recv_into(self.view, _chunk_size(self.recv_rng, self.max_chunk))
+        except BlockingIOError:
+            return
+        except Exception as e:
+            self.result["recv_error"] = repr(e)
+            self.receiving = False
+            return
+        if n == 0:
+            self.receiving = False
+            self.result.update(recv=self.got, recv_sha=self.got_sha.hexdigest())
+            return
+        self.got_sha.update(self.view[:n])
+        self.got += n
+
+
+def _pump_all(streams, timeout):
+    """Runs every stream to its end in this one thread; a stream that makes
+    no progress while nothing else does for timeout seconds fails."""
+    sel = selectors.DefaultSelector()
+    for st in streams:
+        st.sock.setblocking(False)
+        sel.register(st.sock, st.events(), st)
+    live = len(streams)
+    while live:
+        ready = sel.select(timeout)
+        if not ready:
+            for key in list(sel.get_map().values()):
+                key.data.result["timeout_error"] = f"no progress in {timeout}s"
+            break
+        for key, ev in ready:
+            st = key.data
+            if ev & selectors.EVENT_READ and st.receiving:
+                st.on_read()
+            if ev & selectors.EVENT_WRITE and st.sending:
+                st.on_write()
+            want = st.events()
+            if not want:
+                sel.unregister(st.sock)
+                live -= 1
+            elif want != key.events:
+                sel.modify(st.sock, want, st)
+    sel.close()
 
 
 def _emit(obj):
@@ -363,83 +397,73 @@ def _emit(obj):
 
 
 def integrity_backend(args):
-    """Accept args.conns connections; for each strip the PROXY header, then send
-    args.bytes while receiving to EOF. Results are keyed by the client's port
-    as the header gave it."""
+    """Accept args.conns connections and strip each one's PROXY header, then
+    on all of them at once send args.bytes while receiving to EOF. Results
+    are keyed by the client's port as the header gave it."""
     lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(args.conns)
     lsock.settimeout(args.timeout)
     block = _random_block(args.block)
     _emit({"port": lsock.getsockname()[1]})
-    results, threads = {}, []
-
-    def serve(c, n):
-        c.settimeout(args.timeout)
-        try:
-            _, info, rest = read_proxy_header(c)
-        except Exception as e:
-            results[f"bad{n}"] = {"header_error": repr(e)}
-            c.close()
-            return
-        key = str(info.get("src", ("?", n))[1])
-        result = dict(_pump(c, args.bytes, block, args.max_chunk, 1000 + n, rest),
-                      src=info.get("src"), dst=info.get("dst"))
-        if key in results:  # two clients on one port: the test is broken, say so
-            result["port_reuse_error"] = f"client port {key} seen twice"
-            key = f"{key}#{n}"
-        results[key] = result
-
+    results, streams = {}, []
     for n in range(args.conns):
         try:
             c, _ = lsock.accept()
         except OSError as e:
             results["accept_error"] = repr(e)
             break
-        t = threading.Thread(target=serve, args=(c, n))
-        t.start()
-        threads.append(t)
-    for t in threads:
-        t.join()
+        c.settimeout(args.timeout)
+        try:
+            _, info, rest = read_proxy_header(c)
+        except Exception as e:
+            results[f"bad{n}"] = {"header_error": repr(e)}
+            c.close()
+            continue
+        st = _Stream(c, args.bytes, block, args.max_chunk, 1000 + n, rest)
+        st.result.update(src=info.get("src"), dst=info.get("dst"))
+        st.key = str(info.get("src", ("?", n))[1])
+        streams.append(st)
+    _pump_all(streams, args.timeout)
+    for n, st in enumerate(streams):
+        key = st.key
+        if key in results:  # two clients on one port: the test is broken, say so
+            st.result["port_reuse_error"] = f"client port {key} seen twice"
+            key = f"{key}#{n}"
+        results[key] = st.result
+        st.sock.close()
     _emit({"results": results})
 
 
 def integrity_client(args):
-    """Open args.conns connections to the relay at once, each sending
-    args.bytes while receiving to EOF. Results are keyed by local port."""
+    """Open args.conns connections to the relay, then on all of them at once
+    send args.bytes while receiving to EOF. Results are keyed by local
+    port."""
     host, port = args.target.rsplit(":", 1)
     block = _random_block(args.block)
-    results, threads, sockets = {}, [], []
-
-    def run(n):
+    results, streams = {}, []
+    for n in range(args.conns):
         try:
             s = connect((host, int(port)), args.source, args.timeout)
         except Exception as e:
             results[f"connect{n}"] = {"connect_error": repr(e)}
-            return
-        try:
-            key = str(s.getsockname()[1])
-            # Closed only once every connection is done: a port freed early
-            # (the side closing second keeps no TIME_WAIT) could be taken by
-            # a later connection, and the backend, which knows clients by
-            # port, would mix the two up.
-            sockets.append(s)
-            result = _pump(s, args.bytes, block, args.max_chunk, 2000 + n, close=False)
-            if key in results:
-                result["port_reuse_error"] = f"local port {key} seen twice"
-                key = f"{key}#{n}"
-            results[key] = result
-        except BaseException as e:  # every connection has a result, whatever happened
-            results[f"conn{n}"] = {"thread_error": repr(e)}
-
-    for n in range(args.conns):
-        t = threading.Thread(target=run, args=(n,))
-        t.start()
-        threads.append(t)
-    for t in threads:
-        t.join()
-    for s in sockets:
-        s.close()
+            continue
+        st = _Stream(s, args.bytes, block, args.max_chunk, 2000 + n)
+        st.key = str(s.getsockname()[1])  # now: a reset socket gives its port up
+        streams.append(st)
+    _pump_all(streams, args.timeout)
+    # Closed only once every connection is done: a port freed early (the
+    # side closing second keeps no TIME_WAIT) could be taken by a later
+    # connection, and the backend, which knows clients by port, would mix
+    # the two up.
+    for n, st in enumerate(streams):
+        key = st.key
+        if key in results:
+            st.result["port_reuse_error"] = f"local port {key} seen twice"
+            key = f"{key}#{n}"
+        results[key] = st.result
+    for st in streams:
+        st.sock.close()
     _emit({"results": results})
 
 
