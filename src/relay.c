@@ -1247,11 +1247,14 @@ static void backend_no_proxy(struct worker *w, struct conn *c, const char *what)
 }
 
 /* Whether the backend's first move can still say it refused the header:
- * the header went out, and the client has not closed (a backend closing
- * after the client did is just following it). */
+ * the header went out, the client has not closed (a backend closing after
+ * the client did is just following it), and the backend has not closed
+ * already (its FIN was that first move, diagnosed then; a send failing on
+ * it afterwards is its echo). */
 static int backend_on_trial(const struct conn *c)
 {
-    return c->hdr_len && c->state == CONN_OPEN && !(c->dir[SIDE_CLIENT].flags & DIR_EOF);
+    return c->hdr_len && c->state == CONN_OPEN && !(c->dir[SIDE_CLIENT].flags & DIR_EOF) &&
+           !(c->dir[SIDE_BACKEND].flags & DIR_EOF);
 }
 
 /* The backend closed (res 0) or failed (-errno) before its first byte. */

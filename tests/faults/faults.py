@@ -326,6 +326,37 @@ def backend_resets_at_once(ctx):
     one_line(rl, "backend_reset")
 
 
+@case("fault_backend_closes_before_any_byte")
+def backend_closes_at_once(ctx):
+    """A backend that takes the PROXY header and closes (FIN) without a
+    byte while the client keeps sending: the relay says what is probably
+    wrong once, and counts it once, though later sends to it fail too."""
+    be, port, rl = web_relay(ctx)
+    baseline = resting(rl)
+    c = client(ctx, ("127.0.0.1", port))
+    c.sendall(b"\x16\x03\x01")
+    b = be.accept()
+    peers.read_header_then(b, b"\x16\x03\x01")
+    b.close()
+    check(outcome(c, 5) == "eof", "the backend's close did not reach the client")
+    sent = 0
+    for _ in range(50):  # the client's half is still open: its bytes go on
+        try:
+            c.sendall(b"x" * 1000)
+            sent += 1
+        except OSError:
+            break  # the relay reset it, once the backend answered with a reset
+        time.sleep(0.01)  # paces the sends; nothing waits on it
+    c.close()
+    settle(rl, baseline, "the close")
+    server = named(stats_json(rl.sock)["backends"], "app")["servers"][0]
+    check(server["no_proxy"] == 1, f"diagnosed {server['no_proxy']} times, want once "
+                                   f"({sent} sends after the close)")
+    rl.finish()
+    check(rl.stderr().count("probably does not expect PROXY protocol") == 1,
+          "the diagnosis was not logged exactly once")
+
+
 @case("fault_backend_stalls_forever")
 def backend_stalls(ctx):
     """A backend that accepts, reads and never answers: idle_timeout (1s
