@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "relay.h"
+#include "syserr.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -375,7 +376,7 @@ static void on_listen_event(struct worker *w, int li)
             relay_on_accept(w, fd, li);
             continue;
         }
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        if (err_out_of_resources(errno))
             relay_on_accept_error(w, errno);
         else if (errno != EAGAIN && errno != ECONNABORTED && errno != EINTR)
             log_rl(LOG_LEVEL_WARN, "worker %d: accept: %s", w->id, strerror(errno));

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "relay.h"
+#include "syserr.h"
 #include "uring_compat.h"
 
 #include <errno.h>
@@ -590,8 +591,7 @@ static void on_accept_cqe(struct worker *w, uint32_t li, const struct io_uring_c
         st->accept_armed[li] = 0;
     if (cqe->res >= 0) {
         relay_on_accept(w, cqe->res, (int)li);
-    } else if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOBUFS ||
-               cqe->res == -ENOMEM) {
+    } else if (err_out_of_resources(-cqe->res)) {
         relay_on_accept_error(w, -cqe->res);
     } else if (cqe->res != -ECANCELED && cqe->res != -ECONNABORTED) {
         log_rl(LOG_LEVEL_WARN, "worker %d: accept: %s", w->id, strerror(-cqe->res));

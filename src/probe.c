@@ -3,6 +3,7 @@
 
 #include "addr.h"
 #include "proxy.h"
+#include "syserr.h"
 
 #include <errno.h>
 #include <openssl/err.h>
@@ -168,7 +169,7 @@ int probe_run(const struct probe *p, char *why, size_t cap)
 {
     int fd = probe_connect(p), ret, ok;
 
-    if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+    if (fd < 0 && err_out_of_resources(-fd)) {
         snprintf(why, cap, "not run: socket: %s", strerror(-fd));
         return -1;
     }

@@ -12,6 +12,7 @@
 #include "proxy_parse.h"
 #include "sniff.h"
 #include "srclimit.h"
+#include "syserr.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -664,8 +665,7 @@ static void conn_connect(struct worker *w, struct conn *c)
     bfd = socket(be->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (bfd == -1) {
         err = errno;
-        if ((err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) &&
-            conn_wait_fd(w, c, err))
+        if (err_out_of_resources(err) && conn_wait_fd(w, c, err))
             return;
         conn_end(c, END_LOCAL_ERROR);
         log_rl(LOG_LEVEL_WARN, "c%u.%u: backend socket: %s", w->id, c->id, strerror(err));

@@ -3,6 +3,8 @@
  * the client takes them. */
 #include "stats_socket.h"
 
+#include "syserr.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -173,7 +175,7 @@ static void accept_client(struct stats_socket *s, uint64_t now)
     if (fd == -1) {
         /* Out of descriptors or memory: the client stays queued, and polling
          * the socket again at once would spin. */
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        if (err_out_of_resources(errno))
             s->accept_resume_ms = now + ACCEPT_BACKOFF_MS;
         return;
     }
