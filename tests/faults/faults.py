@@ -215,10 +215,18 @@ def web_relay(ctx):
     return be, port, rl
 
 
-@case("fault_backend_resets_mid_stream")
-def backend_reset(ctx):
-    """A backend that resets after the first exchange: the client sees a
-    reset, the counters and access log say backend_reset, nothing leaks."""
+def one_line(rl, end):
+    """The run's only access-log line, which must end with end."""
+    rl.finish()
+    rec = access_lines(rl)
+    check(len(rec) == 1 and rec[0]["end"] == end, f"access log, want one {end}: {rec}")
+    return rec[0]
+
+
+def reset_mid_stream(ctx, side):
+    """One side ("client" or "backend") resets after the first exchange:
+    the other side sees a reset, the counters and the access log say
+    SIDE_reset with 4 bytes moved each way, nothing leaks."""
     be, port, rl = web_relay(ctx)
     baseline = resting(rl)
     c = client(ctx, ("127.0.0.1", port))
@@ -227,16 +235,25 @@ def backend_reset(ctx):
     peers.read_header_then(b, b"ping")
     b.sendall(b"pong")
     check(peers.recv_exact(c, 4) == b"pong", "first exchange")
-    peers.set_linger_reset(b)
-    b.close()
-    check(outcome(c, 5) == "reset", "the client did not see a reset")
+    resetter, other = (c, b) if side == "client" else (b, c)
+    peers.set_linger_reset(resetter)
+    resetter.close()
+    check(outcome(other, 5) == "reset", f"the other side of the {side} did not see a reset")
     settle(rl, baseline, "the reset")
     web = named(stats_json(rl.sock)["listeners"], "web")
-    check(web["ends"]["backend_reset"] == 1 and web["active"] == 0, f"counters: {web}")
-    rl.finish()
-    rec = access_lines(rl)
-    check(len(rec) == 1 and rec[0]["end"] == "backend_reset" and rec[0]["from_client"] == 4 and
-          rec[0]["from_server"] == 4, f"access log: {rec}")
+    check(web["ends"][f"{side}_reset"] == 1 and web["active"] == 0, f"counters: {web}")
+    rec = one_line(rl, f"{side}_reset")
+    check(rec["from_client"] == 4 and rec["from_server"] == 4, f"bytes moved: {rec}")
+
+
+@case("fault_backend_resets_mid_stream")
+def backend_reset(ctx):
+    reset_mid_stream(ctx, "backend")
+
+
+@case("fault_client_resets_mid_stream")
+def client_reset(ctx):
+    reset_mid_stream(ctx, "client")
 
 
 @case("fault_client_half_close_keeps_reading")
@@ -271,14 +288,6 @@ def closed_port():
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-def one_line(rl, end):
-    """The run's only access-log line, which must end with end."""
-    rl.finish()
-    rec = access_lines(rl)
-    check(len(rec) == 1 and rec[0]["end"] == end, f"access log, want one {end}: {rec}")
-    return rec[0]
 
 
 @case("fault_backend_refuses")
@@ -380,28 +389,6 @@ def backend_stalls(ctx):
     check(rec["from_client"] == 7 and rec["from_server"] == 0, f"bytes moved: {rec}")
 
 
-@case("fault_client_resets_mid_stream")
-def client_reset(ctx):
-    """A client that resets after the first exchange: the backend sees a
-    reset, the counters and access log say client_reset, nothing leaks."""
-    be, port, rl = web_relay(ctx)
-    baseline = resting(rl)
-    c = client(ctx, ("127.0.0.1", port))
-    c.sendall(b"ping")
-    b = be.accept()
-    peers.read_header_then(b, b"ping")
-    b.sendall(b"pong")
-    check(peers.recv_exact(c, 4) == b"pong", "first exchange")
-    peers.set_linger_reset(c)
-    c.close()
-    check(outcome(b, 5) == "reset", "the backend did not see a reset")
-    settle(rl, baseline, "the reset")
-    web = named(stats_json(rl.sock)["listeners"], "web")
-    check(web["ends"]["client_reset"] == 1 and web["active"] == 0, f"counters: {web}")
-    rec = one_line(rl, "client_reset")
-    check(rec["from_client"] == 4 and rec["from_server"] == 4, f"bytes moved: {rec}")
-
-
 FULL, OVER = 20, 30
 
 
@@ -475,14 +462,16 @@ def fd_exhaustion(ctx):
     """The relay's open-file limit lowered to what it holds (10 relayed
     connections open): new clients cannot be accepted, so accepting pauses
     with a back-off (counted, logged), the open connections keep flowing,
-    no core spins; when six of them close, the five waiting clients are
-    accepted and served, and every connection ends up in the access log."""
+    no core spins; health checks that cannot get a socket leave the server
+    up; when six of them close, the five waiting clients are accepted and
+    served, and every connection ends up in the access log."""
     from cases.lifecycle import cpu_seconds
     e = harness.Helper(ctx, "echo", ["echo-backend"])
     echo = e.wait_json("port", 10)["port"]
     port = harness.free_port()
     rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
-               backend_yaml("app", [f"127.0.0.1:{echo}"]))
+               backend_yaml("app", [f"127.0.0.1:{echo}"],
+                            "health_check: { mode: tcp, interval: 100ms, fall: 2 }"))
     baseline = resting(rl)
     held = []
     for _ in range(HELD):
@@ -508,15 +497,19 @@ def fd_exhaustion(ctx):
                               f"descriptors: spinning")
     early = [outcome(c, 0.01) for c in waiting]
     check(early == ["open"] * WAITING, f"waiting clients before fds were freed: {early}")
+    check("health check not run" in rl.stderr(), "no health check met the shortage")
     for c in held[:6]:
         c.close()
     for i, c in enumerate(waiting):
         c.settimeout(10)
         check(peers.recv_exact(c, 2) == b"w%d" % i, f"waiting client {i} was not served "
                                                        f"once descriptors were free")
-    workers = stats_json(rl.sock)["workers"]
-    errors = sum(w["accept_errors"] for w in workers)
-    check(errors > 0, f"no accept error counted: {workers}")
+    st = stats_json(rl.sock)
+    errors = sum(w["accept_errors"] for w in st["workers"])
+    check(errors > 0, f"no accept error counted: {st['workers']}")
+    server = named(st["backends"], "app")["servers"][0]
+    check(server["state"] == "up" and server["health_changes"] == 0,
+          f"our own shortage marked the server down: {server}")
     for c in held[6:] + waiting:
         c.close()
     settle(rl, baseline, "the fault")
