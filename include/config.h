@@ -7,7 +7,7 @@
 
 #include "addr.h"
 #include "cidr.h"
-#include "options.h"
+#include "clienthello.h"
 #include "proxy.h"
 #include "proxy_parse.h"
 
@@ -16,15 +16,34 @@
 #include <stdio.h>
 
 #define CONFIG_DEFAULT_PATH "/etc/ringrelay/ringrelay.yaml"
+
+/* Limits: every one is in the README's table, the example file and the
+ * man page. */
+#define CONFIG_FILE_MAX (1U << 20) /* bytes in a configuration file */
 #define CONFIG_NAME_MAX 64
-#define CONFIG_MAX_LISTENERS OPTIONS_MAX_LISTEN
+#define CONFIG_MAX_LISTENERS 16
 #define CONFIG_MAX_BINDS 8
-#define CONFIG_MAX_TRUSTED OPTIONS_MAX_TRUSTED
-#define CONFIG_MAX_ROUTES OPTIONS_MAX_ROUTES
+#define CONFIG_MAX_TRUSTED 64
+#define CONFIG_MAX_ROUTES 64
 #define CONFIG_MAX_BACKENDS 32
 #define CONFIG_MAX_SERVERS 64
+#define CONFIG_MAX_TLV_PASS 16
 #define CONFIG_PATH_MAX 108 /* sun_path */
+/* The most of a stream looked at for a ClientHello. */
+#define CONFIG_PEEK_MAX 16384U
+/* An inbound v2 header must fit one relay buffer. */
+#define CONFIG_HEADER_MAX_LIMIT 16384U
+/* max_connections: 0 asks for what the open-file limit allows, up to this. */
+#define CONFIG_DEFAULT_CONNECTIONS 10000
 
+/* TLVs written on the outbound v2 header (tlvs:). */
+#define TLV_AUTHORITY 0x01
+#define TLV_ALPN 0x02
+#define TLV_UNIQUE_ID 0x04
+#define TLV_CRC32C 0x08
+
+enum io_kind { IO_AUTO, IO_URING, IO_EPOLL };
+enum splice_mode { SPLICE_AUTO, SPLICE_NEVER, SPLICE_ALWAYS };
 enum balance { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN, BALANCE_CLIENT_IP_HASH };
 enum check_mode { CHECK_TCP, CHECK_PROXY_LOCAL, CHECK_TLS, CHECK_OFF };
 enum access_log_mode { ACCESS_LOG_ALL, ACCESS_LOG_ERRORS, ACCESS_LOG_OFF };
@@ -61,7 +80,7 @@ struct config_backend {
     struct config_mark mark;
     enum proxy_version proxy_protocol;
     uint32_t tlvs; /* TLV_* */
-    uint8_t tlv_pass[OPTIONS_MAX_TLV_PASS];
+    uint8_t tlv_pass[CONFIG_MAX_TLV_PASS];
     int n_tlv_pass;
     enum balance balance;
     uint32_t connect_timeout_ms, idle_timeout_ms;
@@ -120,6 +139,10 @@ struct config {
  * expected". */
 int config_parse(struct config *c, const char *file, const char *text, size_t len, char *err,
                  size_t errlen);
+
+/* Parses "250ms", "5s", "2m", "1h" or a bare number of seconds into ms.
+ * Returns 0 or -EINVAL (also on overflow of 32 bits). */
+int config_parse_duration(const char *s, uint32_t *ms);
 
 /* Writes the effective configuration as YAML that config_parse reads back
  * to the same values. */

@@ -3,51 +3,29 @@
 #ifndef RINGRELAY_OPTIONS_H
 #define RINGRELAY_OPTIONS_H
 
-#include "addr.h"
-#include "cidr.h"
-#include "proxy.h"
-#include "proxy_parse.h"
+#include "config.h"
 #include "route.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define OPTIONS_MAX_LISTEN 16
-#define OPTIONS_DEFAULT_CONNECTIONS 10000
-#define OPTIONS_MAX_TRUSTED 64
-#define OPTIONS_MAX_ROUTES 64
-#define OPTIONS_MAX_TLV_PASS 16
-
-/* TLVs written on the outbound v2 header (--tlvs). */
-#define TLV_AUTHORITY 0x01
-#define TLV_ALPN 0x02
-#define TLV_UNIQUE_ID 0x04
-#define TLV_CRC32C 0x08
-/* The most of a stream looked at for a ClientHello. */
-#define OPTIONS_PEEK_MAX 16384U
-/* An inbound v2 header must fit one relay buffer. */
-#define OPTIONS_HEADER_MAX_LIMIT 16384U
-
-enum io_kind { IO_AUTO, IO_URING, IO_EPOLL };
-enum splice_mode { SPLICE_AUTO, SPLICE_NEVER, SPLICE_ALWAYS };
-
 struct options {
-    union sockaddr_inet listen[OPTIONS_MAX_LISTEN];
+    union sockaddr_inet listen[CONFIG_MAX_LISTENERS];
     int n_listen;
     union sockaddr_inet backend;
     struct sockaddr_un backend_unix; /* --backend unix:/path */
     enum proxy_version proxy;
     enum proxy_in proxy_in;
-    struct cidr trusted[OPTIONS_MAX_TRUSTED]; /* who may send an inbound header */
+    struct cidr trusted[CONFIG_MAX_TRUSTED]; /* who may send an inbound header */
     int n_trusted;
     uint32_t header_timeout_ms;
     uint32_t header_max; /* largest inbound v2 header accepted, bytes */
-    struct route routes[OPTIONS_MAX_ROUTES]; /* by SNI; --backend is the default */
+    struct route routes[CONFIG_MAX_ROUTES]; /* by SNI; --backend is the default */
     int n_routes;
     uint32_t peek_timeout_ms; /* wait this long for a whole ClientHello */
     uint32_t max_per_source;  /* open connections per client address; 0: no limit */
     uint32_t tlvs;            /* TLV_* */
-    uint8_t tlv_pass[OPTIONS_MAX_TLV_PASS]; /* types copied from a trusted inbound header */
+    uint8_t tlv_pass[CONFIG_MAX_TLV_PASS]; /* types copied from a trusted inbound header */
     int n_tlv_pass;
     int workers; /* 0: one per usable CPU */
     enum io_kind io;
@@ -100,10 +78,6 @@ enum options_result { OPTIONS_RUN = 0, OPTIONS_HELP = 1, OPTIONS_VERSION = 2 };
 /* Fills *o with defaults, then applies argv. Returns OPTIONS_RUN, HELP or
  * VERSION, or -EINVAL with one line naming the offending flag in err. */
 int options_parse(struct options *o, int argc, char *const argv[], char *err, size_t errlen);
-
-/* Parses "250ms", "5s", "2m", "1h" or a bare number of seconds into ms.
- * Returns 0 or -EINVAL (also on overflow of 32 bits). */
-int options_parse_duration(const char *s, uint32_t *ms);
 
 extern const char options_usage[];
 

@@ -15,6 +15,19 @@ enum proxy_version { PROXY_OFF, PROXY_V1, PROXY_V2 };
 
 #define PROXY_V2_SIG "\r\n\r\n\0\r\nQUIT\n"
 #define PROXY_V2_SIG_LEN 12
+/* The signature, version and command, family, and the length that follows. */
+#define PROXY_V2_FIXED_LEN 16
+
+/* v2 TLV types (section 2.2 of the spec). */
+enum proxy_tlv_type {
+    PROXY_TLV_ALPN = 0x01,
+    PROXY_TLV_AUTHORITY = 0x02,
+    PROXY_TLV_CRC32C = 0x03,
+    PROXY_TLV_NOOP = 0x04,
+    PROXY_TLV_UNIQUE_ID = 0x05,
+    PROXY_TLV_SSL = 0x20,
+    PROXY_TLV_NETNS = 0x30,
+};
 
 /* Writes a v2 header for a stream from src to dst into buf. Both addresses
  * IPv4, or both IPv6 (an IPv4-mapped IPv6 pair is written as TCP4); any other

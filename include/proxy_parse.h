@@ -5,6 +5,7 @@
 #define RINGRELAY_PROXY_PARSE_H
 
 #include "addr.h"
+#include "proxy.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -13,20 +14,9 @@ enum proxy_in { PROXY_IN_OFF, PROXY_IN_V1, PROXY_IN_V2, PROXY_IN_ANY };
 
 /* A v1 line is at most 107 bytes with its CRLF. */
 #define PROXY_V1_MAX 107
-/* The default and the ceiling for the v2 cap (16-byte header + 0xffff). */
+/* The default and the ceiling for the v2 cap (fixed part + 0xffff). */
 #define PROXY_V2_CAP_DEFAULT 4096
-#define PROXY_V2_CAP_MAX (16 + 0xffff)
-
-/* v2 TLV types (section 2.2 of the spec). */
-enum proxy_tlv_type {
-    PROXY_TLV_ALPN = 0x01,
-    PROXY_TLV_AUTHORITY = 0x02,
-    PROXY_TLV_CRC32C = 0x03,
-    PROXY_TLV_NOOP = 0x04,
-    PROXY_TLV_UNIQUE_ID = 0x05,
-    PROXY_TLV_SSL = 0x20,
-    PROXY_TLV_NETNS = 0x30,
-};
+#define PROXY_V2_CAP_MAX (PROXY_V2_FIXED_LEN + 0xffff)
 
 /* The spec caps a UNIQUE_ID at 128 bytes. */
 #define PROXY_UNIQUE_ID_MAX 128

@@ -11,6 +11,8 @@
 #include <stdatomic.h>
 #include <sys/un.h>
 
+struct options;
+
 /* Listening sockets per worker: every bind of every listener. */
 #define RUNTIME_MAX_BINDS 64
 

@@ -7,7 +7,7 @@
 #include "access_log.h"
 #include "addr.h"
 #include "list.h"
-#include "options.h"
+#include "config.h"
 #include "proxy.h"
 #include "runtime.h"
 #include "stats.h"

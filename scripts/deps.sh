@@ -1,6 +1,9 @@
 #!/bin/sh
 # Install the Debian packages ringrelay builds, tests and benchmarks with,
 # but only those that are missing: a machine that has them all is left alone.
+# Services that come with them (nginx, haproxy, prometheus...) are kept from
+# starting while they are installed: the tests run their own instances, and
+# a daemon this script did not start is never stopped by it.
 set -eu
 
 PKGS="gcc make pkg-config liburing-dev libjemalloc-dev libcriterion-dev libssl-dev
@@ -21,11 +24,26 @@ if [ "$(id -u)" -ne 0 ]; then
 else
     SUDO=
 fi
+
+# Debian's invoke-rc.d asks /usr/sbin/policy-rc.d before starting a service;
+# exit status 101 means "not now". Ours is put in place only if there is
+# none, and removed when this script ends, however it ends.
+POLICY=/usr/sbin/policy-rc.d
+ours=""
+if [ ! -e "$POLICY" ]; then
+    ours=1
+    trap '$SUDO rm -f "$POLICY"' EXIT
+    trap 'exit 1' INT TERM HUP
+    printf '#!/bin/sh\n# ringrelay scripts/deps.sh: no service starts while it installs\nexit 101\n' |
+        $SUDO tee "$POLICY" >/dev/null
+    $SUDO chmod 0755 "$POLICY"
+else
+    echo "deps: $POLICY exists; leaving it as it is" >&2
+fi
+
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
-# Debian starts nginx and haproxy on install where it can; tests run their own.
-for svc in nginx haproxy; do
-    pkill -x "$svc" 2>/dev/null || true
-done
+[ -n "$ours" ] && echo "deps: installed; no service was started" >&2
+exit 0

@@ -142,7 +142,7 @@ static const struct setting listener_settings[] = {
     {.key = "header_timeout", .kind = K_DURATION, AT(struct config_listener, header_timeout_ms),
      .min = 1, .max = 3600000, .def = "5s"},
     {.key = "header_max_size", .kind = K_UINT, AT(struct config_listener, header_max_size),
-     .min = 16, .max = OPTIONS_HEADER_MAX_LIMIT, .def = "4096"},
+     .min = 16, .max = CONFIG_HEADER_MAX_LIMIT, .def = "4096"},
     {.key = "max_connections_per_source", .kind = K_UINT,
      AT(struct config_listener, max_per_source), .max = 10000000, .def = "0"},
     {.key = "peek_timeout", .kind = K_DURATION, AT(struct config_listener, peek_timeout_ms),
@@ -185,6 +185,34 @@ static const struct setting top_settings[] = {
 };
 
 static const struct section top_section = {top_settings};
+
+int config_parse_duration(const char *s, uint32_t *ms)
+{
+    unsigned long long v = 0, mult = 1000;
+    const char *p = s;
+
+    if (*p < '0' || *p > '9')
+        return -EINVAL;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        v = v * 10 + (unsigned long long)(*p - '0');
+        if (v > UINT32_MAX)
+            return -EINVAL;
+    }
+    if (strcmp(p, "ms") == 0)
+        mult = 1;
+    else if (strcmp(p, "s") == 0 || *p == '\0')
+        mult = 1000;
+    else if (strcmp(p, "m") == 0)
+        mult = 60ULL * 1000;
+    else if (strcmp(p, "h") == 0)
+        mult = 3600ULL * 1000;
+    else
+        return -EINVAL;
+    if (v * mult > UINT32_MAX)
+        return -EINVAL;
+    *ms = (uint32_t)(v * mult);
+    return 0;
+}
 
 /* ---- the walk ---- */
 
@@ -371,7 +399,7 @@ static int set_tlvs(struct walk *w, yaml_node_t *n, struct config_backend *b)
             continue;
         }
         type = strtoul(s, &e, 0);
-        if (*s < '0' || *s > '9' || *e || type > 0xff || b->n_tlv_pass == OPTIONS_MAX_TLV_PASS)
+        if (*s < '0' || *s > '9' || *e || type > 0xff || b->n_tlv_pass == CONFIG_MAX_TLV_PASS)
             return fail(w, &v->start_mark, "tlvs",
                         "expected authority, alpn, unique_id, crc32c or a type number like "
                         "0xEA, got '%s'", s);
@@ -414,7 +442,7 @@ static int set_scalar(struct walk *w, const struct setting *st, void *base, cons
         memcpy(field, &u, sizeof(u));
         return 0;
     case K_DURATION:
-        if (options_parse_duration(s, &u) < 0)
+        if (config_parse_duration(s, &u) < 0)
             return fail(w, m, st->key, "expected a duration like 500ms, 5s, 2m or 1h, got '%s'",
                         s);
         if (u < st->min || u > st->max)

@@ -47,7 +47,7 @@ static int usable_cpus(int *cpus, int max)
 
 /* Raises the open-file limit to the hard limit and sizes the connection
  * budget to fit: two sockets per connection. wanted 0: as many as fit, up
- * to OPTIONS_DEFAULT_CONNECTIONS, silently. */
+ * to CONFIG_DEFAULT_CONNECTIONS, silently. */
 static uint32_t fit_connections(uint32_t wanted, int n_workers)
 {
     uint64_t reserve = FD_RESERVE + (uint64_t)n_workers * 2 * PIPES_PER_WORKER;
@@ -59,10 +59,10 @@ static uint32_t fit_connections(uint32_t wanted, int n_workers)
         (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
     if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
-        return wanted ? wanted : OPTIONS_DEFAULT_CONNECTIONS;
+        return wanted ? wanted : CONFIG_DEFAULT_CONNECTIONS;
     fit = rl.rlim_cur > 2 * reserve ? (uint32_t)((rl.rlim_cur - reserve) / 2) : 1;
     if (wanted == 0)
-        return fit < OPTIONS_DEFAULT_CONNECTIONS ? fit : OPTIONS_DEFAULT_CONNECTIONS;
+        return fit < CONFIG_DEFAULT_CONNECTIONS ? fit : CONFIG_DEFAULT_CONNECTIONS;
     if (wanted > fit) {
         log_warn("--max-connections %u needs %llu file descriptors but the limit is %llu; "
                  "using %u", wanted, (unsigned long long)(2 * (uint64_t)wanted + reserve),

@@ -57,34 +57,6 @@ const char options_usage[] =
     "doctor probes a TLS backend with no header, PROXY v1, v2 and v2 LOCAL, each\n"
     "followed by a TLS handshake, and says which header it expects.\n";
 
-int options_parse_duration(const char *s, uint32_t *ms)
-{
-    unsigned long long v = 0, mult = 1000;
-    const char *p = s;
-
-    if (*p < '0' || *p > '9')
-        return -EINVAL;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        v = v * 10 + (unsigned long long)(*p - '0');
-        if (v > UINT32_MAX)
-            return -EINVAL;
-    }
-    if (strcmp(p, "ms") == 0)
-        mult = 1;
-    else if (strcmp(p, "s") == 0 || *p == '\0')
-        mult = 1000;
-    else if (strcmp(p, "m") == 0)
-        mult = 60ULL * 1000;
-    else if (strcmp(p, "h") == 0)
-        mult = 3600ULL * 1000;
-    else
-        return -EINVAL;
-    if (v * mult > UINT32_MAX)
-        return -EINVAL;
-    *ms = (uint32_t)(v * mult);
-    return 0;
-}
-
 static int parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 {
     unsigned long long v = 0;
@@ -147,8 +119,8 @@ static int apply_trusted(struct options *o, const char *val, char *err, size_t e
     char net[CIDR_STRLEN];
     int ret;
 
-    if (o->n_trusted == OPTIONS_MAX_TRUSTED) {
-        snprintf(err, errlen, "--trusted-source: at most %d ranges", OPTIONS_MAX_TRUSTED);
+    if (o->n_trusted == CONFIG_MAX_TRUSTED) {
+        snprintf(err, errlen, "--trusted-source: at most %d ranges", CONFIG_MAX_TRUSTED);
         return -EINVAL;
     }
     ret = cidr_parse(val, c);
@@ -182,7 +154,7 @@ static int apply_tlv_item(struct options *o, const char *item)
         return 0;
     }
     type = strtoul(item, &end, 0);
-    if (*item < '0' || *item > '9' || *end || type > 0xff || o->n_tlv_pass == OPTIONS_MAX_TLV_PASS)
+    if (*item < '0' || *item > '9' || *end || type > 0xff || o->n_tlv_pass == CONFIG_MAX_TLV_PASS)
         return -EINVAL;
     o->tlv_pass[o->n_tlv_pass++] = (uint8_t)type;
     return 0;
@@ -201,7 +173,7 @@ static int apply_tlvs(struct options *o, const char *val, char *err, size_t errl
     return 0;
 bad:
     snprintf(err, errlen, "--tlvs: '%s': expected a list of authority, alpn, unique_id, crc32c "
-             "and type numbers like 0xEA (at most %d)", val, OPTIONS_MAX_TLV_PASS);
+             "and type numbers like 0xEA (at most %d)", val, CONFIG_MAX_TLV_PASS);
     return -EINVAL;
 }
 
@@ -210,8 +182,8 @@ static int apply_route(struct options *o, const char *val, char *err, size_t err
     struct route *r = &o->routes[o->n_routes];
     const char *what;
 
-    if (o->n_routes == OPTIONS_MAX_ROUTES) {
-        snprintf(err, errlen, "--route: at most %d routes", OPTIONS_MAX_ROUTES);
+    if (o->n_routes == CONFIG_MAX_ROUTES) {
+        snprintf(err, errlen, "--route: at most %d routes", CONFIG_MAX_ROUTES);
         return -EINVAL;
     }
     if (route_parse(val, r, &what) < 0) {
@@ -259,8 +231,8 @@ static int apply(struct options *o, const char *flag, const char *val, char *err
     int i;
 
     if (strcmp(flag, "--listen") == 0) {
-        if (o->n_listen == OPTIONS_MAX_LISTEN) {
-            snprintf(err, errlen, "--listen: at most %d addresses", OPTIONS_MAX_LISTEN);
+        if (o->n_listen == CONFIG_MAX_LISTENERS) {
+            snprintf(err, errlen, "--listen: at most %d addresses", CONFIG_MAX_LISTENERS);
             return -EINVAL;
         }
         if (addr_parse(val, &o->listen[o->n_listen]) < 0)
@@ -286,15 +258,15 @@ static int apply(struct options *o, const char *flag, const char *val, char *err
     } else if (strcmp(flag, "--route") == 0) {
         return apply_route(o, val, err, errlen);
     } else if (strcmp(flag, "--peek-timeout") == 0) {
-        if (options_parse_duration(val, &o->peek_timeout_ms) < 0 || o->peek_timeout_ms == 0)
+        if (config_parse_duration(val, &o->peek_timeout_ms) < 0 || o->peek_timeout_ms == 0)
             goto bad_duration;
     } else if (strcmp(flag, "--header-timeout") == 0) {
-        if (options_parse_duration(val, &o->header_timeout_ms) < 0 || o->header_timeout_ms == 0)
+        if (config_parse_duration(val, &o->header_timeout_ms) < 0 || o->header_timeout_ms == 0)
             goto bad_duration;
     } else if (strcmp(flag, "--header-max-size") == 0) {
-        if (parse_uint(val, 16, OPTIONS_HEADER_MAX_LIMIT, &o->header_max) < 0) {
+        if (parse_uint(val, 16, CONFIG_HEADER_MAX_LIMIT, &o->header_max) < 0) {
             snprintf(err, errlen, "%s: '%s': expected a size from 16 to %u bytes", flag, val,
-                     OPTIONS_HEADER_MAX_LIMIT);
+                     CONFIG_HEADER_MAX_LIMIT);
             return -EINVAL;
         }
     } else if (strcmp(flag, "--io") == 0) {
@@ -316,10 +288,10 @@ static int apply(struct options *o, const char *flag, const char *val, char *err
         if (parse_uint(val, 1, 10000000, &o->max_connections) < 0)
             goto bad_number;
     } else if (strcmp(flag, "--connect-timeout") == 0) {
-        if (options_parse_duration(val, &o->connect_timeout_ms) < 0 || o->connect_timeout_ms == 0)
+        if (config_parse_duration(val, &o->connect_timeout_ms) < 0 || o->connect_timeout_ms == 0)
             goto bad_duration;
     } else if (strcmp(flag, "--idle-timeout") == 0) {
-        if (options_parse_duration(val, &o->idle_timeout_ms) < 0)
+        if (config_parse_duration(val, &o->idle_timeout_ms) < 0)
             goto bad_duration;
     } else if (strcmp(flag, "--max-connections-per-source") == 0) {
         if (parse_uint(val, 0, 10000000, &o->max_per_source) < 0) {
@@ -327,7 +299,7 @@ static int apply(struct options *o, const char *flag, const char *val, char *err
             return -EINVAL;
         }
     } else if (strcmp(flag, "--drain-timeout") == 0) {
-        if (options_parse_duration(val, &o->drain_timeout_ms) < 0)
+        if (config_parse_duration(val, &o->drain_timeout_ms) < 0)
             goto bad_duration;
     } else if (strcmp(flag, "--stats-socket") == 0 || strcmp(flag, "--access-log") == 0) {
         return apply_path(o, flag, val, err, errlen);

@@ -13,7 +13,6 @@
 #define V2_VERSION_LOCAL 0x20
 #define V2_FAM_TCP4 0x11
 #define V2_FAM_TCP6 0x21
-#define V2_FIXED_LEN 16
 
 /* Brings src and dst to one family: IPv4 when both are IPv4 or IPv4-mapped.
  * Returns AF_INET, AF_INET6, or AF_UNSPEC when they cannot be expressed. */
@@ -46,9 +45,9 @@ int proxy_v2_encode(uint8_t *buf, size_t cap, const struct sockaddr *src,
     union sockaddr_inet s, d;
     int fam = normalise_pair(src, dst, &s, &d);
     uint16_t alen = fam == AF_INET ? 12 : fam == AF_INET6 ? 36 : 0;
-    uint8_t *p = buf + V2_FIXED_LEN;
+    uint8_t *p = buf + PROXY_V2_FIXED_LEN;
 
-    if (cap < (size_t)V2_FIXED_LEN + alen)
+    if (cap < (size_t)PROXY_V2_FIXED_LEN + alen)
         return -ENOSPC;
     memcpy(buf, PROXY_V2_SIG, PROXY_V2_SIG_LEN); // NOLINT(bugprone-not-null-terminated-result)
     buf[12] = fam == AF_UNSPEC ? V2_VERSION_LOCAL : V2_VERSION_PROXY;
@@ -65,7 +64,7 @@ int proxy_v2_encode(uint8_t *buf, size_t cap, const struct sockaddr *src,
         memcpy(p + 32, &s.in6.sin6_port, 2);
         memcpy(p + 34, &d.in6.sin6_port, 2);
     }
-    return V2_FIXED_LEN + alen;
+    return PROXY_V2_FIXED_LEN + alen;
 }
 
 int proxy_v1_encode(uint8_t *buf, size_t cap, const struct sockaddr *src,
@@ -98,7 +97,7 @@ int proxy_v1_encode(uint8_t *buf, size_t cap, const struct sockaddr *src,
 int proxy_v2_add_tlv(uint8_t *buf, size_t cap, size_t *len, uint8_t type, const void *value,
                      size_t vlen)
 {
-    size_t body = *len - V2_FIXED_LEN + 3 + vlen;
+    size_t body = *len - PROXY_V2_FIXED_LEN + 3 + vlen;
 
     if (*len + 3 + vlen > cap || body > 0xffff || vlen > 0xffff)
         return -ENOSPC;
@@ -115,7 +114,7 @@ int proxy_v2_add_crc32c(uint8_t *buf, size_t cap, size_t *len)
 {
     static const uint8_t zero[4];
     uint32_t crc;
-    int ret = proxy_v2_add_tlv(buf, cap, len, 0x03, zero, sizeof(zero));
+    int ret = proxy_v2_add_tlv(buf, cap, len, PROXY_TLV_CRC32C, zero, sizeof(zero));
 
     if (ret < 0)
         return ret;

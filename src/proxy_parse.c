@@ -11,7 +11,6 @@
 
 #define V1_PREFIX "PROXY "
 #define V1_PREFIX_LEN 6
-#define V2_FIXED_LEN 16
 #define V2_CMD_LOCAL 0x0
 #define V2_CMD_PROXY 0x1
 #define V2_AF_UNSPEC 0x0
@@ -252,28 +251,29 @@ static int parse_v2(const uint8_t *buf, size_t len, size_t cap, struct proxy_hea
     ret = v2_fixed(buf, len, h);
     if (ret < 0)
         return ret;
-    if (len < V2_FIXED_LEN)
+    if (len < PROXY_V2_FIXED_LEN)
         return -EAGAIN;
     family = buf[13] >> 4;
     alen = addr_len[family];
-    total = V2_FIXED_LEN + (size_t)get16(buf + 14);
+    total = PROXY_V2_FIXED_LEN + (size_t)get16(buf + 14);
     if (total > cap)
         return malformed(h, "v2 header longer than the configured cap");
-    if (total - V2_FIXED_LEN < alen)
+    if (total - PROXY_V2_FIXED_LEN < alen)
         return malformed(h, "v2 length shorter than the address block");
     if (len < total)
         return -EAGAIN;
-    ret = v2_tlvs(buf, total, buf + V2_FIXED_LEN + alen, total - V2_FIXED_LEN - alen, 0, h);
+    ret = v2_tlvs(buf, total, buf + PROXY_V2_FIXED_LEN + alen, total - PROXY_V2_FIXED_LEN - alen,
+                  0, h);
     if (ret < 0)
         return ret;
     h->version = 2;
     h->local = (buf[12] & 0xf) == V2_CMD_LOCAL;
     if (!h->local && (family == V2_AF_INET || family == V2_AF_INET6) &&
         (buf[13] & 0xf) == V2_PROTO_STREAM)
-        v2_addresses(buf + V2_FIXED_LEN, family, h);
-    if (total > V2_FIXED_LEN + alen) {
-        h->tlv = buf + V2_FIXED_LEN + alen;
-        h->tlv_len = total - V2_FIXED_LEN - alen;
+        v2_addresses(buf + PROXY_V2_FIXED_LEN, family, h);
+    if (total > PROXY_V2_FIXED_LEN + alen) {
+        h->tlv = buf + PROXY_V2_FIXED_LEN + alen;
+        h->tlv_len = total - PROXY_V2_FIXED_LEN - alen;
     }
     return (int)total;
 }

@@ -781,7 +781,7 @@ static void header_done(struct worker *w, struct conn *c, const struct proxy_hea
 
 static void header_read(struct worker *w, struct conn *c)
 {
-    uint8_t buf[OPTIONS_HEADER_MAX_LIMIT];
+    uint8_t buf[CONFIG_HEADER_MAX_LIMIT];
     const struct config_listener *l = &conn_cfg(w, c)->listeners[c->li];
     enum proxy_in mode = l->proxy_protocol_in;
     size_t have = c->hdr_in_len,
@@ -904,7 +904,7 @@ static void peek_done(struct worker *w, struct conn *c, const struct client_hell
 
 static void peek_read(struct worker *w, struct conn *c)
 {
-    uint8_t buf[OPTIONS_PEEK_MAX], scratch[OPTIONS_PEEK_MAX];
+    uint8_t buf[CONFIG_PEEK_MAX], scratch[CONFIG_PEEK_MAX];
     struct client_hello ch;
     ssize_t n = recv(c->fd[SIDE_CLIENT], buf, sizeof(buf), MSG_PEEK);
     int ret;

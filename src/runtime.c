@@ -1,6 +1,8 @@
 /* The runtime: a configuration and what the data path derives from it. */
 #include "runtime.h"
 
+#include "options.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -178,9 +178,9 @@ Test(options, durations)
     uint32_t ms;
 
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-        cr_assert_eq(options_parse_duration(ok[i].s, &ms), 0, "%s", ok[i].s);
+        cr_assert_eq(config_parse_duration(ok[i].s, &ms), 0, "%s", ok[i].s);
         cr_assert_eq(ms, ok[i].ms, "%s", ok[i].s);
     }
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        cr_assert_eq(options_parse_duration(bad[i], &ms), -EINVAL, "accepted '%s'", bad[i]);
+        cr_assert_eq(config_parse_duration(bad[i], &ms), -EINVAL, "accepted '%s'", bad[i]);
 }
