@@ -125,6 +125,7 @@ struct config {
     uint32_t drain_timeout_ms;
     char user[CONFIG_NAME_MAX], group[CONFIG_NAME_MAX]; /* to run as, once bound; "": stay */
     uint32_t max_connections; /* 0: fit the open-file limit */
+    uint32_t accept_backlog;  /* listen(2) backlog of every listening socket */
     int log_level;
     struct config_listener listeners[CONFIG_MAX_LISTENERS];
     int n_listeners;
@@ -133,12 +134,48 @@ struct config {
     struct config_mark listeners_mark, backends_mark;
 };
 
-/* Parses YAML text (len bytes) into *c, which the caller zeroes or not:
- * every field is set. file names the source in errors. Returns 0, or
- * -EINVAL with one line in err: "FILE:LINE:COL: KEY.PATH: what was
- * expected". */
+/* A command-line flag that sets a configuration key, as given: flag is
+ * the table's own spelling ("--workers"), value the text after it. */
+struct config_arg {
+    const char *flag;
+    const char *value;
+};
+
+/* Loads a configuration into *c (every field is set): from YAML text (len
+ * bytes) read from file, or with file NULL from what the flags describe
+ * (--listen, --backend, --route). Then each of the n flags in args sets its
+ * key: a process-wide key once, a listener's or a backend's key in every
+ * listener or backend. Values from either place are parsed, bounded and
+ * checked by the same table, and the rules across keys run once, after
+ * both. Returns 0, or -EINVAL with one line in err: "FILE:LINE:COL:
+ * KEY.PATH: what was expected" for the file, "--FLAG: what was expected"
+ * for a flag. */
+int config_load(struct config *c, const char *file, const char *text, size_t len,
+                const struct config_arg *args, int n, char *err, size_t errlen);
+
+/* config_load() of a file with no flags. */
 int config_parse(struct config *c, const char *file, const char *text, size_t len, char *err,
                  size_t errlen);
+
+/* The table's spelling of command-line flag s (len bytes, no "=value"), or
+ * NULL if no key has that flag. */
+const char *config_flag(const char *s, size_t len);
+
+/* Checks each flag's value on its own, as config_load() would, so that a
+ * bad value is reported before any file is read; without a file, also
+ * what the flags describe. Returns 0 or -EINVAL with err filled. */
+int config_check_args(const struct config_arg *args, int n, int with_file, char *err,
+                      size_t errlen);
+
+/* What a reload cannot change: for each key marked start-only in the table
+ * whose value differs between the running configuration old and the new
+ * one nc, calls changed(key, old value, new value) with both as text, and
+ * puts the old value back into nc. */
+void config_keep_start_only(struct config *nc, const struct config *old,
+                            void (*changed)(const char *key, const char *was, const char *now));
+
+/* The table's usage text for the flags, one line per flag (for --help). */
+void config_flags_usage(FILE *out);
 
 /* Parses "250ms", "5s", "2m", "1h" or a bare number of seconds into ms.
  * Returns 0 or -EINVAL (also on overflow of 32 bits). */

@@ -11,14 +11,15 @@
 #include <stdatomic.h>
 #include <sys/un.h>
 
-struct options;
-
 /* Listening sockets per worker: every bind of every listener. */
 #define RUNTIME_MAX_BINDS 64
 
 struct runtime {
     atomic_int refs; /* main's hold on the current one, and each worker generation's */
     struct config cfg;
+    /* The connection budget in effect: max_connections fitted to the
+     * open-file limit at start, kept by every reload. */
+    uint32_t max_connections;
     struct pool pools[CONFIG_MAX_BACKENDS];
     struct sockaddr_un unix_addr[CONFIG_MAX_BACKENDS][CONFIG_MAX_SERVERS];
     struct route routes[CONFIG_MAX_LISTENERS][CONFIG_MAX_ROUTES];
@@ -41,16 +42,5 @@ void runtime_put(struct runtime *rt);
 
 /* The address to connect to for server s of backend b. */
 const struct sockaddr *runtime_server_addr(const struct runtime *rt, int b, int s);
-
-/* The configuration the command line describes, for running without a
- * file: one listener with every --listen, one backend with --backend, and
- * one single-server backend per --route. */
-void runtime_config_from_options(struct config *c, const struct options *o);
-
-/* Puts the flags given on the command line over a file's configuration:
- * globals replace the file's, per-listener and per-backend flags apply to
- * every listener or backend. --listen, --backend and --route cannot be
- * mixed with a file. Returns 0 or -EINVAL with err filled. */
-int runtime_apply_options(struct config *c, const struct options *o, char *err, size_t errlen);
 
 #endif

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 /* Opens one SO_REUSEPORT listener. Returns the fd or -errno. */
-static int listen_open(const union sockaddr_inet *a)
+static int listen_open(const union sockaddr_inet *a, uint32_t backlog)
 {
     static const int one = 1;
     int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -26,7 +26,7 @@ static int listen_open(const union sockaddr_inet *a)
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1 ||
         /* Accepted sockets inherit it: no setsockopt per connection. */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1 ||
-        bind(fd, &a->sa, addr_len(&a->sa)) == -1 || listen(fd, 4096) == -1) {
+        bind(fd, &a->sa, addr_len(&a->sa)) == -1 || listen(fd, (int)backlog) == -1) {
         err = -errno;
         close(fd);
         return err;
@@ -92,7 +92,7 @@ static int open_listeners(struct process *r, int fds[][RUNTIME_MAX_BINDS], uint8
         int i = 0;
         for (int l = 0; l < c->n_listeners; l++) {
             for (int b = 0; b < c->listeners[l].n_bind; b++, i++) {
-                int fd = listen_open(&c->listeners[l].bind[b]);
+                int fd = listen_open(&c->listeners[l].bind[b], c->accept_backlog);
                 if (fd < 0) {
                     bind_name(c, l, b, name, sizeof(name));
                     log_error("%s: %s", name, strerror(-fd));
@@ -190,7 +190,7 @@ int listeners_update(struct process *r, struct runtime *nrt, struct worker_updat
         for (int l = 0; l < nc->n_listeners; l++) {
             for (int b = 0; b < nc->listeners[l].n_bind; b++, i++) {
                 int old = bind_index(oc, &nc->listeners[l].bind[b]);
-                int fd = old >= 0 ? wk->listen_fd[old] : listen_open(&nc->listeners[l].bind[b]);
+                int fd = old >= 0 ? wk->listen_fd[old] : listen_open(&nc->listeners[l].bind[b], nc->accept_backlog);
                 if (fd < 0) {
                     bind_name(nc, l, b, name, sizeof(name));
                     log_error("reload: %s: %s; keeping the running configuration", name,

@@ -64,7 +64,7 @@ static uint32_t fit_connections(uint32_t wanted, int n_workers)
     if (wanted == 0)
         return fit < CONFIG_DEFAULT_CONNECTIONS ? fit : CONFIG_DEFAULT_CONNECTIONS;
     if (wanted > fit) {
-        log_warn("--max-connections %u needs %llu file descriptors but the limit is %llu; "
+        log_warn("max_connections %u needs %llu file descriptors but the limit is %llu; "
                  "using %u", wanted, (unsigned long long)(2 * (uint64_t)wanted + reserve),
                  (unsigned long long)rl.rlim_cur, fit);
         return fit;
@@ -90,21 +90,24 @@ static const struct io_backend *pick_backend(enum io_kind kind)
 /* -t or --dump-config: check the configuration file, or print it. */
 static int config_command(const struct options *o)
 {
-    const char *path = o->config_path ? o->config_path : CONFIG_DEFAULT_PATH;
+    const char *path = o->config_path;
     struct config *c = calloc(1, sizeof(*c));
     char err[512];
-    size_t len;
-    char *text = c ? reload_read_file(path, &len, err, sizeof(err)) : NULL;
+    size_t len = 0;
+    char *text = c && path ? reload_read_file(path, &len, err, sizeof(err)) : NULL;
     int ret = 2;
 
     if (!c)
         snprintf(err, sizeof(err), "out of memory");
-    if (text && config_parse(c, path, text, len, err, sizeof(err)) == 0) {
+    if (c && (text || !path) &&
+        config_load(c, path, text, len, o->args, o->n_args, err, sizeof(err)) == 0) {
         ret = 0;
         if (o->config_dump)
             config_dump(c, stdout);
-        else
+        else if (path)
             fprintf(stderr, "ringrelay: the configuration file %s syntax is ok\n", path);
+        else
+            fprintf(stderr, "ringrelay: the configuration the command line describes is ok\n");
     }
     if (ret)
         fprintf(stderr, "ringrelay: %s\n", err);
@@ -199,7 +202,7 @@ int main(int argc, char **argv)
     case OPTIONS_RUN:
         break;
     case OPTIONS_HELP:
-        fputs(options_usage, stdout);
+        options_usage(stdout);
         return 0;
     case OPTIONS_VERSION:
         printf("ringrelay %s\n", RINGRELAY_VERSION);
@@ -223,9 +226,9 @@ int main(int argc, char **argv)
     r.n_workers = cfg->workers ? cfg->workers : (n_cpus ? n_cpus : 1);
     if (r.n_workers > STATS_MAX_WORKERS)
         r.n_workers = STATS_MAX_WORKERS;
-    cfg->max_connections = fit_connections(cfg->max_connections, r.n_workers);
-    if (cfg->max_connections < (uint32_t)r.n_workers)
-        cfg->max_connections = (uint32_t)r.n_workers;
+    r.rt->max_connections = fit_connections(cfg->max_connections, r.n_workers);
+    if (r.rt->max_connections < (uint32_t)r.n_workers)
+        r.rt->max_connections = (uint32_t)r.n_workers;
     io = r.io = pick_backend(cfg->io);
     if (!io)
         return 1;

@@ -64,7 +64,7 @@ static void stats_fill(struct stats_report *rep, void *ctx)
     rt = r->rt;
     runtime_get(rt);
     pthread_mutex_unlock(&r->rt_lock);
-    rep->max_connections = rt->cfg.max_connections;
+    rep->max_connections = rt->max_connections;
     for (int i = 0; i < STATS_MAX_SERVERS; i++) {
         int at = rep->names.server_index[i];
         rep->server_up[i] = at < 0 ? -1
@@ -180,7 +180,7 @@ static void log_ready(const struct process *r, const struct io_backend *io)
              "io=%s, workers=%d, max-connections=%u, instance=%016llx",
              line, backend_name(r->rt, l0->default_index, addr, sizeof(addr)),
              pp[c->backends[l0->default_index].proxy_protocol], pp_in[l0->proxy_protocol_in],
-             io->name, r->n_workers, c->max_connections, (unsigned long long)r->instance);
+             io->name, r->n_workers, r->rt->max_connections, (unsigned long long)r->instance);
 }
 
 /* The status line systemd shows. */

@@ -14,11 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Reads a whole file (at most 1 MiB) into a NUL-terminated buffer. */
+/* Reads a whole file (at most CONFIG_FILE_MAX bytes) into a NUL-terminated buffer. */
 char *reload_read_file(const char *path, size_t *len, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
-    size_t cap = 1 << 20;
+    size_t cap = CONFIG_FILE_MAX;
     char *buf;
 
     if (!f) {
@@ -53,11 +53,8 @@ struct runtime *reload_load_runtime(const struct options *o, char *err, size_t e
         return NULL;
     }
     atomic_init(&rt->refs, 1);
-    if (!o->config_path) {
-        runtime_config_from_options(&rt->cfg, o);
-    } else if (!(text = reload_read_file(o->config_path, &len, err, errlen)) ||
-               config_parse(&rt->cfg, o->config_path, text, len, err, errlen) < 0 ||
-               runtime_apply_options(&rt->cfg, o, err, errlen) < 0) {
+    if ((o->config_path && !(text = reload_read_file(o->config_path, &len, err, errlen))) ||
+        config_load(&rt->cfg, o->config_path, text, len, o->args, o->n_args, err, errlen) < 0) {
         free(text);
         free(rt);
         return NULL;
@@ -87,30 +84,15 @@ static int reload_wait(struct process *r)
     return done;
 }
 
-/* SIGHUP: re-reads the file. A bad file changes nothing; a good one goes
- * to the workers for new connections, while open ones finish on the
- * configuration they started with. */
-/* Settings fixed at start (sockets opened and privileges dropped before
- * any reload): a reload keeps them, and says so if the file changed them. */
-static void keep_process_settings(struct config *nc, const struct config *oc)
+static void start_only_changed(const char *key, const char *was, const char *now)
 {
-    if (strcmp(nc->stats_socket, oc->stats_socket) != 0 ||
-        strcmp(nc->stats_socket_group, oc->stats_socket_group) != 0 ||
-        strcmp(nc->user, oc->user) != 0 || strcmp(nc->group, oc->group) != 0)
-        log_warn("reload: stats_socket, stats_socket_group, user and group take effect at the "
-                 "next restart");
-    memcpy(nc->stats_socket, oc->stats_socket, sizeof(nc->stats_socket));
-    memcpy(nc->stats_socket_group, oc->stats_socket_group, sizeof(nc->stats_socket_group));
-    memcpy(nc->user, oc->user, sizeof(nc->user));
-    memcpy(nc->group, oc->group, sizeof(nc->group));
-    if (strcmp(nc->access_log.path, oc->access_log.path) != 0 ||
-        nc->access_log.format != oc->access_log.format)
-        log_warn("reload: access_log path and format take effect at the next restart (its mode "
-                 "applies now)");
-    memcpy(nc->access_log.path, oc->access_log.path, sizeof(nc->access_log.path));
-    nc->access_log.format = oc->access_log.format;
+    log_warn("reload: %s: %s -> %s needs a restart; kept %s", key, was, now, was);
 }
 
+/* SIGHUP: re-reads the file. A bad file changes nothing; a good one goes
+ * to the workers for new connections, while open ones finish on the
+ * configuration they started with. What the process is built around (the
+ * keys the table marks start-only) stays, each change named in the log. */
 int reload_apply(struct process *r, struct checker **checks)
 {
     struct worker_update **u;
@@ -132,11 +114,8 @@ int reload_apply(struct process *r, struct checker **checks)
         log_error("reload: %s; keeping the running configuration", err);
         return -1;
     }
-    /* What the running process is built around cannot change under it. */
-    nrt->cfg.workers = r->rt->cfg.workers;
-    nrt->cfg.io = r->rt->cfg.io;
-    nrt->cfg.max_connections = r->rt->cfg.max_connections;
-    keep_process_settings(&nrt->cfg, &r->rt->cfg);
+    config_keep_start_only(&nrt->cfg, &r->rt->cfg, start_only_changed);
+    nrt->max_connections = r->rt->max_connections;
     u = calloc((size_t)r->n_workers, sizeof(struct worker_update *));
     if (!u || listeners_update(r, nrt, u) < 0) {
         if (u)

@@ -66,7 +66,7 @@ static void lazy_free(void *p, size_t size)
 int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_fd,
                 const uint8_t *listen_li, int n_listen, atomic_uint *active_total)
 {
-    uint32_t max_conns = rt->cfg.max_connections;
+    uint32_t max_conns = rt->max_connections;
 
     memset(w, 0, sizeof(*w));
     w->id = id;

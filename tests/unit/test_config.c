@@ -171,8 +171,8 @@ static const struct bad bads[] = {
     {"listeners: []\n" B, "t.yaml:1:12: listeners: at least one listener is needed"},
     {L B "bogus: 1\n",
      "t.yaml:8:1: bogus: unknown key (expected one of: workers, io, splice, stats_socket, "
-     "stats_socket_group, access_log, drain_timeout, user, group, max_connections, log_level, "
-     "listeners, backends)"},
+     "stats_socket_group, access_log, drain_timeout, user, group, max_connections, "
+     "accept_backlog, log_level, listeners, backends)"},
     {L B "access_log: {path: relative.log}\n", "t.yaml:8:20: access_log.path: expected an "
      "absolute path under 108 bytes or stderr, got 'relative.log'"},
     {L B "access_log: {mode: some}\n",

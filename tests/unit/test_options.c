@@ -1,169 +1,314 @@
-/* Command-line parsing: defaults, every flag, and one-line errors. */
+/* The command line: every flag is a key of the configuration table, so a
+ * flag and the file's key take the same values, bounds, defaults and
+ * messages. Defaults, every flag, and one-line errors. */
 #include "log.h"
 #include "options.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #define ARGV(...) ((char *const[]){"ringrelay", __VA_ARGS__, NULL})
 #define ARGC(...) ((int)(sizeof((char *[]){"ringrelay", __VA_ARGS__}) / sizeof(char *)))
-#define PARSE(o, err, ...) options_parse(o, ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), err, sizeof(err))
+#define LOAD(err, ...) load(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), err, sizeof(err))
+
+#define MINIMAL                                                                                   \
+    "listeners:\n  - name: a\n    bind: 127.0.0.1:8443\n"                                       \
+    "backends:\n  - name: b\n    servers:\n      - address: 127.0.0.1:9443\n"
+
+static struct options o;
+static struct config cfg;
+
+/* Parses argv and loads what it says as the relay would, with MINIMAL
+ * standing in for the file when the flags do not describe everything.
+ * Returns options_parse()'s answer, or config_load()'s error. */
+static int load(int argc, char *const argv[], char *err, size_t errlen)
+{
+    int ret = options_parse(&o, argc, argv, err, errlen);
+
+    if (ret != OPTIONS_RUN)
+        return ret;
+    if (o.config_path)
+        return config_load(&cfg, "t.yaml", MINIMAL, strlen(MINIMAL), o.args, o.n_args, err,
+                           errlen);
+    return config_load(&cfg, NULL, NULL, 0, o.args, o.n_args, err, errlen);
+}
 
 Test(options, defaults)
 {
-    struct options o;
-    char err[256];
+    char err[256] = "";
+    const struct config_backend *b = &cfg.backends[0];
 
-    cr_assert_eq(PARSE(&o, err, "--listen", "127.0.0.1:8443", "--backend", "127.0.0.1:9443"),
-                 OPTIONS_RUN);
-    cr_assert_eq(o.n_listen, 1);
-    cr_assert_eq(o.proxy, PROXY_V2);
-    cr_assert_eq(o.io, IO_AUTO);
-    cr_assert_eq(o.splice, SPLICE_AUTO);
-    cr_assert_eq(o.workers, 0);
-    cr_assert_eq(o.connect_timeout_ms, 5000);
-    cr_assert_eq(o.idle_timeout_ms, 300000);
-    cr_assert_eq(o.max_connections, 0);
-    cr_assert_eq(o.log_level, LOG_LEVEL_INFO);
+    cr_assert_eq(LOAD(err, "--listen", "127.0.0.1:8443", "--backend", "127.0.0.1:9443"), 0, "%s",
+                 err);
+    cr_assert_null(o.config_path, "the flags describe it all");
+    cr_assert_eq(cfg.n_listeners, 1);
+    cr_assert_str_eq(cfg.listeners[0].name, "cli");
+    cr_assert_eq(cfg.listeners[0].n_bind, 1);
+    cr_assert_eq(cfg.n_backends, 1);
+    cr_assert_eq(b->proxy_protocol, PROXY_V2);
+    cr_assert_eq(b->retries, 0, "one server: nothing to retry");
+    cr_assert_eq(b->health.mode, CHECK_OFF);
+    cr_assert_eq(cfg.io, IO_AUTO);
+    cr_assert_eq(cfg.splice, SPLICE_AUTO);
+    cr_assert_eq(cfg.workers, 0);
+    cr_assert_eq(b->connect_timeout_ms, 5000);
+    cr_assert_eq(b->idle_timeout_ms, 300000);
+    cr_assert_eq(cfg.max_connections, 0);
+    cr_assert_eq(cfg.accept_backlog, 4096);
+    cr_assert_eq(cfg.log_level, LOG_LEVEL_INFO);
 }
 
 Test(options, every_flag)
 {
-    struct options o;
-    char err[256];
+    char err[256] = "";
 
-    cr_assert_eq(PARSE(&o, err, "--listen", "127.0.0.1:1", "--listen=[::1]:2", "--backend",
-                       "[::1]:3", "--proxy-protocol", "v1", "--workers", "3", "--io", "epoll",
-                       "--splice", "never", "--connect-timeout", "250ms", "--idle-timeout", "2m",
-                       "--max-connections", "500", "--log-level", "debug"),
-                 OPTIONS_RUN, "%s", err);
-    cr_assert_eq(o.n_listen, 2);
-    cr_assert_eq(o.listen[1].sa.sa_family, AF_INET6);
-    cr_assert_eq(o.backend.sa.sa_family, AF_INET6);
-    cr_assert_eq(o.proxy, PROXY_V1);
-    cr_assert_eq(o.workers, 3);
-    cr_assert_eq(o.io, IO_EPOLL);
-    cr_assert_eq(o.splice, SPLICE_NEVER);
-    cr_assert_eq(o.connect_timeout_ms, 250);
-    cr_assert_eq(o.idle_timeout_ms, 120000);
-    cr_assert_eq(o.max_connections, 500);
-    cr_assert_eq(o.log_level, LOG_LEVEL_DEBUG);
+    cr_assert_eq(LOAD(err, "--listen", "127.0.0.1:1", "--listen=[::1]:2", "--backend", "[::1]:3",
+                      "--proxy-protocol", "v1", "--workers", "3", "--io", "epoll", "--splice",
+                      "never", "--connect-timeout", "250ms", "--idle-timeout", "2m",
+                      "--max-connections", "500", "--log-level", "debug", "--accept-backlog",
+                      "128", "--drain-timeout", "1s", "--access-log", "stderr",
+                      "--access-log-mode", "errors", "--access-log-format", "json",
+                      "--stats-socket", "/run/x.sock", "--stats-socket-group", "adm", "--user",
+                      "nobody", "--group", "nogroup", "--max-connections-per-source", "7"),
+                 0, "%s", err);
+    cr_assert_eq(cfg.listeners[0].n_bind, 2);
+    cr_assert_eq(cfg.listeners[0].bind[1].sa.sa_family, AF_INET6);
+    cr_assert_eq(cfg.backends[0].servers[0].inet.sa.sa_family, AF_INET6);
+    cr_assert_eq(cfg.backends[0].proxy_protocol, PROXY_V1);
+    cr_assert_eq(cfg.workers, 3);
+    cr_assert_eq(cfg.io, IO_EPOLL);
+    cr_assert_eq(cfg.splice, SPLICE_NEVER);
+    cr_assert_eq(cfg.backends[0].connect_timeout_ms, 250);
+    cr_assert_eq(cfg.backends[0].idle_timeout_ms, 120000);
+    cr_assert_eq(cfg.max_connections, 500);
+    cr_assert_eq(cfg.log_level, LOG_LEVEL_DEBUG);
+    cr_assert_eq(cfg.accept_backlog, 128);
+    cr_assert_eq(cfg.drain_timeout_ms, 1000);
+    cr_assert_str_eq(cfg.access_log.path, "stderr");
+    cr_assert_eq(cfg.access_log.mode, ACCESS_LOG_ERRORS);
+    cr_assert_eq(cfg.access_log.format, ACCESS_LOG_JSON);
+    cr_assert_str_eq(cfg.stats_socket, "/run/x.sock");
+    cr_assert_str_eq(cfg.stats_socket_group, "adm");
+    cr_assert_str_eq(cfg.user, "nobody");
+    cr_assert_str_eq(cfg.group, "nogroup");
+    cr_assert_eq(cfg.listeners[0].max_per_source, 7);
 }
 
 Test(options, inbound_proxy)
 {
-    struct options o;
-    char err[256];
+    char err[256] = "";
+    const struct config_listener *l = &cfg.listeners[0];
 
-    cr_assert_eq(PARSE(&o, err, "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2"),
-                 OPTIONS_RUN);
-    cr_assert_eq(o.proxy_in, PROXY_IN_OFF);
-    cr_assert_eq(o.header_timeout_ms, 5000);
-    cr_assert_eq(o.header_max, 4096);
-    cr_assert_eq(PARSE(&o, err, "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2",
-                       "--proxy-protocol-in", "any", "--trusted-source", "192.0.2.0/24",
-                       "--trusted-source=2001:db8::1", "--header-timeout", "1500ms",
-                       "--header-max-size", "16384"),
-                 OPTIONS_RUN, "%s", err);
-    cr_assert_eq(o.proxy_in, PROXY_IN_ANY);
-    cr_assert_eq(o.n_trusted, 2);
-    cr_assert_eq(o.trusted[0].bits, 24);
-    cr_assert_eq(o.trusted[1].family, AF_INET6);
-    cr_assert_eq(o.header_timeout_ms, 1500);
-    cr_assert_eq(o.header_max, 16384);
-    cr_assert_eq(PARSE(&o, err, "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2",
-                       "--route", "a.example=127.0.0.1:3", "--route", "*.example=[::1]:4",
-                       "--peek-timeout", "2s"),
-                 OPTIONS_RUN, "%s", err);
-    cr_assert_eq(o.n_routes, 2);
-    cr_assert(o.routes[1].wildcard);
-    cr_assert_eq(o.peek_timeout_ms, 2000);
-    cr_assert_eq(PARSE(&o, err, "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2",
-                       "--proxy-protocol-in", "v2", "--trusted-source", "10.0.0.0/8", "--tlvs",
-                       "authority,alpn,unique_id,crc32c,0xEA,5"),
-                 OPTIONS_RUN, "%s", err);
-    cr_assert_eq(o.tlvs, TLV_AUTHORITY | TLV_ALPN | TLV_UNIQUE_ID | TLV_CRC32C);
-    cr_assert_eq(o.n_tlv_pass, 2);
-    cr_assert_eq(o.tlv_pass[0], 0xEA);
-    cr_assert_eq(o.tlv_pass[1], 5);
+    cr_assert_eq(LOAD(err, "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2"), 0, "%s", err);
+    cr_assert_eq(l->proxy_protocol_in, PROXY_IN_OFF);
+    cr_assert_eq(l->header_timeout_ms, 5000);
+    cr_assert_eq(l->header_max_size, 4096);
+    cr_assert_eq(LOAD(err, "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2",
+                      "--proxy-protocol-in", "any", "--trusted-source", "192.0.2.0/24",
+                      "--trusted-source=2001:db8::1", "--header-timeout", "1500ms",
+                      "--header-max-size", "16384"),
+                 0, "%s", err);
+    cr_assert_eq(l->proxy_protocol_in, PROXY_IN_ANY);
+    cr_assert_eq(l->n_trusted, 2);
+    cr_assert_eq(l->trusted[0].bits, 24);
+    cr_assert_eq(l->trusted[1].family, AF_INET6);
+    cr_assert_eq(l->header_timeout_ms, 1500);
+    cr_assert_eq(l->header_max_size, 16384);
+    cr_assert_eq(LOAD(err, "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2", "--route",
+                      "a.example=127.0.0.1:3", "--route", "*.example=[::1]:4", "--peek-timeout",
+                      "2s"),
+                 0, "%s", err);
+    cr_assert_eq(l->n_routes, 2);
+    cr_assert_str_eq(l->routes[1].sni, "*.example");
+    cr_assert_eq(cfg.n_backends, 3, "a backend per route");
+    cr_assert_eq(l->routes[1].backend_index, 2);
+    cr_assert_eq(cfg.backends[2].servers[0].inet.sa.sa_family, AF_INET6);
+    cr_assert_eq(l->peek_timeout_ms, 2000);
+    cr_assert_eq(LOAD(err, "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2",
+                      "--proxy-protocol-in", "v2", "--trusted-source", "10.0.0.0/8", "--tlvs",
+                      "authority,alpn,unique_id,crc32c,0xEA,5"),
+                 0, "%s", err);
+    cr_assert_eq(cfg.backends[0].tlvs, TLV_AUTHORITY | TLV_ALPN | TLV_UNIQUE_ID | TLV_CRC32C);
+    cr_assert_eq(cfg.backends[0].n_tlv_pass, 2);
+    cr_assert_eq(cfg.backends[0].tlv_pass[0], 0xEA);
+    cr_assert_eq(cfg.backends[0].tlv_pass[1], 5);
+}
+
+Test(options, flags_over_a_file_set_every_listener_and_backend)
+{
+    char err[256] = "";
+
+    cr_assert_eq(LOAD(err, "--connect-timeout", "2s", "--header-timeout", "3s", "--workers", "2"),
+                 0, "%s", err);
+    cr_assert_str_eq(o.config_path, CONFIG_DEFAULT_PATH);
+    cr_assert_eq(cfg.backends[0].connect_timeout_ms, 2000);
+    cr_assert_eq(cfg.listeners[0].header_timeout_ms, 3000);
+    cr_assert_eq(cfg.workers, 2);
+    cr_assert_eq(cfg.backends[0].retries, 2, "the file's defaults stand");
+    cr_assert_eq(LOAD(err, "-c", "x.yaml", "--listen", "127.0.0.1:1"), -EINVAL);
+    cr_assert_str_eq(err, "--listen, --backend and --route describe what the file's listeners "
+                          "and backends do; give one or the other, not both");
 }
 
 Test(options, help_and_version)
 {
-    struct options o;
     char err[256];
 
-    cr_assert_eq(PARSE(&o, err, "--help"), OPTIONS_HELP);
-    cr_assert_eq(PARSE(&o, err, "--listen", "1.2.3.4:5", "--version"), OPTIONS_VERSION);
+    cr_assert_eq(options_parse(&o, ARGC("--help"), ARGV("--help"), err, sizeof(err)),
+                 OPTIONS_HELP);
+    cr_assert_eq(options_parse(&o, ARGC("--listen", "1.2.3.4:5", "--version"),
+                               ARGV("--listen", "1.2.3.4:5", "--version"), err, sizeof(err)),
+                 OPTIONS_VERSION);
+}
+
+Test(options, help_lists_every_flag_with_its_default)
+{
+    char buf[16384];
+    FILE *f = fmemopen(buf, sizeof(buf), "w");
+
+    options_usage(f);
+    fclose(f);
+    cr_assert(strstr(buf, "--connect-timeout DUR"), "%s", buf);
+    cr_assert(strstr(buf, "(default 5s)"));
+    cr_assert(strstr(buf, "--accept-backlog N"));
+    cr_assert(strstr(buf, "--io auto|uring|epoll"));
+    for (char *line = buf, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1)
+        cr_assert_leq(nl - line, 80, "a --help line over 80 columns: %.*s", (int)(nl - line),
+                      line);
 }
 
 struct bad {
     const char *const argv[10];
-    const char *flag; /* the error line must start with this */
+    const char *error; /* the error line must start with this */
 };
 
 static const struct bad bads[] = {
-    {{"--listen", "foo", "--backend", "1.1.1.1:1"}, "--listen: 'foo'"},
-    {{"--listen", "127.0.0.1:0", "--backend", "1.1.1.1:1"}, "--listen: '127.0.0.1:0'"},
+    {{"--listen", "foo", "--backend", "1.1.1.1:1"},
+     "--listen: expected IPV4:PORT or [IPV6]:PORT with port 1-65535, got 'foo'"},
+    {{"--listen", "127.0.0.1:0", "--backend", "1.1.1.1:1"}, "--listen: expected IPV4:PORT"},
     {{"--listen", "127.0.0.1:70000", "--backend", "1.1.1.1:1"}, "--listen: "},
-    {{"--listen", "127.0.0.1:1", "--backend", "x:1"}, "--backend: 'x:1'"},
+    {{"--listen", "127.0.0.1:1", "--backend", "x:1"},
+     "--backend: expected IPV4:PORT, [IPV6]:PORT (port 1-65535) or unix:/path, got 'x:1'"},
     {{"--listen", "127.0.0.1:1"}, "--backend: required"},
     {{"--backend", "127.0.0.1:1"}, "--listen: required"},
     {{"--bogus"}, "--bogus: unknown option"},
     {{"--bogus", "1"}, "--bogus: unknown option"},
     {{"--listen"}, "--listen: missing value"},
-    {{"--workers", "0"}, "--workers: '0'"},
-    {{"--workers", "two"}, "--workers: 'two'"},
-    {{"--connect-timeout", "xyz"}, "--connect-timeout: 'xyz'"},
-    {{"--connect-timeout", "0"}, "--connect-timeout: '0'"},
-    {{"--idle-timeout", "5y"}, "--idle-timeout: '5y'"},
-    {{"--io", "nope"}, "--io: 'nope'"},
-    {{"--proxy-protocol", "v3"}, "--proxy-protocol: 'v3'"},
-    {{"--splice", "sometimes"}, "--splice: 'sometimes'"},
-    {{"--log-level", "loud"}, "--log-level: 'loud'"},
-    {{"--max-connections", "-1"}, "--max-connections: '-1'"},
+    {{"--workers", "0"}, "--workers: expected auto or a number from 1 to 1024, got '0'"},
+    {{"--workers", "1025"}, "--workers: expected auto or a number from 1 to 1024, got '1025'"},
+    {{"--workers", "two"}, "--workers: expected auto or a number from 1 to 1024, got 'two'"},
+    {{"--connect-timeout", "xyz"}, "--connect-timeout: expected a duration like 500ms, 5s, 2m "
+                                   "or 1h, got 'xyz'"},
+    {{"--connect-timeout", "0"}, "--connect-timeout: 0 is out of range 1ms-3600000ms"},
+    {{"--idle-timeout", "5y"}, "--idle-timeout: expected a duration"},
+    {{"--io", "nope"}, "--io: expected one of auto, uring, epoll, got 'nope'"},
+    {{"--proxy-protocol", "v3"}, "--proxy-protocol: expected one of off, v1, v2, got 'v3'"},
+    {{"--splice", "sometimes"}, "--splice: expected one of auto, never, always, got 'sometimes'"},
+    {{"--log-level", "loud"}, "--log-level: expected error, warn, info or debug, got 'loud'"},
+    {{"--max-connections", "-1"},
+     "--max-connections: expected a whole number from 0 to 10000000, got '-1'"},
+    {{"--accept-backlog", "0"},
+     "--accept-backlog: expected a whole number from 1 to 65535, got '0'"},
     {{"stray"}, "stray: unexpected argument"},
     {{"--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1", "--proxy-protocol-in", "v2"},
-     "--proxy-protocol-in: needs at least one --trusted-source"},
+     "--proxy-protocol-in needs --trusted-source (the proxies in front that send the header)"},
     {{"--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1", "--trusted-source", "10.0.0.0/8"},
-     "--trusted-source: has no effect"},
+     "--trusted-source has no effect with --proxy-protocol-in off"},
     {{"--trusted-source", "10.1.2.3/8"},
-     "--trusted-source: '10.1.2.3/8': address has bits set below the /8 prefix; did you mean "
+     "--trusted-source: '10.1.2.3/8' has bits set below the /8 prefix; did you mean "
      "10.0.0.0/8?"},
-    {{"--trusted-source", "10.0.0.0/40"}, "--trusted-source: '10.0.0.0/40'"},
-    {{"--proxy-protocol-in", "v3"}, "--proxy-protocol-in: 'v3'"},
-    {{"--header-timeout", "0"}, "--header-timeout: '0'"},
-    {{"--header-max-size", "16385"}, "--header-max-size: '16385': expected a size from 16"},
-    {{"--header-max-size", "15"}, "--header-max-size: '15'"},
-    {{"--route", "example.com"}, "--route: 'example.com': bad name"},
-    {{"--route", "a.com=nowhere"}, "--route: 'a.com=nowhere': bad address"},
-    {{"--route", "a.com=1.1.1.1:1", "--route", "A.com=2.2.2.2:2"},
-     "--route: 'A.com=2.2.2.2:2': that name already has a route"},
-    {{"--peek-timeout", "soon"}, "--peek-timeout: 'soon'"},
-    {{"--tlvs", "authority,bogus"}, "--tlvs: 'authority,bogus'"},
-    {{"--tlvs", "0x100"}, "--tlvs: '0x100'"},
+    {{"--trusted-source", "10.0.0.0/40"}, "--trusted-source: expected an address or ADDR/BITS, "
+                                          "got '10.0.0.0/40'"},
+    {{"--proxy-protocol-in", "v3"}, "--proxy-protocol-in: expected one of off, v1, v2, any"},
+    {{"--header-timeout", "0"}, "--header-timeout: 0 is out of range"},
+    {{"--header-max-size", "16385"},
+     "--header-max-size: expected a whole number from 16 to 16384, got '16385'"},
+    {{"--header-max-size", "15"}, "--header-max-size: expected a whole number from 16 to 16384"},
+    {{"--route", "example.com"}, "--route: expected NAME=ADDR:PORT with NAME a host name or "
+                                 "*.suffix, like api.example.com=10.0.0.5:8443, got "
+                                 "'example.com'"},
+    {{"--route", "a.com=nowhere", "--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1"},
+     "--route: expected IPV4:PORT, [IPV6]:PORT (port 1-65535) or unix:/path, got 'nowhere'"},
+    {{"--route", "a..com=1.1.1.1:1", "--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1"},
+     "--route: expected a host name or *.suffix, got 'a..com'"},
+    {{"--route", "a.com=1.1.1.1:1", "--route", "A.com=2.2.2.2:2", "--listen", "127.0.0.1:1",
+      "--backend", "1.1.1.1:1"},
+     "--route: 'A.com' already has a route"},
+    {{"--peek-timeout", "soon"}, "--peek-timeout: expected a duration"},
+    {{"--tlvs", "authority,bogus"}, "--tlvs: expected authority, alpn, unique_id, crc32c or a "
+                                    "type number like 0xEA, got 'bogus'"},
+    {{"--tlvs", "0x100"}, "--tlvs: expected authority"},
     {{"--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1", "--proxy-protocol", "v1", "--tlvs",
       "crc32c"},
-     "--tlvs: only a v2 header"},
+     "--tlvs need --proxy-protocol v2 (backend 'backend')"},
     {{"--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1", "--tlvs", "0xEA"},
      "--tlvs: copying TLV types needs --proxy-protocol-in"},
+    {{"--proxy-protocol-in", "v2"},
+     "--proxy-protocol-in needs --trusted-source", /* over a file, in the flags' words */},
 };
 
 Test(options, errors_name_the_flag)
 {
     for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
         char *argv[12] = {"ringrelay"};
-        struct options o;
-        char err[256] = "";
+        char err[512] = "";
         int argc = 1;
 
         for (int k = 0; bads[i].argv[k]; k++)
             argv[argc++] = (char *)bads[i].argv[k];
-        cr_assert_eq(options_parse(&o, argc, argv, err, sizeof(err)), -EINVAL, "case %zu", i);
-        cr_assert_eq(strncmp(err, bads[i].flag, strlen(bads[i].flag)), 0,
-                     "case %zu: '%s' does not start with '%s'", i, err, bads[i].flag);
+        cr_assert_eq(load(argc, argv, err, sizeof(err)), -EINVAL, "case %zu", i);
+        cr_assert_eq(strncmp(err, bads[i].error, strlen(bads[i].error)), 0,
+                     "case %zu: '%s' does not start with '%s'", i, err, bads[i].error);
         cr_assert_null(strchr(err, '\n'), "one line");
+    }
+}
+
+/* One key, one meaning, one message: a bad value gets the same words from
+ * the file ("FILE:L:C: KEY: message") and the flag ("--FLAG: message"), and
+ * a value one accepts the other accepts too. */
+Test(options, a_flag_and_its_key_say_the_same)
+{
+    static const struct {
+        const char *flag, *yaml, *value;
+        int ok;
+    } cases[] = {
+        {"--max-connections", "max_connections: ", "0", 1},
+        {"--max-connections", "max_connections: ", "10000001", 0},
+        {"--workers", "workers: ", "1025", 0},
+        {"--workers", "workers: ", "auto", 1},
+        {"--io", "io: ", "kqueue", 0},
+        {"--drain-timeout", "drain_timeout: ", "0", 1},
+        {"--drain-timeout", "drain_timeout: ", "forever", 0},
+        {"--accept-backlog", "accept_backlog: ", "70000", 0},
+        {"--stats-socket", "stats_socket: ", "relative.sock", 0},
+        {"--access-log", "access_log: {path: ", "relative.log", 0},
+        {"--user", "user: ", "a b", 0},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char yaml[512], cli_err[512] = "", file_err[512] = "";
+        char *argv[] = {"ringrelay", (char *)cases[i].flag, (char *)cases[i].value, NULL};
+        int cli = load(3, argv, cli_err, sizeof(cli_err)), file;
+        const char *cli_msg = strstr(cli_err, ": "), *file_msg;
+
+        snprintf(yaml, sizeof(yaml), "%s%s\"%s\"%s\n", MINIMAL, cases[i].yaml, cases[i].value,
+                 strchr(cases[i].yaml, '{') ? "}" : "");
+        file = config_parse(&cfg, "t.yaml", yaml, strlen(yaml), file_err, sizeof(file_err));
+        cr_assert_eq(cli == 0, cases[i].ok, "%s %s: %s", cases[i].flag, cases[i].value, cli_err);
+        cr_assert_eq(file == 0, cases[i].ok, "%s%s: %s", cases[i].yaml, cases[i].value,
+                     file_err);
+        if (cases[i].ok)
+            continue;
+        file_msg = strstr(file_err, ": ") ? strstr(strstr(strstr(file_err, ": ") + 2, " "), "")
+                                          : NULL;
+        cr_assert_not_null(cli_msg);
+        cr_assert_not_null(file_msg);
+        /* "--workers: MSG" and "t.yaml:9:10: workers: MSG" end the same. */
+        cr_assert_geq(strlen(file_err), strlen(cli_msg));
+        cr_assert_str_eq(file_err + strlen(file_err) - strlen(cli_msg), cli_msg,
+                         "the file says '%s', the flag '%s'", file_err, cli_err);
     }
 }
 
