@@ -1268,7 +1268,7 @@ static int check_route_names(struct walk *w, struct config_listener *l, int li)
         const struct config_route *dup = by_name[r];
         if (strcasecmp(by_name[r - 1]->sni, dup->sni) != 0)
             continue;
-        snprintf(path, sizeof(path), "listeners[%d].routes[%d].sni", li, (int)(dup - l->routes));
+        snprintf(path, sizeof(path), "listeners[%d].routes[%d]", li, (int)(dup - l->routes));
         speak_of(w, "routes");
         if (w->cli_words)
             ret = fail_at(w, &dup->mark, path, "%s: '%s' already has a route", say(w, "routes"),

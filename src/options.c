@@ -23,8 +23,8 @@ void options_usage(FILE *out)
     config_flags_usage(out);
     fputs("  --help, --version\n"
           "\n"
-          "DUR: 500ms, 5s, 2m, 1h, or a bare number of seconds. FILE: " CONFIG_DEFAULT_PATH "\n"
-          "unless -c names another.\n"
+          "DUR: 500ms, 5s, 2m, 1h, or a number of seconds.\n"
+          "FILE: " CONFIG_DEFAULT_PATH " unless -c names another.\n"
           "\n"
           "doctor probes a TLS backend with no header, PROXY v1, v2 and v2 LOCAL, each\n"
           "followed by a TLS handshake, and says which header it expects.\n",

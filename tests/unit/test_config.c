@@ -277,6 +277,14 @@ static const struct bad bads[] = {
     {L "backends:\n  - name: b\n    connect_timeout: [1s]\n    servers:\n"
        "      - address: 127.0.0.1:1\n",
      "t.yaml:6:22: backends[0].connect_timeout: expected a value, not a list or mapping"},
+    {L B "---\nworkers: 2\n", "t.yaml:8:1: a second YAML document (after '---'); put the whole "
+                             "configuration in one"},
+    {"listeners:\n  - name: a\n    bind: 127.0.0.1:1\n    routes:\n"
+     "      - { sni: a.example, backend: b }\n      - { sni: A.Example, backend: b }\n" B,
+     "t.yaml:6:36: listeners[0].routes[1]: 'A.Example' already has a route (routes[0])"},
+    {L "backends:\n  - name: b\n    tlvs: [0xEA]\n    servers:\n      - address: 127.0.0.1:1\n",
+     "t.yaml:5:11: backends[0]: tlvs: copying TLV types needs proxy_protocol_in on a listener "
+     "that uses backend 'b' (they come from a trusted inbound header)"},
 };
 
 Test(config, bad_files_name_line_column_and_key)
@@ -289,4 +297,54 @@ Test(config, bad_files_name_line_column_and_key)
         cr_expect_str_eq(err, bads[i].error, "case %zu: got\n%s\nwant\n%s", i, err,
                          bads[i].error);
     }
+}
+
+/* libyaml slows down more than linearly with nesting; a deep file is
+ * refused as soon as the 65th level opens, in flow or block style. */
+Test(config, deep_nesting_is_refused_at_once)
+{
+    static const char *const opens[] = {"[", "- "};
+    size_t levels = 100000;
+
+    for (size_t k = 0; k < 2; k++) {
+        size_t w = strlen(opens[k]), len = 12 + levels * w;
+        char *text = malloc(len + 1), err[256] = "";
+        memcpy(text, "listeners:\n ", 12);
+        for (size_t i = 0; i < levels; i++)
+            memcpy(text + 12 + i * w, opens[k], w);
+        text[len] = '\0';
+        cr_assert_eq(parse(text, err, sizeof(err)), -EINVAL);
+        cr_assert(strstr(err, "nested more than 64 levels deep"), "%s", err);
+        free(text);
+    }
+}
+
+static char changes[4][128];
+static int n_changes;
+
+static void record(const char *key, const char *was, const char *now)
+{
+    if (n_changes < 4)
+        snprintf(changes[n_changes++], sizeof(changes[0]), "%s: %s -> %s", key, was, now);
+}
+
+/* Keys the table marks start-only keep their running value, each change
+ * reported; the others take the new one. */
+Test(config, reload_keeps_start_only_keys)
+{
+    static const char *const old_text = MINIMAL "workers: 2\nio: epoll\nlog_level: warn\n";
+    static const char *const new_text = MINIMAL "workers: 1\nio: epoll\nlog_level: debug\n"
+                                                "access_log: {path: /tmp/x.log}\n";
+    char err[256] = "";
+
+    cr_assert_eq(parse(old_text, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(config_parse(&again, "n.yaml", new_text, strlen(new_text), err, sizeof(err)), 0,
+                 "%s", err);
+    config_keep_start_only(&again, &cfg, record);
+    cr_assert_eq(n_changes, 2);
+    cr_assert_str_eq(changes[0], "workers: 2 -> 1");
+    cr_assert_str_eq(changes[1], "access_log.path: \"\" -> \"/tmp/x.log\"");
+    cr_assert_eq(again.workers, 2, "kept");
+    cr_assert_str_eq(again.access_log.path, "", "kept");
+    cr_assert_eq(again.log_level, LOG_LEVEL_DEBUG, "log_level is not start-only");
 }
