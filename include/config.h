@@ -19,14 +19,17 @@
 
 /* Limits: every one is in the README's table, the example file and the
  * man page. */
-#define CONFIG_FILE_MAX (1U << 20) /* bytes in a configuration file */
+#define CONFIG_FILE_MAX (4U << 20) /* bytes in a configuration file */
 #define CONFIG_NAME_MAX 64
 #define CONFIG_MAX_LISTENERS 16
 #define CONFIG_MAX_BINDS 8
 #define CONFIG_MAX_TRUSTED 64
-#define CONFIG_MAX_ROUTES 64
+#define CONFIG_MAX_ROUTES 16384 /* per listener */
 #define CONFIG_MAX_BACKENDS 32
-#define CONFIG_MAX_SERVERS 64
+#define CONFIG_MAX_SERVERS 4096       /* per backend */
+#define CONFIG_MAX_SERVERS_TOTAL 4096 /* over all backends */
+/* Retries per connection, and so the servers one connection tries. */
+#define CONFIG_MAX_RETRIES 10
 #define CONFIG_MAX_TLV_PASS 16
 #define CONFIG_PATH_MAX 108 /* sun_path */
 /* The most of a stream looked at for a ClientHello. */
@@ -87,7 +90,7 @@ struct config_backend {
     uint32_t retries;
     char sni[CLIENTHELLO_SNI_MAX + 1]; /* for tls health checks; "" = none */
     struct config_health health;
-    struct config_server servers[CONFIG_MAX_SERVERS];
+    struct config_server *servers; /* n_servers, allocated by config_load */
     int n_servers;
 };
 
@@ -108,7 +111,7 @@ struct config_listener {
     int n_trusted;
     uint32_t header_timeout_ms, header_max_size, peek_timeout_ms;
     uint32_t max_per_source; /* open connections per client address; 0: no limit */
-    struct config_route routes[CONFIG_MAX_ROUTES];
+    struct config_route *routes; /* n_routes, allocated by config_load */
     int n_routes;
     char default_backend[CONFIG_NAME_MAX];
     struct config_mark default_mark;
@@ -149,9 +152,13 @@ struct config_arg {
  * checked by the same table, and the rules across keys run once, after
  * both. Returns 0, or -EINVAL with one line in err: "FILE:LINE:COL:
  * KEY.PATH: what was expected" for the file, "--FLAG: what was expected"
- * for a flag. */
+ * for a flag. On success c holds arrays for config_free(); on failure
+ * nothing is left allocated. */
 int config_load(struct config *c, const char *file, const char *text, size_t len,
                 const struct config_arg *args, int n, char *err, size_t errlen);
+
+/* Frees what config_load() allocated in c; c is then empty. */
+void config_free(struct config *c);
 
 /* config_load() of a file with no flags. */
 int config_parse(struct config *c, const char *file, const char *text, size_t len, char *err,

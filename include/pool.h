@@ -11,8 +11,10 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-/* Points on the hash ring per unit of weight. */
+/* Points on the hash ring per unit of weight, fewer when all of them
+ * would pass POOL_RING_MAX. */
 #define POOL_POINTS_PER_WEIGHT 100
+#define POOL_RING_MAX (1U << 20)
 
 struct pool_member {
     char key[CONFIG_PATH_MAX + 8]; /* the address as text: what the ring hashes */
@@ -31,26 +33,42 @@ struct pool_point {
 struct pool {
     enum balance balance;
     int n;
-    struct pool_member m[CONFIG_MAX_SERVERS];
+    struct pool_member *m; /* n of them */
     struct pool_point *ring; /* sorted by hash; client_ip_hash only */
     size_t n_ring;
 };
 
 /* One worker's round-robin state for a pool: no sharing on the data path. */
 struct pool_rr {
-    int64_t current[CONFIG_MAX_SERVERS];
-    unsigned next; /* least_conn tie-break rotation */
+    int64_t *current; /* per server; NULL for the balances that need none */
+    unsigned next;    /* least_conn tie-break rotation */
 };
+
+/* The servers one connection has tried, in order: a retry passes them over. */
+struct pool_tried {
+    int16_t s[CONFIG_MAX_RETRIES + 1];
+    uint8_t n;
+};
+
+static inline void pool_tried_add(struct pool_tried *t, int s)
+{
+    if (t->n < CONFIG_MAX_RETRIES + 1)
+        t->s[t->n++] = (int16_t)s;
+}
 
 /* Builds p from b's servers, all up. Returns 0 or -ENOMEM. */
 int pool_build(struct pool *p, const struct config_backend *b);
 void pool_free(struct pool *p);
 
+/* A worker's round-robin state for p. Returns 0 or -ENOMEM. */
+int pool_rr_init(struct pool_rr *rr, const struct pool *p);
+void pool_rr_fini(struct pool_rr *rr);
+
 /* Picks a server for client (its address only; the port does not count):
- * up, below its max_conns, and not in skip (bit i: server i was tried).
- * Returns the server's index, or -1 when no server qualifies. */
+ * up, below its max_conns, and not in skip (NULL: none tried). Returns the
+ * server's index, or -1 when no server qualifies. */
 int pool_pick(const struct pool *p, struct pool_rr *rr, const struct sockaddr *client,
-              uint64_t skip);
+              const struct pool_tried *skip);
 
 /* A 64-bit hash of len bytes (FNV-1a, then a finalizer that spreads it). */
 uint64_t pool_hash(const void *data, size_t len);

@@ -21,14 +21,14 @@ struct runtime {
      * open-file limit at start, kept by every reload. */
     uint32_t max_connections;
     struct pool pools[CONFIG_MAX_BACKENDS];
-    struct sockaddr_un unix_addr[CONFIG_MAX_BACKENDS][CONFIG_MAX_SERVERS];
-    struct route routes[CONFIG_MAX_LISTENERS][CONFIG_MAX_ROUTES];
+    struct sockaddr_un *unix_addr[CONFIG_MAX_BACKENDS]; /* per server; NULL: no unix ones */
+    struct route_table routes[CONFIG_MAX_LISTENERS];    /* by server name, to a backend */
     uint32_t hdr_cap[CONFIG_MAX_BACKENDS]; /* largest outbound header with its TLVs */
     int any_tlv_pass;                      /* some backend copies inbound TLVs */
     /* Counter slots (stats_assign): by listener, backend, and server. */
     uint16_t st_listener[CONFIG_MAX_LISTENERS];
     uint16_t st_backend[CONFIG_MAX_BACKENDS];
-    uint16_t st_server[CONFIG_MAX_BACKENDS][CONFIG_MAX_SERVERS];
+    uint16_t *st_server[CONFIG_MAX_BACKENDS]; /* per server */
 };
 
 /* Derives pools, addresses and route tables from rt->cfg. Returns 0, or

@@ -14,7 +14,7 @@
 #define STATS_MAX_WORKERS 256
 #define STATS_MAX_LISTENERS (2 * CONFIG_MAX_LISTENERS)
 #define STATS_MAX_BACKENDS (2 * CONFIG_MAX_BACKENDS)
-#define STATS_MAX_SERVERS (CONFIG_MAX_BACKENDS * CONFIG_MAX_SERVERS)
+#define STATS_MAX_SERVERS CONFIG_MAX_SERVERS_TOTAL
 /* Histogram bucket i counts values <= 2^(i + STATS_BUCKET_SHIFT) us; the
  * last one counts the rest. */
 #define STATS_BUCKETS 28
@@ -156,8 +156,8 @@ struct stats_names {
         char key[CONFIG_PATH_MAX + 8];
     } server[STATS_MAX_SERVERS];
     /* In the running configuration: its index there, or -1. */
-    int16_t listener_index[STATS_MAX_LISTENERS], backend_index[STATS_MAX_BACKENDS];
-    int16_t server_index[STATS_MAX_SERVERS];
+    int32_t listener_index[STATS_MAX_LISTENERS], backend_index[STATS_MAX_BACKENDS];
+    int32_t server_index[STATS_MAX_SERVERS]; /* backend * CONFIG_MAX_SERVERS + server */
 };
 
 void stats_names_read(struct stats_names *out);

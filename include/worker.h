@@ -120,8 +120,8 @@ struct conn {
     uint8_t flags;    /* CONN_* */
     uint8_t be_index; /* the backend in the configuration */
     uint8_t li;       /* the listener that accepted it */
-    int8_t server;    /* the backend's server it connects to; -1: none yet */
-    uint64_t tried;   /* servers tried so far (bit per server) */
+    int16_t server;   /* the backend's server it connects to; -1: none yet */
+    struct pool_tried tried; /* servers tried so far */
     uint8_t rgen;     /* the worker's runtime generation it runs on */
     uint8_t end;      /* why it ended (enum conn_end): the first cause wins */
     uint64_t src_key; /* its client's key in the per-source count */

@@ -18,7 +18,7 @@ struct backend_checker {
     int b;
     pthread_t thread;
     int running;
-    struct health state[CONFIG_MAX_SERVERS];
+    struct health *state; /* per server */
     atomic_int *stop;
 };
 
@@ -125,9 +125,10 @@ struct checker *checker_start(struct runtime *rt)
         bc->rt = rt;
         bc->b = b;
         bc->stop = &ck->stop;
-        for (int s = 0; s < CONFIG_MAX_SERVERS; s++)
+        bc->state = calloc((size_t)rt->cfg.backends[b].n_servers + 1, sizeof(*bc->state));
+        for (int s = 0; bc->state && s < rt->cfg.backends[b].n_servers; s++)
             bc->state[s].up = 1;
-        if (pthread_create(&bc->thread, NULL, checker_main, bc) != 0) {
+        if (!bc->state || pthread_create(&bc->thread, NULL, checker_main, bc) != 0) {
             log_error("backend %s: cannot start its health checks", rt->cfg.backends[b].name);
             checker_stop(ck);
             return NULL;
@@ -142,9 +143,11 @@ void checker_stop(struct checker *ck)
     if (!ck)
         return;
     atomic_store(&ck->stop, 1);
-    for (int b = 0; b < CONFIG_MAX_BACKENDS; b++)
+    for (int b = 0; b < CONFIG_MAX_BACKENDS; b++) {
         if (ck->bc[b].running)
             pthread_join(ck->bc[b].thread, NULL);
+        free(ck->bc[b].state);
+    }
     free(ck);
 }
 

@@ -46,6 +46,7 @@ struct setting {
     const char *const *choices;
     const struct section *sub;   /* K_MAP, K_SEQ */
     size_t count_off, elem_size; /* K_SEQ: where the count lands, element size */
+    uint8_t grow;                /* K_SEQ: off holds a pointer to an array made to fit */
     size_t mark_off;             /* 1 + where to keep the value's position (0: nowhere) */
     enum kind kind;
     uint32_t min, max;
@@ -138,7 +139,7 @@ static const struct setting backend_settings[] = {
     {.key = "health_check", .kind = K_MAP, AT(struct config_backend, health),
      .sub = &health_section, .def = "{}"},
     {.key = "servers", .kind = K_SEQ, AT(struct config_backend, servers), .sub = &server_section,
-     .count_off = offsetof(struct config_backend, n_servers),
+     .count_off = offsetof(struct config_backend, n_servers), .grow = 1,
      .elem_size = sizeof(struct config_server), .max_elems = CONFIG_MAX_SERVERS},
     END,
 };
@@ -178,7 +179,7 @@ static const struct setting listener_settings[] = {
      .min = 1, .max = 3600000, .def = "5s", .flag = "--peek-timeout", .arg = "DUR",
      .help = "wait this long for the ClientHello"},
     {.key = "routes", .kind = K_SEQ, AT(struct config_listener, routes), .sub = &route_section,
-     .count_off = offsetof(struct config_listener, n_routes),
+     .count_off = offsetof(struct config_listener, n_routes), .grow = 1,
      .elem_size = sizeof(struct config_route), .max_elems = CONFIG_MAX_ROUTES, .def = "[]",
      .flag = "--route", .arg = "NAME=ADDR:PORT", .describes = 1,
      .help = "send TLS connections for server name NAME (or *.suffix) to ADDR:PORT; others "
@@ -543,17 +544,14 @@ static int set_scalar(struct walk *w, const struct setting *st, void *base, cons
         snprintf(field, CONFIG_NAME_MAX, "%s", s);
         return 0;
     case K_HOST:
-    case K_ROUTE_SNI: {
-        struct route r;
-        const char *what;
-        char probe[CLIENTHELLO_SNI_MAX + 16];
-        if (*s && (snprintf(probe, sizeof(probe), "%s=127.0.0.1:1", s) >= (int)sizeof(probe) ||
-                   route_parse(probe, &r, &what) < 0 || (st->kind == K_HOST && r.wildcard)))
+    case K_ROUTE_SNI:
+        /* A backend's sni may be "" (none); a route's names something. */
+        i = *s || st->kind == K_ROUTE_SNI ? route_name_check(s, strlen(s)) : 0;
+        if (i < 0 || (st->kind == K_HOST && i == 1))
             return fail(w, m, st->key, "expected a host name%s, got '%s'",
                         st->kind == K_ROUTE_SNI ? " or *.suffix" : "", s);
         snprintf(field, CLIENTHELLO_SNI_MAX + 1, "%s", s);
         return 0;
-    }
     case K_PATH:
     case K_LOG_PATH:
         if ((*s && *s != '/' && !(st->kind == K_LOG_PATH && strcmp(s, "stderr") == 0)) ||
@@ -569,22 +567,53 @@ static int set_scalar(struct walk *w, const struct setting *st, void *base, cons
 
 static int walk_section(struct walk *w, const struct section *sec, yaml_node_t *n, void *base);
 
-/* A list of nested sections. */
+/* Where the elements of sequence st start in the struct at base. */
+static char *seq_elems(const struct setting *st, const void *base)
+{
+    char *elems;
+
+    if (!st->grow)
+        return (char *)base + st->off;
+    memcpy(&elems, (const char *)base + st->off, sizeof(elems));
+    return elems;
+}
+
+static int seq_count(const struct setting *st, const void *base)
+{
+    int count;
+
+    memcpy(&count, (const char *)base + st->count_off, sizeof(count));
+    return count;
+}
+
+/* A list of nested sections: in place, or (grow) in an array made for it. */
 static int walk_seq(struct walk *w, const struct setting *st, yaml_node_t *n, void *base)
 {
     size_t len = strlen(w->path);
     yaml_node_item_t *it, *end;
+    char *elems;
     int count = 0, ret;
 
     if (seq_items(w, n, st->key, &it, &end) < 0)
         return -EINVAL;
+    if (end - it > st->max_elems)
+        return fail(w, &yaml_document_get_node(w->doc, it[st->max_elems])->start_mark, st->key,
+                    "at most %d entries", st->max_elems);
+    if (st->grow) {
+        elems = end > it ? calloc((size_t)(end - it), st->elem_size) : NULL;
+        if (end > it && !elems)
+            return -ENOMEM;
+        memcpy((char *)base + st->off, &elems, sizeof(elems));
+    }
+    elems = seq_elems(st, base);
     for (; it < end; it++, count++) {
         yaml_node_t *v = yaml_document_get_node(w->doc, *it);
-        if (count == st->max_elems)
-            return fail(w, &v->start_mark, st->key, "at most %d entries", st->max_elems);
         snprintf(w->path + len, sizeof(w->path) - len, "%s%s[%d]", len ? "." : "", st->key,
                  count);
-        ret = walk_section(w, st->sub, v, (char *)base + st->off + (size_t)count * st->elem_size);
+        /* Counted before it is filled, so that config_free() finds what a
+         * failure halfway through it leaves. */
+        memcpy((char *)base + st->count_off, &(int){count + 1}, sizeof(int));
+        ret = walk_section(w, st->sub, v, elems + (size_t)count * st->elem_size);
         w->path[len] = '\0';
         if (ret < 0)
             return ret;
@@ -1001,10 +1030,11 @@ static int apply_flags(struct walk *w, const struct section *sec, void *base)
         if (st->kind == K_MAP) {
             ret = apply_flags(w, st->sub, field);
         } else if (st->kind == K_SEQ) {
-            memcpy(&count, (char *)base + st->count_off, sizeof(count));
+            char *elems = seq_elems(st, base);
+            count = seq_count(st, base);
             ret = 0;
             for (int e = 0; e < count && ret == 0; e++)
-                ret = apply_flags(w, st->sub, field + (size_t)e * st->elem_size);
+                ret = apply_flags(w, st->sub, elems + (size_t)e * st->elem_size);
         } else {
             ret = st->flag && !st->describes ? apply_flag(w, st, base) : 0;
         }
@@ -1059,6 +1089,7 @@ int config_check_args(const struct config_arg *args, int n, int with_file, char 
     if (!(scratch = calloc(1, sizeof(*scratch))))
         return -ENOMEM;
     ret = walk_described(&w, scratch);
+    config_free(scratch);
     free(scratch);
     return ret;
 }
@@ -1189,9 +1220,16 @@ static int check_backends(struct walk *w, struct config *c)
 {
     char path[64], v2[48];
 
+    int servers = 0;
+
     w->cli_words = !w->file;
     if (c->n_backends == 0)
         return fail_at(w, &c->backends_mark, "backends", "at least one backend is needed");
+    for (int i = 0; i < c->n_backends; i++)
+        servers += c->backends[i].n_servers;
+    if (servers > CONFIG_MAX_SERVERS_TOTAL)
+        return fail_at(w, &c->backends_mark, "backends", "%d servers in all; at most %d", servers,
+                       CONFIG_MAX_SERVERS_TOTAL);
 
     for (int i = 0; i < c->n_backends; i++) {
         struct config_backend *b = &c->backends[i];
@@ -1484,7 +1522,33 @@ int config_load(struct config *c, const char *file, const char *text, size_t len
         ret = check_backends(&w, c);
     if (ret == 0)
         ret = check_listeners(&w, c);
+    if (ret < 0)
+        config_free(c);
     return ret;
+}
+
+/* Frees the arrays made for the sequences of sec in the struct at base. */
+static void free_section(const struct section *sec, void *base)
+{
+    for (const struct setting *st = sec->settings; st->key; st++) {
+        char *elems;
+        if (st->kind != K_SEQ)
+            continue;
+        elems = seq_elems(st, base);
+        for (int e = 0; elems && e < seq_count(st, base); e++)
+            free_section(st->sub, elems + (size_t)e * st->elem_size);
+        if (st->grow) {
+            void *none = NULL;
+            free(elems);
+            memcpy((char *)base + st->off, &none, sizeof(none));
+            memset((char *)base + st->count_off, 0, sizeof(int));
+        }
+    }
+}
+
+void config_free(struct config *c)
+{
+    free_section(&top_section, c);
 }
 
 int config_parse(struct config *c, const char *file, const char *text, size_t len, char *err,
@@ -1607,17 +1671,16 @@ static void dump_section(FILE *out, const struct section *sec, const void *base,
 
 static void dump_seq(FILE *out, const struct setting *st, const void *base, int indent)
 {
-    int count;
+    int count = seq_count(st, base);
+    const char *elems = seq_elems(st, base);
 
-    memcpy(&count, (const char *)base + st->count_off, sizeof(count));
     if (count == 0) {
         fprintf(out, " []\n");
         return;
     }
     fprintf(out, "\n");
     for (int e = 0; e < count; e++)
-        dump_section(out, st->sub, (const char *)base + st->off + (size_t)e * st->elem_size,
-                     indent + 2, 1);
+        dump_section(out, st->sub, elems + (size_t)e * st->elem_size, indent + 2, 1);
 }
 
 /* Writes one section at indent; first_dash starts it as a list item. */

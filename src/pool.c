@@ -35,20 +35,34 @@ static int point_cmp(const void *a, const void *b)
     return x->hash < y->hash ? -1 : x->hash > y->hash;
 }
 
+/* Server i's points on the ring: its weight's share of at most
+ * POOL_RING_MAX, and one at least. */
+static uint32_t ring_points(const struct pool *p, int i, uint64_t weights)
+{
+    uint64_t n = (uint64_t)p->m[i].weight * POOL_POINTS_PER_WEIGHT;
+
+    if (weights * POOL_POINTS_PER_WEIGHT > POOL_RING_MAX)
+        n = (uint64_t)p->m[i].weight * POOL_RING_MAX / weights;
+    return n ? (uint32_t)n : 1;
+}
+
 static int ring_build(struct pool *p)
 {
+    uint64_t weights = 0;
     size_t total = 0, k = 0;
     char label[sizeof(p->m[0].key) + 16];
 
     for (int i = 0; i < p->n; i++)
-        total += (size_t)p->m[i].weight * POOL_POINTS_PER_WEIGHT;
+        weights += p->m[i].weight;
+    for (int i = 0; i < p->n; i++)
+        total += ring_points(p, i, weights);
     if (total == 0)
         return 0; /* no servers: every pick finds none */
     p->ring = calloc(total, sizeof(*p->ring));
     if (!p->ring)
         return -ENOMEM;
     for (int i = 0; i < p->n; i++) {
-        for (uint32_t r = 0; r < p->m[i].weight * POOL_POINTS_PER_WEIGHT; r++) {
+        for (uint32_t r = 0, points = ring_points(p, i, weights); r < points; r++) {
             int n = snprintf(label, sizeof(label), "%s#%u", p->m[i].key, r);
             p->ring[k].hash = pool_hash(label, (size_t)n);
             p->ring[k++].member = i;
@@ -65,6 +79,9 @@ int pool_build(struct pool *p, const struct config_backend *b)
 
     memset(p, 0, sizeof(*p));
     p->balance = b->balance;
+    p->m = calloc(b->n_servers ? (size_t)b->n_servers : 1, sizeof(*p->m));
+    if (!p->m)
+        return -ENOMEM;
     p->n = b->n_servers;
     for (int i = 0; i < p->n; i++) {
         const struct config_server *s = &b->servers[i];
@@ -85,15 +102,42 @@ int pool_build(struct pool *p, const struct config_backend *b)
 void pool_free(struct pool *p)
 {
     free(p->ring);
+    free(p->m);
     p->ring = NULL;
+    p->m = NULL;
     p->n_ring = 0;
+    p->n = 0;
 }
 
-static int usable(const struct pool *p, int i, uint64_t skip)
+int pool_rr_init(struct pool_rr *rr, const struct pool *p)
+{
+    rr->next = 0;
+    rr->current = NULL;
+    if (p->balance != BALANCE_ROUND_ROBIN)
+        return 0;
+    rr->current = calloc(p->n ? (size_t)p->n : 1, sizeof(*rr->current));
+    return rr->current ? 0 : -ENOMEM;
+}
+
+void pool_rr_fini(struct pool_rr *rr)
+{
+    free(rr->current);
+    rr->current = NULL;
+}
+
+static int tried(const struct pool_tried *t, int i)
+{
+    for (int k = 0; t && k < t->n; k++)
+        if (t->s[k] == i)
+            return 1;
+    return 0;
+}
+
+static int usable(const struct pool *p, int i, const struct pool_tried *skip)
 {
     const struct pool_member *m = &p->m[i];
 
-    if ((skip >> i) & 1 || !atomic_load_explicit(&m->up, memory_order_relaxed))
+    if (!atomic_load_explicit(&m->up, memory_order_relaxed) || tried(skip, i))
         return 0;
     return !m->max_conns ||
            atomic_load_explicit(&m->active, memory_order_relaxed) < m->max_conns;
@@ -101,11 +145,19 @@ static int usable(const struct pool *p, int i, uint64_t skip)
 
 /* Each usable server gains its weight; the richest is picked and pays the
  * total. Over a cycle every server is picked weight times, interleaved. */
-static int pick_round_robin(const struct pool *p, struct pool_rr *rr, uint64_t skip)
+static int pick_round_robin(const struct pool *p, struct pool_rr *rr,
+                            const struct pool_tried *skip)
 {
     int64_t total = 0;
     int best = -1;
 
+    if (!rr->current) { /* its state could not be made: rotate */
+        for (int k = 0; k < p->n && best < 0; k++)
+            if (usable(p, (int)((rr->next + (unsigned)k) % (unsigned)p->n), skip))
+                best = (int)((rr->next + (unsigned)k) % (unsigned)p->n);
+        rr->next++;
+        return best;
+    }
     for (int i = 0; i < p->n; i++) {
         if (!usable(p, i, skip))
             continue;
@@ -120,7 +172,8 @@ static int pick_round_robin(const struct pool *p, struct pool_rr *rr, uint64_t s
 }
 
 /* Fewest open connections per unit of weight; ties rotate. */
-static int pick_least_conn(const struct pool *p, struct pool_rr *rr, uint64_t skip)
+static int pick_least_conn(const struct pool *p, struct pool_rr *rr,
+                           const struct pool_tried *skip)
 {
     uint64_t best_num = 0, best_den = 1;
     int best = -1;
@@ -141,7 +194,8 @@ static int pick_least_conn(const struct pool *p, struct pool_rr *rr, uint64_t sk
     return best;
 }
 
-static int pick_hash(const struct pool *p, const struct sockaddr *client, uint64_t skip)
+static int pick_hash(const struct pool *p, const struct sockaddr *client,
+                     const struct pool_tried *skip)
 {
     const uint8_t *a = NULL;
     /* v4-mapped as IPv4: the same client whichever way it reached a socket */
@@ -167,7 +221,7 @@ static int pick_hash(const struct pool *p, const struct sockaddr *client, uint64
 }
 
 int pool_pick(const struct pool *p, struct pool_rr *rr, const struct sockaddr *client,
-              uint64_t skip)
+              const struct pool_tried *skip)
 {
     switch (p->balance) {
     case BALANCE_LEAST_CONN:

@@ -606,7 +606,7 @@ static const char *conn_server_name(const struct worker *w, const struct conn *c
 static int conn_pick_server(struct worker *w, struct conn *c)
 {
     struct pool *p = &conn_rt(w, c)->pools[c->be_index];
-    int s = pool_pick(p, &conn_gen(w, c)->rr[c->be_index], &c->peer.sa, c->tried);
+    int s = pool_pick(p, &conn_gen(w, c)->rr[c->be_index], &c->peer.sa, &c->tried);
 
     if (s < 0) {
         stat_inc(&st_backend(w, c)->no_server);
@@ -616,8 +616,8 @@ static int conn_pick_server(struct worker *w, struct conn *c)
                p->n);
         return -1;
     }
-    c->server = (int8_t)s;
-    c->tried |= 1ULL << s;
+    c->server = (int16_t)s;
+    pool_tried_add(&c->tried, s);
     atomic_fetch_add_explicit(&p->m[s].active, 1, memory_order_relaxed);
     return 0;
 }
@@ -643,7 +643,7 @@ static int conn_wait_fd(struct worker *w, struct conn *c, int err)
         return 0;
     log_rl(LOG_LEVEL_WARN, "c%u.%u: backend socket: %s: waiting for a descriptor", w->id, c->id,
            strerror(err));
-    c->tried &= ~(1ULL << c->server); /* not tried: no connect was made */
+    c->tried.n--; /* its server, the last one added, was not tried: no connect was made */
     conn_drop_server(w, c);
     c->state = CONN_CONNECTING;
     if (!(c->flags & CONN_WAIT_FD)) /* the wait is bounded from its start */
@@ -886,20 +886,17 @@ static void conn_keep_hello(struct conn *c, const struct client_hello *ch)
 static void peek_done(struct worker *w, struct conn *c, const struct client_hello *ch)
 {
     const struct config_listener *l = &conn_cfg(w, c)->listeners[c->li];
-    const struct route *r = ch ? route_pick(conn_rt(w, c)->routes[c->li], l->n_routes, ch->sni,
-                                            ch->sni_len)
-                               : NULL;
+    int routed = ch ? route_table_pick(&conn_rt(w, c)->routes[c->li], ch->sni, ch->sni_len) : -1;
 
     if (c->flags & CONN_LOWAT) {
         set_lowat(c, 1);
         c->flags &= (uint8_t)~CONN_LOWAT;
     }
-    if (r)
+    if (routed >= 0)
         stat_inc(&st_listener(w, c)->routed);
     if (ch && w->alog)
         conn_keep_hello(c, ch);
-    conn_prepare(w, c, r ? l->routes[r - conn_rt(w, c)->routes[c->li]].backend_index : l->default_index,
-                 ch);
+    conn_prepare(w, c, routed >= 0 ? routed : l->default_index, ch);
 }
 
 static void peek_read(struct worker *w, struct conn *c)
@@ -1028,7 +1025,7 @@ void relay_on_accept(struct worker *w, int fd, int bind)
  * before the connect completes), and the backend allows more tries. */
 static int conn_may_retry(const struct worker *w, const struct conn *c, int res)
 {
-    int tries = __builtin_popcountll(c->tried);
+    int tries = c->tried.n;
 
     if (res != -ECONNREFUSED && res != -ETIMEDOUT && res != -ENETUNREACH &&
         res != -EHOSTUNREACH && res != -ECONNRESET && res != -ECANCELED &&

@@ -93,7 +93,7 @@ int stats_worker_read(int id, struct stats_worker *out)
 /* Finds the slot that same() matches among the *n used, or takes a new
  * one, or reuses one the new configuration does not have (live[i] < 0).
  * Returns the slot. */
-static int slot_find(int *n, int max, const int16_t *live, int (*same)(int i, const void *ctx),
+static int slot_find(int *n, int max, const int32_t *live, int (*same)(int i, const void *ctx),
                      const void *ctx)
 {
     int spare = -1;
@@ -147,14 +147,14 @@ void stats_assign(struct runtime *rt)
         int i = slot_find(&names.n_listeners, STATS_MAX_LISTENERS, names.listener_index,
                           same_listener, c->listeners[l].name);
         snprintf(names.listener[i], sizeof(names.listener[i]), "%s", c->listeners[l].name);
-        names.listener_index[i] = (int16_t)l;
+        names.listener_index[i] = (int32_t)l;
         rt->st_listener[l] = (uint16_t)i;
     }
     for (int b = 0; b < c->n_backends; b++) {
         int i = slot_find(&names.n_backends, STATS_MAX_BACKENDS, names.backend_index,
                           same_backend, c->backends[b].name);
         snprintf(names.backend[i], sizeof(names.backend[i]), "%s", c->backends[b].name);
-        names.backend_index[i] = (int16_t)b;
+        names.backend_index[i] = (int32_t)b;
         rt->st_backend[b] = (uint16_t)i;
     }
     for (int b = 0; b < c->n_backends; b++) {
@@ -165,7 +165,7 @@ void stats_assign(struct runtime *rt)
                               same_server, &id);
             names.server[i].backend = rt->st_backend[b];
             snprintf(names.server[i].key, sizeof(names.server[i].key), "%s", key);
-            names.server_index[i] = (int16_t)(b * CONFIG_MAX_SERVERS + s);
+            names.server_index[i] = (int32_t)(b * CONFIG_MAX_SERVERS + s);
             rt->st_server[b][s] = (uint16_t)i;
         }
     }

@@ -46,6 +46,20 @@ static void gen_init(struct worker_gen *g, struct runtime *rt)
     for (int k = 0; k < TIMER_KINDS; k++)
         for (int o = 0; o < TIMER_OWNERS; o++)
             g->touch_ms[k][o] = g->timeout_ms[k][o] / 4 < 1000 ? g->timeout_ms[k][o] / 4 : 1000;
+    /* Out of memory, a pool picks by rotation instead of by weight. */
+    for (int b = 0; b < c->n_backends; b++)
+        (void)pool_rr_init(&g->rr[b], &rt->pools[b]);
+}
+
+/* Lets go of a generation: its round-robin state and its runtime. */
+static void gen_fini(struct worker_gen *g)
+{
+    if (!g->rt)
+        return;
+    for (int b = 0; b < g->rt->cfg.n_backends; b++)
+        pool_rr_fini(&g->rr[b]);
+    runtime_put(g->rt);
+    g->rt = NULL;
 }
 
 /* Zeroed memory whose pages cost nothing until touched. NULL on failure. */
@@ -151,10 +165,8 @@ void worker_fini(struct worker *w)
         if (w->listen_fd[i] >= 0)
             close(w->listen_fd[i]);
     worker_drop_update(w);
-    for (int g = 0; g < WORKER_GENS; g++) {
-        runtime_put(w->gens[g].rt);
-        w->gens[g].rt = NULL;
-    }
+    for (int g = 0; g < WORKER_GENS; g++)
+        gen_fini(&w->gens[g]);
     if (w->bufs)
         munmap(w->bufs, (size_t)w->n_bufs * BUF_STRIDE);
     lazy_free(w->conns, (size_t)w->n_conns * sizeof(*w->conns));
@@ -227,8 +239,7 @@ static void gens_release(struct worker *w)
     for (int g = 0; g < WORKER_GENS; g++) {
         if (g == w->cur_gen || !w->gens[g].rt || w->gens[g].conns)
             continue;
-        runtime_put(w->gens[g].rt);
-        w->gens[g].rt = NULL;
+        gen_fini(&w->gens[g]);
     }
 }
 

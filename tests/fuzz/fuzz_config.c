@@ -23,13 +23,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     f = open_memstream(&out, &outlen);
-    if (!f)
+    if (!f) {
+        config_free(&cfg);
         return 0;
+    }
     config_dump(&cfg, f);
     fclose(f);
     if (config_parse(&again, "dump", out, outlen, err, sizeof(err)) != 0 ||
         again.n_listeners != cfg.n_listeners || again.n_backends != cfg.n_backends)
         abort();
+    config_free(&again);
+    config_free(&cfg);
     free(out);
     return 0;
 }

@@ -27,6 +27,7 @@ static int load(int argc, char *const argv[], char *err, size_t errlen)
 {
     int ret = options_parse(&o, argc, argv, err, errlen);
 
+    config_free(&cfg);
     if (ret != OPTIONS_RUN)
         return ret;
     if (o.config_path)
@@ -295,6 +296,7 @@ Test(options, a_flag_and_its_key_say_the_same)
 
         snprintf(yaml, sizeof(yaml), "%s%s\"%s\"%s\n", MINIMAL, cases[i].yaml, cases[i].value,
                  strchr(cases[i].yaml, '{') ? "}" : "");
+        config_free(&cfg);
         file = config_parse(&cfg, "t.yaml", yaml, strlen(yaml), file_err, sizeof(file_err));
         cr_assert_eq(cli == 0, cases[i].ok, "%s %s: %s", cases[i].flag, cases[i].value, cli_err);
         cr_assert_eq(file == 0, cases[i].ok, "%s%s: %s", cases[i].yaml, cases[i].value,

@@ -7,11 +7,24 @@
 #include <string.h>
 
 static struct config_backend be;
+static struct config_server servers[8];
 static struct pool pool;
+
+/* A skip list of the given servers, as a connection that tried them has. */
+static const struct pool_tried *tried(int s)
+{
+    static struct pool_tried t;
+
+    t.n = 0;
+    pool_tried_add(&t, s);
+    return &t;
+}
 
 static void build(enum balance balance, const uint32_t *weights, int n)
 {
     memset(&be, 0, sizeof(be));
+    memset(servers, 0, sizeof(servers));
+    be.servers = servers;
     be.balance = balance;
     be.n_servers = n;
     for (int i = 0; i < n; i++) {
@@ -42,10 +55,12 @@ Test(pool, smooth_round_robin_order)
     char got[16] = "";
 
     build(BALANCE_ROUND_ROBIN, w, 3);
+    cr_assert_eq(pool_rr_init(&rr, &pool), 0);
     for (int k = 0; k < 14; k++)
-        got[k] = (char)('a' + pool_pick(&pool, &rr, NULL, 0));
+        got[k] = (char)('a' + pool_pick(&pool, &rr, NULL, NULL));
     /* nginx's documented order for weights 5, 1, 1, twice over. */
     cr_assert_str_eq(got, "aabacaaaabacaa");
+    pool_rr_fini(&rr);
 }
 
 Test(pool, round_robin_passes_over_down_full_and_tried)
@@ -55,17 +70,19 @@ Test(pool, round_robin_passes_over_down_full_and_tried)
     int seen[3] = {0};
 
     build(BALANCE_ROUND_ROBIN, w, 3);
+    cr_assert_eq(pool_rr_init(&rr, &pool), 0);
     atomic_store(&pool.m[1].up, 0);
     for (int k = 0; k < 100; k++)
-        seen[pool_pick(&pool, &rr, NULL, 0)]++;
+        seen[pool_pick(&pool, &rr, NULL, NULL)]++;
     cr_assert_eq(seen[1], 0);
     cr_assert_eq(seen[0], 50);
     pool.m[0].max_conns = 3;
     atomic_store(&pool.m[0].active, 3);
-    cr_assert_eq(pool_pick(&pool, &rr, NULL, 0), 2, "a full server is passed over");
-    cr_assert_eq(pool_pick(&pool, &rr, NULL, 1U << 2), -1, "down, full, tried: none left");
+    cr_assert_eq(pool_pick(&pool, &rr, NULL, NULL), 2, "a full server is passed over");
+    cr_assert_eq(pool_pick(&pool, &rr, NULL, tried(2)), -1, "down, full, tried: none left");
     atomic_store(&pool.m[0].active, 2);
-    cr_assert_eq(pool_pick(&pool, &rr, NULL, 1U << 2), 0);
+    cr_assert_eq(pool_pick(&pool, &rr, NULL, tried(2)), 0);
+    pool_rr_fini(&rr);
 }
 
 Test(pool, least_conn_by_weight)
@@ -77,15 +94,15 @@ Test(pool, least_conn_by_weight)
     atomic_store(&pool.m[0].active, 4);
     atomic_store(&pool.m[1].active, 6); /* 3 per unit of weight */
     atomic_store(&pool.m[2].active, 5);
-    cr_assert_eq(pool_pick(&pool, &rr, NULL, 0), 1);
-    cr_assert_eq(pool_pick(&pool, &rr, NULL, 1U << 1), 0);
+    cr_assert_eq(pool_pick(&pool, &rr, NULL, NULL), 1);
+    cr_assert_eq(pool_pick(&pool, &rr, NULL, tried(1)), 0);
     atomic_store(&pool.m[0].active, 0);
     atomic_store(&pool.m[1].active, 0);
     atomic_store(&pool.m[2].active, 0);
     {
         int seen[3] = {0};
         for (int k = 0; k < 30; k++)
-            seen[pool_pick(&pool, &rr, NULL, 0)]++;
+            seen[pool_pick(&pool, &rr, NULL, NULL)]++;
         cr_assert(seen[0] && seen[1] && seen[2], "ties rotate: %d %d %d", seen[0], seen[1],
                   seen[2]);
     }
@@ -98,7 +115,7 @@ static void assign(int *out)
 {
     for (unsigned i = 0; i < KEYS; i++) {
         union sockaddr_inet a = client(i);
-        out[i] = pool_pick(&pool, NULL, &a.sa, 0);
+        out[i] = pool_pick(&pool, NULL, &a.sa, NULL);
     }
 }
 
@@ -110,8 +127,8 @@ Test(pool, hash_is_sticky_and_ignores_the_port)
     cr_assert_eq(addr_parse("203.0.113.9:1000", &a), 0);
     cr_assert_eq(addr_parse("203.0.113.9:2000", &b), 0);
     cr_assert_eq(addr_parse("[::ffff:203.0.113.9]:3000", &m), 0);
-    cr_assert_eq(pool_pick(&pool, NULL, &a.sa, 0), pool_pick(&pool, NULL, &b.sa, 0));
-    cr_assert_eq(pool_pick(&pool, NULL, &a.sa, 0), pool_pick(&pool, NULL, &m.sa, 0));
+    cr_assert_eq(pool_pick(&pool, NULL, &a.sa, NULL), pool_pick(&pool, NULL, &b.sa, NULL));
+    cr_assert_eq(pool_pick(&pool, NULL, &a.sa, NULL), pool_pick(&pool, NULL, &m.sa, NULL));
 }
 
 Test(pool, hash_moves_about_one_in_n_when_a_server_goes)
@@ -142,7 +159,7 @@ Test(pool, hash_moves_about_one_in_n_when_a_server_goes)
     moved = 0;
     for (unsigned i = 0; i < KEYS; i++) {
         union sockaddr_inet a = client(i);
-        int s = pool_pick(&pool, NULL, &a.sa, 0);
+        int s = pool_pick(&pool, NULL, &a.sa, NULL);
         int old = before[i] == 4 ? 2 : before[i]; /* server 4 now sits at index 2 */
         moved += before[i] == 2 || s != old;
     }
@@ -151,4 +168,40 @@ Test(pool, hash_moves_about_one_in_n_when_a_server_goes)
               n, n);
     cr_log_info("hash: %d of %d keys (%.3f) moved when 1 of %d servers was removed", moved, KEYS,
                 (double)moved / KEYS, n);
+}
+
+/* A thousand servers, each tried once by a connection that retries the
+ * most it may: never picked again, whatever the balance. */
+Test(pool, a_thousand_servers_and_the_tried_ones_passed_over)
+{
+    static struct config_server many[1000];
+    struct pool_rr rr = {0};
+    struct pool_tried t = {.n = 0};
+    int first;
+
+    memset(&be, 0, sizeof(be));
+    be.servers = many;
+    be.n_servers = 1000;
+    for (int i = 0; i < 1000; i++) {
+        char addr[32];
+        snprintf(addr, sizeof(addr), "10.0.%d.%d:8443", i / 250, i % 250 + 1);
+        cr_assert_eq(addr_parse(addr, &many[i].inet), 0);
+        many[i].weight = 1;
+    }
+    for (int b = 0; b < 3; b++) {
+        be.balance = (enum balance)b;
+        pool_free(&pool);
+        cr_assert_eq(pool_build(&pool, &be), 0);
+        cr_assert_eq(pool_rr_init(&rr, &pool), 0);
+        t.n = 0;
+        first = pool_pick(&pool, &rr, NULL, &t);
+        cr_assert(first >= 0 && first < 1000);
+        for (int k = 0; k < CONFIG_MAX_RETRIES + 1; k++) {
+            int s = pool_pick(&pool, &rr, NULL, &t);
+            for (int j = 0; j < t.n; j++)
+                cr_assert_neq(s, t.s[j], "balance %d: server %d picked again", b, s);
+            pool_tried_add(&t, s);
+        }
+        pool_rr_fini(&rr);
+    }
 }
