@@ -4,8 +4,10 @@ change; files the loader would choke on are refused at once."""
 
 import json
 import os
+import selectors
 import signal
 import socket
+import time
 
 import harness
 from harness import check
@@ -80,7 +82,7 @@ def second_doc_and_depth(ctx):
     free = harness.free_port()
     path = write(ctx, "two.yaml", minimal(free, 9) + "---\nworkers: 2\n")
     rc, _, err = run_cli(ctx, ["-t", "-c", path])
-    check(rc == 2 and err == f"ringrelay: {path}:8:1: a second YAML document (after '---'); "
+    check(rc == 2 and err == f"ringrelay: {path}:9:1: a second YAML document (after '---'); "
                               "put the whole configuration in one\n", f"exit {rc}: {err!r}")
     for style, text in (("flow", "listeners: " + "[" * 100000 + "]" * 100000 + "\n"),
                         ("block", "listeners:\n  " + "- " * 100000 + "x\n")):
@@ -129,3 +131,90 @@ def reload_start_only(ctx):
         c.close()
     ctx.note(f"kept workers={after['workers']} io={after['io']} "
              f"max_connections={after['max_connections']}")
+
+
+class Ports:
+    """n listening sockets on 127.0.0.1, watched by one selector: which one
+    each connection reached, by index."""
+
+    def __init__(self, ctx, n):
+        self.sel = selectors.DefaultSelector()
+        self.socks = []
+        for i in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            s.listen(64)
+            s.setblocking(False)
+            self.sel.register(s, selectors.EVENT_READ, i)
+            self.socks.append(s)
+        ctx.on_cleanup(self.close)
+        self.ports = [s.getsockname()[1] for s in self.socks]
+
+    def take(self, count, timeout=30):
+        """The indexes of the next count connections, in the order seen."""
+        got, deadline = [], time.monotonic() + timeout
+        while len(got) < count:
+            left = deadline - time.monotonic()
+            check(left > 0, f"only {len(got)} of {count} connections reached a server")
+            for key, _ in self.sel.select(min(left, 1.0)):
+                try:
+                    c, _ = key.fileobj.accept()
+                except BlockingIOError:
+                    continue
+                c.close()
+                got.append(key.data)
+        return got
+
+    def close(self):
+        for s in self.socks:
+            s.close()
+        self.sel.close()
+
+
+@case("config_5000_routes_and_1000_servers_route_correctly", per_io=False, budget=180)
+def many_routes_and_servers(ctx):
+    """A file with 5,000 SNI routes (exact and wildcard) over 30 backends and
+    a default backend of 1,000 servers loads; sampled names reach their
+    route's server, others the default; 1,000 connections by round robin
+    reach each of the 1,000 servers exactly once."""
+    from .routes import client_hello
+    n_servers, n_routes, n_route_backends = 1000, 5000, 30
+    ports = Ports(ctx, n_servers + n_route_backends)
+    port = harness.free_port()
+    lines = [f"listeners:\n  - name: tenants\n    bind: 127.0.0.1:{port}\n"
+             "    default_backend: many\n    routes:\n"]
+    for i in range(n_routes):
+        name = f"*.w{i}.example.com" if i % 5 == 0 else f"t{i}.example.com"
+        lines.append(f"      - {{ sni: \"{name}\", backend: r{i % n_route_backends} }}\n")
+    lines.append("backends:\n  - name: many\n    proxy_protocol: off\n"
+                 "    health_check: { mode: off }\n    servers:\n")
+    lines += [f"      - {{ address: \"127.0.0.1:{p}\" }}\n" for p in ports.ports[:n_servers]]
+    for k in range(n_route_backends):
+        lines.append(f"  - name: r{k}\n    proxy_protocol: off\n    health_check: {{ mode: off }}\n"
+                     f"    servers:\n      - {{ address: \"127.0.0.1:{ports.ports[n_servers + k]}\" }}\n")
+    path = write(ctx, "tenants.yaml", "".join(lines))
+    rc, _, err = run_cli(ctx, ["-t", "-c", path], timeout=30)
+    check(rc == 0, f"-t: exit {rc}: {err!r}")
+    harness.start_relay(ctx, ["-c", path, "--workers", "1"], ready_timeout=30)
+    samples = [0, 1, 2, 7, 1234, 2500, 4998, 4999] + list(range(13, n_routes, 97))
+    for i in samples:
+        name = f"www.w{i}.example.com" if i % 5 == 0 else f"t{i}.example.com"
+        c = socket.create_connection(("127.0.0.1", port), timeout=5)
+        c.sendall(client_hello(name))
+        got = ports.take(1)[0]
+        c.close()
+        want = n_servers + i % n_route_backends
+        check(got == want, f"{name}: reached server {got}, want {want} (route {i})")
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.sendall(client_hello("nobody.example.org"))
+    check(ports.take(1)[0] < n_servers, "an unrouted name did not reach the default backend")
+    c.close()
+    seen = []
+    for _ in range(n_servers):
+        c = socket.create_connection(("127.0.0.1", port), timeout=5)
+        c.sendall(b"GET / HTTP/1.0\r\n\r\n")  # not TLS: the default backend
+        seen += ports.take(1)
+        c.close()
+    check(sorted(seen) == list(range(n_servers)),
+          f"round robin over 1,000 servers reached {len(set(seen))} distinct ones")
+    ctx.note(f"{n_routes} routes, {len(samples)} sampled; {n_servers} servers each reached once")
