@@ -492,43 +492,14 @@ static int set_server_addr(struct walk *w, const yaml_mark_t *m, const char *s,
     return 0;
 }
 
-/* Sets a scalar-valued setting from text (the file's or the default). */
-static int set_scalar(struct walk *w, const struct setting *st, void *base, const char *s,
+/* A number: K_UINT, K_DURATION, or K_WORKERS (which also takes "auto"). */
+static int set_number(struct walk *w, const struct setting *st, char *field, const char *s,
                       const yaml_mark_t *m)
 {
-    char *field = (char *)base + st->off, names[160];
     uint32_t u;
     int i;
 
-    switch (st->kind) {
-    case K_UINT:
-        if (parse_u32(s, &u) < 0 || u < st->min || u > st->max)
-            return fail(w, m, st->key, "expected a whole number from %u to %u, got '%s'",
-                        st->min, st->max, s);
-        memcpy(field, &u, sizeof(u));
-        return 0;
-    case K_DURATION:
-        if (config_parse_duration(s, &u) < 0)
-            return fail(w, m, st->key, "expected a duration like 500ms, 5s, 2m or 1h, got '%s'",
-                        s);
-        if (u < st->min || u > st->max)
-            return fail(w, m, st->key, "%s is out of range %ums-%ums", s, st->min, st->max);
-        memcpy(field, &u, sizeof(u));
-        return 0;
-    case K_CHOICE:
-        if ((i = pick_name(s, st->choices)) < 0) {
-            list_names(st->choices, names, sizeof(names));
-            return fail(w, m, st->key, "expected one of %s, got '%s'", names, s);
-        }
-        memcpy(field, &i, sizeof(i));
-        return 0;
-    case K_LOG_LEVEL:
-        if ((i = pick_name(s, level_names)) < 0)
-            return fail(w, m, st->key, "expected error, warn, info or debug, got '%s'", s);
-        i = log_level_parse(s);
-        memcpy(field, &i, sizeof(i));
-        return 0;
-    case K_WORKERS:
+    if (st->kind == K_WORKERS) {
         if (strcmp(s, "auto") == 0)
             i = 0;
         else if (parse_u32(s, &u) == 0 && u >= 1 && u <= 1024)
@@ -537,6 +508,44 @@ static int set_scalar(struct walk *w, const struct setting *st, void *base, cons
             return fail(w, m, st->key, "expected auto or a number from 1 to 1024, got '%s'", s);
         memcpy(field, &i, sizeof(i));
         return 0;
+    }
+    if (st->kind == K_UINT && (parse_u32(s, &u) < 0 || u < st->min || u > st->max))
+        return fail(w, m, st->key, "expected a whole number from %u to %u, got '%s'", st->min,
+                    st->max, s);
+    if (st->kind == K_DURATION && config_parse_duration(s, &u) < 0)
+        return fail(w, m, st->key, "expected a duration like 500ms, 5s, 2m or 1h, got '%s'", s);
+    if (u < st->min || u > st->max)
+        return fail(w, m, st->key, "%s is out of range %ums-%ums", s, st->min, st->max);
+    memcpy(field, &u, sizeof(u));
+    return 0;
+}
+
+/* One of a list of words: K_CHOICE, K_LOG_LEVEL. */
+static int set_choice(struct walk *w, const struct setting *st, char *field, const char *s,
+                      const yaml_mark_t *m)
+{
+    char names[160];
+    int i;
+
+    if (st->kind == K_LOG_LEVEL) {
+        if (pick_name(s, level_names) < 0)
+            return fail(w, m, st->key, "expected error, warn, info or debug, got '%s'", s);
+        i = log_level_parse(s);
+    } else if ((i = pick_name(s, st->choices)) < 0) {
+        list_names(st->choices, names, sizeof(names));
+        return fail(w, m, st->key, "expected one of %s, got '%s'", names, s);
+    }
+    memcpy(field, &i, sizeof(i));
+    return 0;
+}
+
+/* Text: K_NAME, K_HOST, K_ROUTE_SNI, K_PATH, K_LOG_PATH. */
+static int set_text(struct walk *w, const struct setting *st, char *field, const char *s,
+                    const yaml_mark_t *m)
+{
+    int i;
+
+    switch (st->kind) {
     case K_NAME:
         if (*s && !valid_name(s))
             return fail(w, m, st->key, "expected a name of letters, digits, '-', '_' or '.' "
@@ -552,14 +561,37 @@ static int set_scalar(struct walk *w, const struct setting *st, void *base, cons
                         st->kind == K_ROUTE_SNI ? " or *.suffix" : "", s);
         snprintf(field, CLIENTHELLO_SNI_MAX + 1, "%s", s);
         return 0;
-    case K_PATH:
-    case K_LOG_PATH:
+    default: /* K_PATH, K_LOG_PATH */
         if ((*s && *s != '/' && !(st->kind == K_LOG_PATH && strcmp(s, "stderr") == 0)) ||
             strlen(s) >= CONFIG_PATH_MAX)
             return fail(w, m, st->key, "expected an absolute path under %d bytes%s, got '%s'",
                         CONFIG_PATH_MAX, st->kind == K_LOG_PATH ? " or stderr" : "", s);
         snprintf(field, CONFIG_PATH_MAX, "%s", s);
         return 0;
+    }
+}
+
+/* Sets a scalar-valued setting from text (the file's, a flag's or the
+ * default). */
+static int set_scalar(struct walk *w, const struct setting *st, void *base, const char *s,
+                      const yaml_mark_t *m)
+{
+    char *field = (char *)base + st->off;
+
+    switch (st->kind) {
+    case K_UINT:
+    case K_DURATION:
+    case K_WORKERS:
+        return set_number(w, st, field, s, m);
+    case K_CHOICE:
+    case K_LOG_LEVEL:
+        return set_choice(w, st, field, s, m);
+    case K_NAME:
+    case K_HOST:
+    case K_ROUTE_SNI:
+    case K_PATH:
+    case K_LOG_PATH:
+        return set_text(w, st, field, s, m);
     default:
         return fail(w, m, st->key, "internal: not a scalar setting");
     }
@@ -1587,36 +1619,64 @@ static void dump_string(FILE *out, const char *prefix, const char *s)
     fputc('"', out);
 }
 
+/* The settings whose value is a list, or needs the whole struct. */
+static void dump_list(FILE *out, const struct setting *st, const void *base)
+{
+    char buf[ADDR_STRLEN > CIDR_STRLEN ? ADDR_STRLEN : CIDR_STRLEN];
+    const struct config_listener *l = base;
+    const struct config_backend *b = base;
+    const struct config_server *sv = base;
+    int n = 0;
+
+    if (st->kind == K_SERVER_ADDR) {
+        if (sv->is_unix)
+            dump_string(out, "unix:", sv->path);
+        else
+            fprintf(out, "\"%s\"", addr_format(&sv->inet.sa, buf, sizeof(buf)));
+        return;
+    }
+    fprintf(out, "[");
+    if (st->kind == K_BINDS)
+        for (int i = 0; i < l->n_bind; i++)
+            fprintf(out, "%s\"%s\"", i ? ", " : "", addr_format(&l->bind[i].sa, buf, sizeof(buf)));
+    if (st->kind == K_CIDRS)
+        for (int i = 0; i < l->n_trusted; i++)
+            fprintf(out, "%s\"%s\"", i ? ", " : "", cidr_format(&l->trusted[i], buf, sizeof(buf)));
+    if (st->kind == K_TLVS) {
+        for (int t = 0; tlv_names[t]; t++)
+            if (b->tlvs & (1U << t))
+                fprintf(out, "%s%s", n++ ? ", " : "", tlv_names[t]);
+        for (int t = 0; t < b->n_tlv_pass; t++)
+            fprintf(out, "%s0x%02X", n++ ? ", " : "", b->tlv_pass[t]);
+    }
+    fprintf(out, "]");
+}
+
 static void dump_value(FILE *out, const struct setting *st, const void *base)
 {
     const char *field = (const char *)base + st->off;
-    char buf[ADDR_STRLEN > CIDR_STRLEN ? ADDR_STRLEN : CIDR_STRLEN];
     uint32_t u;
     int i;
 
     switch (st->kind) {
     case K_UINT:
-        memcpy(&u, field, sizeof(u));
-        fprintf(out, "%u", u);
-        break;
     case K_DURATION:
         memcpy(&u, field, sizeof(u));
-        dump_duration(out, u);
+        if (st->kind == K_UINT)
+            fprintf(out, "%u", u);
+        else
+            dump_duration(out, u);
         break;
     case K_CHOICE:
-        memcpy(&i, field, sizeof(i));
-        fprintf(out, "%s", st->choices[i]);
-        break;
     case K_LOG_LEVEL:
-        memcpy(&i, field, sizeof(i));
-        fprintf(out, "%s", level_names[i]);
-        break;
     case K_WORKERS:
         memcpy(&i, field, sizeof(i));
-        if (i)
+        if (st->kind == K_WORKERS && !i)
+            fprintf(out, "auto");
+        else if (st->kind == K_WORKERS)
             fprintf(out, "%d", i);
         else
-            fprintf(out, "auto");
+            fprintf(out, "%s", (st->kind == K_LOG_LEVEL ? level_names : st->choices)[i]);
         break;
     case K_NAME:
     case K_HOST:
@@ -1625,42 +1685,12 @@ static void dump_value(FILE *out, const struct setting *st, const void *base)
     case K_LOG_PATH:
         dump_string(out, "", field);
         break;
-    case K_BINDS: {
-        const struct config_listener *l = base;
-        fprintf(out, "[");
-        for (int b = 0; b < l->n_bind; b++)
-            fprintf(out, "%s\"%s\"", b ? ", " : "", addr_format(&l->bind[b].sa, buf, sizeof(buf)));
-        fprintf(out, "]");
+    case K_BINDS:
+    case K_CIDRS:
+    case K_TLVS:
+    case K_SERVER_ADDR:
+        dump_list(out, st, base);
         break;
-    }
-    case K_CIDRS: {
-        const struct config_listener *l = base;
-        fprintf(out, "[");
-        for (int t = 0; t < l->n_trusted; t++)
-            fprintf(out, "%s\"%s\"", t ? ", " : "", cidr_format(&l->trusted[t], buf, sizeof(buf)));
-        fprintf(out, "]");
-        break;
-    }
-    case K_TLVS: {
-        const struct config_backend *b = base;
-        int n = 0;
-        fprintf(out, "[");
-        for (int t = 0; tlv_names[t]; t++)
-            if (b->tlvs & (1U << t))
-                fprintf(out, "%s%s", n++ ? ", " : "", tlv_names[t]);
-        for (int t = 0; t < b->n_tlv_pass; t++)
-            fprintf(out, "%s0x%02X", n++ ? ", " : "", b->tlv_pass[t]);
-        fprintf(out, "]");
-        break;
-    }
-    case K_SERVER_ADDR: {
-        const struct config_server *sv = base;
-        if (sv->is_unix)
-            dump_string(out, "unix:", sv->path);
-        else
-            fprintf(out, "\"%s\"", addr_format(&sv->inet.sa, buf, sizeof(buf)));
-        break;
-    }
     default:
         break;
     }

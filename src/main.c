@@ -183,22 +183,18 @@ static int run(struct process *r, const sigset_t *sigs, struct checker **checks)
     }
 }
 
-int main(int argc, char **argv)
+/* The command line: returns -1 to run, or the exit status of a command
+ * that ends here (doctor, stats, --help, --version, -t, --dump-config, or
+ * bad input). */
+static int command(struct process *r, int argc, char **argv)
 {
-    static struct process r;
-    const struct io_backend *io;
-    struct config *cfg;
-    struct checker *checks;
-    int cpus[CPU_SETSIZE], n_cpus, sig, failed = 0;
     char err[256];
-    sigset_t sigs;
-    sem_t started;
 
     if (argc >= 2 && strcmp(argv[1], "doctor") == 0)
         return doctor_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "stats") == 0)
         return stats_client_main(argc - 1, argv + 1);
-    switch (options_parse(&r.opt, argc, argv, err, sizeof(err))) {
+    switch (options_parse(&r->opt, argc, argv, err, sizeof(err))) {
     case OPTIONS_RUN:
         break;
     case OPTIONS_HELP:
@@ -211,28 +207,93 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringrelay: %s\n", err);
         return 2;
     }
-    if (r.opt.config_check || r.opt.config_dump)
-        return config_command(&r.opt);
-    if (load_runtime(&r) < 0)
+    if (r->opt.config_check || r->opt.config_dump)
+        return config_command(&r->opt);
+    return -1;
+}
+
+/* The configuration, and what the process is sized by: workers, the
+ * connection budget, the io back end. Returns 0, or the exit status. */
+static int prepare(struct process *r, char **argv, int *cpus, int *n_cpus)
+{
+    const struct config *cfg;
+
+    if (load_runtime(r) < 0)
         return 2;
-    stats_assign(r.rt);
-    process_init(&r, argv);
-    cfg = &r.rt->cfg;
+    stats_assign(r->rt);
+    process_init(r, argv);
+    cfg = &r->rt->cfg;
     log_level = cfg->log_level;
     warn_trust_everything(cfg);
-    set_instance(&r);
+    set_instance(r);
     signal(SIGPIPE, SIG_IGN);
-    n_cpus = usable_cpus(cpus, CPU_SETSIZE);
-    r.n_workers = cfg->workers ? cfg->workers : (n_cpus ? n_cpus : 1);
-    if (r.n_workers > STATS_MAX_WORKERS)
-        r.n_workers = STATS_MAX_WORKERS;
-    r.rt->max_connections = fit_connections(cfg->max_connections, r.n_workers);
-    if (r.rt->max_connections < (uint32_t)r.n_workers)
-        r.rt->max_connections = (uint32_t)r.n_workers;
-    io = r.io = pick_backend(cfg->io);
-    if (!io)
-        return 1;
+    *n_cpus = usable_cpus(cpus, CPU_SETSIZE);
+    r->n_workers = cfg->workers ? cfg->workers : (*n_cpus ? *n_cpus : 1);
+    if (r->n_workers > STATS_MAX_WORKERS)
+        r->n_workers = STATS_MAX_WORKERS;
+    r->rt->max_connections = fit_connections(cfg->max_connections, r->n_workers);
+    if (r->rt->max_connections < (uint32_t)r->n_workers)
+        r->rt->max_connections = (uint32_t)r->n_workers;
+    r->io = pick_backend(cfg->io);
+    return r->io ? 0 : 1;
+}
 
+/* Opens the outputs, starts the workers and health checks, and says so.
+ * Returns 0 or -1. */
+static int start(struct process *r, const int *cpus, int n_cpus, struct checker **checks)
+{
+    sem_t started;
+    int failed = 0;
+
+    if (process_open_outputs(r) < 0)
+        return -1;
+    sem_init(&started, 0, 0);
+    if (listeners_start(r, r->io, &started, cpus, n_cpus) < 0)
+        return -1;
+    for (int i = 0; i < r->n_workers; i++)
+        sem_wait(&started);
+    for (int i = 0; i < r->n_workers; i++)
+        failed |= r->workers[i].init_result < 0;
+    if (failed || !(*checks = checker_start(r->rt)))
+        return -1;
+    process_announce(r);
+    return 0;
+}
+
+/* After the signal that ends it: drain (SIGTERM) or not, then stop and
+ * join every thread and free what the process holds. */
+static void stop(struct process *r, int sig, const sigset_t *sigs, struct checker *checks)
+{
+    if (sig == SIGTERM)
+        process_drain(r, sigs);
+    else
+        log_info("%s: stopping", strsignal(sig));
+    service_notify("STOPPING=1");
+    checker_stop(checks);
+    for (int i = 0; i < r->n_workers; i++)
+        atomic_store(&r->workers[i].stop, 1);
+    for (int i = 0; i < r->n_workers; i++)
+        pthread_join(r->workers[i].thread, NULL);
+    process_close_outputs(r);
+    process_log_totals(r);
+    for (int i = 0; i < r->n_workers; i++)
+        worker_fini(&r->workers[i]);
+    free(r->workers);
+    runtime_put(r->rt);
+}
+
+int main(int argc, char **argv)
+{
+    static struct process r;
+    static int cpus[CPU_SETSIZE];
+    struct checker *checks = NULL;
+    int n_cpus, ret;
+    sigset_t sigs;
+
+    if ((ret = command(&r, argc, argv)) >= 0)
+        return ret;
+    if ((ret = prepare(&r, argv, cpus, &n_cpus)) != 0)
+        return ret;
     /* Workers inherit the mask; only this thread takes the signals. */
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
@@ -241,39 +302,8 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGUSR1);
     sigaddset(&sigs, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-
-    if (process_open_outputs(&r) < 0)
+    if (start(&r, cpus, n_cpus, &checks) < 0)
         return 1;
-    sem_init(&started, 0, 0);
-    if (listeners_start(&r, io, &started, cpus, n_cpus) < 0)
-        return 1;
-    for (int i = 0; i < r.n_workers; i++)
-        sem_wait(&started);
-    for (int i = 0; i < r.n_workers; i++)
-        failed |= r.workers[i].init_result < 0;
-    if (failed)
-        return 1;
-    checks = checker_start(r.rt);
-    if (!checks)
-        return 1;
-    process_announce(&r);
-
-    sig = run(&r, &sigs, &checks);
-    if (sig == SIGTERM)
-        process_drain(&r, &sigs);
-    else
-        log_info("%s: stopping", strsignal(sig));
-    service_notify("STOPPING=1");
-    checker_stop(checks);
-    for (int i = 0; i < r.n_workers; i++)
-        atomic_store(&r.workers[i].stop, 1);
-    for (int i = 0; i < r.n_workers; i++)
-        pthread_join(r.workers[i].thread, NULL);
-    process_close_outputs(&r);
-    process_log_totals(&r);
-    for (int i = 0; i < r.n_workers; i++)
-        worker_fini(&r.workers[i]);
-    free(r.workers);
-    runtime_put(r.rt);
+    stop(&r, run(&r, &sigs, &checks), &sigs, checks);
     return 0;
 }
