@@ -38,19 +38,19 @@ struct setting {
     /* The command-line flag that sets it (NULL: none), with what its value
      * looks like and one line for --help (the default is added to it). */
     const char *flag, *arg, *help;
-    uint8_t restart;   /* start-only: a reload keeps the running value, and says so */
-    uint8_t describes; /* --listen, --backend, --route: the flag builds the
-                        * configuration when there is no file; refused with one */
     size_t off;      /* where the value lands in the section's struct */
     const char *def; /* default, as the text a file would hold; NULL: required */
     const char *const *choices;
     const struct section *sub;   /* K_MAP, K_SEQ */
     size_t count_off, elem_size; /* K_SEQ: where the count lands, element size */
-    uint8_t grow;                /* K_SEQ: off holds a pointer to an array made to fit */
     size_t mark_off;             /* 1 + where to keep the value's position (0: nowhere) */
     enum kind kind;
     uint32_t min, max;
     int max_elems;
+    uint8_t grow;      /* K_SEQ: off holds a pointer to an array made to fit */
+    uint8_t restart;   /* start-only: a reload keeps the running value, and says so */
+    uint8_t describes; /* --listen, --backend, --route: the flag builds the
+                        * configuration when there is no file; refused with one */
 };
 
 struct section {
@@ -496,7 +496,7 @@ static int set_server_addr(struct walk *w, const yaml_mark_t *m, const char *s,
 static int set_number(struct walk *w, const struct setting *st, char *field, const char *s,
                       const yaml_mark_t *m)
 {
-    uint32_t u;
+    uint32_t u = 0;
     int i;
 
     if (st->kind == K_WORKERS) {
@@ -629,8 +629,7 @@ static int walk_seq(struct walk *w, const struct setting *st, yaml_node_t *n, vo
     if (seq_items(w, n, st->key, &it, &end) < 0)
         return -EINVAL;
     if (end - it > st->max_elems)
-        return fail(w, &yaml_document_get_node(w->doc, it[st->max_elems])->start_mark, st->key,
-                    "at most %d entries", st->max_elems);
+        return fail(w, &n->start_mark, st->key, "at most %d entries", st->max_elems);
     if (st->grow) {
         elems = end > it ? calloc((size_t)(end - it), st->elem_size) : NULL;
         if (end > it && !elems)
@@ -862,7 +861,7 @@ static int argdoc_scalar(struct argdoc *d, const char *s, size_t len, int arg)
     if (!id)
         d->ok = 0;
     else
-        d->doc.nodes.start[id - 1].start_mark.index = (size_t)(arg + 1);
+        d->doc.nodes.start[id - 1].start_mark.index = (size_t)arg + 1;
     return id;
 }
 
@@ -880,7 +879,7 @@ static int argdoc_node(struct argdoc *d, int seq, int arg)
     if (!id)
         d->ok = 0;
     else
-        d->doc.nodes.start[id - 1].start_mark.index = (size_t)(arg + 1);
+        d->doc.nodes.start[id - 1].start_mark.index = (size_t)arg + 1;
     return id;
 }
 
@@ -1325,7 +1324,8 @@ static int route_cmp(const void *a, const void *b)
 /* No server name routed twice (names match whatever their case). */
 static int check_route_names(struct walk *w, struct config_listener *l, int li)
 {
-    const struct config_route **by_name = malloc((size_t)l->n_routes * sizeof(*by_name) + 1);
+    const struct config_route **by_name =
+        malloc((size_t)l->n_routes * sizeof(const struct config_route *) + 1);
     char path[96];
     int ret = 0;
 
@@ -1333,7 +1333,7 @@ static int check_route_names(struct walk *w, struct config_listener *l, int li)
         return -ENOMEM;
     for (int r = 0; r < l->n_routes; r++)
         by_name[r] = &l->routes[r];
-    qsort(by_name, (size_t)l->n_routes, sizeof(*by_name), route_cmp);
+    qsort(by_name, (size_t)l->n_routes, sizeof(const struct config_route *), route_cmp);
     for (int r = 1; r < l->n_routes && ret == 0; r++) {
         const struct config_route *dup = by_name[r];
         if (strcasecmp(by_name[r - 1]->sni, dup->sni) != 0)
@@ -1510,6 +1510,7 @@ static int walk_file(struct walk *w, struct config *c, const char *text, size_t 
         ret = fail(w, &start, "listeners", "the file is empty; required");
     else
         ret = walk_section(w, &top_section, root, c);
+    w->doc = NULL;
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
     return ret;
@@ -1528,6 +1529,7 @@ static int walk_described(struct walk *w, struct config *c)
         w->doc = &d.doc;
         w->origin = FROM_ARGS;
         ret = walk_section(w, &top_section, yaml_document_get_root_node(&d.doc), c);
+        w->doc = NULL;
     }
     yaml_document_delete(&d.doc);
     return ret;

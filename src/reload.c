@@ -45,7 +45,7 @@ char *reload_read_file(const char *path, size_t *len, char *err, size_t errlen)
 struct runtime *reload_load_runtime(const struct options *o, char *err, size_t errlen)
 {
     struct runtime *rt = calloc(1, sizeof(*rt));
-    size_t len;
+    size_t len = 0;
     char *text = NULL;
 
     if (!rt) {
