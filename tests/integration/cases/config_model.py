@@ -2,7 +2,6 @@
 the same messages; a reload names every start-only key it could not
 change; files the loader would choke on are refused at once."""
 
-import json
 import os
 import selectors
 import signal
@@ -14,6 +13,7 @@ from harness import check
 
 from .base import case, listener
 from .cli import run_cli
+from .stats import stats_json
 
 
 def write(ctx, name, text):
@@ -27,21 +27,6 @@ def minimal(port, backend_port, extra=""):
     return (f"{extra}listeners:\n  - name: l\n    bind: 127.0.0.1:{port}\n"
             f"backends:\n  - name: b\n    health_check: {{ mode: off }}\n"
             f"    servers:\n      - address: 127.0.0.1:{backend_port}\n")
-
-
-def stats_json(sock_path):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.connect(sock_path)
-    s.sendall(b"show stats json\n")
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return json.loads(data)
 
 
 @case("config_flag_and_key_say_the_same", per_io=False)
