@@ -2,6 +2,7 @@
 the relay under test, loopback ports, and bounded waits. The peers it
 talks to are in peers/, the shared test helpers in kit/."""
 
+import glob
 import os
 import random
 import re
@@ -88,6 +89,18 @@ def _listening_ports(path):
 def is_listening(port):
     """True if some socket on this host listens on TCP port, v4 or v6."""
     return port in _listening_ports("/proc/net/tcp") or port in _listening_ports("/proc/net/tcp6")
+
+
+def cpu_seconds(pid):
+    """utime + stime of every thread of pid, in seconds."""
+    total = 0
+    for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
+        try:
+            fields = read_text(stat).rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def fd_count(pid):

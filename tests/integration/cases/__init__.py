@@ -1,8 +1,8 @@
-"""The integration tests, in the order they run. Each module registers its
-tests with base.case; ALL lists them all. The fault suite (faults.py:
-hostile and broken peers) runs last."""
+"""The integration tests, in the order they run: each module registers its
+tests with base.case as it is imported, so the order of this list is the
+order of the run; ALL lists them all. The fault suite (faults.py: hostile
+and broken peers) runs last."""
 
-from . import (cli, header, backends, inbound, routes, doctor, topology, pools,  # noqa: F401
-               health, reload, stats, access_log, drain, service, stream, lifecycle, demo,
-               faults)
+from . import (cli, header, backends, inbound, lifecycle, routes, doctor, topology,  # noqa: F401
+               pools, health, reload, stats, access_log, drain, service, stream, demo, faults)
 from .base import ALL  # noqa: F401

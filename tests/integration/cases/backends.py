@@ -3,42 +3,17 @@ mode must both see the client's own address, in the response and in their logs."
 
 import shutil
 import socket
-import ssl
 import subprocess
 
 import harness
 from harness import check
-from kit.tls import insecure_context
+from kit.tls import expect_body, handshake_fails, https_get
 from peers.backends import PlainEcho
 from peers.daemons import HAProxy, Nginx
 from peers.proxy_header import read_proxy_header
 from peers.wire import recv_exact, recv_to_eof
 
 from .base import case, client, hostport, listener, local, relay
-
-HTTP_GET = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-
-
-def https_get(ctx, dst, src):
-    """GET / over TLS (no verification) from src; returns (status, body, client port)."""
-    tls_ctx = insecure_context()
-    raw = client(ctx, dst, src, timeout=10)
-    port = local(raw)[1]
-    with tls_ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-        tls.sendall(HTTP_GET)
-        response = b""
-        while True:
-            try:
-                chunk = tls.recv(65536)
-            except ssl.SSLEOFError:
-                break
-            if not chunk:
-                break
-            response += chunk
-    head, _, body = response.partition(b"\r\n\r\n")
-    status = head.split(b" ", 2)[1] if head.startswith(b"HTTP/") else b"?"
-    return status.decode(), body.decode(errors="replace"), port
-
 
 def curl_get(dst, src):
     """GET / with curl -k from interface src; returns (status, body)."""
@@ -50,11 +25,6 @@ def curl_get(dst, src):
     body, _, status = out.rpartition("\n")
     check(p.returncode == 0, f"curl {url} from {src} exited {p.returncode}: {p.stderr!r}")
     return status, body
-
-
-def expect_body(status, body, src, how):
-    check(status == "200", f"{how} from {src}: HTTP status {status}")
-    check(body == src + "\n", f"{how} from {src}: nginx answered {body!r}, want {src!r}")
 
 
 def wait_log(read_lines, count, what):
@@ -127,19 +97,6 @@ def haproxy_accept_proxy(ctx):
     for want in expected:
         check(any(want in line for line in lines),
               f"HAProxy log lacks '{want}': {lines}")
-
-
-def handshake_fails(ctx, dst, src):
-    """A TLS handshake through the relay that must not succeed."""
-    tls_ctx = insecure_context()
-    raw = client(ctx, dst, src, timeout=10)
-    try:
-        with tls_ctx.wrap_socket(raw, server_hostname="localhost"):
-            pass
-    except (ssl.SSLError, OSError) as e:
-        return type(e).__name__
-    raise harness.TestFailure("the TLS handshake succeeded against a backend that should "
-                              "have refused the PROXY header")
 
 
 @case("backend_without_proxy_protocol_diagnosed", budget=90)

@@ -6,7 +6,7 @@ import time
 import harness
 from harness import check
 from peers.backends import Listener
-from peers.proxy_header import read_proxy_header
+from peers.proxy_header import read_proxy_header, read_proxy_header_or_reset
 from peers.wire import connect, recv_exact
 
 ALL = []
@@ -84,6 +84,30 @@ def roundtrip(ctx, relay_addr, backend, src=None, mode="v2"):
     c.close()
     b.close()
     return hdr
+
+
+def served_by(backends, src, payload, port):
+    """One client from src; returns the index of the backend it reached."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(src, 0))
+    want = c.getsockname()[1]
+    try:
+        c.sendall(payload)
+        while True:
+            got = harness.wait_until(lambda: [i for i, b in enumerate(backends) if b.pending()],
+                                     5, "a backend to get the client", interval=0.005)
+            for i in got:
+                b = backends[i].accept(timeout=1)
+                _, info, rest = read_proxy_header_or_reset(b)
+                if not info or info.get("src") != (src, want):
+                    b.close()  # a health check's connection, or another client's
+                    continue
+                if len(rest) < len(payload):
+                    rest += recv_exact(b, len(payload) - len(rest))
+                check(rest == payload, f"backend got {rest!r}")
+                b.close()
+                return i
+    finally:
+        c.close()
 
 
 def wait_closed(sock, timeout):

@@ -11,9 +11,9 @@ import threading
 import time
 
 import harness
-from harness import check
+from harness import check, cpu_seconds
 from kit import config as cfg
-from kit.stats import access_log, named, stats_json
+from kit.stats import access_log, backend_stats, listener_stats, named, stats_json
 from kit.tls import client_hello
 from peers.helper import Helper, start_echo
 from peers.impair import both, delay, loss
@@ -22,7 +22,6 @@ from peers.proxy_header import proxy_v2, read_header_then, read_proxy_header
 from peers.wire import recv_exact, recv_to_eof, set_linger_reset
 
 from .base import case, client, listener
-from .lifecycle import cpu_seconds
 
 
 def start(ctx, listeners, servers, *extra, backend=None, **settings):
@@ -36,10 +35,6 @@ def start(ctx, listeners, servers, *extra, backend=None, **settings):
     rl = cfg.start(ctx, doc, *extra)
     rl.sock, rl.log = sock, log
     return rl
-
-
-def access_lines(rl):
-    return access_log(rl.log)
 
 
 def socket_fds(pid):
@@ -120,10 +115,10 @@ def slowloris_header(ctx):
     check(0.9 <= took < 5, f"closed after {took:.2f}s, header_timeout is 1s")
     check(not be.pending(), "a backend connection was opened for it")
     settle(rl, baseline, "the slow client")
-    pp = named(stats_json(rl.sock)["listeners"], "pp")
+    pp = listener_stats(rl.sock, "pp")
     check(pp["header_timeouts"] == 1 and pp["ends"]["header_timeout"] == 1, f"counters: {pp}")
     rl.finish()
-    check([r["end"] for r in access_lines(rl)] == ["header_timeout"], "access log")
+    check([r["end"] for r in access_log(rl.log)] == ["header_timeout"], "access log")
     ctx.note(f"closed after {took:.2f}s of a byte every 200 ms")
 
 
@@ -159,10 +154,10 @@ def slowloris_hello(ctx):
     took = time.monotonic() - start_t
     check(outcome(slow, 3) in ("eof", "reset"), "the slow client is still open")
     settle(rl, baseline, "the slow client")
-    tls = named(stats_json(rl.sock)["listeners"], "tls")
+    tls = listener_stats(rl.sock, "tls")
     check(tls["peek_timeouts"] == 1 and tls["routed"] == 1, f"counters: {tls}")
     rl.finish()
-    ends = sorted(r["end"] for r in access_lines(rl))
+    ends = sorted(r["end"] for r in access_log(rl.log))
     check(ends == ["backend_closed", "peek_timeout"], f"access log: {ends}")
     ctx.note(f"slow ClientHello closed after {took:.2f}s")
 
@@ -188,16 +183,16 @@ def silent(ctx):
         s.connect(("127.0.0.1", port))
         socks.append(s)
     ctx.on_cleanup(lambda: [s.close() for s in socks])
-    harness.wait_until(lambda: named(stats_json(rl.sock)["listeners"], "tls")["active"] == SILENT,
+    harness.wait_until(lambda: listener_stats(rl.sock, "tls")["active"] == SILENT,
                        10, f"{SILENT} connections to be open")
     real = client(ctx, ("127.0.0.1", port))
     real.sendall(client_hello("a.example", ["h2"]))
     b = be.accept(timeout=5)
     read_proxy_header(b)
     b.close()
-    harness.wait_until(lambda: named(stats_json(rl.sock)["listeners"], "tls")["active"] <= 1,
+    harness.wait_until(lambda: listener_stats(rl.sock, "tls")["active"] <= 1,
                        15, "the silent connections to time out")
-    tls = named(stats_json(rl.sock)["listeners"], "tls")
+    tls = listener_stats(rl.sock, "tls")
     check(tls["peek_timeouts"] == SILENT, f"{tls['peek_timeouts']} peek timeouts")
     check(be.pending() == 0, "silent clients reached the backend")
     closed = sum(outcome(s, 0.5) != "open" for s in socks[:50])
@@ -220,7 +215,7 @@ def web_relay(ctx):
 def one_line(rl, end):
     """The run's only access-log line, which must end with end."""
     rl.finish()
-    rec = access_lines(rl)
+    rec = access_log(rl.log)
     check(len(rec) == 1 and rec[0]["end"] == end, f"access log, want one {end}: {rec}")
     return rec[0]
 
@@ -242,7 +237,7 @@ def reset_mid_stream(ctx, side):
     resetter.close()
     check(outcome(other, 5) == "reset", f"the other side of the {side} did not see a reset")
     settle(rl, baseline, "the reset")
-    web = named(stats_json(rl.sock)["listeners"], "web")
+    web = listener_stats(rl.sock, "web")
     check(web["ends"][f"{side}_reset"] == 1 and web["active"] == 0, f"counters: {web}")
     rec = one_line(rl, f"{side}_reset")
     check(rec["from_client"] == 4 and rec["from_server"] == 4, f"bytes moved: {rec}")
@@ -278,7 +273,7 @@ def half_close(ctx):
     check(got == body, f"{len(got)} of {len(body)} bytes reached the half-closed client")
     settle(rl, baseline, "the transfer")
     rl.finish()
-    rec = access_lines(rl)
+    rec = access_log(rl.log)
     check(rec[0]["end"] == "client_closed" and rec[0]["from_server"] == len(body), f"log: {rec}")
 
 
@@ -328,7 +323,7 @@ def backend_resets_at_once(ctx):
     b.close()
     check(outcome(c, 5) == "reset", "the client did not see a reset")
     settle(rl, baseline, "the reset")
-    server = named(stats_json(rl.sock)["backends"], "app")["servers"][0]
+    server = backend_stats(rl.sock, "app")["servers"][0]
     check(server["no_proxy"] == 1 and server["active"] == 0, f"server counters: {server}")
     harness.wait_until(lambda: "probably does not expect PROXY protocol" in rl.stderr(), 5,
                        "the relay to say what is probably wrong")
@@ -358,7 +353,7 @@ def backend_closes_at_once(ctx):
         time.sleep(0.01)  # paces the sends; nothing waits on it
     c.close()
     settle(rl, baseline, "the close")
-    server = named(stats_json(rl.sock)["backends"], "app")["servers"][0]
+    server = backend_stats(rl.sock, "app")["servers"][0]
     check(server["no_proxy"] == 1, f"diagnosed {server['no_proxy']} times, want once "
                                    f"({sent} sends after the close)")
     rl.finish()
@@ -382,7 +377,7 @@ def backend_stalls(ctx):
     check(outcome(c, 10) == "eof", "the client was not closed after the idle timeout")
     check(outcome(b, 5) == "eof", "the stalled backend was not closed")
     settle(rl, baseline, "the idle timeout")
-    web = named(stats_json(rl.sock)["listeners"], "web")
+    web = listener_stats(rl.sock, "web")
     check(web["ends"]["idle_timeout"] == 1 and web["active"] == 0, f"counters: {web}")
     rec = one_line(rl, "idle_timeout")
     check(rec["from_client"] == 7 and rec["from_server"] == 0, f"bytes moved: {rec}")
@@ -433,7 +428,7 @@ def max_connections_full(ctx):
     check(recv_exact(again, 2) == b"ok", "not served once the held connections closed")
     again.close()
     rl.finish()
-    refused = [r for r in access_lines(rl) if r["end"] == "refused_limit"]
+    refused = [r for r in access_log(rl.log) if r["end"] == "refused_limit"]
     check(len(refused) == OVER and all(r["client"].startswith("127.0.0.3:") for r in refused),
           f"access log: {len(refused)} refused_limit lines, want {OVER}")
     ctx.note(f"{OVER} over {FULL} reset at once, counted and logged")
@@ -506,11 +501,11 @@ def fd_exhaustion(ctx):
     for c in held[6:] + waiting:
         c.close()
     settle(rl, baseline, "the fault")
-    web = named(stats_json(rl.sock)["listeners"], "web")
+    web = listener_stats(rl.sock, "web")
     check(web["accepted"] == HELD + WAITING and web["active"] == 0 and
           web["ends"]["local_error"] == 0, f"counters: {web}")
     rl.finish()
-    ends = [r["end"] for r in access_lines(rl)]
+    ends = [r["end"] for r in access_log(rl.log)]
     check(len(ends) == HELD + WAITING and set(ends) == {"client_closed"},
           f"access log: {len(ends)} lines, ends {sorted(set(ends))}")
     ctx.note(f"{errors} failed accepts, {spent:.2f}s CPU in {wall:.2f}s while out of fds; "
@@ -546,12 +541,12 @@ def no_fd_for_backend(ctx):
                        "the relay to log why it closed the client")
     resource.prlimit(rl.pid, resource.RLIMIT_NOFILE, old)
     settle(rl, baseline, "the second client")
-    web = named(stats_json(rl.sock)["listeners"], "web")
-    server = named(stats_json(rl.sock)["backends"], "app")["servers"][0]
+    web = listener_stats(rl.sock, "web")
+    server = backend_stats(rl.sock, "app")["servers"][0]
     check(web["ends"]["local_error"] == 1 and web["ends"]["client_closed"] == 1 and
           sum(server["connect_failures"].values()) == 0, f"counters: {web}; server {server}")
     rl.finish()
-    ends = sorted(r["end"] for r in access_lines(rl))
+    ends = sorted(r["end"] for r in access_log(rl.log))
     check(ends == ["client_closed", "local_error"], f"access log ends: {ends}")
 
 
@@ -575,7 +570,7 @@ def flood(ctx):
         s.connect(("127.0.0.1", port))
         socks.append(s)
     ctx.on_cleanup(lambda: [s.close() for s in socks])
-    harness.wait_until(lambda: named(stats_json(rl.sock)["listeners"], "web")["accepted"] == FLOOD,
+    harness.wait_until(lambda: listener_stats(rl.sock, "web")["accepted"] == FLOOD,
                        10, "every flood connection to be accepted")
     ends = [outcome(s, 0.05) for s in socks]
     still = [s for s, how in zip(socks, ends) if how == "open"]
@@ -587,7 +582,7 @@ def flood(ctx):
     other = client(ctx, ("127.0.0.1", port), "127.0.0.3")
     other.sendall(b"hi")
     check(recv_exact(other, 2) == b"hi", "another address was not served")
-    web = named(stats_json(rl.sock)["listeners"], "web")
+    web = listener_stats(rl.sock, "web")
     check(web["refused_source"] == FLOOD - PER_SOURCE and
           web["ends"]["source_limit"] == FLOOD - PER_SOURCE, f"counters: {web}")
     for s in socks:
@@ -619,10 +614,10 @@ def flood_behind_proxy(ctx):
         conns.append(c)
         ends.append(outcome(c, 0.3))
     check(ends == ["open", "open", "reset", "open"], f"outcomes: {ends}")
-    pp = named(stats_json(rl.sock)["listeners"], "pp")
+    pp = listener_stats(rl.sock, "pp")
     check(pp["refused_source"] == 1 and pp["header_in"] == 4, f"counters: {pp}")
     rl.finish()
-    refused = [r for r in access_lines(rl) if r["end"] == "source_limit"]
+    refused = [r for r in access_log(rl.log) if r["end"] == "source_limit"]
     check(len(refused) == 1 and refused[0]["client"].startswith("192.0.2.1:") and
           refused[0]["peer"].startswith("127.0.0.1:"), f"access log: {refused}")
 
@@ -662,7 +657,7 @@ def impaired_path(ctx, impair):
               c["sent"] == b["recv"] == IMPAIRED_BYTES, f"connection {key}: bytes differ")
     done = measure()
     rl.finish()
-    lines = access_lines(rl)
+    lines = access_log(rl.log)
     check(len(lines) == IMPAIRED_CONNS and all(r["from_client"] == r["from_server"] ==
                                                 IMPAIRED_BYTES for r in lines),
           f"access log: {lines}")
@@ -742,13 +737,13 @@ def killed(ctx):
     check(done["failed"] == 0 and done["ok"] == done["opened"] and done["ok"] > 0,
           f"after the kill: {done['ok']} of {done['opened']} ok, {done['errors']}")
     settle(rl, baseline, "the kill")
-    app = named(stats_json(rl.sock)["backends"], "app")
+    app = backend_stats(rl.sock, "app")
     servers = {s["name"]: s for s in app["servers"]}
     dead, live = servers[f"127.0.0.1:{p1}"], servers[f"127.0.0.1:{p2}"]
     check(dead["connect_failures"]["refused"] > 0 and app["retries"] > 0,
           f"refused connects to the dead server were not retried: {app}")
     rl.finish()
-    lines = access_lines(rl)
+    lines = access_log(rl.log)
     on_dead = [r for r in lines if r["server"] == f"127.0.0.1:{p1}"]
     check(res["n_failed"] > 0 and res["n_failed"] <= dead["conns"],
           f"{res['n_failed']} long connections failed, {dead['conns']} were on the dead server")

@@ -7,13 +7,12 @@ once."""
 import harness
 from harness import check
 from kit import config as cfg
+from kit.tls import expect_body, https_get
 from peers.daemons import Nginx
 from peers.helper import start_echo
 from peers.wire import recv_exact
 
-from .backends import expect_body, https_get
-from .base import case, client, listener, wait_closed
-from .pools import served_by
+from .base import case, client, listener, served_by, wait_closed
 
 
 def one_listener(port, backend, workers=1):

@@ -2,14 +2,14 @@
 their address carried on to the backend; refused from anyone else; and a
 plain diagnosis when a trusted hop sends something else."""
 
-import socket
 import struct
 
 import harness
 from harness import check
 from peers.daemons import Front
-from peers.proxy_header import PP2_SIGNATURE, proxy_v2, read_header_then, read_proxy_header_or_reset
-from peers.wire import recv_exact, recv_to_eof
+from peers.proxy_header import (PP2_SIGNATURE, proxy_v2, read_header_then,
+                                 read_proxy_header_or_reset)
+from peers.wire import recv_exact, recv_to_eof, send_in_pieces
 
 from .base import case, client, listener, relay, wait_closed
 
@@ -22,15 +22,6 @@ def inbound_relay(ctx, be, mode="v2", *extra):
     rl = relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", be.port), "--proxy-protocol-in", mode,
                "--trusted-source", f"{TRUSTED}/32", *extra)
     return rl, port
-
-
-def send_in_pieces(sock, data, cuts):
-    """Send data cut at the given offsets, each piece its own segment."""
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    last = 0
-    for cut in list(cuts) + [len(data)]:
-        sock.sendall(data[last:cut])
-        last = cut
 
 
 def recv_until_closed(sock):

@@ -6,7 +6,7 @@ import signal
 import socket
 
 import harness
-from harness import check
+from harness import check, cpu_seconds
 from peers.helper import Helper, start_echo
 from peers.proxy_header import read_header_then, read_proxy_header
 from peers.wire import recv_exact
@@ -187,20 +187,6 @@ def log_line_format(ctx):
     bad = [line for line in lines if not LOG_LINE.match(line)]
     check(not bad, f"{len(bad)} of {len(lines)} log lines malformed, e.g. {bad[:1]!r}")
     ctx.note(f"{len(lines)} lines")
-
-
-def cpu_seconds(pid):
-    """utime + stime of every thread of pid."""
-    import glob
-    import os
-    total = 0
-    for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
-        try:
-            fields = harness.read_text(stat).rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 @case("accept_backs_off_on_emfile")

@@ -7,35 +7,9 @@ import socket
 import harness
 from harness import check
 from kit import config as cfg
-from peers.proxy_header import (proxy_v2, read_header_then, read_proxy_header,
-                                 read_proxy_header_or_reset)
-from peers.wire import recv_exact
+from peers.proxy_header import proxy_v2, read_header_then, read_proxy_header
 
-from .base import case, client, listener, wait_closed
-
-
-def served_by(backends, src, payload, port):
-    """One client from src; returns the index of the backend it reached."""
-    c = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(src, 0))
-    want = c.getsockname()[1]
-    try:
-        c.sendall(payload)
-        while True:
-            got = harness.wait_until(lambda: [i for i, b in enumerate(backends) if b.pending()],
-                                     5, "a backend to get the client", interval=0.005)
-            for i in got:
-                b = backends[i].accept(timeout=1)
-                _, info, rest = read_proxy_header_or_reset(b)
-                if not info or info.get("src") != (src, want):
-                    b.close()  # a health check's connection, or another client's
-                    continue
-                if len(rest) < len(payload):
-                    rest += recv_exact(b, len(payload) - len(rest))
-                check(rest == payload, f"backend got {rest!r}")
-                b.close()
-                return i
-    finally:
-        c.close()
+from .base import case, client, listener, served_by, wait_closed
 
 
 @case("pool_round_robin_weights")

@@ -10,8 +10,7 @@ from harness import check
 from kit import config as cfg
 from peers.helper import Helper, start_echo
 
-from .base import case, listener
-from .pools import served_by
+from .base import case, listener, served_by
 
 RELOADS = 20
 CONNS = 2000

@@ -5,17 +5,14 @@ ClientHello in pieces, and a full TLS session to nginx through a route."""
 import time
 
 import harness
-from harness import check
-from kit.tls import client_hello
+from harness import check, cpu_seconds
+from kit.tls import client_hello, expect_body, handshake_fails, https_get
 from peers.backends import PlainEcho
 from peers.daemons import HAProxy, Nginx
 from peers.proxy_header import proxy_v2, read_header_then, read_proxy_header
-from peers.wire import recv_exact
+from peers.wire import recv_exact, send_in_pieces
 
-from .backends import expect_body, handshake_fails, https_get
 from .base import case, client, listener, relay, wait_closed
-from .inbound import send_in_pieces
-from .lifecycle import cpu_seconds
 
 
 def routed_relay(ctx, default, routes, *extra):

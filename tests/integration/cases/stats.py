@@ -14,7 +14,7 @@ import time
 import harness
 from harness import check
 from kit import config as cfg
-from kit.stats import named, query, stats_json
+from kit.stats import listener_stats, named, query, stats_json
 from kit.yaml_emit import dump
 from peers.daemons import Nginx
 from peers.helper import start_echo
@@ -44,8 +44,8 @@ def echo_once(port, payload, src="127.0.0.1", want=None):
 def closed_all(path, listener, n):
     """Waits until the listener counted n connections closed."""
     def done():
-        return named(stats_json(path)["listeners"], listener)["active"] == 0 and \
-            named(stats_json(path)["listeners"], listener)["accepted"] == n
+        return listener_stats(path, listener)["active"] == 0 and \
+            listener_stats(path, listener)["accepted"] == n
     harness.wait_until(done, 10, f"{n} connections on {listener} to be counted closed")
 
 
@@ -212,7 +212,7 @@ def socket_and_cli(ctx):
                        "the refused reload to be counted")
     proc = stats_json(sock)["process"]
     check(proc["reloads"] == 1 and proc["generation"] == 2, f"process: {proc}")
-    check(named(stats_json(sock)["listeners"], "web")["accepted"] == 1,
+    check(listener_stats(sock, "web")["accepted"] == 1,
           "a reload lost the listener's count")
     check("show conns" in query(sock, "help"), "help")
     c.close()

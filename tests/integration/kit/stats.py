@@ -34,10 +34,12 @@ def named(items, name):
 
 
 def listener_stats(path, name):
+    """Listener name's counters, read now."""
     return named(stats_json(path)["listeners"], name)
 
 
 def backend_stats(path, name):
+    """Backend name's counters (its servers under "servers"), read now."""
     return named(stats_json(path)["backends"], name)
 
 

@@ -45,6 +45,15 @@ def connect(dst, src=None, timeout=5.0):
     return s
 
 
+def send_in_pieces(sock, data, cuts):
+    """Send data cut at the given offsets, each piece its own segment."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    last = 0
+    for cut in list(cuts) + [len(data)]:
+        sock.sendall(data[last:cut])
+        last = cut
+
+
 def set_linger_reset(sock):
     """Make close() send a RST instead of a FIN."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
