@@ -14,7 +14,8 @@ LOOPBACK = "127.0.0.1"
 
 
 def address(port, host=LOOPBACK):
-    """"host:port", bracketing an IPv6 host; a string is taken as given."""
+    """The address host:port, an IPv6 host in brackets; a string is taken
+    as an address already."""
     if isinstance(port, str):
         return port
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -56,8 +57,8 @@ def backend(name, servers, **settings):
 
 def document(listeners=(), backends=(), **settings):
     """The whole document: top-level settings first, then listeners and
-    backends. Keys whose value is None are left out."""
-    doc = {k: v for k, v in settings.items() if v is not None}
+    backends."""
+    doc = dict(settings)
     if listeners:
         doc["listeners"] = list(listeners)
     if backends:
