@@ -27,11 +27,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cases  # noqa: E402
 from harness import TestFailure, TestSkip  # noqa: E402
 
-# The fault suite (tests/faults/) registers its cases with the same registry.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "faults"))
-import faults  # noqa: E402,F401
-
 IO_BACK_ENDS = ("uring", "epoll")
 
 

@@ -20,7 +20,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import harness  # noqa: E402
+from kit.stats import stats_json as stats  # noqa: E402
+from peers.wire import set_linger_reset  # noqa: E402
 
 MAX_SIZE = 64 * 1024
 
@@ -39,21 +40,6 @@ def rss_kib(pid):
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-def stats(sock):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.connect(sock)
-    s.sendall(b"show stats json\n")
-    data = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        data += b
-    s.close()
-    return json.loads(data)
 
 
 class Load:
@@ -93,8 +79,7 @@ class Load:
             else:
                 writer.write(body[: size // 2 + 1])
                 await writer.drain()
-                sock = writer.get_extra_info("socket")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                set_linger_reset(writer.get_extra_info("socket"))
                 writer.transport.abort()
                 self.done["reset"] += 1
                 return
@@ -149,8 +134,9 @@ def main():
 
     work = tempfile.mkdtemp(prefix="ringrelay-soak.")
     sock = os.path.join(work, "stats.sock")
-    echo = subprocess.Popen([sys.executable, os.path.join(HERE, "..", "integration", "peers.py"),
-                             "echo-backend"], stdout=subprocess.PIPE, text=True)
+    peers_env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "..", "integration"))
+    echo = subprocess.Popen([sys.executable, "-m", "peers", "echo-backend"],
+                            stdout=subprocess.PIPE, text=True, env=peers_env)
     echo_port = json.loads(echo.stdout.readline())["port"]
     port = harness.free_port()
     relay = subprocess.Popen([args.binary, "--listen", f"127.0.0.1:{port}", "--backend",

@@ -1,5 +1,9 @@
-"""The integration tests, in the order they run. Each module registers its
-tests with base.case; ALL lists them all."""
+"""The integration tests, in the order they run: each module registers its
+tests with base.case as it is imported, so the order of this list is the
+order of the run; ALL lists them all. The fault suite (faults.py: hostile
+and broken peers) runs last."""
 
-from . import cli, config_model, deps, header, backends, inbound, routes, doctor, topology, pools, health, reload, stats, access_log, drain, service, stream, lifecycle, demo  # noqa: F401  (registers tests)
+from . import (cli, config_model, deps, header, backends, inbound, lifecycle,  # noqa: F401
+               routes, doctor, topology, pools, health, reload, stats, access_log, drain,
+               service, stream, demo, faults)
 from .base import ALL  # noqa: F401

@@ -3,33 +3,20 @@ fault the test injects and the right fields (client from a PROXY header
 and the direct peer, SNI and ALPN, backend and server, bytes), as JSON or
 text; errors-only mode; SIGUSR1 reopens the file after a rotation."""
 
-import json
 import os
 import signal
 import socket
 
 import harness
-import peers
 from harness import check
+from kit import config as cfg
+from kit.stats import access_log
+from kit.tls import client_hello
+from peers.proxy_header import (proxy_v2, read_header_then, read_proxy_header,
+                                 read_proxy_header_or_reset)
+from peers.wire import recv_to_eof, set_linger_reset
 
 from .base import case, client, listener
-from .pools import backend_yaml, write_config
-from .routes import client_hello
-
-
-def read_lines(path, fmt):
-    lines = [line for line in harness.read_text(path).splitlines() if line]
-    if fmt == "json":
-        return [json.loads(line) for line in lines]
-    out = []
-    for line in lines:
-        when, *fields = line.split(" ")
-        rec = {"time": when}
-        for f in fields:
-            k, _, v = f.partition("=")
-            rec[k] = v
-        out.append(rec)
-    return out
 
 
 def addr(sock):
@@ -48,7 +35,7 @@ def accept_client(lst, src_ip):
     others (a refused client's connect may have reached the backend)."""
     while True:
         b = lst.accept()
-        _, info, rest = peers.read_proxy_header_or_reset(b)
+        _, info, rest = read_proxy_header_or_reset(b)
         if info and info.get("src", ("",))[0] == src_ip:
             return b, rest
         b.close()
@@ -58,7 +45,7 @@ def settle(rl, sock):
     """Waits until the relay has ended sock's connection (it reads EOF)."""
     sock.settimeout(5)
     try:
-        peers.recv_to_eof(sock)
+        recv_to_eof(sock)
     except OSError:
         pass
 
@@ -80,27 +67,26 @@ def reasons(ctx):
     dead = harness.free_port()
     ports = {n: harness.free_port() for n in ("plain", "dead", "slow", "idle", "pp", "tls",
                                               "single")}
-    lst = "".join(f"  - name: {n}\n    bind: 127.0.0.1:{p}\n    default_backend: {b}\n{x}"
-                  for n, p, b, x in [
-                      ("plain", ports["plain"], "be", ""),
-                      ("dead", ports["dead"], "refuse", ""),
-                      ("slow", ports["slow"], "blackhole", ""),
-                      ("idle", ports["idle"], "idler", ""),
-                      ("pp", ports["pp"], "sink", "    proxy_protocol_in: v2\n"
-                       "    trusted_sources: [127.0.0.1/32]\n    header_timeout: 300ms\n"),
-                      ("tls", ports["tls"], "be", "    peek_timeout: 300ms\n    routes:\n"
-                       "      - { sni: api.example.com, backend: be }\n"),
-                      ("single", ports["single"], "one", "")])
-    rl = harness.start_relay(ctx, ["-c", write_config(
-        ctx, f"access_log: {{ path: {log}, format: json }}\ndrain_timeout: 300ms\n"
-             f"listeners:\n{lst}backends:\n" +
-             backend_yaml("be", [f"127.0.0.1:{be.port}"]) +
-             backend_yaml("sink", [f"127.0.0.1:{sink.port}"]) +
-             backend_yaml("refuse", [f"127.0.0.1:{dead}"], "retries: 0") +
-             backend_yaml("blackhole", [f"127.0.0.1:{blackhole.getsockname()[1]}"],
-                          "retries: 0\nconnect_timeout: 300ms") +
-             backend_yaml("idler", [f"127.0.0.1:{be.port}"], "idle_timeout: 300ms") +
-             backend_yaml("one", [f"{{ address: 127.0.0.1:{held.port}, max_connections: 1 }}"]))])
+    listeners = [
+        cfg.listener("plain", ports["plain"], default_backend="be"),
+        cfg.listener("dead", ports["dead"], default_backend="refuse"),
+        cfg.listener("slow", ports["slow"], default_backend="blackhole"),
+        cfg.listener("idle", ports["idle"], default_backend="idler"),
+        cfg.listener("pp", ports["pp"], default_backend="sink", proxy_protocol_in="v2",
+                     trusted_sources=["127.0.0.1/32"], header_timeout="300ms"),
+        cfg.listener("tls", ports["tls"], default_backend="be", peek_timeout="300ms",
+                     routes=[cfg.route("api.example.com", "be")]),
+        cfg.listener("single", ports["single"], default_backend="one")]
+    backends = [
+        cfg.backend("be", [be.port]),
+        cfg.backend("sink", [sink.port]),
+        cfg.backend("refuse", [dead], retries=0),
+        cfg.backend("blackhole", [blackhole.getsockname()[1]], retries=0,
+                    connect_timeout="300ms"),
+        cfg.backend("idler", [be.port], idle_timeout="300ms"),
+        cfg.backend("one", [cfg.server(held.port, max_connections=1)])]
+    rl = cfg.start(ctx, cfg.document(listeners, backends, drain_timeout="300ms",
+                                     access_log={"path": log, "format": "json"}))
     want = {}
 
     def to(name, src=None):
@@ -111,7 +97,7 @@ def reasons(ctx):
     c = to("plain")
     c.sendall(b"a")
     b = be.accept()
-    peers.read_header_then(b, b"a")
+    read_header_then(b, b"a")
     c.shutdown(socket.SHUT_WR)
     check(b.recv(10) == b"", "backend did not see the FIN")
     b.close()
@@ -121,23 +107,23 @@ def reasons(ctx):
     c = to("plain")
     c.sendall(b"bb")
     b = be.accept()
-    peers.read_header_then(b, b"bb")
+    read_header_then(b, b"bb")
     b.sendall(b"bye")
     b.close()
-    check(peers.recv_to_eof(c) == b"bye", "the backend's last bytes")
+    check(recv_to_eof(c) == b"bye", "the backend's last bytes")
     want["backend_closed"] = addr(c)
     c.close()
     # The client resets.
     c = to("plain")
     c.sendall(b"c")
     b = be.accept()
-    peers.read_header_then(b, b"c")
+    read_header_then(b, b"c")
     want["client_reset"] = addr(c)
-    peers.set_linger_reset(c)
+    set_linger_reset(c)
     c.close()
     b.settimeout(5)
     try:
-        peers.recv_to_eof(b)
+        recv_to_eof(b)
     except OSError:
         pass
     b.close()
@@ -145,8 +131,8 @@ def reasons(ctx):
     c = to("plain")
     c.sendall(b"d")
     b = be.accept()
-    peers.read_header_then(b, b"d")
-    peers.set_linger_reset(b)
+    read_header_then(b, b"d")
+    set_linger_reset(b)
     b.close()
     settle(rl, c)
     want["backend_reset"] = addr(c)
@@ -158,7 +144,7 @@ def reasons(ctx):
     c = to("idle")
     c.sendall(b"i")
     b = be.accept()
-    peers.read_header_then(b, b"i")
+    read_header_then(b, b"i")
     settle(rl, c)
     b.close()
     want["idle_timeout"] = addr(c)
@@ -171,13 +157,13 @@ def reasons(ctx):
     settle(rl, c)
     want["bad_header"] = addr(c)
     c = to("pp", "127.0.0.2")
-    c.sendall(peers.proxy_v2(("192.0.2.8", 4000), ("127.0.0.1", ports["pp"])))
+    c.sendall(proxy_v2(("192.0.2.8", 4000), ("127.0.0.1", ports["pp"])))
     settle(rl, c)
     want["untrusted_header"] = addr(c)
     # A trusted header naming the client: logged as client, the hop as peer.
     proxied = to("pp")
     addr_proxied = addr(proxied)
-    proxied.sendall(peers.proxy_v2(("192.0.2.9", 5555), ("127.0.0.1", ports["pp"])) + b"p")
+    proxied.sendall(proxy_v2(("192.0.2.9", 5555), ("127.0.0.1", ports["pp"])) + b"p")
     b, rest = accept_client(sink, "192.0.2.9")
     check(rest + (b"" if rest else b.recv(1)) == b"p", "the proxied client's byte")
     b.close()
@@ -190,14 +176,14 @@ def reasons(ctx):
     addr_tls = addr(tls)
     tls.sendall(client_hello("api.example.com", ["h2", "http/1.1"]))
     b = be.accept()
-    peers.read_proxy_header(b)
+    read_proxy_header(b)
     b.close()
     settle(rl, tls)
     # The only server is full.
     first = to("single")
     first.sendall(b"1")
     h = held.accept()
-    peers.read_header_then(h, b"1")
+    read_header_then(h, b"1")
     c = to("single")
     settle(rl, c)
     want["no_server"] = addr(c)
@@ -205,7 +191,7 @@ def reasons(ctx):
     want["stopped"] = addr(first)
     rl.finish(signal.SIGTERM)
 
-    records = read_lines(log, "json")
+    records = access_log(log, "json")
     for reason, sock in want.items():
         rec = by_client(records, sock)
         check(rec["end"] == reason, f"{reason}: logged {rec['end']}: {rec}")
@@ -237,18 +223,17 @@ def text_and_reopen(ctx):
     be = listener(ctx)
     dead = harness.free_port()
     port, bad = harness.free_port(), harness.free_port()
-    rl = harness.start_relay(ctx, ["-c", write_config(
-        ctx, f"access_log: {{ path: {log}, mode: errors }}\nlisteners:\n"
-             f"  - name: web\n    bind: 127.0.0.1:{port}\n    default_backend: be\n"
-             f"  - name: bad\n    bind: 127.0.0.1:{bad}\n    default_backend: refuse\n"
-             f"backends:\n" + backend_yaml("be", [f"127.0.0.1:{be.port}"]) +
-             backend_yaml("refuse", [f"127.0.0.1:{dead}"], "retries: 0"))])
+    rl = cfg.start(ctx, cfg.document(
+        [cfg.listener("web", port, default_backend="be"),
+         cfg.listener("bad", bad, default_backend="refuse")],
+        [cfg.backend("be", [be.port]), cfg.backend("refuse", [dead], retries=0)],
+        access_log={"path": log, "mode": "errors"}))
 
     def clean():
         c = client(ctx, ("127.0.0.1", port))
         c.sendall(b"x")
         b = be.accept()
-        peers.read_header_then(b, b"x")
+        read_header_then(b, b"x")
         b.close()
         settle(rl, c)
         return c
@@ -270,7 +255,7 @@ def text_and_reopen(ctx):
     harness.wait_until(lambda: os.path.exists(log) and harness.read_text(log).count("\n") >= 1,
                        5, "a line in the new file")
     rl.finish()
-    old, new = read_lines(log + ".1", "text"), read_lines(log, "text")
+    old, new = access_log(log + ".1", "text"), access_log(log, "text")
     check(len(old) == 1 and len(new) == 1, f"lines: {old} / {new}")
     rec = by_client(old, f1)
     check(rec["end"] == "connect_failed" and rec["listener"] == "bad" and

@@ -3,40 +3,17 @@ mode must both see the client's own address, in the response and in their logs."
 
 import shutil
 import socket
-import ssl
 import subprocess
 
 import harness
-import peers
 from harness import check
+from kit.tls import expect_body, handshake_fails, https_get
+from peers.backends import PlainEcho
+from peers.daemons import HAProxy, Nginx
+from peers.proxy_header import read_proxy_header
+from peers.wire import recv_exact, recv_to_eof
 
-from .base import case, client, hostport, local, relay
-
-HTTP_GET = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-
-
-def https_get(ctx, dst, src):
-    """GET / over TLS (no verification) from src; returns (status, body, client port)."""
-    tls_ctx = ssl.create_default_context()
-    tls_ctx.check_hostname = False
-    tls_ctx.verify_mode = ssl.CERT_NONE
-    raw = client(ctx, dst, src, timeout=10)
-    port = local(raw)[1]
-    with tls_ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-        tls.sendall(HTTP_GET)
-        response = b""
-        while True:
-            try:
-                chunk = tls.recv(65536)
-            except ssl.SSLEOFError:
-                break
-            if not chunk:
-                break
-            response += chunk
-    head, _, body = response.partition(b"\r\n\r\n")
-    status = head.split(b" ", 2)[1] if head.startswith(b"HTTP/") else b"?"
-    return status.decode(), body.decode(errors="replace"), port
-
+from .base import case, client, hostport, listener, local, relay
 
 def curl_get(dst, src):
     """GET / with curl -k from interface src; returns (status, body)."""
@@ -50,11 +27,6 @@ def curl_get(dst, src):
     return status, body
 
 
-def expect_body(status, body, src, how):
-    check(status == "200", f"{how} from {src}: HTTP status {status}")
-    check(body == src + "\n", f"{how} from {src}: nginx answered {body!r}, want {src!r}")
-
-
 def wait_log(read_lines, count, what):
     return harness.wait_until(lambda: len(read_lines()) >= count and read_lines(), 10,
                               f"{count} lines in {what}")
@@ -63,7 +35,7 @@ def wait_log(read_lines, count, what):
 @case("nginx_tls_backend", budget=90)
 def nginx_tls_backend(ctx):
     """Relay on 127.0.0.1 and [::1] to nginx's IPv4 proxy_protocol listener."""
-    nginx = harness.Nginx(ctx, ctx.session_dir)
+    nginx = Nginx(ctx, ctx.session_dir)
     port = harness.free_port()
     relay(ctx, [("127.0.0.1", port), ("::1", port)], ("127.0.0.1", nginx.port4))
     expected = []  # (client address, client port or None)
@@ -92,7 +64,7 @@ def nginx_tls_backend(ctx):
 @case("nginx_tls_backend_ipv6", budget=90)
 def nginx_tls_backend_ipv6(ctx):
     """The relay reaching its backend over IPv6 ([::1]) carries a v4 client."""
-    nginx = harness.Nginx(ctx, ctx.session_dir)
+    nginx = Nginx(ctx, ctx.session_dir)
     port = harness.free_port()
     relay(ctx, [("127.0.0.1", port)], ("::1", nginx.port6))
     status, body, cport = https_get(ctx, ("127.0.0.1", port), "127.0.0.2")
@@ -105,9 +77,9 @@ def nginx_tls_backend_ipv6(ctx):
 
 @case("haproxy_accept_proxy", budget=60)
 def haproxy_accept_proxy(ctx):
-    echo = peers.PlainEcho()
+    echo = PlainEcho()
     ctx.on_cleanup(echo.close)
-    hap = harness.HAProxy(ctx, echo.port)
+    hap = HAProxy(ctx, echo.port)
     port = harness.free_port()
     relay(ctx, [("127.0.0.1", port), ("::1", port)], ("127.0.0.1", hap.port4))
     expected = []
@@ -115,10 +87,10 @@ def haproxy_accept_proxy(ctx):
         c = client(ctx, (dst, port), src)
         cport = local(c)[1]
         c.sendall(b"ping through haproxy\n")
-        check(peers.recv_exact(c, 21) == b"ping through haproxy\n",
+        check(recv_exact(c, 21) == b"ping through haproxy\n",
               f"echo through haproxy from {src} failed")
         c.shutdown(socket.SHUT_WR)
-        check(peers.recv_to_eof(c) == b"", f"data after echo from {src}")
+        check(recv_to_eof(c) == b"", f"data after echo from {src}")
         c.close()
         expected.append(f"src={src}:{cport} dst={dst}:{port}")
     lines = wait_log(hap.log_lines, len(expected), "HAProxy log")
@@ -127,27 +99,12 @@ def haproxy_accept_proxy(ctx):
               f"HAProxy log lacks '{want}': {lines}")
 
 
-def handshake_fails(ctx, dst, src):
-    """A TLS handshake through the relay that must not succeed."""
-    tls_ctx = ssl.create_default_context()
-    tls_ctx.check_hostname = False
-    tls_ctx.verify_mode = ssl.CERT_NONE
-    raw = client(ctx, dst, src, timeout=10)
-    try:
-        with tls_ctx.wrap_socket(raw, server_hostname="localhost"):
-            pass
-    except (ssl.SSLError, OSError) as e:
-        return type(e).__name__
-    raise harness.TestFailure("the TLS handshake succeeded against a backend that should "
-                              "have refused the PROXY header")
-
-
 @case("backend_without_proxy_protocol_diagnosed", budget=90)
 def backend_without_proxy_protocol(ctx):
     """nginx on `listen ... ssl` without proxy_protocol answers the header with
     a plain-text 400: the relay says the backend does not expect PROXY
     protocol, quoting the answer, and counts it."""
-    nginx = harness.Nginx(ctx, ctx.session_dir, proxy_protocol=False)
+    nginx = Nginx(ctx, ctx.session_dir, proxy_protocol=False)
     port = harness.free_port()
     rl = relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", nginx.port4))
     err = handshake_fails(ctx, ("127.0.0.1", port), "127.0.0.2")
@@ -166,14 +123,13 @@ def backend_without_proxy_protocol(ctx):
 def backend_closing_after_header(ctx):
     """A backend that closes right after reading the header, before a byte,
     is reported; one that closes after the client did is not."""
-    be = peers.Listener()
-    ctx.on_cleanup(be.close)
+    be = listener(ctx)
     port = harness.free_port()
     rl = relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", be.port))
     c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
     c.sendall(b"\x16\x03\x01\x00\x05hello")
     b = be.accept(timeout=5)
-    peers.read_proxy_header(b)
+    read_proxy_header(b)
     b.close()
     harness.wait_until(lambda: "probably does not expect PROXY protocol" in rl.stderr(), 5,
                        "the relay to report the backend closing")
@@ -181,10 +137,10 @@ def backend_closing_after_header(ctx):
     c2 = client(ctx, ("127.0.0.1", port), "127.0.0.3")
     c2.shutdown(socket.SHUT_WR)
     b2 = be.accept(timeout=5)
-    peers.read_proxy_header(b2)
-    check(peers.recv_to_eof(b2) == b"", "the backend got bytes from a client that sent none")
+    read_proxy_header(b2)
+    check(recv_to_eof(b2) == b"", "the backend got bytes from a client that sent none")
     b2.close()
-    peers.recv_to_eof(c2)
+    recv_to_eof(c2)
     rl.finish()
     check(rl.stderr().count("does not expect PROXY protocol") == 1,
           "a backend closing after its client was reported too")
@@ -196,7 +152,7 @@ def backend_closing_after_header(ctx):
 def nginx_unix_backend(ctx):
     """--backend unix:/path: nginx's `listen unix:... ssl proxy_protocol`
     answers with the client's own address."""
-    nginx = harness.Nginx(ctx, ctx.session_dir)
+    nginx = Nginx(ctx, ctx.session_dir)
     port = harness.free_port()
     relay(ctx, [("127.0.0.1", port)], None, "--backend", f"unix:{nginx.unix_path}")
     status, body, _ = https_get(ctx, ("127.0.0.1", port), "127.0.0.7")

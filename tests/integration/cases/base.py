@@ -4,8 +4,10 @@ import socket
 import time
 
 import harness
-import peers
 from harness import check
+from peers.backends import Listener
+from peers.proxy_header import read_proxy_header, read_proxy_header_or_reset
+from peers.wire import connect, recv_exact
 
 ALL = []
 
@@ -32,7 +34,7 @@ def hostport(host, port):
 
 
 def listener(ctx, host="127.0.0.1", port=0, backlog=128, timeout=10.0):
-    lst = peers.Listener(host, port, backlog, timeout)
+    lst = Listener(host, port, backlog, timeout)
     ctx.on_cleanup(lst.close)
     return lst
 
@@ -49,7 +51,7 @@ def relay(ctx, listens, backend, *extra, name="relay", wrapper=()):
 
 
 def client(ctx, dst, src=None, timeout=5.0):
-    s = peers.connect(dst, src, timeout)
+    s = connect(dst, src, timeout)
     ctx.on_cleanup(s.close)
     return s
 
@@ -71,17 +73,41 @@ def roundtrip(ctx, relay_addr, backend, src=None, mode="v2"):
     b = backend.accept(timeout=5)
     hdr, data = b"", b""
     if mode != "off":
-        hdr, info, data = peers.read_proxy_header(b)
+        hdr, info, data = read_proxy_header(b)
         check(info.get("src") and info["src"][1] == local(c)[1],
               f"roundtrip: header {info} is not for client {local(c)}")
     if len(data) < len(msg):
-        data += peers.recv_exact(b, len(msg) - len(data))
+        data += recv_exact(b, len(msg) - len(data))
     check(data == msg, f"roundtrip: backend got {data!r}, client sent {msg!r}")
     b.sendall(b"reply\n")
-    check(peers.recv_exact(c, 6) == b"reply\n", "roundtrip: reply did not arrive")
+    check(recv_exact(c, 6) == b"reply\n", "roundtrip: reply did not arrive")
     c.close()
     b.close()
     return hdr
+
+
+def served_by(backends, src, payload, port):
+    """One client from src; returns the index of the backend it reached."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(src, 0))
+    want = c.getsockname()[1]
+    try:
+        c.sendall(payload)
+        while True:
+            got = harness.wait_until(lambda: [i for i, b in enumerate(backends) if b.pending()],
+                                     5, "a backend to get the client", interval=0.005)
+            for i in got:
+                b = backends[i].accept(timeout=1)
+                _, info, rest = read_proxy_header_or_reset(b)
+                if not info or info.get("src") != (src, want):
+                    b.close()  # a health check's connection, or another client's
+                    continue
+                if len(rest) < len(payload):
+                    rest += recv_exact(b, len(payload) - len(rest))
+                check(rest == payload, f"backend got {rest!r}")
+                b.close()
+                return i
+    finally:
+        c.close()
 
 
 def wait_closed(sock, timeout):

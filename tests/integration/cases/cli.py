@@ -5,6 +5,7 @@ import subprocess
 
 import harness
 from harness import check
+from kit import config as cfg
 
 from .base import case
 
@@ -102,9 +103,7 @@ def config_check_example(ctx):
     """conf/ringrelay.yaml passes -t; --dump-config prints it with every
     default, and that output passes -t too."""
     import os
-    here = os.path.dirname(os.path.abspath(__file__))
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(here)))
-    example = os.path.join(repo, "conf", "ringrelay.yaml")
+    example = os.path.join(harness.REPO, "conf", "ringrelay.yaml")
     rc, _, err = run_cli(ctx, ["-t", "-c", example])
     check(rc == 0 and "syntax is ok" in err, f"-t exited {rc}: {err!r}")
     rc, out, err = run_cli(ctx, ["--dump-config", "-c", example])
@@ -121,10 +120,9 @@ def config_check_example(ctx):
 def config_check_bad(ctx):
     """-t on a bad file: exit 2, one line with file, line, column, key."""
     import os
-    bad = os.path.join(ctx.tmpdir, "bad.yaml")
-    with open(bad, "w") as f:
-        f.write("listeners:\n  - name: a\n    bind: 127.0.0.1:8443\nbackends:\n  - name: b\n"
-                "    servers:\n      - address: 192.168.0.5:70000\n")
+    # Line 7 is `      - address: "192.168.0.5:70000"`, the value at column 18.
+    bad = cfg.write(ctx, cfg.document([cfg.listener("a", 8443)], [
+        {"name": "b", "servers": [cfg.server("192.168.0.5:70000")]}]), name="bad.yaml")
     rc, _, err = run_cli(ctx, ["-t", "-c", bad])
     want = (f"ringrelay: {bad}:7:18: backends[0].servers[0].address: expected IPV4:PORT, "
             "[IPV6]:PORT (port 1-65535) or unix:/path, got '192.168.0.5:70000'\n")

@@ -1,6 +1,7 @@
 """One configuration model: a flag and its key take the same values and get
 the same messages; a reload names every start-only key it could not
-change; files the loader would choke on are refused at once."""
+change; files the loader would choke on are refused at once; thousands of
+routes and servers load and route."""
 
 import os
 import selectors
@@ -10,23 +11,16 @@ import time
 
 import harness
 from harness import check
+from kit import config as cfg
+from kit.stats import stats_json
+from kit.tls import client_hello
 
 from .base import case, listener
 from .cli import run_cli
-from .stats import stats_json
 
 
-def write(ctx, name, text):
-    path = os.path.join(ctx.tmpdir, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
-def minimal(port, backend_port, extra=""):
-    return (f"{extra}listeners:\n  - name: l\n    bind: 127.0.0.1:{port}\n"
-            f"backends:\n  - name: b\n    health_check: {{ mode: off }}\n"
-            f"    servers:\n      - address: 127.0.0.1:{backend_port}\n")
+def minimal(port, backend_port, **settings):
+    return cfg.document([cfg.listener("l", port)], [cfg.backend("b", [backend_port])], **settings)
 
 
 @case("config_flag_and_key_say_the_same", per_io=False)
@@ -40,7 +34,7 @@ def flag_and_key(ctx):
                              ("accept_backlog", "--accept-backlog", "0"),
                              ("io", "--io", "kqueue"),
                              ("drain_timeout", "--drain-timeout", "soon")):
-        path = write(ctx, f"{key}.yaml", minimal(free, 9, f"{key}: \"{value}\"\n"))
+        path = cfg.write(ctx, minimal(free, 9, **{key: value}), f"{key}.yaml")
         rc_file, _, err_file = run_cli(ctx, ["-t", "-c", path])
         rc_flag, _, err_flag = run_cli(ctx, base + [flag, value])
         check(rc_file == 2 and rc_flag == 2, f"{key}: exit {rc_file} (file), {rc_flag} (flag)")
@@ -50,7 +44,7 @@ def flag_and_key(ctx):
         check(err_file.strip().endswith(f" {key}: {msg_flag}"),
               f"{key}: the file says {err_file.strip()!r}, the flag {err_flag.strip()!r}")
     # 0 means "what the open-file limit allows" both ways.
-    path = write(ctx, "zero.yaml", minimal(free, 9, "max_connections: 0\n"))
+    path = cfg.write(ctx, minimal(free, 9, max_connections=0), "zero.yaml")
     rc, _, err = run_cli(ctx, ["-t", "-c", path])
     check(rc == 0, f"max_connections: 0 refused: {err!r}")
     rc, _, err = run_cli(ctx, base + ["--max-connections", "0", "-t"])
@@ -59,19 +53,30 @@ def flag_and_key(ctx):
     check(rc == 2 and "--route: expected NAME=ADDR:PORT" in err, f"--route a.b: {err!r}")
 
 
+def write_text(ctx, name, text):
+    path = os.path.join(ctx.tmpdir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 @case("config_refuses_a_second_document_and_deep_nesting_fast", per_io=False)
 def second_doc_and_depth(ctx):
     """'---' starts a document the relay would never read: refused with its
     line. 100,000 nested sequences (200 KB, under the size cap) are refused
-    as soon as the 65th level opens instead of keeping libyaml busy."""
-    free = harness.free_port()
-    path = write(ctx, "two.yaml", minimal(free, 9) + "---\nworkers: 2\n")
+    as soon as the 65th level opens instead of keeping libyaml busy. (These
+    files are broken on purpose, so they are written as text.)"""
+    good = cfg.write(ctx, minimal(harness.free_port(), 9))
+    with open(good) as f:
+        text = f.read()
+    path = write_text(ctx, "two.yaml", text + "---\nworkers: 2\n")
+    line = text.count("\n") + 1
     rc, _, err = run_cli(ctx, ["-t", "-c", path])
-    check(rc == 2 and err == f"ringrelay: {path}:9:1: a second YAML document (after '---'); "
-                              "put the whole configuration in one\n", f"exit {rc}: {err!r}")
-    for style, text in (("flow", "listeners: " + "[" * 100000 + "]" * 100000 + "\n"),
+    check(rc == 2 and err == f"ringrelay: {path}:{line}:1: a second YAML document (after "
+                              "'---'); put the whole configuration in one\n", f"exit {rc}: {err!r}")
+    for style, deep in (("flow", "listeners: " + "[" * 100000 + "]" * 100000 + "\n"),
                         ("block", "listeners:\n  " + "- " * 100000 + "x\n")):
-        path = write(ctx, f"deep-{style}.yaml", text)
+        path = write_text(ctx, f"deep-{style}.yaml", deep)
         rc, _, err = run_cli(ctx, ["-t", "-c", path], timeout=5)
         check(rc == 2 and "nested more than 64 levels deep" in err and len(err.splitlines()) == 1,
               f"{style}: exit {rc}: {err!r}")
@@ -85,16 +90,13 @@ def reload_start_only(ctx):
     be = listener(ctx)
     p1, p2 = harness.free_port(), harness.free_port()
     sock = os.path.join(ctx.tmpdir, "stats.sock")
-    start = (f"workers: 2\nio: epoll\nmax_connections: 100\naccept_backlog: 64\n"
-             f"stats_socket: {sock}\n")
-    path = write(ctx, "ringrelay.yaml", minimal(p1, be.port, start))
-    rl = harness.start_relay(ctx, ["-c", path])
+    doc = minimal(p1, be.port, workers=2, io="epoll", max_connections=100, accept_backlog=64,
+                  stats_socket=sock)
+    rl = cfg.start(ctx, doc)
     before = stats_json(sock)["process"]
-    changed = ("workers: 1\nio: uring\nmax_connections: 200\naccept_backlog: 128\n"
-               f"stats_socket: {sock}\n")
-    second = f"  - name: l2\n    bind: 127.0.0.1:{p2}\n"
-    text = minimal(p1, be.port, changed).replace("backends:\n", second + "backends:\n", 1)
-    write(ctx, "ringrelay.yaml", text)
+    doc.update(workers=1, io="uring", max_connections=200, accept_backlog=128)
+    doc["listeners"].append(cfg.listener("l2", p2))
+    cfg.write(ctx, doc)
     os.kill(rl.pid, signal.SIGHUP)
     harness.wait_until(lambda: " applied: " in rl.stderr(), 10, "the reload to be applied")
     want = ["reload: workers: 2 -> 1 needs a restart; kept 2",
@@ -111,8 +113,7 @@ def reload_start_only(ctx):
     for port in (p1, p2):
         c = socket.create_connection(("127.0.0.1", port), timeout=5)
         c.sendall(b"x")
-        b = be.accept(timeout=5)
-        b.close()
+        be.accept(timeout=5).close()
         c.close()
     ctx.note(f"kept workers={after['workers']} io={after['io']} "
              f"max_connections={after['max_connections']}")
@@ -125,14 +126,14 @@ class Ports:
     def __init__(self, ctx, n):
         self.sel = selectors.DefaultSelector()
         self.socks = []
+        ctx.on_cleanup(self.close)
         for i in range(n):
             s = socket.socket()
+            self.socks.append(s)
             s.bind(("127.0.0.1", 0))
             s.listen(64)
             s.setblocking(False)
             self.sel.register(s, selectors.EVENT_READ, i)
-            self.socks.append(s)
-        ctx.on_cleanup(self.close)
         self.ports = [s.getsockname()[1] for s in self.socks]
 
     def take(self, count, timeout=30):
@@ -162,25 +163,20 @@ def many_routes_and_servers(ctx):
     a default backend of 1,000 servers loads; sampled names reach their
     route's server, others the default; 1,000 connections by round robin
     reach each of the 1,000 servers exactly once."""
-    from .routes import client_hello
     n_servers, n_routes, n_route_backends = 1000, 5000, 30
     ports = Ports(ctx, n_servers + n_route_backends)
     port = harness.free_port()
-    lines = [f"listeners:\n  - name: tenants\n    bind: 127.0.0.1:{port}\n"
-             "    default_backend: many\n    routes:\n"]
-    for i in range(n_routes):
-        name = f"*.w{i}.example.com" if i % 5 == 0 else f"t{i}.example.com"
-        lines.append(f"      - {{ sni: \"{name}\", backend: r{i % n_route_backends} }}\n")
-    lines.append("backends:\n  - name: many\n    proxy_protocol: off\n"
-                 "    health_check: { mode: off }\n    servers:\n")
-    lines += [f"      - {{ address: \"127.0.0.1:{p}\" }}\n" for p in ports.ports[:n_servers]]
-    for k in range(n_route_backends):
-        lines.append(f"  - name: r{k}\n    proxy_protocol: off\n    health_check: {{ mode: off }}\n"
-                     f"    servers:\n      - {{ address: \"127.0.0.1:{ports.ports[n_servers + k]}\" }}\n")
-    path = write(ctx, "tenants.yaml", "".join(lines))
+    routes = [cfg.route(f"*.w{i}.example.com" if i % 5 == 0 else f"t{i}.example.com",
+                        f"r{i % n_route_backends}") for i in range(n_routes)]
+    backends = [cfg.backend("many", ports.ports[:n_servers], proxy_protocol="off")]
+    backends += [cfg.backend(f"r{k}", [ports.ports[n_servers + k]], proxy_protocol="off")
+                 for k in range(n_route_backends)]
+    doc = cfg.document([cfg.listener("tenants", port, default_backend="many", routes=routes)],
+                       backends, workers=1)
+    path = cfg.write(ctx, doc, "tenants.yaml")
     rc, _, err = run_cli(ctx, ["-t", "-c", path], timeout=30)
     check(rc == 0, f"-t: exit {rc}: {err!r}")
-    harness.start_relay(ctx, ["-c", path, "--workers", "1"], ready_timeout=30)
+    harness.start_relay(ctx, ["-c", path], ready_timeout=30)
     samples = [0, 1, 2, 7, 1234, 2500, 4998, 4999] + list(range(13, n_routes, 97))
     for i in samples:
         name = f"www.w{i}.example.com" if i % 5 == 0 else f"t{i}.example.com"

@@ -10,7 +10,6 @@ from harness import check
 
 from .base import case
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CURL = "curl -k https://127.0.0.1:8443/"
 
 
@@ -19,8 +18,8 @@ def demo(ctx):
     for port in (8443, 9443):
         if harness.is_listening(port):
             raise harness.TestSkip(f"port {port}, which the demo uses, is taken")
-    demo = harness.Proc("demo", ["sh", os.path.join(REPO, "scripts", "demo.sh"), ctx.binary],
-                        ctx.tmpdir)
+    script = os.path.join(harness.REPO, "scripts", "demo.sh")
+    demo = harness.Proc("demo", ["sh", script, ctx.binary], ctx.tmpdir)
     ctx.on_cleanup(demo.kill)
     harness.wait_until(lambda: CURL in demo.stdout() or not demo.alive(), 30,
                        "the demo to print its curl command")

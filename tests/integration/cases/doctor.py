@@ -5,6 +5,7 @@ import subprocess
 
 import harness
 from harness import check
+from peers.daemons import Nginx
 
 from .base import case
 
@@ -22,7 +23,7 @@ def probe_line(out, name):
 def doctor_with(ctx):
     """nginx `listen ... ssl proxy_protocol`: v1, v2 and LOCAL complete a
     handshake, no header does not; the verdict keeps v2."""
-    nginx = harness.Nginx(ctx, ctx.session_dir)
+    nginx = Nginx(ctx, ctx.session_dir)
     code, out, err = doctor(ctx, f"127.0.0.1:{nginx.port4}", "--sni", "localhost")
     check(code == 0, f"exit {code}: {out}{err}")
     for name in ("PROXY v1", "PROXY v2", "PROXY v2 LOCAL"):
@@ -38,7 +39,7 @@ def doctor_without(ctx):
     """nginx `listen ... ssl` alone: only no header works, the others are
     answered with nginx's plain-text 400, quoted; the verdict says how to
     fix either side."""
-    nginx = harness.Nginx(ctx, ctx.session_dir, proxy_protocol=False)
+    nginx = Nginx(ctx, ctx.session_dir, proxy_protocol=False)
     code, out, err = doctor(ctx, f"127.0.0.1:{nginx.port4}")
     check(code == 0, f"exit {code}: {out}{err}")
     check(" ok:" in probe_line(out, "no header"), f"no header failed: {out}")

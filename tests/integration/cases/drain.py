@@ -11,29 +11,25 @@ import subprocess
 import time
 
 import harness
-import peers
 from harness import check
+from kit import config as cfg
+from kit.stats import stats_json
+from peers.helper import Helper, start_echo
+from peers.proxy_header import read_header_then
 
 from .base import case, client, listener
-from .pools import backend_yaml, write_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 STEADY_CONNS = 20
 STEADY_PIECES = 30
 STEADY_GAP = 0.1  # seconds: each connection lasts about 3 s
 
 
-def echo_port(ctx):
-    e = harness.Helper(ctx, "echo", ["echo-backend"])
-    return e.wait_json("port", 10)["port"]
-
-
 def steady(ctx, port):
     """STEADY_CONNS connections that each trickle bytes for about 3 s."""
-    st = harness.Helper(ctx, "steady", ["steady-client", "--target", f"127.0.0.1:{port}",
-                                        "--conns", str(STEADY_CONNS),
-                                        "--pieces", str(STEADY_PIECES), "--piece", "1000",
-                                        "--gap", str(STEADY_GAP), "--timeout", "30"])
+    st = Helper(ctx, "steady", ["steady-client", "--target", f"127.0.0.1:{port}",
+                                "--conns", str(STEADY_CONNS),
+                                "--pieces", str(STEADY_PIECES), "--piece", "1000",
+                                "--gap", str(STEADY_GAP), "--timeout", "30"])
     st.wait_json("connected", 10)
     return st
 
@@ -57,7 +53,8 @@ def drain(ctx):
     relay exits 0."""
     port = harness.free_port()
     rl = harness.start_relay(ctx, ["--listen", f"127.0.0.1:{port}", "--backend",
-                                   f"127.0.0.1:{echo_port(ctx)}", "--drain-timeout", "20s"])
+                                   f"127.0.0.1:{start_echo(ctx).port}", "--drain-timeout",
+                                   "20s"])
     st = steady(ctx, port)
     start = time.monotonic()
     rl.popen.send_signal(signal.SIGTERM)
@@ -83,7 +80,7 @@ def deadline(ctx):
                                    f"127.0.0.1:{be.port}", "--drain-timeout", "500ms"])
     c = client(ctx, ("127.0.0.1", port))
     c.sendall(b"held")
-    peers.read_header_then(be.accept(), b"held")
+    read_header_then(be.accept(), b"held")
     start = time.monotonic()
     took = rl.finish(signal.SIGTERM, timeout=10)
     check(took >= 0.4, f"exited after {took:.2f}s, before the deadline")
@@ -114,16 +111,15 @@ def upgrade(ctx):
     second and 20 long transfers see no refusal, reset or short echo."""
     sock = os.path.join(ctx.tmpdir, "stats.sock")
     port = harness.free_port()
-    cfg = write_config(ctx, f"stats_socket: {sock}\ndrain_timeout: 20s\nlisteners:\n"
-                       f"  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
-                       backend_yaml("app", [f"127.0.0.1:{echo_port(ctx)}"]))
-    rl = harness.start_relay(ctx, ["-c", cfg])
+    rl = cfg.start(ctx, cfg.document([cfg.listener("web", port)],
+                                     [cfg.backend("app", [start_echo(ctx).port])],
+                                     stats_socket=sock, drain_timeout="20s"))
     old = rl.pid
-    rate = harness.Helper(ctx, "rate", ["rate-client", "--target", f"127.0.0.1:{port}",
-                                        "--rate", "200"])
+    rate = Helper(ctx, "rate", ["rate-client", "--target", f"127.0.0.1:{port}",
+                                "--rate", "200"])
     rate.wait_json("started", 10)
     st = steady(ctx, port)
-    script = os.path.join(REPO, "scripts", "upgrade.sh")
+    script = os.path.join(harness.REPO, "scripts", "upgrade.sh")
     up = subprocess.run(["sh", script, str(old)], capture_output=True, text=True, timeout=60)
     check(up.returncode == 0, f"upgrade.sh exited {up.returncode}: {up.stderr} {up.stdout}")
     new_pid = int(re.search(r"new process (\d+) started", up.stdout).group(1))
@@ -140,7 +136,6 @@ def upgrade(ctx):
           f"{done['ok']} of {done['opened']} round trips ok: {done['errors']}")
     check(running(new_pid), "the new process is gone")
     # The new process owns the stats socket now.
-    from .stats import stats_json
     check(stats_json(sock)["process"]["uptime_ms"] < 60000, "stats socket")
     os.kill(new_pid, signal.SIGINT)
     deadline = time.monotonic() + 10

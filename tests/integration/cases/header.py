@@ -5,12 +5,13 @@ import os
 import socket
 
 import harness
-import peers
 from harness import check
+from peers.proxy_header import proxy_v2
+from peers.wire import recv_exact, recv_to_eof
 
 from .base import case, client, hexdiff, listener, local, relay, remote
 
-# Fixed expectations written out by hand, independent of peers.proxy_v2, so a
+# Fixed expectations written out by hand, independent of proxy_v2, so a
 # bug shared by the encoder here and the relay cannot hide.
 SIG = bytes.fromhex("0D0A0D0A000D0A515549540A")
 
@@ -27,7 +28,7 @@ def exchange(ctx, listen, connect_to, src, mode, payload):
     c.sendall(payload)
     c.shutdown(socket.SHUT_WR)
     b = be.accept(timeout=5)
-    got = peers.recv_to_eof(b)
+    got = recv_to_eof(b)
     return ends, got
 
 
@@ -69,8 +70,8 @@ def header_v2_mapped(ctx):
         sport = local(c)[1]
         c.sendall(b"hi")
         c.shutdown(socket.SHUT_WR)
-        got = peers.recv_to_eof(be.accept(timeout=5))
-        want = peers.proxy_v2((src, sport), (dst, port)) + b"hi"
+        got = recv_to_eof(be.accept(timeout=5))
+        want = proxy_v2((src, sport), (dst, port)) + b"hi"
         check_bytes(got, want, f"client {src} to [::]:{port}")
         fam = 0x11 if "." in src else 0x21
         check(got[13] == fam, f"client {src}: family byte {got[13]:#x}, want {fam:#x}")
@@ -87,7 +88,7 @@ def header_v1(ctx):
         sport = local(c)[1]
         c.sendall(b"payload")
         c.shutdown(socket.SHUT_WR)
-        got = peers.recv_to_eof(be.accept(timeout=5))
+        got = recv_to_eof(be.accept(timeout=5))
         want = f"PROXY {fam} {src} {dst} {sport} {port}\r\n".encode() + b"payload"
         check(got == want, f"v1 from {src}: got {got!r}, want {want!r}")
 
@@ -107,7 +108,7 @@ def header_then_first_bytes(ctx):
     port = harness.free_port()
     payload = os.urandom(1 << 20)
     ends, got = exchange(ctx, ("127.0.0.1", port), "127.0.0.1", "127.0.0.3", "v2", payload)
-    want = peers.proxy_v2(*ends) + payload
+    want = proxy_v2(*ends) + payload
     check_bytes(got, want, "header + 1 MiB")
 
 
@@ -119,11 +120,11 @@ def header_without_client_data(ctx):
     be = listener(ctx)
     relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", be.port))
     c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
-    want = peers.proxy_v2(local(c), remote(c))
+    want = proxy_v2(local(c), remote(c))
     b = be.accept(timeout=5)
-    got = peers.recv_exact(b, len(want))
+    got = recv_exact(b, len(want))
     check_bytes(got, want, "header for a silent client")
     b.sendall(b"220 hello\r\n")
-    check(peers.recv_exact(c, 11) == b"220 hello\r\n", "greeting did not reach the client")
+    check(recv_exact(c, 11) == b"220 hello\r\n", "greeting did not reach the client")
     c.sendall(b"QUIT\r\n")
-    check(peers.recv_exact(b, 6) == b"QUIT\r\n", "client reply did not reach the backend")
+    check(recv_exact(b, 6) == b"QUIT\r\n", "client reply did not reach the backend")

@@ -5,22 +5,26 @@ a server down (passive), and with every server down clients are refused at
 once."""
 
 import harness
-import peers
 from harness import check
+from kit import config as cfg
+from kit.tls import expect_body, https_get
+from peers.daemons import Nginx
+from peers.helper import start_echo
+from peers.wire import recv_exact
 
-from .backends import expect_body, https_get
-from .base import case, client, listener, wait_closed
-from .pools import backend_yaml, served_by, start
-
-
-def one_listener(port, backends, workers=1):
-    return f"workers: {workers}\nlisteners:\n  - name: l\n    bind: 127.0.0.1:{port}\nbackends:\n" \
-        + backends
+from .base import case, client, listener, served_by, wait_closed
 
 
-def checks(mode, extra=""):
-    return f"health_check: {{ mode: {mode}, interval: 100ms, timeout: 300ms, rise: 1, fall: 1 }}\n" \
-        + extra
+def one_listener(port, backend, workers=1):
+    """A relay with one listener l on port and its one backend."""
+    return cfg.document(workers=workers, listeners=[cfg.listener("l", port)], backends=[backend])
+
+
+def checks(mode, **settings):
+    """A health_check that notices at once: every 100 ms, a 300 ms timeout,
+    one result to go up or down."""
+    return {"mode": mode, "interval": "100ms", "timeout": "300ms", "rise": 1, "fall": 1,
+            **settings}
 
 
 @case("health_tls_takes_out_a_listener_without_proxy_protocol", budget=90)
@@ -28,12 +32,11 @@ def health_tls(ctx):
     """Two nginx servers, one without proxy_protocol: the tls check (LOCAL
     header, then a handshake) fails on it with nginx's 400 quoted, and every
     client is then served by the other."""
-    good = harness.Nginx(ctx, ctx.session_dir, name="nginx-good")
-    bad = harness.Nginx(ctx, ctx.session_dir, proxy_protocol=False, name="nginx-bad")
+    good = Nginx(ctx, ctx.session_dir, name="nginx-good")
+    bad = Nginx(ctx, ctx.session_dir, proxy_protocol=False, name="nginx-bad")
     port = harness.free_port()
-    rl = start(ctx, one_listener(port, backend_yaml(
-        "kong", [f"127.0.0.1:{bad.port4}", f"127.0.0.1:{good.port4}"],
-        checks("tls", "sni: localhost"))))
+    rl = cfg.start(ctx, one_listener(port, cfg.backend(
+        "kong", [bad.port4, good.port4], health_check=checks("tls"), sni="localhost")))
     harness.wait_until(lambda: f"server 127.0.0.1:{bad.port4} is down" in rl.stderr(), 5,
                        "the tls check to take the bad server down")
     line = next(ln for ln in rl.stderr().splitlines() if "is down" in ln)
@@ -51,8 +54,8 @@ def health_tcp(ctx):
     a, b = listener(ctx), listener(ctx)
     a_port = a.port
     port = harness.free_port()
-    rl = start(ctx, one_listener(port, backend_yaml(
-        "x", [f"127.0.0.1:{a_port}", f"127.0.0.1:{b.port}"], checks("tcp"))))
+    rl = cfg.start(ctx, one_listener(port, cfg.backend(
+        "x", [a_port, b.port], health_check=checks("tcp"))))
     a.close()
     harness.wait_until(lambda: f"server 127.0.0.1:{a_port} is down" in rl.stderr(), 5,
                        "the tcp check to take the server down")
@@ -72,8 +75,8 @@ def health_silent(ctx):
     silent = listener(ctx)  # accepts (the queue thread) and never writes
     live = listener(ctx)
     port = harness.free_port()
-    rl = start(ctx, one_listener(port, backend_yaml(
-        "x", [f"127.0.0.1:{silent.port}", f"127.0.0.1:{live.port}"], checks("tls"))))
+    rl = cfg.start(ctx, one_listener(port, cfg.backend(
+        "x", [silent.port, live.port], health_check=checks("tls"))))
     harness.wait_until(lambda: f"server 127.0.0.1:{silent.port} is down" in rl.stderr(), 5,
                        "the tls check to time out")
     check("no answer within 300 ms" in rl.stderr(), "the timeout is not the reason given")
@@ -86,9 +89,9 @@ def health_passive(ctx):
     live = listener(ctx)
     dead = harness.free_port()
     port = harness.free_port()
-    rl = start(ctx, one_listener(port, backend_yaml(
-        "x", [f"127.0.0.1:{dead}", f"127.0.0.1:{live.port}"],
-        "retries: 1\nhealth_check: { mode: tcp, interval: 1h, rise: 1, fall: 2 }")))
+    rl = cfg.start(ctx, one_listener(port, cfg.backend(
+        "x", [dead, live.port], retries=1,
+        health_check={"mode": "tcp", "interval": "1h", "rise": 1, "fall": 2})))
     for _ in range(6):
         check(served_by([live], "127.0.0.2", b"p", port) == 0, "not served")
     harness.wait_until(lambda: "2 connects failed in a row" in rl.stderr(), 5,
@@ -106,8 +109,8 @@ def health_all_down(ctx):
     gone_port = gone.port
     gone.close()
     port = harness.free_port()
-    rl = start(ctx, one_listener(port, backend_yaml("x", [f"127.0.0.1:{gone_port}"],
-                                                    checks("tcp"))))
+    rl = cfg.start(ctx, one_listener(port, cfg.backend("x", [gone_port],
+                                                       health_check=checks("tcp"))))
     harness.wait_until(lambda: "is down" in rl.stderr(), 5, "the server to be marked down")
     c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
     took, how = wait_closed(c, 2)
@@ -121,19 +124,16 @@ def health_killed(ctx):
     NLB sends): one is killed while clients talk through it; its clients'
     connections end, it is taken down, and new clients all reach the other."""
     import signal as sig
-    e1 = harness.Helper(ctx, "echo1", ["echo-backend"])
-    p1 = e1.wait_json("port", 10)["port"]
-    e2 = harness.Helper(ctx, "echo2", ["echo-backend"])
-    p2 = e2.wait_json("port", 10)["port"]
+    e1 = start_echo(ctx, "echo1")
+    p1, p2 = e1.port, start_echo(ctx, "echo2").port
     port = harness.free_port()
-    rl = start(ctx, one_listener(port, backend_yaml(
-        "x", [f"127.0.0.1:{p1}", f"127.0.0.1:{p2}"],
-        "retries: 1\n" + checks("proxy_local"))))
+    rl = cfg.start(ctx, one_listener(port, cfg.backend(
+        "x", [p1, p2], retries=1, health_check=checks("proxy_local"))))
     talkers = []
     for k in range(4):
         c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
         c.sendall(b"ping%d" % k)
-        check(peers.recv_exact(c, 5) == b"ping%d" % k, "no echo before the kill")
+        check(recv_exact(c, 5) == b"ping%d" % k, "no echo before the kill")
         talkers.append(c)
     e1.popen.send_signal(sig.SIGKILL)
     e1.wait(5)
@@ -151,6 +151,6 @@ def health_killed(ctx):
     for k in range(6):
         c = client(ctx, ("127.0.0.1", port), "127.0.0.3")
         c.sendall(b"after%d" % k)
-        check(peers.recv_exact(c, 6) == b"after%d" % k, "a new client was not served")
+        check(recv_exact(c, 6) == b"after%d" % k, "a new client was not served")
         c.close()
     ctx.note(f"{ended} of 4 open clients ended with the killed server")

@@ -2,12 +2,14 @@
 their address carried on to the backend; refused from anyone else; and a
 plain diagnosis when a trusted hop sends something else."""
 
-import socket
 import struct
 
 import harness
-import peers
 from harness import check
+from peers.daemons import Front
+from peers.proxy_header import (PP2_SIGNATURE, proxy_v2, read_header_then,
+                                 read_proxy_header_or_reset)
+from peers.wire import recv_exact, recv_to_eof, send_in_pieces
 
 from .base import case, client, listener, relay, wait_closed
 
@@ -20,15 +22,6 @@ def inbound_relay(ctx, be, mode="v2", *extra):
     rl = relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", be.port), "--proxy-protocol-in", mode,
                "--trusted-source", f"{TRUSTED}/32", *extra)
     return rl, port
-
-
-def send_in_pieces(sock, data, cuts):
-    """Send data cut at the given offsets, each piece its own segment."""
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    last = 0
-    for cut in list(cuts) + [len(data)]:
-        sock.sendall(data[last:cut])
-        last = cut
 
 
 def recv_until_closed(sock):
@@ -45,7 +38,7 @@ def recv_until_closed(sock):
 def expect_relayed(be, src, dst, payload):
     """The backend gets the relay's header naming src -> dst, then payload."""
     b = be.accept(timeout=5)
-    info = peers.read_header_then(b, payload)
+    info = read_header_then(b, payload)
     check(info.get("src") == src and info.get("dst") == dst,
           f"backend header says {info.get('src')} -> {info.get('dst')}, want {src} -> {dst}")
     return b
@@ -59,11 +52,11 @@ def inbound_v2(ctx):
     be = listener(ctx)
     _, port = inbound_relay(ctx, be)
     c = client(ctx, ("127.0.0.1", port), TRUSTED)
-    hdr = peers.proxy_v2(("203.0.113.7", 4444), ("198.51.100.1", 443))
+    hdr = proxy_v2(("203.0.113.7", 4444), ("198.51.100.1", 443))
     send_in_pieces(c, hdr + b"hello", [5, 14])
     b = expect_relayed(be, ("203.0.113.7", 4444), ("198.51.100.1", 443), b"hello")
     b.sendall(b"back")
-    check(peers.recv_exact(c, 4) == b"back", "reply did not reach the client")
+    check(recv_exact(c, 4) == b"back", "reply did not reach the client")
 
 
 @case("inbound_v1_and_v6_with_any")
@@ -75,7 +68,7 @@ def inbound_v1(ctx):
     c.sendall(b"PROXY TCP6 2001:db8::5 2001:db8::1 5555 443\r\nGET / HTTP/1.1\r\n\r\n")
     expect_relayed(be, ("2001:db8::5", 5555), ("2001:db8::1", 443), b"GET / HTTP/1.1\r\n\r\n")
     c2 = client(ctx, ("127.0.0.1", port), TRUSTED)
-    c2.sendall(peers.proxy_v2(("192.0.2.9", 1), ("192.0.2.10", 2)) + b"x")
+    c2.sendall(proxy_v2(("192.0.2.9", 1), ("192.0.2.10", 2)) + b"x")
     expect_relayed(be, ("192.0.2.9", 1), ("192.0.2.10", 2), b"x")
 
 
@@ -86,7 +79,7 @@ def inbound_local(ctx):
     be = listener(ctx)
     _, port = inbound_relay(ctx, be)
     c = client(ctx, ("127.0.0.1", port), TRUSTED)
-    local_hdr = peers.PP2_SIGNATURE + bytes([0x20, 0x00]) + struct.pack("!H", 0)
+    local_hdr = PP2_SIGNATURE + bytes([0x20, 0x00]) + struct.pack("!H", 0)
     c.sendall(local_hdr + b"ping")
     expect_relayed(be, (TRUSTED, c.getsockname()[1]), ("127.0.0.1", port), b"ping")
 
@@ -99,7 +92,7 @@ def inbound_untrusted(ctx):
     be = listener(ctx)
     rl, port = inbound_relay(ctx, be)
     c = client(ctx, ("127.0.0.1", port), UNTRUSTED)
-    c.sendall(peers.proxy_v2(("6.6.6.6", 666), ("127.0.0.1", port)) + b"GET / HTTP/1.1\r\n\r\n")
+    c.sendall(proxy_v2(("6.6.6.6", 666), ("127.0.0.1", port)) + b"GET / HTTP/1.1\r\n\r\n")
     _, how = wait_closed(c, 5)
     harness.wait_until(lambda: "is not a --trusted-source: refused" in rl.stderr(), 5,
                        "the relay to log the refusal")
@@ -113,14 +106,14 @@ def inbound_untrusted(ctx):
     want = (UNTRUSTED, c2.getsockname()[1])
     while True:
         b = be.accept(timeout=5)
-        _, info, rest = peers.read_proxy_header_or_reset(b)
+        _, info, rest = read_proxy_header_or_reset(b)
         if info and info.get("src") == want:
             break
         got = rest + recv_until_closed(b)
         check(b"GET /" not in got and b"6.6.6.6" not in got,
               f"forged bytes reached the backend: {got!r}")
     if len(rest) < 5:
-        rest += peers.recv_exact(b, 5 - len(rest))
+        rest += recv_exact(b, 5 - len(rest))
     check(rest == b"plain", f"backend got {rest!r}")
     rl.finish()
     check("1 from untrusted clients refused" in rl.stderr(), "refusal not counted")
@@ -149,7 +142,7 @@ def inbound_bad(ctx):
     be = listener(ctx)
     rl, port = inbound_relay(ctx, be)
     c = client(ctx, ("127.0.0.1", port), TRUSTED)
-    bad = bytearray(peers.proxy_v2(("192.0.2.1", 1), ("192.0.2.2", 2)))
+    bad = bytearray(proxy_v2(("192.0.2.1", 1), ("192.0.2.2", 2)))
     bad[12] = 0x31  # version 3
     c.sendall(bytes(bad))
     wait_closed(c, 5)
@@ -168,7 +161,7 @@ def behind_front(ctx, kind, mode, src, payload):
     backend sees the client's own address, not the front's."""
     be = listener(ctx)
     _, port = inbound_relay(ctx, be, mode)
-    front = harness.Front(ctx, kind, f"127.0.0.1:{port}")
+    front = Front(ctx, kind, f"127.0.0.1:{port}")
     c = client(ctx, ("127.0.0.1", front.port), src)
     c.sendall(payload)
     expect_relayed(be, (src, c.getsockname()[1]), ("127.0.0.1", front.port), payload)
@@ -192,10 +185,10 @@ def behind_nginx_http(ctx):
     header, so the relay gets a ClientHello; it says so, and how to fix it."""
     be = listener(ctx)
     rl, port = inbound_relay(ctx, be)
-    front = harness.Front(ctx, "nginx-http", f"127.0.0.1:{port}")
+    front = Front(ctx, "nginx-http", f"127.0.0.1:{port}")
     c = client(ctx, ("127.0.0.1", front.port), "127.0.0.5")
     c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    reply = peers.recv_to_eof(c)
+    reply = recv_to_eof(c)
     check(reply.startswith(b"HTTP/1.1 502"), f"nginx answered {reply[:40]!r}, expected a 502")
     harness.wait_until(lambda: "expected a PROXY header, got a TLS ClientHello" in rl.stderr(),
                        5, "the relay to name the ClientHello")

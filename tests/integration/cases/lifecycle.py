@@ -6,8 +6,10 @@ import signal
 import socket
 
 import harness
-import peers
-from harness import check
+from harness import check, cpu_seconds
+from peers.helper import Helper, start_echo
+from peers.proxy_header import read_header_then, read_proxy_header
+from peers.wire import recv_exact
 
 from .base import case, client, listener, relay, roundtrip
 
@@ -18,9 +20,9 @@ ALLOWED_WARMUP_GROWTH = 64  # fds a relay may keep after its first connections (
 
 def churn(ctx, port, total, name):
     """total echo round trips through the relay, CHURN_CONCURRENCY at a time."""
-    cl = harness.Helper(ctx, name, ["churn-client", "--target", f"127.0.0.1:{port}",
-                                    "--total", str(total),
-                                    "--concurrency", str(CHURN_CONCURRENCY)])
+    cl = Helper(ctx, name, ["churn-client", "--target", f"127.0.0.1:{port}",
+                            "--total", str(total),
+                            "--concurrency", str(CHURN_CONCURRENCY)])
     done = cl.wait_json("done", 150)["done"]
     check(done["failed"] == 0 and done["ok"] == total,
           f"{name}: {done['ok']} of {total} round trips ok, errors {done['errors']}")
@@ -62,8 +64,8 @@ def settle(pid, target, timeout):
 def fd_leak(ctx):
     """20,000 short connections (200 at a time) through the relay to an echo
     backend; afterwards the relay's open fds return to what they were."""
-    echo = harness.Helper(ctx, "echo-backend", ["echo-backend"])
-    bport = echo.wait_json("port", 10)["port"]
+    echo = start_echo(ctx, "echo-backend")
+    bport = echo.port
     port = harness.free_port()
     rl = relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", bport), "--workers", "2")
     at_start = harness.fd_count(rl.pid)
@@ -103,7 +105,7 @@ def max_connections(ctx):
         except TimeoutError:
             raise harness.TestFailure(f"connection {i + 1} of {MAX_CONNECTIONS} was not served "
                                       f"with only {i} open") from None
-        peers.read_proxy_header(b)
+        read_proxy_header(b)
         held.append((c, b))
     try:
         extra = client(ctx, ("127.0.0.1", port), "127.0.0.3")
@@ -144,7 +146,7 @@ def sigint(ctx):
     c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
     c.sendall(b"open")
     b = be.accept(timeout=5)
-    peers.read_proxy_header(b)
+    read_proxy_header(b)
     took = rl.finish(signal.SIGINT, timeout=5)
     ctx.note(f"exited in {took:.2f}s")
 
@@ -187,20 +189,6 @@ def log_line_format(ctx):
     ctx.note(f"{len(lines)} lines")
 
 
-def cpu_seconds(pid):
-    """utime + stime of every thread of pid."""
-    import glob
-    import os
-    total = 0
-    for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
-        try:
-            fields = harness.read_text(stat).rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 @case("accept_backs_off_on_emfile")
 def accept_emfile(ctx):
     """With its open-file limit lowered to what it already holds, the relay
@@ -216,7 +204,7 @@ def accept_emfile(ctx):
     c1 = client(ctx, ("127.0.0.1", port), "127.0.0.2")
     c1.sendall(b"one")
     b1 = be.accept(timeout=5)
-    peers.read_header_then(b1, b"one")
+    read_header_then(b1, b"one")
     soft, hard = resource.prlimit(rl.pid, resource.RLIMIT_NOFILE)
     # The limit bounds fd numbers: below the lowest free one, accept fails.
     used = {int(n) for n in os.listdir(f"/proc/{rl.pid}/fd")}
@@ -228,10 +216,10 @@ def accept_emfile(ctx):
                        "the relay to log the failed accept")
     cpu0, t0 = cpu_seconds(rl.pid), time.monotonic()
     b1.sendall(b"still here")
-    got = peers.recv_exact(c1, 10)
+    got = recv_exact(c1, 10)
     check(got == b"still here", f"open connection while paused: client got {got!r}")
     c1.sendall(b"and back")
-    got = peers.recv_exact(b1, 8)
+    got = recv_exact(b1, 8)
     check(got == b"and back", f"open connection while paused: backend got {got!r}")
     time.sleep(1.0)  # a window to measure CPU use in, not synchronisation
     used = cpu_seconds(rl.pid) - cpu0
@@ -246,7 +234,7 @@ def accept_emfile(ctx):
     # backend. Either way it is served now.
     how = served_or_closed(be, c2, "the waiting client")
     check(how == "served", "the waiting client was closed, not served")
-    info = peers.read_header_then(be.accept(timeout=1), b"two")
+    info = read_header_then(be.accept(timeout=1), b"two")
     check(info.get("src") and info["src"][0] == "127.0.0.3",
           f"waiting client served with header {info}")
     roundtrip(ctx, ("127.0.0.1", port), be, "127.0.0.4")

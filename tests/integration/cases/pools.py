@@ -2,59 +2,14 @@
 connect on another server (never after a byte was written), refuse at once
 when no server has room, and listeners keep their own settings."""
 
-import os
 import socket
 
 import harness
-import peers
 from harness import check
+from kit import config as cfg
+from peers.proxy_header import proxy_v2, read_header_then, read_proxy_header
 
-from .base import case, client, listener, wait_closed
-
-
-def write_config(ctx, text):
-    path = os.path.join(ctx.tmpdir, "ringrelay.yaml")
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
-def start(ctx, text, *extra):
-    return harness.start_relay(ctx, ["-c", write_config(ctx, text), *extra])
-
-
-def served_by(backends, src, payload, port):
-    """One client from src; returns the index of the backend it reached."""
-    c = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(src, 0))
-    want = c.getsockname()[1]
-    try:
-        c.sendall(payload)
-        while True:
-            got = harness.wait_until(lambda: [i for i, b in enumerate(backends) if b.pending()],
-                                     5, "a backend to get the client", interval=0.005)
-            for i in got:
-                b = backends[i].accept(timeout=1)
-                _, info, rest = peers.read_proxy_header_or_reset(b)
-                if not info or info.get("src") != (src, want):
-                    b.close()  # a health check's connection, or another client's
-                    continue
-                if len(rest) < len(payload):
-                    rest += peers.recv_exact(b, len(payload) - len(rest))
-                check(rest == payload, f"backend got {rest!r}")
-                b.close()
-                return i
-    finally:
-        c.close()
-
-
-def backend_yaml(name, servers, extra=""):
-    lines = [f"  - name: {name}"]
-    if "health_check" not in extra:
-        lines.append("    health_check: { mode: off }")
-    lines += [f"    {line}" for line in extra.splitlines() if line]
-    lines.append("    servers:")
-    lines += [f"      - {s if s.startswith('{') else '{ address: ' + s + ' }'}" for s in servers]
-    return "\n".join(lines) + "\n"
+from .base import case, client, listener, served_by, wait_closed
 
 
 @case("pool_round_robin_weights")
@@ -63,9 +18,9 @@ def pool_weights(ctx):
     (one worker: each worker keeps its own round-robin turn)."""
     a, b = listener(ctx), listener(ctx)
     port = harness.free_port()
-    start(ctx, f"workers: 1\nlisteners:\n  - name: l\n    bind: 127.0.0.1:{port}\nbackends:\n" +
-          backend_yaml("x", [f"{{ address: 127.0.0.1:{a.port}, weight: 3 }}",
-                             f"{{ address: 127.0.0.1:{b.port}, weight: 1 }}"]))
+    cfg.start(ctx, cfg.document(
+        workers=1, listeners=[cfg.listener("l", port)],
+        backends=[cfg.backend("x", [cfg.server(a.port, weight=3), cfg.server(b.port, weight=1)])]))
     hits = [served_by([a, b], "127.0.0.2", b"w", port) for _ in range(8)]
     check(hits.count(0) == 6 and hits.count(1) == 2, f"servers reached: {hits}")
 
@@ -75,9 +30,9 @@ def pool_hash(ctx):
     """client_ip_hash: every connection from one address reaches one server."""
     backends = [listener(ctx) for _ in range(4)]
     port = harness.free_port()
-    start(ctx, f"listeners:\n  - name: l\n    bind: 127.0.0.1:{port}\nbackends:\n" +
-          backend_yaml("x", [f"127.0.0.1:{b.port}" for b in backends],
-                       "balance: client_ip_hash"))
+    cfg.start(ctx, cfg.document(
+        listeners=[cfg.listener("l", port)],
+        backends=[cfg.backend("x", [b.port for b in backends], balance="client_ip_hash")]))
     seen = {}
     for src in ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"):
         hits = {served_by(backends, src, b"h", port) for _ in range(4)}
@@ -92,24 +47,24 @@ def pool_retry(ctx):
     without, the clients sent to the dead one are closed."""
     live = listener(ctx)
     dead = harness.free_port()
-    servers = [f"127.0.0.1:{dead}", f"127.0.0.1:{live.port}"]
+    servers = [dead, live.port]
     port = harness.free_port()
-    rl = start(ctx, f"listeners:\n  - name: l\n    bind: 127.0.0.1:{port}\nbackends:\n" +
-               backend_yaml("x", servers, "retries: 1"))
+    rl = cfg.start(ctx, cfg.document(listeners=[cfg.listener("l", port)],
+                                     backends=[cfg.backend("x", servers, retries=1)]))
     for _ in range(6):
         check(served_by([live], "127.0.0.2", b"r", port) == 0, "not served")
     check("trying another server" in rl.stderr(), "the retry was not logged")
     rl.finish()
     port2 = harness.free_port()
-    start(ctx, f"workers: 1\nlisteners:\n  - name: l\n    bind: 127.0.0.1:{port2}\nbackends:\n" +
-          backend_yaml("x", servers, "retries: 0"))
+    cfg.start(ctx, cfg.document(workers=1, listeners=[cfg.listener("l", port2)],
+                                backends=[cfg.backend("x", servers, retries=0)]))
     closed = 0
     for _ in range(4):
         c = client(ctx, ("127.0.0.1", port2), "127.0.0.2")
         c.sendall(b"r")
         try:
             b = live.accept(timeout=0.5)
-            peers.read_header_then(b, b"r")
+            read_header_then(b, b"r")
             b.close()
         except TimeoutError:
             wait_closed(c, 5)
@@ -128,10 +83,10 @@ def pool_retry_timeout(ctx):
     client(ctx, blackhole.getsockname())  # fills the accept queue
     live = listener(ctx)
     port = harness.free_port()
-    rl = start(ctx, f"listeners:\n  - name: l\n    bind: 127.0.0.1:{port}\nbackends:\n" +
-               backend_yaml("x", [f"127.0.0.1:{blackhole.getsockname()[1]}",
-                                  f"127.0.0.1:{live.port}"],
-                            "retries: 1\nconnect_timeout: 300ms"))
+    rl = cfg.start(ctx, cfg.document(
+        listeners=[cfg.listener("l", port)],
+        backends=[cfg.backend("x", [blackhole.getsockname()[1], live.port],
+                              retries=1, connect_timeout="300ms")]))
     check(served_by([live], "127.0.0.2", b"t", port) == 0, "not served")
     check("connect timed out after 300 ms; trying another server" in rl.stderr(),
           "the timeout and retry were not logged")
@@ -143,11 +98,12 @@ def pool_full(ctx):
     once while the first holds it, and counted."""
     be = listener(ctx)
     port = harness.free_port()
-    rl = start(ctx, f"listeners:\n  - name: l\n    bind: 127.0.0.1:{port}\nbackends:\n" +
-               backend_yaml("x", [f"{{ address: 127.0.0.1:{be.port}, max_connections: 1 }}"]))
+    rl = cfg.start(ctx, cfg.document(
+        listeners=[cfg.listener("l", port)],
+        backends=[cfg.backend("x", [cfg.server(be.port, max_connections=1)])]))
     first = client(ctx, ("127.0.0.1", port), "127.0.0.2")
     first.sendall(b"1")
-    peers.read_header_then(be.accept(timeout=5), b"1")
+    read_header_then(be.accept(timeout=5), b"1")
     second = client(ctx, ("127.0.0.1", port), "127.0.0.3")
     took, how = wait_closed(second, 5)
     check(not be.pending(), "the full server got a second connection")
@@ -162,25 +118,18 @@ def config_listeners(ctx):
     one taking inbound v2 from a trusted source to backend y (v2)."""
     x, y = listener(ctx), listener(ctx)
     p1, p2 = harness.free_port(), harness.free_port()
-    start(ctx, f"""listeners:
-  - name: plain
-    bind: 127.0.0.1:{p1}
-    default_backend: x
-  - name: behind-lb
-    bind: ["127.0.0.1:{p2}"]
-    proxy_protocol_in: v2
-    trusted_sources: [127.0.0.1/32]
-    default_backend: y
-backends:
-""" + backend_yaml("x", [f"127.0.0.1:{x.port}"], "proxy_protocol: v1") +
-          backend_yaml("y", [f"127.0.0.1:{y.port}"]))
+    cfg.start(ctx, cfg.document(
+        listeners=[cfg.listener("plain", p1, default_backend="x"),
+                   cfg.listener("behind-lb", [p2], proxy_protocol_in="v2",
+                                trusted_sources=["127.0.0.1/32"], default_backend="y")],
+        backends=[cfg.backend("x", [x.port], proxy_protocol="v1"), cfg.backend("y", [y.port])]))
     c = client(ctx, ("127.0.0.1", p1), "127.0.0.2")
     c.sendall(b"one")
-    hdr, info, rest = peers.read_proxy_header(x.accept(timeout=5))
+    hdr, info, rest = read_proxy_header(x.accept(timeout=5))
     check(info["version"] == 1 and info["src"][0] == "127.0.0.2", f"x got {hdr!r}")
     c = client(ctx, ("127.0.0.1", p2), "127.0.0.1")
-    c.sendall(peers.proxy_v2(("198.51.100.4", 4444), ("203.0.113.1", 443)) + b"two")
-    info = peers.read_header_then(y.accept(timeout=5), b"two")
+    c.sendall(proxy_v2(("198.51.100.4", 4444), ("203.0.113.1", 443)) + b"two")
+    info = read_header_then(y.accept(timeout=5), b"two")
     check(info["version"] == 2 and info["src"] == ("198.51.100.4", 4444), f"y got {info}")
 
 
@@ -190,14 +139,13 @@ def config_override(ctx):
     --listen alongside -c is refused with one line."""
     be = listener(ctx)
     port = harness.free_port()
-    text = (f"listeners:\n  - name: l\n    bind: 127.0.0.1:{port}\nbackends:\n" +
-            backend_yaml("x", [f"127.0.0.1:{be.port}"]))
-    start(ctx, text, "--proxy-protocol", "v1")
+    doc = cfg.document(listeners=[cfg.listener("l", port)], backends=[cfg.backend("x", [be.port])])
+    cfg.start(ctx, doc, "--proxy-protocol", "v1")
     c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
     c.sendall(b"v")
-    _, info, _ = peers.read_proxy_header(be.accept(timeout=5))
+    _, info, _ = read_proxy_header(be.accept(timeout=5))
     check(info["version"] == 1, f"header version {info['version']}, want 1 from the flag")
     import subprocess
-    p = subprocess.run([ctx.binary, "-c", write_config(ctx, text), "--listen", "127.0.0.1:1"],
+    p = subprocess.run([ctx.binary, "-c", cfg.write(ctx, doc), "--listen", "127.0.0.1:1"],
                        capture_output=True, text=True, timeout=10)
     check(p.returncode == 2 and "give one or the other" in p.stderr, f"{p.returncode} {p.stderr}")

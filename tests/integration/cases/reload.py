@@ -7,26 +7,24 @@ import signal
 
 import harness
 from harness import check
+from kit import config as cfg
+from peers.helper import Helper, start_echo
 
-from .base import case, listener
-from .pools import served_by
+from .base import case, listener, served_by
 
 RELOADS = 20
 CONNS = 2000
 
 
 def config(ports, servers):
-    text = "workers: 2\nlisteners:\n"
-    for i, p in enumerate(ports):
-        text += f"  - name: l{p}\n    bind: 127.0.0.1:{p}\n"
-    text += "backends:\n  - name: b\n    health_check: { mode: off }\n    servers:\n"
-    text += "".join(f"      - {{ address: 127.0.0.1:{s} }}\n" for s in servers)
-    return text
+    """Two workers, a listener l<port> for each port, one backend b on servers."""
+    return cfg.document([cfg.listener(f"l{p}", p) for p in ports], [cfg.backend("b", servers)],
+                        workers=2)
 
 
-def reload_to(ctx, rl, path, text, n):
-    with open(path, "w") as f:
-        f.write(text)
+def reload_to(ctx, rl, doc, n):
+    """Rewrites the relay's file with doc, sends SIGHUP, waits for reload n."""
+    cfg.write(ctx, doc)
     os.kill(rl.pid, signal.SIGHUP)
     harness.wait_until(lambda: rl.stderr().count(" applied: ") >= n, 10,
                        f"reload {n} to be applied")
@@ -34,23 +32,18 @@ def reload_to(ctx, rl, path, text, n):
 
 @case("reload_keeps_2000_connections_across_20_reloads", per_io=True, budget=180)
 def reload_many(ctx):
-    echo = harness.Helper(ctx, "echo", ["echo-backend"])
-    eport = echo.wait_json("port", 10)["port"]
-    echo2 = harness.Helper(ctx, "echo2", ["echo-backend"])
-    eport2 = echo2.wait_json("port", 10)["port"]
+    eport, eport2 = start_echo(ctx, "echo").port, start_echo(ctx, "echo2").port
     base, extra = harness.free_port(), harness.free_port()
-    path = os.path.join(ctx.tmpdir, "ringrelay.yaml")
-    with open(path, "w") as f:
-        f.write(config([base], [eport]))
+    path = cfg.write(ctx, config([base], [eport]))
     rl = harness.start_relay(ctx, ["-c", path])
-    cl = harness.Helper(ctx, "steady", ["steady-client", "--target", f"127.0.0.1:{base}",
-                                        "--conns", str(CONNS), "--pieces", "60",
-                                        "--gap", "0.1", "--timeout", "120"])
+    cl = Helper(ctx, "steady", ["steady-client", "--target", f"127.0.0.1:{base}",
+                                "--conns", str(CONNS), "--pieces", "60",
+                                "--gap", "0.1", "--timeout", "120"])
     cl.wait_json("connected", 60)
     for n in range(1, RELOADS + 1):
         grow = n % 2 == 1
-        reload_to(ctx, rl, path, config([base, extra] if grow else [base],
-                                        [eport, eport2] if grow else [eport2]), n)
+        reload_to(ctx, rl, config([base, extra] if grow else [base],
+                                  [eport, eport2] if grow else [eport2]), n)
         check(cl.alive(), "the client died")
     check(not any("results" in o for o in cl.json_lines()),
           "the transfers ended before the last reload: the test proves nothing")
@@ -67,19 +60,17 @@ def reload_many(ctx):
 def reload_listeners(ctx):
     be = listener(ctx)
     p1, p2 = harness.free_port(), harness.free_port()
-    path = os.path.join(ctx.tmpdir, "ringrelay.yaml")
-    with open(path, "w") as f:
-        f.write(config([p1], [be.port]))
+    path = cfg.write(ctx, config([p1], [be.port]))
     rl = harness.start_relay(ctx, ["-c", path])
     check(served_by([be], "127.0.0.2", b"a", p1) == 0, "not served before the reload")
-    reload_to(ctx, rl, path, config([p1, p2], [be.port]), 1)
+    reload_to(ctx, rl, config([p1, p2], [be.port]), 1)
     check(served_by([be], "127.0.0.2", b"b", p2) == 0, "the added listener does not serve")
-    reload_to(ctx, rl, path, config([p2], [be.port]), 2)
+    reload_to(ctx, rl, config([p2], [be.port]), 2)
     check(harness.wait_until(lambda: not harness.is_listening(p1), 5, "p1 to close"),
           "the removed listener still listens")
     check(served_by([be], "127.0.0.2", b"c", p2) == 0, "the kept listener stopped serving")
     with open(path, "w") as f:
-        f.write("listeners: [\n")
+        f.write("listeners: [\n")  # broken on purpose: no emitter would write it
     os.kill(rl.pid, signal.SIGHUP)
     harness.wait_until(lambda: "keeping the running configuration" in rl.stderr(), 5,
                        "the bad file to be refused")

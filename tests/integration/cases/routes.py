@@ -2,33 +2,17 @@
 OpenSSL), exact and wildcard names, the default for everything else, a
 ClientHello in pieces, and a full TLS session to nginx through a route."""
 
-import ssl
 import time
 
 import harness
-import peers
-from harness import check
+from harness import check, cpu_seconds
+from kit.tls import client_hello, expect_body, handshake_fails, https_get
+from peers.backends import PlainEcho
+from peers.daemons import HAProxy, Nginx
+from peers.proxy_header import proxy_v2, read_header_then, read_proxy_header
+from peers.wire import recv_exact, send_in_pieces
 
-from .backends import expect_body, handshake_fails, https_get
 from .base import case, client, listener, relay, wait_closed
-from .inbound import send_in_pieces
-from .lifecycle import cpu_seconds
-
-
-def client_hello(server_name, alpn=("h2", "http/1.1")):
-    """The bytes a real OpenSSL client sends first for server_name."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    if alpn:
-        ctx.set_alpn_protocols(list(alpn))
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=server_name)
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
 
 
 def routed_relay(ctx, default, routes, *extra):
@@ -43,7 +27,7 @@ def routed_relay(ctx, default, routes, *extra):
 def lands_on(be, src, first_bytes):
     """be gets the relay's header for src, then exactly first_bytes."""
     b = be.accept(timeout=5)
-    info = peers.read_header_then(b, first_bytes)
+    info = read_header_then(b, first_bytes)
     check(info.get("src") == src, f"header says {info.get('src')}, want {src}")
 
 
@@ -117,7 +101,7 @@ def sni_timeout(ctx):
 def sni_nginx(ctx):
     """A full TLS session to nginx (proxy_protocol) through a route: the
     default backend is a dead port, so only the route can serve it."""
-    nginx = harness.Nginx(ctx, ctx.session_dir)
+    nginx = Nginx(ctx, ctx.session_dir)
     port = harness.free_port()
     relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", harness.free_port()),
           "--route", f"localhost=127.0.0.1:{nginx.port4}")
@@ -142,16 +126,16 @@ def tlvs_haproxy(ctx):
     """--tlvs authority,alpn,unique_id,crc32c: HAProxy (which rejects a
     header whose CRC32C is wrong) logs the server name and the unique id,
     and the id is the one in the relay's log."""
-    echo = peers.PlainEcho()
+    echo = PlainEcho()
     ctx.on_cleanup(echo.close)
-    hap = harness.HAProxy(ctx, echo.port)
+    hap = HAProxy(ctx, echo.port)
     port = harness.free_port()
     rl = relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", hap.port4),
                "--tlvs", "authority,alpn,unique_id,crc32c", "--log-level", "debug")
     hello = client_hello("tlv.example")
     c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
     c.sendall(hello)
-    check(peers.recv_exact(c, len(hello)) == hello, "the echo through HAProxy failed")
+    check(recv_exact(c, len(hello)) == hello, "the echo through HAProxy failed")
     c.close()
     lines = harness.wait_until(lambda: hap.log_lines(), 10, "HAProxy to log the connection")
     uid = next(ln.split("unique_id ")[1] for ln in rl.stderr().splitlines() if "unique_id " in ln)
@@ -168,14 +152,14 @@ def tlvs_exact(ctx):
     port = harness.free_port()
     relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", be.port), "--proxy-protocol-in", "v2",
           "--trusted-source", "127.0.0.1", "--tlvs", "authority,alpn,crc32c,0xEA")
-    inbound = bytearray(peers.proxy_v2(("198.51.100.7", 1234), ("203.0.113.1", 443)))
+    inbound = bytearray(proxy_v2(("198.51.100.7", 1234), ("203.0.113.1", 443)))
     extra = b"\xea\x00\x09\x01vpce-123" + b"\x05\x00\x03abc"
     inbound[14:16] = (12 + len(extra)).to_bytes(2, "big")
     hello = client_hello("pass.example", alpn=("h2", "http/1.1"))
     c = client(ctx, ("127.0.0.1", port), "127.0.0.1")
     c.sendall(bytes(inbound) + extra + hello)
     b = be.accept(timeout=5)
-    hdr, info, rest = peers.read_proxy_header(b)
+    hdr, info, rest = read_proxy_header(b)
     check(info["src"] == ("198.51.100.7", 1234), f"src {info['src']}")
     tlvs = header_tlvs(hdr)
     check(tlvs.get(0xEA) == b"\x01vpce-123", f"0xEA not copied: {tlvs}")
@@ -183,14 +167,14 @@ def tlvs_exact(ctx):
     check(tlvs.get(0x02) == b"pass.example", f"AUTHORITY {tlvs.get(0x02)}")
     check(tlvs.get(0x01) == b"h2", f"ALPN {tlvs.get(0x01)}")
     check(list(tlvs)[-1] == 0x03, "CRC32C is not the last TLV")
-    rest += peers.recv_exact(b, len(hello) - len(rest)) if len(rest) < len(hello) else b""
+    rest += recv_exact(b, len(hello) - len(rest)) if len(rest) < len(hello) else b""
     check(rest == hello, "the ClientHello did not follow the header intact")
 
 
 @case("sni_route_backend_without_proxy_protocol_counted", budget=90)
 def sni_route_no_pp(ctx):
     """The diagnosis and its count name the routed backend, not --backend."""
-    nginx = harness.Nginx(ctx, ctx.session_dir, proxy_protocol=False)
+    nginx = Nginx(ctx, ctx.session_dir, proxy_protocol=False)
     port, dead = harness.free_port(), harness.free_port()
     rl = relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", dead),
                "--route", f"localhost=127.0.0.1:{nginx.port4}")
@@ -216,8 +200,8 @@ def tlvs_long_header(ctx):
     c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
     c.sendall(hello)
     b = be.accept(timeout=5)
-    hdr, info, rest = peers.read_proxy_header(b)
+    hdr, info, rest = read_proxy_header(b)
     check(len(hdr) > 128, f"the header is only {len(hdr)} bytes: the test proves nothing")
     check(header_tlvs(hdr).get(0x02) == name.encode(), "AUTHORITY is not the server name")
-    rest += peers.recv_exact(b, len(hello) - len(rest)) if len(rest) < len(hello) else b""
+    rest += recv_exact(b, len(hello) - len(rest)) if len(rest) < len(hello) else b""
     check(rest == hello, "the ClientHello did not follow the header intact")

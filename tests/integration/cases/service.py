@@ -15,11 +15,11 @@ import subprocess
 import time
 
 import harness
-from harness import check
+from harness import REPO, check
+from kit import config as cfg
+from peers.helper import start_echo
 
 from .base import case, client
-from .drain import REPO
-from .pools import backend_yaml, write_config
 
 REQUIRED = ["Type=notify", "WatchdogSec=", "ExecReload=/bin/kill -HUP $MAINPID",
             "LimitNOFILE=", "DynamicUser=yes", "AmbientCapabilities=CAP_NET_BIND_SERVICE",
@@ -108,12 +108,12 @@ def notify(ctx):
     SIGTERM."""
     n = Notify(ctx)
     port = harness.free_port()
-    cfg = write_config(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\n"
-                       f"backends:\n" + backend_yaml("app", ["127.0.0.1:9"]))
+    path = cfg.write(ctx, cfg.document([cfg.listener("web", port)],
+                                       [cfg.backend("app", ["127.0.0.1:9"])]))
     old_env = ctx.relay_env
     ctx.relay_env = lambda: dict(old_env(), NOTIFY_SOCKET=n.path, WATCHDOG_USEC="600000")
     try:
-        rl = harness.start_relay(ctx, ["-c", cfg, "--workers", "2"])
+        rl = harness.start_relay(ctx, ["-c", path, "--workers", "2"])
     finally:
         ctx.relay_env = old_env
     n.wait("READY=1")
@@ -175,15 +175,15 @@ def privileges(ctx):
     os.mkdir(sock_dir)
     os.chown(sock_dir, nobody.pw_uid, nobody.pw_gid)
     os.chmod(ctx.tmpdir, 0o755)
-    e = harness.Helper(ctx, "echo", ["echo-backend"])
-    echo = e.wait_json("port", 10)["port"]
+    echo = start_echo(ctx).port
     port = harness.free_port()
     low = next(p for p in range(1023, 999, -1) if not harness.is_listening(p))
-    base = (f"user: nobody\nstats_socket: {sock_dir}/stats.sock\nlisteners:\n"
-            f"  - name: web\n    bind: 127.0.0.1:{port}\n")
-    tail = "backends:\n" + backend_yaml("app", [f"127.0.0.1:{echo}"])
-    cfg = write_config(ctx, base + tail)
-    rl = harness.start_relay(ctx, ["-c", cfg])
+
+    def doc(*listeners):
+        return cfg.document([cfg.listener("web", port), *listeners],
+                            [cfg.backend("app", [echo])],
+                            user="nobody", stats_socket=f"{sock_dir}/stats.sock")
+    rl = cfg.start(ctx, doc())
     check("running as user nobody" in rl.stderr(), "no line about the user")
     for task in os.listdir(f"/proc/{rl.pid}/task"):
         uids = status_field(rl.pid, task, "Uid")
@@ -197,8 +197,7 @@ def privileges(ctx):
     c.sendall(b"hi")
     check(c.recv(2) == b"hi", "no echo")
     c.close()
-    with open(cfg, "w") as f:
-        f.write(base + f"  - name: low\n    bind: 127.0.0.1:{low}\n" + tail)
+    cfg.write(ctx, doc(cfg.listener("low", low)))
     rl.popen.send_signal(signal.SIGHUP)
     harness.wait_until(lambda: "reload: " in rl.stderr(), 10, "the reload")
     check("applied: 2 listeners" in rl.stderr(), f"reload: {harness.tail(rl.stderr())}")

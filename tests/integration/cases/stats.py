@@ -12,52 +12,30 @@ import subprocess
 import time
 
 import harness
-import peers
 from harness import check
+from kit import config as cfg
+from kit.stats import listener_stats, named, query, stats_json
+from kit.yaml_emit import dump
+from peers.daemons import Nginx
+from peers.helper import start_echo
+from peers.proxy_header import proxy_v2
+from peers.wire import connect, recv_exact, recv_to_eof
 
 from .base import case, client
-from .pools import backend_yaml, write_config
 
 
-def query(path, command, timeout=5):
-    """Sends one line command to the stats socket; returns the whole answer."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(path)
-        s.sendall(command.encode() + b"\n")
-        return peers.recv_to_eof(s).decode()
-    finally:
-        s.close()
-
-
-def stats_json(path):
-    return json.loads(query(path, "show stats json"))
-
-
-def named(items, name):
-    found = [i for i in items if i["name"] == name]
-    check(len(found) == 1, f"{name} not in {[i['name'] for i in items]}")
-    return found[0]
-
-
-def echo_backend(ctx, name):
-    e = harness.Helper(ctx, name, ["echo-backend"])
-    return e.wait_json("port", 10)["port"]
-
-
-def start(ctx, sock, text, *extra):
-    return harness.start_relay(ctx, ["-c", write_config(ctx, f"stats_socket: {sock}\n" + text),
-                                     *extra])
+def start(ctx, sock, listeners, backends, **settings):
+    """A relay with its stats socket at sock."""
+    return cfg.start(ctx, cfg.document(listeners, backends, stats_socket=sock, **settings))
 
 
 def echo_once(port, payload, src="127.0.0.1", want=None):
     want = payload if want is None else want
-    c = peers.connect(("127.0.0.1", port), src)
+    c = connect(("127.0.0.1", port), src)
     try:
         c.sendall(payload)
         c.shutdown(socket.SHUT_WR)
-        got = peers.recv_to_eof(c)
+        got = recv_to_eof(c)
     finally:
         c.close()
     check(got == want, f"echoed {len(got)} of {len(want)} bytes")
@@ -66,8 +44,8 @@ def echo_once(port, payload, src="127.0.0.1", want=None):
 def closed_all(path, listener, n):
     """Waits until the listener counted n connections closed."""
     def done():
-        return named(stats_json(path)["listeners"], listener)["active"] == 0 and \
-            named(stats_json(path)["listeners"], listener)["accepted"] == n
+        return listener_stats(path, listener)["active"] == 0 and \
+            listener_stats(path, listener)["accepted"] == n
     harness.wait_until(done, 10, f"{n} connections on {listener} to be counted closed")
 
 
@@ -77,33 +55,31 @@ def counters_exact(ctx):
     on a PROXY listener one good header, one forged (untrusted) and one bad:
     every counter says exactly that."""
     sock = os.path.join(ctx.tmpdir, "stats.sock")
-    e1, e2 = echo_backend(ctx, "echo1"), echo_backend(ctx, "echo2")
+    e1, e2 = start_echo(ctx, "echo1").port, start_echo(ctx, "echo2").port
     dead = harness.free_port()
     web, pp = harness.free_port(), harness.free_port()
-    start(ctx, sock, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{web}\n"
-          f"    default_backend: app\n"
-          f"  - name: pp\n    bind: 127.0.0.1:{pp}\n    default_backend: side\n"
-          f"    proxy_protocol_in: v2\n    trusted_sources: [127.0.0.1/32]\n"
-          f"backends:\n" +
-          backend_yaml("app", [f"127.0.0.1:{e1}", f"127.0.0.1:{e2}", f"127.0.0.1:{dead}"]) +
-          backend_yaml("side", [f"127.0.0.1:{e1}"]))
+    start(ctx, sock,
+          [cfg.listener("web", web, default_backend="app"),
+           cfg.listener("pp", pp, default_backend="side", proxy_protocol_in="v2",
+                        trusted_sources=["127.0.0.1/32"])],
+          [cfg.backend("app", [e1, e2, dead]), cfg.backend("side", [e1])])
     for i in range(10):
         echo_once(web, bytes([i]) * 100)
     # Trusted, with a header: its 50 bytes are echoed.
-    echo_once(pp, peers.proxy_v2(("192.0.2.7", 4000), ("127.0.0.1", pp)) + b"h" * 50,
+    echo_once(pp, proxy_v2(("192.0.2.7", 4000), ("127.0.0.1", pp)) + b"h" * 50,
               want=b"h" * 50)
     # Untrusted (127.0.0.2) sending a header: refused with a reset.
     c = client(ctx, ("127.0.0.1", pp), "127.0.0.2")
-    c.sendall(peers.proxy_v2(("192.0.2.8", 4000), ("127.0.0.1", pp)))
+    c.sendall(proxy_v2(("192.0.2.8", 4000), ("127.0.0.1", pp)))
     try:
-        check(peers.recv_to_eof(c) == b"", "untrusted header was answered")
+        check(recv_to_eof(c) == b"", "untrusted header was answered")
     except ConnectionResetError:
         pass  # refused with a reset, as it should be
     # Trusted, but HTTP where the header belongs.
     c = client(ctx, ("127.0.0.1", pp))
     c.sendall(b"GET / HTTP/1.1\r\n\r\n")
     try:
-        check(peers.recv_to_eof(c) == b"", "bad header was answered")
+        check(recv_to_eof(c) == b"", "bad header was answered")
     except ConnectionResetError:
         pass  # closed with the request unread: the kernel resets
     closed_all(sock, "web", 10)
@@ -145,13 +121,12 @@ def prometheus(ctx):
     if not shutil.which("promtool"):
         raise harness.TestSkip("promtool is not installed (Debian package prometheus)")
     sock = os.path.join(ctx.tmpdir, "stats.sock")
-    e1 = echo_backend(ctx, "echo")
+    e1 = start_echo(ctx).port
     port = harness.free_port()
     dead = harness.free_port()
-    start(ctx, sock, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\n"
-          f"backends:\n" + backend_yaml("app", [f"127.0.0.1:{e1}", f"127.0.0.1:{dead}"],
-                                          "health_check: { mode: tcp, interval: 100ms, "
-                                          "timeout: 100ms, rise: 1, fall: 1 }"))
+    start(ctx, sock, [cfg.listener("web", port)],
+          [cfg.backend("app", [e1, dead], health_check={
+              "mode": "tcp", "interval": "100ms", "timeout": "100ms", "rise": 1, "fall": 1})])
     harness.wait_until(lambda: f'server="127.0.0.1:{dead}"}} 0' in query(sock, "show metrics"),
                        10, "the dead server to be marked down")
     for _ in range(3):
@@ -194,11 +169,10 @@ def socket_and_cli(ctx):
     table; show conns lists an open connection with its client; a client
     that connects and says nothing holds no one up; the socket goes on exit."""
     sock = os.path.join(ctx.tmpdir, "stats.sock")
-    e1 = echo_backend(ctx, "echo")
+    e1 = start_echo(ctx).port
     port = harness.free_port()
-    rl = start(ctx, sock, f"stats_socket_group: adm\nlisteners:\n  - name: web\n"
-               f"    bind: 127.0.0.1:{port}\nbackends:\n" +
-               backend_yaml("app", [f"127.0.0.1:{e1}"]))
+    rl = start(ctx, sock, [cfg.listener("web", port)], [cfg.backend("app", [e1])],
+               stats_socket_group="adm")
     st = os.stat(sock)
     check(stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660,
           f"mode {oct(st.st_mode)}")
@@ -209,7 +183,7 @@ def socket_and_cli(ctx):
     ctx.on_cleanup(stuck.close)
     c = client(ctx, ("127.0.0.1", port), "127.0.0.3")
     c.sendall(b"open")
-    check(peers.recv_exact(c, 4) == b"open", "echo")
+    check(recv_exact(c, 4) == b"open", "echo")
     start_t = time.monotonic()
     conns = query(sock, "show conns")
     took = time.monotonic() - start_t
@@ -232,13 +206,13 @@ def socket_and_cli(ctx):
     rl.popen.send_signal(signal.SIGHUP)
     harness.wait_until(lambda: stats_json(sock)["process"]["generation"] == 2, 10, "generation 2")
     with open(rl.argv[rl.argv.index("-c") + 1], "a") as f:
-        f.write("bogus: 1\n")
+        f.write(dump({"bogus": 1}))
     rl.popen.send_signal(signal.SIGHUP)
     harness.wait_until(lambda: stats_json(sock)["process"]["reload_failures"] == 1, 10,
                        "the refused reload to be counted")
     proc = stats_json(sock)["process"]
     check(proc["reloads"] == 1 and proc["generation"] == 2, f"process: {proc}")
-    check(named(stats_json(sock)["listeners"], "web")["accepted"] == 1,
+    check(listener_stats(sock, "web")["accepted"] == 1,
           "a reload lost the listener's count")
     check("show conns" in query(sock, "help"), "help")
     c.close()
@@ -250,10 +224,10 @@ def socket_and_cli(ctx):
 @case("stats_socket_bad_group_refused", per_io=False)
 def bad_group(ctx):
     sock = os.path.join(ctx.tmpdir, "stats.sock")
-    cfg = write_config(ctx, f"stats_socket: {sock}\nstats_socket_group: nosuchgroup\n"
-                       f"listeners:\n  - name: web\n    bind: 127.0.0.1:{harness.free_port()}\n"
-                       f"backends:\n" + backend_yaml("app", ["127.0.0.1:9"]))
-    got = subprocess.run([ctx.binary, "-c", cfg], capture_output=True, text=True, timeout=10)
+    path = cfg.write(ctx, cfg.document([cfg.listener("web", harness.free_port())],
+                                       [cfg.backend("app", ["127.0.0.1:9"])],
+                                       stats_socket=sock, stats_socket_group="nosuchgroup"))
+    got = subprocess.run([ctx.binary, "-c", path], capture_output=True, text=True, timeout=10)
     check(got.returncode == 1, f"exit {got.returncode}")
     check("group nosuchgroup: no such group" in got.stderr, f"stderr: {got.stderr}")
     check(not os.path.exists(sock), "socket left behind")
@@ -266,13 +240,11 @@ def loadtest(ctx):
     that moved, read from the stats socket before and after."""
     if not shutil.which("wrk"):
         raise harness.TestSkip("wrk is not installed")
-    from .drain import REPO
-    nginx = harness.Nginx(ctx, ctx.session_dir)
+    nginx = Nginx(ctx, ctx.session_dir)
     sock = os.path.join(ctx.tmpdir, "stats.sock")
     port = harness.free_port()
-    rl = start(ctx, sock, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
-               backend_yaml("kong", [f"127.0.0.1:{nginx.port4}"]))
-    got = subprocess.run(["bash", os.path.join(REPO, "scripts", "loadtest.sh"),
+    rl = start(ctx, sock, [cfg.listener("web", port)], [cfg.backend("kong", [nginx.port4])])
+    got = subprocess.run(["bash", os.path.join(harness.REPO, "scripts", "loadtest.sh"),
                           f"https://127.0.0.1:{port}/", "--duration", "1s", "--connections", "2",
                           "--pid", str(rl.pid), "--stats-socket", sock],
                          capture_output=True, text=True, timeout=60)

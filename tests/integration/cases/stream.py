@@ -7,8 +7,11 @@ import threading
 import time
 
 import harness
-import peers
 from harness import check
+from peers.clients import Streamer
+from peers.helper import Helper
+from peers.proxy_header import read_proxy_header
+from peers.wire import recv_exact, recv_to_eof, set_linger_reset
 
 from .base import case, client, listener, relay, roundtrip, wait_closed
 
@@ -50,13 +53,13 @@ def integrity(ctx, splice, wrapper=(), extra=()):
     other received, and every header must name its own client."""
     per_conn = INTEGRITY_BYTES // INTEGRITY_CONNS
     common = ["--conns", str(INTEGRITY_CONNS), "--bytes", str(per_conn), "--timeout", "100"]
-    backend = harness.Helper(ctx, "integrity-backend", ["integrity-backend"] + common)
+    backend = Helper(ctx, "integrity-backend", ["integrity-backend"] + common)
     bport = backend.wait_json("port", 10)["port"]
     port = harness.free_port()
     relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", bport), "--workers", "2",
           "--splice", splice, *extra, wrapper=wrapper)
     start = time.monotonic()
-    cl = harness.Helper(ctx, "integrity-client", ["integrity-client"] + common + [
+    cl = Helper(ctx, "integrity-client", ["integrity-client"] + common + [
         "--target", f"127.0.0.1:{port}", "--source", "127.0.0.2"])
     cres = cl.wait_json("results", 130)["results"]
     bres = backend.wait_json("results", 20)["results"]
@@ -113,13 +116,13 @@ def half_close_client_first(ctx):
     request, reply = os.urandom(4 << 20), os.urandom(1 << 20)
     t = send_async(c, request)
     b = be.accept(timeout=5)
-    _, _, rest = peers.read_proxy_header(b)
-    got = rest + peers.recv_to_eof(b)
+    _, _, rest = read_proxy_header(b)
+    got = rest + recv_to_eof(b)
     join_send(t, 10, "client")
     check(got == request, f"backend got {len(got)} bytes before EOF, client sent {len(request)}"
                           + ("" if len(got) != len(request) else " (contents differ)"))
     t = send_async(b, reply)
-    back = peers.recv_to_eof(c)
+    back = recv_to_eof(c)
     join_send(t, 10, "backend")
     check(back == reply, f"client got {len(back)} bytes before EOF, backend sent {len(reply)}")
 
@@ -133,15 +136,15 @@ def half_close_backend_first(ctx):
     relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", be.port))
     c = client(ctx, ("127.0.0.1", port), "127.0.0.2", timeout=10)
     b = be.accept(timeout=5)
-    _, _, rest = peers.read_proxy_header(b)
+    _, _, rest = read_proxy_header(b)
     check(rest == b"", f"unexpected bytes after header: {rest[:32]!r}")
     greeting, late = os.urandom(1 << 20), os.urandom(2 << 20)
     t = send_async(b, greeting)
-    got = peers.recv_to_eof(c)
+    got = recv_to_eof(c)
     join_send(t, 10, "backend")
     check(got == greeting, f"client got {len(got)} bytes before EOF, backend sent {len(greeting)}")
     t = send_async(c, late)
-    got = peers.recv_to_eof(b)
+    got = recv_to_eof(b)
     join_send(t, 10, "client after EOF")
     check(got == late, f"backend got {len(got)} bytes of the client's {len(late)} sent after EOF")
     b.close()
@@ -169,13 +172,13 @@ def client_reset(ctx):
     c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
     t = send_async(c, os.urandom(1 << 20), shut=False)
     b = be.accept(timeout=5)
-    peers.read_proxy_header(b)
-    bs = peers.Streamer(b)
-    peers.recv_exact(c, 256 << 10)
+    read_proxy_header(b)
+    bs = Streamer(b)
+    recv_exact(c, 256 << 10)
     join_send(t, 10, "client")
     harness.wait_until(lambda: bs.received >= (1 << 20) - (64 << 10), 10,
                        "the backend to receive the client's 1 MiB")
-    peers.set_linger_reset(c)
+    set_linger_reset(c)
     reset_at = time.monotonic()
     c.close()
     ctx.note(ended_soon(bs, reset_at, 5, "backend"))
@@ -191,12 +194,12 @@ def backend_reset(ctx):
     relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", be.port))
     c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
     b = be.accept(timeout=5)
-    peers.read_proxy_header(b)
-    cs = peers.Streamer(c)
+    read_proxy_header(b)
+    cs = Streamer(c)
     t = send_async(b, os.urandom(1 << 20), shut=False)
-    peers.recv_exact(b, 1 << 20)
+    recv_exact(b, 1 << 20)
     join_send(t, 10, "backend")
-    peers.set_linger_reset(b)
+    set_linger_reset(b)
     reset_at = time.monotonic()
     b.close()
     ctx.note(ended_soon(cs, reset_at, 5, "client"))
@@ -271,9 +274,9 @@ def idle_timeout(ctx):
     idle = client(ctx, ("127.0.0.1", port), "127.0.0.2", timeout=12)
     idle.sendall(b"i")
     b_idle = be.accept(timeout=5)
-    _, _, rest = peers.read_proxy_header(b_idle)
+    _, _, rest = read_proxy_header(b_idle)
     if not rest:
-        peers.recv_exact(b_idle, 1)
+        recv_exact(b_idle, 1)
     outcome = {}
 
     def watch():
@@ -286,16 +289,16 @@ def idle_timeout(ctx):
     busy = client(ctx, ("127.0.0.1", port), "127.0.0.3")
     busy.sendall(b"b")
     b_busy = be.accept(timeout=5)
-    _, _, rest = peers.read_proxy_header(b_busy)
+    _, _, rest = read_proxy_header(b_busy)
     if not rest:
-        peers.recv_exact(b_busy, 1)
+        recv_exact(b_busy, 1)
     busy_start = time.monotonic()
     try:
         while time.monotonic() - busy_start < 2.5:
             busy.sendall(b"p")
-            check(peers.recv_exact(b_busy, 1) == b"p", "busy connection: ping garbled")
+            check(recv_exact(b_busy, 1) == b"p", "busy connection: ping garbled")
             b_busy.sendall(b"q")
-            check(peers.recv_exact(busy, 1) == b"q", "busy connection: pong garbled")
+            check(recv_exact(busy, 1) == b"q", "busy connection: pong garbled")
             time.sleep(PING_EVERY)  # pacing the traffic, not waiting for anything
     except (EOFError, OSError) as e:
         raise harness.TestFailure(
@@ -322,13 +325,13 @@ def splice_auto(ctx):
     chat = client(ctx, ("127.0.0.1", port), "127.0.0.2")
     chat.sendall(b"q" * 1024)
     bchat = be.accept(timeout=5)
-    _, _, first = peers.read_proxy_header(bchat)
+    _, _, first = read_proxy_header(bchat)
     pending = 1024 - len(first)
     for i in range(1000):  # 1 MiB each way in 1 KiB request/response pairs
         if pending:
-            peers.recv_exact(bchat, pending)
+            recv_exact(bchat, pending)
         bchat.sendall(b"a" * 1024)
-        check(peers.recv_exact(chat, 1024) == b"a" * 1024, f"reply {i} garbled")
+        check(recv_exact(chat, 1024) == b"a" * 1024, f"reply {i} garbled")
         if i < 999:
             chat.sendall(b"q" * 1024)
             pending = 1024
@@ -336,7 +339,7 @@ def splice_auto(ctx):
     bulk = client(ctx, ("127.0.0.1", port), "127.0.0.3")
     t = send_async(bulk, os.urandom(1 << 20) * 16)
     bbulk = be.accept(timeout=5)
-    got = len(peers.read_proxy_header(bbulk)[2])
+    got = len(read_proxy_header(bbulk)[2])
     while True:
         data = bbulk.recv(1 << 20)
         if not data:

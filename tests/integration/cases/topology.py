@@ -6,20 +6,21 @@ proxy_protocol` in place of Kong. The gateway must see the client host's own
 address whichever way the connection came."""
 
 import harness
-import netns
 from harness import check
+from peers.daemons import HAPROXY_TOP, NGINX_STREAM_MODULE, NGINX_TEMPS, NGINX_TOP, make_cert
+from peers.netns import Lan, LanDaemon
 
 from .base import case
 
 # Kong's stand-in: 8443 with proxy_protocol (right), 8444 without (the
 # second classic mistake).
-GATEWAY_CONF = harness.NGINX_TOP + """\
+GATEWAY_CONF = NGINX_TOP + """\
 http {{
     log_format gw '$proxy_protocol_addr $remote_addr "$request" $status';
     access_log {dir}/access.log gw;
     ssl_certificate {crt};
     ssl_certificate_key {key};
-""" + harness.NGINX_TEMPS + """\
+""" + NGINX_TEMPS + """\
     server {{
         listen {gw}:8443 ssl proxy_protocol;
         location / {{ default_type text/plain; return 200 "$proxy_protocol_addr\\n"; }}
@@ -33,7 +34,7 @@ http {{
 
 # nginx stream with proxy_protocol on (right), and an http-block proxy_pass
 # to the relay's TLS port (the first classic mistake).
-FRONT_NGINX_CONF = harness.NGINX_STREAM_MODULE + harness.NGINX_TOP + """\
+FRONT_NGINX_CONF = NGINX_STREAM_MODULE + NGINX_TOP + """\
 stream {{
     server {{
         listen {front}:444;
@@ -43,7 +44,7 @@ stream {{
 }}
 http {{
     access_log off;
-""" + harness.NGINX_TEMPS + """\
+""" + NGINX_TEMPS + """\
     server {{
         listen {front}:8080;
         location / {{ proxy_pass https://{relay}:443; }}
@@ -51,7 +52,7 @@ http {{
 }}
 """
 
-FRONT_HAPROXY_CONF = harness.HAPROXY_TOP + """\
+FRONT_HAPROXY_CONF = HAPROXY_TOP + """\
 frontend front
     bind {front}:443
     default_backend relay
@@ -82,11 +83,11 @@ def curl(lan, url):
 
 @case("topology_netns_whole_chain", budget=120)
 def topology(ctx):
-    lan = netns.Lan(ctx)
+    lan = Lan(ctx)
     client, front, rly, gw = (lan.addr(h) for h in ("client", "front", "relay", "gateway"))
-    crt, key = harness.make_cert(ctx.session_dir)
-    gateway = netns.Daemon(ctx, lan, "gateway", "gateway-nginx", "nginx", GATEWAY_CONF,
-                           {"gw": gw, "crt": crt, "key": key}, [8443, 8444])
+    crt, key = make_cert(ctx.session_dir)
+    gateway = LanDaemon(ctx, lan, "gateway", "gateway-nginx", "nginx", GATEWAY_CONF,
+                        {"gw": gw, "crt": crt, "key": key}, [8443, 8444])
     relay = harness.start_relay(ctx, [
         "--listen", f"{rly}:443", "--backend", f"{gw}:8443", "--proxy-protocol-in", "any",
         "--trusted-source", f"{front}/32"], "relay", wrapper=lan.prefix("relay"))
@@ -94,8 +95,8 @@ def topology(ctx):
         "--listen", f"{rly}:8444", "--backend", f"{gw}:8444"], "relay-to-8444",
         wrapper=lan.prefix("relay"))
     hosts = {"front": front, "relay": rly}
-    netns.Daemon(ctx, lan, "front", "front-haproxy", "haproxy", FRONT_HAPROXY_CONF, hosts, [443])
-    netns.Daemon(ctx, lan, "front", "front-nginx", "nginx", FRONT_NGINX_CONF, hosts, [444, 8080])
+    LanDaemon(ctx, lan, "front", "front-haproxy", "haproxy", FRONT_HAPROXY_CONF, hosts, [443])
+    LanDaemon(ctx, lan, "front", "front-nginx", "nginx", FRONT_NGINX_CONF, hosts, [444, 8080])
 
     paths = {"client -> ringrelay -> gateway": f"https://{rly}:443/",
              "client -> HAProxy -> ringrelay -> gateway": f"https://{front}:443/",

@@ -1,13 +1,16 @@
-"""A small LAN of network namespaces for whole-chain tests: each host its
-own namespace with one address, all on one bridge that lives in a namespace
-of its own, so nothing touches the machine's network. Made by the test,
-torn down after it."""
+"""Network namespaces the tests make and tear down: one namespace alone
+(for impairing a path with rules no other process sees), and a small LAN
+for whole-chain tests, each host its own namespace with one address, all
+on one bridge in a namespace of its own, so nothing touches the machine's
+network."""
 
 import os
 import shutil
 import subprocess
 
-from harness import Proc, TestFailure, TestSkip, read_text, tail, wait_until
+from harness import TestFailure, TestSkip, read_text
+
+from .daemons import Daemon
 
 SUBNET = "10.77.0"
 HOSTS = {"client": 10, "front": 20, "relay": 30, "gateway": 40}
@@ -20,12 +23,35 @@ def _ip(*args, check=True):
     return p
 
 
+def _require_ip():
+    if not shutil.which("ip"):
+        raise TestSkip("network namespaces: the ip command (iproute2) is not installed")
+
+
+class Namespace:
+    """One namespace, rr{tag}{pid}, with only its loopback up; deleted when
+    the test ends. Skips the test where namespaces cannot be made."""
+
+    def __init__(self, ctx, tag):
+        _require_ip()
+        self.name = f"rr{tag}{os.getpid() % 100000}"
+        probe = _ip("netns", "add", self.name, check=False)
+        if probe.returncode != 0:
+            raise TestSkip(f"network namespaces cannot be made here: {probe.stderr.strip()}")
+        ctx.on_cleanup(lambda: _ip("netns", "del", self.name, check=False))
+        _ip("-n", self.name, "link", "set", "lo", "up")
+
+    @property
+    def prefix(self):
+        """argv prefix that runs a command in the namespace."""
+        return ["ip", "netns", "exec", self.name]
+
+
 class Lan:
     """Hosts client, front, relay and gateway on 10.77.0.0/24."""
 
     def __init__(self, ctx):
-        if not shutil.which("ip"):
-            raise TestSkip("network namespaces: the ip command (iproute2) is not installed")
+        _require_ip()
         tag = f"rrt{os.getpid() % 100000}"
         self.lan = f"{tag}-lan"
         self.ns = {h: f"{tag}-{h}" for h in HOSTS}
@@ -76,38 +102,14 @@ def listening_in(pid, port):
     return False
 
 
-class Daemon(Proc):
-    """nginx or HAProxy on a host of the LAN, its config a str.format
+class LanDaemon(Daemon):
+    """nginx or HAProxy (kind) on a host of the LAN, its config a str.format
     template filled with values and dir (its own directory), waited for
     until it listens on every port in ports."""
 
     def __init__(self, ctx, lan, host, name, kind, template, values, ports):
-        self.dir = os.path.join(ctx.tmpdir, name)
-        os.makedirs(self.dir)
-        os.chmod(self.dir, 0o755)
-        conf = os.path.join(self.dir, "daemon.conf")
-        with open(conf, "w") as f:
-            f.write(template.format(dir=self.dir, **values))
-        if kind == "haproxy":
-            argv = ["haproxy", "-db", "-f", conf]
-        else:
-            argv = ["nginx", "-e", os.path.join(self.dir, "error.log"), "-p", self.dir,
-                    "-c", conf]
-        if not shutil.which(argv[0]):
-            raise TestSkip(f"{argv[0]} is not installed")
-        super().__init__(name, lan.prefix(host) + argv, ctx.tmpdir)
-        ctx.on_cleanup(self.shutdown)
-        wait_until(lambda: self._ready(ports), 10, f"{name} to listen on {ports}")
+        self.ports = list(ports)
+        super().__init__(ctx, name, kind, template, values, prefix=lan.prefix(host))
 
-    def _ready(self, ports):
-        if not self.alive():
-            raise TestFailure(f"{self.name} exited: {tail(self.stderr())} {tail(self.stdout())} "
-                              f"{tail(read_text(os.path.join(self.dir, 'error.log')))}")
-        return all(listening_in(self.pid, p) for p in ports)
-
-    def file(self, name):
-        return read_text(os.path.join(self.dir, name))
-
-    def shutdown(self):
-        if self.stop(timeout=10) is None:
-            self.kill()
+    def listening(self):
+        return all(listening_in(self.pid, p) for p in self.ports)

@@ -2,39 +2,39 @@
 test asserts what the client sees, what the counters and the access log
 say, and that no descriptor is left behind once the fault is over.
 
-Run by make test with the integration suite (tests/integration/run.py
-imports this module); the harness and peers are the integration suite's."""
+They run last, with the rest of the integration suite."""
 
-import json
 import os
-import re
 import signal
 import socket
+import threading
 import time
 
 import harness
-import peers
-from harness import check
+from harness import check, cpu_seconds
+from kit import config as cfg
+from kit.stats import access_log, backend_stats, listener_stats, named, stats_json
+from kit.tls import client_hello
+from peers.helper import Helper, start_echo
+from peers.impair import both, delay, loss
+from peers.netns import Namespace
+from peers.proxy_header import proxy_v2, read_header_then, read_proxy_header
+from peers.wire import recv_exact, recv_to_eof, set_linger_reset
 
-from cases.base import case, client, listener
-from cases.pools import backend_yaml, write_config
-from cases.routes import client_hello
-from cases.stats import named, stats_json
+from .base import case, client, listener
 
 
-def start(ctx, text, *extra):
-    """A relay from text with a stats socket and a JSON access log."""
+def start(ctx, listeners, servers, *extra, backend=None, **settings):
+    """A relay with a stats socket and a JSON access log: listeners, then
+    backend "app" on servers (ports), backend settings being backend and
+    top-level ones settings; extra are command-line arguments."""
     sock = os.path.join(ctx.tmpdir, "stats.sock")
     log = os.path.join(ctx.tmpdir, "access.log")
-    rl = harness.start_relay(ctx, ["-c", write_config(
-        ctx, f"stats_socket: {sock}\naccess_log: {{ path: {log}, format: json }}\n" + text),
-        *extra])
+    doc = cfg.document(listeners, [cfg.backend("app", servers, **(backend or {}))],
+                       stats_socket=sock, access_log={"path": log, "format": "json"}, **settings)
+    rl = cfg.start(ctx, doc, *extra)
     rl.sock, rl.log = sock, log
     return rl
-
-
-def access_lines(rl):
-    return [json.loads(line) for line in harness.read_text(rl.log).splitlines() if line]
 
 
 def socket_fds(pid):
@@ -93,11 +93,11 @@ def slowloris_header(ctx):
     sending; counted, logged as header_timeout, its descriptor freed."""
     be = listener(ctx)
     port = harness.free_port()
-    rl = start(ctx, f"listeners:\n  - name: pp\n    bind: 127.0.0.1:{port}\n"
-               f"    proxy_protocol_in: v2\n    trusted_sources: [127.0.0.1/32]\n"
-               f"    header_timeout: 1s\nbackends:\n" + backend_yaml("app", [f"127.0.0.1:{be.port}"]))
+    rl = start(ctx, [cfg.listener("pp", port, proxy_protocol_in="v2",
+                                  trusted_sources=["127.0.0.1/32"], header_timeout="1s")],
+               [be.port])
     baseline = resting(rl)
-    header = peers.proxy_v2(("192.0.2.1", 1000), ("127.0.0.1", port))
+    header = proxy_v2(("192.0.2.1", 1000), ("127.0.0.1", port))
     c = client(ctx, ("127.0.0.1", port))
     start_t = time.monotonic()
     ended = None
@@ -115,10 +115,10 @@ def slowloris_header(ctx):
     check(0.9 <= took < 5, f"closed after {took:.2f}s, header_timeout is 1s")
     check(not be.pending(), "a backend connection was opened for it")
     settle(rl, baseline, "the slow client")
-    pp = named(stats_json(rl.sock)["listeners"], "pp")
+    pp = listener_stats(rl.sock, "pp")
     check(pp["header_timeouts"] == 1 and pp["ends"]["header_timeout"] == 1, f"counters: {pp}")
     rl.finish()
-    check([r["end"] for r in access_lines(rl)] == ["header_timeout"], "access log")
+    check([r["end"] for r in access_log(rl.log)] == ["header_timeout"], "access log")
     ctx.note(f"closed after {took:.2f}s of a byte every 200 ms")
 
 
@@ -128,9 +128,8 @@ def slowloris_hello(ctx):
     peek_timeout, counted, logged, freed; a prompt client is served meanwhile."""
     be = listener(ctx)
     port = harness.free_port()
-    rl = start(ctx, f"listeners:\n  - name: tls\n    bind: 127.0.0.1:{port}\n"
-               f"    peek_timeout: 1s\n    routes:\n      - {{ sni: a.example, backend: app }}\n"
-               f"backends:\n" + backend_yaml("app", [f"127.0.0.1:{be.port}"]))
+    rl = start(ctx, [cfg.listener("tls", port, peek_timeout="1s",
+                                  routes=[cfg.route("a.example", "app")])], [be.port])
     hello = client_hello("a.example", ["h2"])
     baseline = resting(rl)
     slow = client(ctx, ("127.0.0.1", port))
@@ -138,10 +137,10 @@ def slowloris_hello(ctx):
     prompt = client(ctx, ("127.0.0.1", port))
     prompt.sendall(hello)
     b = be.accept(timeout=5)
-    _, info, rest = peers.read_proxy_header(b)
+    _, info, rest = read_proxy_header(b)
     check(info and info["src"] == prompt.getsockname()[:2], "the prompt client was not relayed")
     # Read all of it: a close with bytes unread would be a reset.
-    check(rest + peers.recv_exact(b, len(hello) - len(rest)) == hello, "the hello was altered")
+    check(rest + recv_exact(b, len(hello) - len(rest)) == hello, "the hello was altered")
     b.close()
     prompt.close()
     start_t = time.monotonic()
@@ -155,10 +154,10 @@ def slowloris_hello(ctx):
     took = time.monotonic() - start_t
     check(outcome(slow, 3) in ("eof", "reset"), "the slow client is still open")
     settle(rl, baseline, "the slow client")
-    tls = named(stats_json(rl.sock)["listeners"], "tls")
+    tls = listener_stats(rl.sock, "tls")
     check(tls["peek_timeouts"] == 1 and tls["routed"] == 1, f"counters: {tls}")
     rl.finish()
-    ends = sorted(r["end"] for r in access_lines(rl))
+    ends = sorted(r["end"] for r in access_log(rl.log))
     check(ends == ["backend_closed", "peek_timeout"], f"access log: {ends}")
     ctx.note(f"slow ClientHello closed after {took:.2f}s")
 
@@ -174,9 +173,8 @@ def silent(ctx):
     is served while they hang."""
     be = listener(ctx)
     port = harness.free_port()
-    rl = start(ctx, f"listeners:\n  - name: tls\n    bind: 127.0.0.1:{port}\n"
-               f"    peek_timeout: 2s\n    routes:\n      - {{ sni: a.example, backend: app }}\n"
-               f"backends:\n" + backend_yaml("app", [f"127.0.0.1:{be.port}"]),
+    rl = start(ctx, [cfg.listener("tls", port, peek_timeout="2s",
+                                  routes=[cfg.route("a.example", "app")])], [be.port],
                "--max-connections", "8000")
     baseline = resting(rl)
     socks = []
@@ -185,16 +183,16 @@ def silent(ctx):
         s.connect(("127.0.0.1", port))
         socks.append(s)
     ctx.on_cleanup(lambda: [s.close() for s in socks])
-    harness.wait_until(lambda: named(stats_json(rl.sock)["listeners"], "tls")["active"] == SILENT,
+    harness.wait_until(lambda: listener_stats(rl.sock, "tls")["active"] == SILENT,
                        10, f"{SILENT} connections to be open")
     real = client(ctx, ("127.0.0.1", port))
     real.sendall(client_hello("a.example", ["h2"]))
     b = be.accept(timeout=5)
-    peers.read_proxy_header(b)
+    read_proxy_header(b)
     b.close()
-    harness.wait_until(lambda: named(stats_json(rl.sock)["listeners"], "tls")["active"] <= 1,
+    harness.wait_until(lambda: listener_stats(rl.sock, "tls")["active"] <= 1,
                        15, "the silent connections to time out")
-    tls = named(stats_json(rl.sock)["listeners"], "tls")
+    tls = listener_stats(rl.sock, "tls")
     check(tls["peek_timeouts"] == SILENT, f"{tls['peek_timeouts']} peek timeouts")
     check(be.pending() == 0, "silent clients reached the backend")
     closed = sum(outcome(s, 0.5) != "open" for s in socks[:50])
@@ -210,15 +208,14 @@ def web_relay(ctx):
     """A raw backend, and a relay with one listener "web" in front of it."""
     be = listener(ctx)
     port = harness.free_port()
-    rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
-               backend_yaml("app", [f"127.0.0.1:{be.port}"]))
+    rl = start(ctx, [cfg.listener("web", port)], [be.port])
     return be, port, rl
 
 
 def one_line(rl, end):
     """The run's only access-log line, which must end with end."""
     rl.finish()
-    rec = access_lines(rl)
+    rec = access_log(rl.log)
     check(len(rec) == 1 and rec[0]["end"] == end, f"access log, want one {end}: {rec}")
     return rec[0]
 
@@ -232,15 +229,15 @@ def reset_mid_stream(ctx, side):
     c = client(ctx, ("127.0.0.1", port))
     c.sendall(b"ping")
     b = be.accept()
-    peers.read_header_then(b, b"ping")
+    read_header_then(b, b"ping")
     b.sendall(b"pong")
-    check(peers.recv_exact(c, 4) == b"pong", "first exchange")
+    check(recv_exact(c, 4) == b"pong", "first exchange")
     resetter, other = (c, b) if side == "client" else (b, c)
-    peers.set_linger_reset(resetter)
+    set_linger_reset(resetter)
     resetter.close()
     check(outcome(other, 5) == "reset", f"the other side of the {side} did not see a reset")
     settle(rl, baseline, "the reset")
-    web = named(stats_json(rl.sock)["listeners"], "web")
+    web = listener_stats(rl.sock, "web")
     check(web["ends"][f"{side}_reset"] == 1 and web["active"] == 0, f"counters: {web}")
     rec = one_line(rl, f"{side}_reset")
     check(rec["from_client"] == 4 and rec["from_server"] == 4, f"bytes moved: {rec}")
@@ -266,18 +263,17 @@ def half_close(ctx):
     c.sendall(b"GET")
     c.shutdown(socket.SHUT_WR)
     b = be.accept()
-    peers.read_header_then(b, b"GET")
+    read_header_then(b, b"GET")
     check(b.recv(1) == b"", "the backend did not get the FIN")
     body = os.urandom(4 << 20)
-    import threading
     t = threading.Thread(target=lambda: (b.sendall(body), b.close()))
     t.start()
-    got = peers.recv_to_eof(c)
+    got = recv_to_eof(c)
     t.join()
     check(got == body, f"{len(got)} of {len(body)} bytes reached the half-closed client")
     settle(rl, baseline, "the transfer")
     rl.finish()
-    rec = access_lines(rl)
+    rec = access_log(rl.log)
     check(rec[0]["end"] == "client_closed" and rec[0]["from_server"] == len(body), f"log: {rec}")
 
 
@@ -296,8 +292,7 @@ def backend_refuses(ctx):
     once, the refused connect is counted for the server, and the access log
     says connect_failed."""
     port, dead = harness.free_port(), closed_port()
-    rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
-               backend_yaml("app", [f"127.0.0.1:{dead}"]))
+    rl = start(ctx, [cfg.listener("web", port)], [dead])
     baseline = resting(rl)
     c = client(ctx, ("127.0.0.1", port))
     c.sendall(b"hello")
@@ -323,12 +318,12 @@ def backend_resets_at_once(ctx):
     c = client(ctx, ("127.0.0.1", port))
     c.sendall(b"\x16\x03\x01")
     b = be.accept()
-    peers.read_proxy_header(b)
-    peers.set_linger_reset(b)
+    read_proxy_header(b)
+    set_linger_reset(b)
     b.close()
     check(outcome(c, 5) == "reset", "the client did not see a reset")
     settle(rl, baseline, "the reset")
-    server = named(stats_json(rl.sock)["backends"], "app")["servers"][0]
+    server = backend_stats(rl.sock, "app")["servers"][0]
     check(server["no_proxy"] == 1 and server["active"] == 0, f"server counters: {server}")
     harness.wait_until(lambda: "probably does not expect PROXY protocol" in rl.stderr(), 5,
                        "the relay to say what is probably wrong")
@@ -345,7 +340,7 @@ def backend_closes_at_once(ctx):
     c = client(ctx, ("127.0.0.1", port))
     c.sendall(b"\x16\x03\x01")
     b = be.accept()
-    peers.read_header_then(b, b"\x16\x03\x01")
+    read_header_then(b, b"\x16\x03\x01")
     b.close()
     check(outcome(c, 5) == "eof", "the backend's close did not reach the client")
     sent = 0
@@ -358,7 +353,7 @@ def backend_closes_at_once(ctx):
         time.sleep(0.01)  # paces the sends; nothing waits on it
     c.close()
     settle(rl, baseline, "the close")
-    server = named(stats_json(rl.sock)["backends"], "app")["servers"][0]
+    server = backend_stats(rl.sock, "app")["servers"][0]
     check(server["no_proxy"] == 1, f"diagnosed {server['no_proxy']} times, want once "
                                    f"({sent} sends after the close)")
     rl.finish()
@@ -373,17 +368,16 @@ def backend_stalls(ctx):
     idle_timeout."""
     be = listener(ctx)
     port = harness.free_port()
-    rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
-               backend_yaml("app", [f"127.0.0.1:{be.port}"], "idle_timeout: 1s"))
+    rl = start(ctx, [cfg.listener("web", port)], [be.port], backend={"idle_timeout": "1s"})
     baseline = resting(rl)
     c = client(ctx, ("127.0.0.1", port))
     c.sendall(b"request")
     b = be.accept()
-    peers.read_header_then(b, b"request")
+    read_header_then(b, b"request")
     check(outcome(c, 10) == "eof", "the client was not closed after the idle timeout")
     check(outcome(b, 5) == "eof", "the stalled backend was not closed")
     settle(rl, baseline, "the idle timeout")
-    web = named(stats_json(rl.sock)["listeners"], "web")
+    web = listener_stats(rl.sock, "web")
     check(web["ends"]["idle_timeout"] == 1 and web["active"] == 0, f"counters: {web}")
     rec = one_line(rl, "idle_timeout")
     check(rec["from_client"] == 7 and rec["from_server"] == 0, f"bytes moved: {rec}")
@@ -398,18 +392,15 @@ def max_connections_full(ctx):
     (none waits in the backlog, none reaches the backend), counted as
     refused and logged as refused_limit with their address; the 20 keep
     flowing; once they close the relay is back to its baseline and serves."""
-    e = harness.Helper(ctx, "echo", ["echo-backend"])
-    echo = e.wait_json("port", 10)["port"]
+    echo = start_echo(ctx).port
     port = harness.free_port()
-    rl = start(ctx, f"max_connections: {FULL}\nworkers: 2\n"
-               f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
-               backend_yaml("app", [f"127.0.0.1:{echo}"]))
+    rl = start(ctx, [cfg.listener("web", port)], [echo], max_connections=FULL, workers=2)
     baseline = resting(rl)
     held = []
     for _ in range(FULL):
         c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
         c.sendall(b"x")
-        check(peers.recv_exact(c, 1) == b"x", "a connection within the limit was not relayed")
+        check(recv_exact(c, 1) == b"x", "a connection within the limit was not relayed")
         held.append(c)
     ends = []
     for _ in range(OVER):
@@ -424,7 +415,7 @@ def max_connections_full(ctx):
                                        f"others {sorted(set(ends) - {'reset'})}")
     for c in held:
         c.sendall(b"y")
-        check(peers.recv_exact(c, 1) == b"y", "a held connection stopped flowing")
+        check(recv_exact(c, 1) == b"y", "a held connection stopped flowing")
     st = stats_json(rl.sock)
     web, app = named(st["listeners"], "web"), named(st["backends"], "app")
     check(web["refused"] == OVER and web["ends"]["refused_limit"] == OVER and
@@ -434,10 +425,10 @@ def max_connections_full(ctx):
     settle(rl, baseline, "closing the held connections")
     again = client(ctx, ("127.0.0.1", port), "127.0.0.4")
     again.sendall(b"ok")
-    check(peers.recv_exact(again, 2) == b"ok", "not served once the held connections closed")
+    check(recv_exact(again, 2) == b"ok", "not served once the held connections closed")
     again.close()
     rl.finish()
-    refused = [r for r in access_lines(rl) if r["end"] == "refused_limit"]
+    refused = [r for r in access_log(rl.log) if r["end"] == "refused_limit"]
     check(len(refused) == OVER and all(r["client"].startswith("127.0.0.3:") for r in refused),
           f"access log: {len(refused)} refused_limit lines, want {OVER}")
     ctx.note(f"{OVER} over {FULL} reset at once, counted and logged")
@@ -465,19 +456,16 @@ def fd_exhaustion(ctx):
     no core spins; health checks that cannot get a socket leave the server
     up; when six of them close, the five waiting clients are accepted and
     served, and every connection ends up in the access log."""
-    from cases.lifecycle import cpu_seconds
-    e = harness.Helper(ctx, "echo", ["echo-backend"])
-    echo = e.wait_json("port", 10)["port"]
+    echo = start_echo(ctx).port
     port = harness.free_port()
-    rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
-               backend_yaml("app", [f"127.0.0.1:{echo}"],
-                            "health_check: { mode: tcp, interval: 100ms, fall: 2 }"))
+    rl = start(ctx, [cfg.listener("web", port)], [echo], backend={
+        "health_check": {"mode": "tcp", "interval": "100ms", "fall": 2}})
     baseline = resting(rl)
     held = []
     for _ in range(HELD):
         c = client(ctx, ("127.0.0.1", port), "127.0.0.2")
         c.sendall(b"x")
-        check(peers.recv_exact(c, 1) == b"x", "a connection was not relayed before the fault")
+        check(recv_exact(c, 1) == b"x", "a connection was not relayed before the fault")
         held.append(c)
     limit_fds(rl.pid, 0)  # every accept and every new backend socket fails
     waiting = []
@@ -490,7 +478,7 @@ def fd_exhaustion(ctx):
     cpu0, t0 = cpu_seconds(rl.pid), time.monotonic()
     for c in held:
         c.sendall(b"y")
-        check(peers.recv_exact(c, 1) == b"y", "an open connection stopped while out of fds")
+        check(recv_exact(c, 1) == b"y", "an open connection stopped while out of fds")
     time.sleep(1.0)  # a window to measure CPU use in, not synchronisation
     spent, wall = cpu_seconds(rl.pid) - cpu0, time.monotonic() - t0
     check(spent < 0.5 * wall, f"relay used {spent:.2f}s of CPU in {wall:.2f}s without "
@@ -502,7 +490,7 @@ def fd_exhaustion(ctx):
         c.close()
     for i, c in enumerate(waiting):
         c.settimeout(10)
-        check(peers.recv_exact(c, 2) == b"w%d" % i, f"waiting client {i} was not served "
+        check(recv_exact(c, 2) == b"w%d" % i, f"waiting client {i} was not served "
                                                        f"once descriptors were free")
     st = stats_json(rl.sock)
     errors = sum(w["accept_errors"] for w in st["workers"])
@@ -513,11 +501,11 @@ def fd_exhaustion(ctx):
     for c in held[6:] + waiting:
         c.close()
     settle(rl, baseline, "the fault")
-    web = named(stats_json(rl.sock)["listeners"], "web")
+    web = listener_stats(rl.sock, "web")
     check(web["accepted"] == HELD + WAITING and web["active"] == 0 and
           web["ends"]["local_error"] == 0, f"counters: {web}")
     rl.finish()
-    ends = [r["end"] for r in access_lines(rl)]
+    ends = [r["end"] for r in access_log(rl.log)]
     check(len(ends) == HELD + WAITING and set(ends) == {"client_closed"},
           f"access log: {len(ends)} lines, ends {sorted(set(ends))}")
     ctx.note(f"{errors} failed accepts, {spent:.2f}s CPU in {wall:.2f}s while out of fds; "
@@ -530,11 +518,10 @@ def no_fd_for_backend(ctx):
     cannot be made. It waits instead of being dropped: served once the limit
     allows, or closed after connect_timeout (local_error, logged) if not."""
     import resource
-    e = harness.Helper(ctx, "echo", ["echo-backend"])
-    echo = e.wait_json("port", 10)["port"]
+    echo = start_echo(ctx).port
     port = harness.free_port()
-    rl = start(ctx, f"workers: 1\nlisteners:\n  - name: web\n    bind: 127.0.0.1:{port}\n"
-               f"backends:\n" + backend_yaml("app", [f"127.0.0.1:{echo}"], "connect_timeout: 1s"))
+    rl = start(ctx, [cfg.listener("web", port)], [echo], backend={"connect_timeout": "1s"},
+               workers=1)
     baseline = resting(rl)
     old = limit_fds(rl.pid, 1)
     a = client(ctx, ("127.0.0.1", port))
@@ -543,7 +530,7 @@ def no_fd_for_backend(ctx):
                        "the relay to say the client waits for a descriptor")
     resource.prlimit(rl.pid, resource.RLIMIT_NOFILE, old)
     a.settimeout(5)
-    check(peers.recv_exact(a, 5) == b"first", "the waiting client was not served")
+    check(recv_exact(a, 5) == b"first", "the waiting client was not served")
     a.close()
     settle(rl, baseline, "the first client")
     limit_fds(rl.pid, 1)
@@ -554,12 +541,12 @@ def no_fd_for_backend(ctx):
                        "the relay to log why it closed the client")
     resource.prlimit(rl.pid, resource.RLIMIT_NOFILE, old)
     settle(rl, baseline, "the second client")
-    web = named(stats_json(rl.sock)["listeners"], "web")
-    server = named(stats_json(rl.sock)["backends"], "app")["servers"][0]
+    web = listener_stats(rl.sock, "web")
+    server = backend_stats(rl.sock, "app")["servers"][0]
     check(web["ends"]["local_error"] == 1 and web["ends"]["client_closed"] == 1 and
           sum(server["connect_failures"].values()) == 0, f"counters: {web}; server {server}")
     rl.finish()
-    ends = sorted(r["end"] for r in access_lines(rl))
+    ends = sorted(r["end"] for r in access_log(rl.log))
     check(ends == ["client_closed", "local_error"], f"access log ends: {ends}")
 
 
@@ -572,12 +559,9 @@ def flood(ctx):
     max_connections_per_source 50: exactly 50 stay open (and are relayed),
     150 are reset at once and counted; another address is served meanwhile;
     closing the 50 gives their places back."""
-    e = harness.Helper(ctx, "echo", ["echo-backend"])
-    echo = e.wait_json("port", 10)["port"]
+    echo = start_echo(ctx).port
     port = harness.free_port()
-    rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\n"
-               f"    max_connections_per_source: {PER_SOURCE}\nbackends:\n" +
-               backend_yaml("app", [f"127.0.0.1:{echo}"]))
+    rl = start(ctx, [cfg.listener("web", port, max_connections_per_source=PER_SOURCE)], [echo])
     baseline = resting(rl)
     socks = []
     for _ in range(FLOOD):
@@ -586,7 +570,7 @@ def flood(ctx):
         s.connect(("127.0.0.1", port))
         socks.append(s)
     ctx.on_cleanup(lambda: [s.close() for s in socks])
-    harness.wait_until(lambda: named(stats_json(rl.sock)["listeners"], "web")["accepted"] == FLOOD,
+    harness.wait_until(lambda: listener_stats(rl.sock, "web")["accepted"] == FLOOD,
                        10, "every flood connection to be accepted")
     ends = [outcome(s, 0.05) for s in socks]
     still = [s for s, how in zip(socks, ends) if how == "open"]
@@ -597,8 +581,8 @@ def flood(ctx):
         check(s.recv(1) == b"x", "a flood connection within the limit is not relayed")
     other = client(ctx, ("127.0.0.1", port), "127.0.0.3")
     other.sendall(b"hi")
-    check(peers.recv_exact(other, 2) == b"hi", "another address was not served")
-    web = named(stats_json(rl.sock)["listeners"], "web")
+    check(recv_exact(other, 2) == b"hi", "another address was not served")
+    web = listener_stats(rl.sock, "web")
     check(web["refused_source"] == FLOOD - PER_SOURCE and
           web["ends"]["source_limit"] == FLOOD - PER_SOURCE, f"counters: {web}")
     for s in socks:
@@ -607,7 +591,7 @@ def flood(ctx):
     settle(rl, baseline, "the flood")
     again = client(ctx, ("127.0.0.1", port), "127.0.0.2")
     again.sendall(b"ok")
-    check(peers.recv_exact(again, 2) == b"ok", "the source's places were not given back")
+    check(recv_exact(again, 2) == b"ok", "the source's places were not given back")
     again.close()
     rl.finish()
     ctx.note(f"{PER_SOURCE} of {FLOOD} kept, {FLOOD - PER_SOURCE} reset at once")
@@ -620,21 +604,20 @@ def flood_behind_proxy(ctx):
     so one client is held to 2 while another behind the same proxy is not."""
     be = listener(ctx)
     port = harness.free_port()
-    rl = start(ctx, f"listeners:\n  - name: pp\n    bind: 127.0.0.1:{port}\n"
-               f"    proxy_protocol_in: v2\n    trusted_sources: [127.0.0.1/32]\n"
-               f"    max_connections_per_source: 2\nbackends:\n" +
-               backend_yaml("app", [f"127.0.0.1:{be.port}"]))
+    rl = start(ctx, [cfg.listener("pp", port, proxy_protocol_in="v2",
+                                  trusted_sources=["127.0.0.1/32"],
+                                  max_connections_per_source=2)], [be.port])
     conns, ends = [], []
     for src in ["192.0.2.1"] * 3 + ["192.0.2.2"]:
         c = client(ctx, ("127.0.0.1", port))
-        c.sendall(peers.proxy_v2((src, 4000 + len(conns)), ("127.0.0.1", port)) + b"x")
+        c.sendall(proxy_v2((src, 4000 + len(conns)), ("127.0.0.1", port)) + b"x")
         conns.append(c)
         ends.append(outcome(c, 0.3))
     check(ends == ["open", "open", "reset", "open"], f"outcomes: {ends}")
-    pp = named(stats_json(rl.sock)["listeners"], "pp")
+    pp = listener_stats(rl.sock, "pp")
     check(pp["refused_source"] == 1 and pp["header_in"] == 4, f"counters: {pp}")
     rl.finish()
-    refused = [r for r in access_lines(rl) if r["end"] == "source_limit"]
+    refused = [r for r in access_log(rl.log) if r["end"] == "source_limit"]
     check(len(refused) == 1 and refused[0]["client"].startswith("192.0.2.1:") and
           refused[0]["peer"].startswith("127.0.0.1:"), f"access log: {refused}")
 
@@ -645,21 +628,13 @@ IMPAIRED_CONNS, IMPAIRED_BYTES = 4, 2 << 20
 def impaired_path(ctx, impair):
     """IMPAIRED_CONNS connections moving IMPAIRED_BYTES each way through a
     relay whose packets to and from the backend are impaired, all inside a
-    network namespace the test makes. impair(prefix, bport) sets up the
-    impairment (run a command in the namespace with prefix + argv) and
-    returns a function that says, after the run, how much it did. Every
+    network namespace the test makes. impair is one of peers.impair's
+    impairments, set up on the backend's port inside the namespace. Every
     connection must complete and every byte arrive, each way. Returns the
     access log's lines and what impair's function said."""
-    import subprocess
-    ns = f"rrtf{os.getpid() % 100000}"
-    if subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode != 0:
-        raise harness.TestSkip("network namespaces cannot be made here")
-    ctx.on_cleanup(lambda: subprocess.run(["ip", "netns", "del", ns], capture_output=True))
-    prefix = ["ip", "netns", "exec", ns]
-    subprocess.run(prefix + ["ip", "link", "set", "lo", "up"], check=True)
+    prefix = Namespace(ctx, "tf").prefix
     common = ["--conns", str(IMPAIRED_CONNS), "--bytes", str(IMPAIRED_BYTES), "--timeout", "90"]
-    backend = harness.Helper(ctx, "integrity-backend", ["integrity-backend"] + common,
-                             prefix=prefix)
+    backend = Helper(ctx, "integrity-backend", ["integrity-backend"] + common, prefix=prefix)
     bport = backend.wait_json("port", 10)["port"]
     measure = impair(prefix, bport)
     port = harness.free_port()
@@ -668,8 +643,8 @@ def impaired_path(ctx, impair):
                                    f"127.0.0.1:{bport}", "--access-log", log,
                                    "--access-log-format", "json"], wrapper=prefix)
     rl.log = log
-    cl = harness.Helper(ctx, "integrity-client", ["integrity-client"] + common +
-                        ["--target", f"127.0.0.1:{port}"], prefix=prefix)
+    cl = Helper(ctx, "integrity-client", ["integrity-client"] + common +
+                ["--target", f"127.0.0.1:{port}"], prefix=prefix)
     cres = cl.wait_json("results", 100)["results"]
     bres = backend.wait_json("results", 20)["results"]
     check(len(cres) == IMPAIRED_CONNS and len(bres) == IMPAIRED_CONNS,
@@ -682,72 +657,11 @@ def impaired_path(ctx, impair):
               c["sent"] == b["recv"] == IMPAIRED_BYTES, f"connection {key}: bytes differ")
     done = measure()
     rl.finish()
-    lines = access_lines(rl)
+    lines = access_log(rl.log)
     check(len(lines) == IMPAIRED_CONNS and all(r["from_client"] == r["from_server"] ==
                                                 IMPAIRED_BYTES for r in lines),
           f"access log: {lines}")
     return lines, done
-
-
-def loss(ctx, percent):
-    """An impairment for impaired_path(): nftables drops percent of the
-    packets to and from the backend, at random."""
-    import shutil
-    import subprocess
-    if not shutil.which("nft"):
-        raise harness.TestSkip("nft is not installed (Debian package nftables)")
-
-    def impair(prefix, bport):
-        rules = (f"add table inet loss; add chain inet loss out "
-                 f"{{ type filter hook output priority 0; }}; " + "; ".join(
-                     f"add rule inet loss out tcp {way} {bport} numgen random mod 100 < "
-                     f"{percent} counter drop" for way in ("dport", "sport")))
-        got = subprocess.run(prefix + ["nft", rules], capture_output=True, text=True)
-        if got.returncode != 0:
-            raise harness.TestSkip(f"nftables cannot drop packets here: {got.stderr.strip()}")
-
-        def dropped():
-            table = subprocess.run(prefix + ["nft", "list", "table", "inet", "loss"],
-                                   capture_output=True, text=True).stdout
-            return sum(int(n) for n in re.findall(r"counter packets (\d+)", table))
-        return dropped
-    return impair
-
-
-def delay(ctx, ms):
-    """An impairment for impaired_path(): every packet to and from the
-    backend held ms milliseconds. This kernel has no sch_netem, so iptables
-    sends them to a netfilter queue whose verdicts a helper holds back."""
-    import shutil
-    import subprocess
-    if not shutil.which("iptables"):
-        raise harness.TestSkip("iptables is not installed (Debian package iptables)")
-
-    def impair(prefix, bport):
-        for way in ("--dport", "--sport"):
-            got = subprocess.run(prefix + ["iptables", "-A", "OUTPUT", "-p", "tcp", way,
-                                           str(bport), "-j", "NFQUEUE", "--queue-num", "7"],
-                                 capture_output=True, text=True)
-            if got.returncode != 0:
-                raise harness.TestSkip(f"iptables cannot queue packets here: "
-                                       f"{got.stderr.strip()}")
-        q = harness.Helper(ctx, "delay-queue", ["delay-queue", "--queue", "7",
-                                                "--delay-ms", str(ms)], prefix=prefix)
-        q.wait_json("ready", 10)
-
-        def delayed():
-            q.stop(signal.SIGTERM, 10)
-            return q.wait_json("stats", 5)["stats"]["delayed"]
-        return delayed
-    return impair
-
-
-def both(first, second):
-    """Two impairments at once; says what each did."""
-    def impair(prefix, bport):
-        a, b = first(prefix, bport), second(prefix, bport)
-        return lambda: (a(), b())
-    return impair
 
 
 def round_trip_seen(lines, ms):
@@ -765,7 +679,7 @@ def lossy(ctx):
     """5 % of the packets to and from the backend dropped: every connection
     completes and every byte arrives, each way."""
     start_t = time.monotonic()
-    _, dropped = impaired_path(ctx, loss(ctx, 5))
+    _, dropped = impaired_path(ctx, loss(5))
     check(dropped > 0, "no packet was dropped: the test tested nothing")
     ctx.note(f"{dropped} packets dropped; {IMPAIRED_CONNS} x {IMPAIRED_BYTES >> 20} MiB each way "
              f"intact in {time.monotonic() - start_t:.1f}s")
@@ -789,7 +703,7 @@ def lossy_and_delayed(ctx):
     """Both at once, as on a bad WAN link: 3 % lost and 25 ms each way, so
     every lost packet costs a retransmission timer, not a loopback instant."""
     start_t = time.monotonic()
-    lines, (dropped, held) = impaired_path(ctx, both(loss(ctx, 3), delay(ctx, DELAY_MS)))
+    lines, (dropped, held) = impaired_path(ctx, both(loss(3), delay(ctx, DELAY_MS)))
     check(dropped > 0 and held > 0, f"{dropped} dropped, {held} delayed: nothing tested")
     round_trip_seen(lines, DELAY_MS)
     ctx.note(f"{dropped} packets dropped, {held} held {DELAY_MS} ms; all bytes intact in "
@@ -802,22 +716,20 @@ def killed(ctx):
     on it end (reset or closed, as the access log says), those on the other
     finish byte for byte, and a client that starts afterwards is served on
     every connection (refused connects are retried on the live server)."""
-    e1 = harness.Helper(ctx, "echo1", ["echo-backend"])
-    e2 = harness.Helper(ctx, "echo2", ["echo-backend"])
-    p1, p2 = e1.wait_json("port", 10)["port"], e2.wait_json("port", 10)["port"]
+    e1, e2 = start_echo(ctx, "echo1"), start_echo(ctx, "echo2")
+    p1, p2 = e1.port, e2.port
     port = harness.free_port()
-    rl = start(ctx, f"listeners:\n  - name: web\n    bind: 127.0.0.1:{port}\nbackends:\n" +
-               backend_yaml("app", [f"127.0.0.1:{p1}", f"127.0.0.1:{p2}"], "retries: 1"))
+    rl = start(ctx, [cfg.listener("web", port)], [p1, p2], backend={"retries": 1})
     baseline = resting(rl)
-    st = harness.Helper(ctx, "steady", ["steady-client", "--target", f"127.0.0.1:{port}",
-                                        "--conns", "20", "--pieces", "30", "--piece", "500",
-                                        "--gap", "0.1", "--timeout", "30"])
+    st = Helper(ctx, "steady", ["steady-client", "--target", f"127.0.0.1:{port}",
+                                "--conns", "20", "--pieces", "30", "--piece", "500",
+                                "--gap", "0.1", "--timeout", "30"])
     st.wait_json("connected", 10)
     os.kill(e1.pid, signal.SIGKILL)
     e1.wait(5)
     res = st.wait_json("results", 40)["results"]
-    rate = harness.Helper(ctx, "rate", ["rate-client", "--target", f"127.0.0.1:{port}",
-                                        "--rate", "100"])
+    rate = Helper(ctx, "rate", ["rate-client", "--target", f"127.0.0.1:{port}",
+                                "--rate", "100"])
     rate.wait_json("started", 10)
     time.sleep(1)  # the rate client runs against one live server for a second
     rate.stop(signal.SIGTERM, 15)
@@ -825,13 +737,13 @@ def killed(ctx):
     check(done["failed"] == 0 and done["ok"] == done["opened"] and done["ok"] > 0,
           f"after the kill: {done['ok']} of {done['opened']} ok, {done['errors']}")
     settle(rl, baseline, "the kill")
-    app = named(stats_json(rl.sock)["backends"], "app")
+    app = backend_stats(rl.sock, "app")
     servers = {s["name"]: s for s in app["servers"]}
     dead, live = servers[f"127.0.0.1:{p1}"], servers[f"127.0.0.1:{p2}"]
     check(dead["connect_failures"]["refused"] > 0 and app["retries"] > 0,
           f"refused connects to the dead server were not retried: {app}")
     rl.finish()
-    lines = access_lines(rl)
+    lines = access_log(rl.log)
     on_dead = [r for r in lines if r["server"] == f"127.0.0.1:{p1}"]
     check(res["n_failed"] > 0 and res["n_failed"] <= dead["conns"],
           f"{res['n_failed']} long connections failed, {dead['conns']} were on the dead server")
