@@ -111,6 +111,8 @@ static int config_command(const struct options *o)
     }
     if (ret)
         fprintf(stderr, "ringrelay: %s\n", err);
+    if (c)
+        config_free(c);
     free(text);
     free(c);
     return ret;
@@ -287,7 +289,7 @@ int main(int argc, char **argv)
     static struct process r;
     static int cpus[CPU_SETSIZE];
     struct checker *checks = NULL;
-    int n_cpus, ret;
+    int n_cpus, ret, sig;
     sigset_t sigs;
 
     if ((ret = command(&r, argc, argv)) >= 0)
@@ -304,6 +306,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     if (start(&r, cpus, n_cpus, &checks) < 0)
         return 1;
-    stop(&r, run(&r, &sigs, &checks), &sigs, checks);
+    sig = run(&r, &sigs, &checks); /* a reload replaces checks */
+    stop(&r, sig, &sigs, checks);
     return 0;
 }
