@@ -1,6 +1,7 @@
-/* Configuration file: one table of settings per section drives parsing,
- * validation, defaults and --dump-config, like nginx's directive tables. */
-#include "config.h"
+/* Configuration: one table of settings per section drives parsing,
+ * bounds, defaults and the rules across keys, for the file and (through
+ * config_args.c) the command line alike, like nginx's directive tables. */
+#include "config_table.h"
 
 #include "log.h"
 #include "route.h"
@@ -12,62 +13,16 @@
 #include <strings.h>
 #include <yaml.h>
 
-enum kind {
-    K_UINT,        /* min..max */
-    K_DURATION,    /* milliseconds, min..max */
-    K_CHOICE,      /* an int: the index in choices */
-    K_NAME,        /* letters, digits, '-', '_', '.' */
-    K_HOST,        /* a host name, for SNI */
-    K_ROUTE_SNI,   /* a host name or *.suffix */
-    K_PATH,        /* an absolute path, or "" */
-    K_LOG_PATH,    /* an absolute path, "stderr", or "" */
-    K_WORKERS,     /* auto or 1..1024 */
-    K_LOG_LEVEL,   /* error..debug */
-    K_BINDS,       /* one ADDR:PORT or a list of them */
-    K_CIDRS,       /* a list of CIDR ranges */
-    K_TLVS,        /* a list of TLV names and type numbers */
-    K_SERVER_ADDR, /* ADDR:PORT or unix:/path */
-    K_MAP,         /* a nested section */
-    K_SEQ,         /* a list of nested sections */
-};
-
-struct section;
-
-struct setting {
-    const char *key;
-    /* The command-line flag that sets it (NULL: none), with what its value
-     * looks like and one line for --help (the default is added to it). */
-    const char *flag, *arg, *help;
-    size_t off;      /* where the value lands in the section's struct */
-    const char *def; /* default, as the text a file would hold; NULL: required */
-    const char *const *choices;
-    const struct section *sub;   /* K_MAP, K_SEQ */
-    size_t count_off, elem_size; /* K_SEQ: where the count lands, element size */
-    size_t mark_off;             /* 1 + where to keep the value's position (0: nowhere) */
-    enum kind kind;
-    uint32_t min, max;
-    int max_elems;
-    uint8_t grow;      /* K_SEQ: off holds a pointer to an array made to fit */
-    uint8_t restart;   /* start-only: a reload keeps the running value, and says so */
-    uint8_t describes; /* --listen, --backend, --route: the flag builds the
-                        * configuration when there is no file; refused with one */
-};
-
-struct section {
-    const struct setting *settings;
-    size_t size; /* of the struct a mapping of this section fills */
-};
-
 static const char *const io_names[] = {"auto", "uring", "epoll", NULL};
 static const char *const splice_names[] = {"auto", "never", "always", NULL};
 static const char *const pp_names[] = {"off", "v1", "v2", NULL};
 static const char *const pp_in_names[] = {"off", "v1", "v2", "any", NULL};
 static const char *const balance_names[] = {"round_robin", "least_conn", "client_ip_hash", NULL};
 static const char *const check_names[] = {"tcp", "proxy_local", "tls", "off", NULL};
-static const char *const tlv_names[] = {"authority", "alpn", "unique_id", "crc32c", NULL};
+const char *const config_tlv_names[] = {"authority", "alpn", "unique_id", "crc32c", NULL};
 static const char *const access_mode_names[] = {"all", "errors", "off", NULL};
 static const char *const access_format_names[] = {"text", "json", NULL};
-static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+const char *const config_level_names[] = {"error", "warn", "info", "debug", NULL};
 
 #define DAY_MS (24U * 3600U * 1000U)
 #define AT(type, field) .off = offsetof(type, field)
@@ -235,7 +190,7 @@ static const struct setting top_settings[] = {
     END,
 };
 
-static const struct section top_section = {top_settings, sizeof(struct config)};
+const struct section config_top_section = {top_settings, sizeof(struct config)};
 
 int config_parse_duration(const char *s, uint32_t *ms)
 {
@@ -267,31 +222,8 @@ int config_parse_duration(const char *s, uint32_t *ms)
 
 /* ---- the walk ---- */
 
-/* Where the nodes being walked come from. */
-enum origin {
-    FROM_FILE,
-    FROM_DEFAULT, /* a setting's default, as text */
-    FROM_ARGS,    /* the command line: a node's start_mark.index is 1 + the index of
-                   * the argument it came from, 0 for structure around them */
-};
-
-struct walk {
-    yaml_document_t *doc;
-    enum origin origin;
-    const char *file; /* NULL: no file, the command line describes it all */
-    const struct config_arg *args;
-    int n_args;
-    int cli_words;  /* a broken rule is told in flags (--trusted-source), not keys */
-    char path[256]; /* the key path so far: listeners[0].routes[1] */
-    char *err;
-    size_t errlen;
-};
-
-static int fail(struct walk *w, const yaml_mark_t *m, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
 /* Keeps an error to one printable line whatever the file held. */
-static void one_line(char *s)
+void config_one_line(char *s)
 {
     for (; *s; s++)
         if ((unsigned char)*s < 0x20 || *s == 0x7f)
@@ -300,7 +232,7 @@ static void one_line(char *s)
 
 /* Fills err with "FILE:LINE:COL: PATH.KEY: message", or for a value from
  * the command line "--FLAG: message": the same message either way. */
-static int fail(struct walk *w, const yaml_mark_t *m, const char *key, const char *fmt, ...)
+int config_fail(struct walk *w, const yaml_mark_t *m, const char *key, const char *fmt, ...)
 {
     const char *file = w->file ? w->file : "command line";
     char msg[200];
@@ -316,7 +248,7 @@ static int fail(struct walk *w, const yaml_mark_t *m, const char *key, const cha
     else
         snprintf(w->err, w->errlen, "%s:%zu:%zu: %s%s%s: %s", file, m->line + 1, m->column + 1,
                  w->path, *w->path && key ? "." : "", key ? key : "", msg);
-    one_line(w->err);
+    config_one_line(w->err);
     return -EINVAL;
 }
 
@@ -333,7 +265,7 @@ static int pick_name(const char *s, const char *const *names)
     return -1;
 }
 
-static void list_names(const char *const *names, char *buf, size_t cap)
+void config_list_names(const char *const *names, char *buf, size_t cap)
 {
     size_t n = 0;
 
@@ -378,7 +310,7 @@ static int seq_items(struct walk *w, yaml_node_t *n, const char *key, yaml_node_
 {
     *first = *end = NULL;
     if (n->type != YAML_SEQUENCE_NODE)
-        return fail(w, &n->start_mark, key, "expected a list");
+        return config_fail(w, &n->start_mark, key, "expected a list");
     *first = n->data.sequence.items.start;
     *end = n->data.sequence.items.top;
     return 0;
@@ -400,15 +332,15 @@ static int set_binds(struct walk *w, yaml_node_t *n, struct config_listener *l)
     for (; it < end; it++) {
         yaml_node_t *v = yaml_document_get_node(w->doc, *it);
         if (l->n_bind == CONFIG_MAX_BINDS)
-            return fail(w, &v->start_mark, "bind", "at most %d addresses", CONFIG_MAX_BINDS);
+            return config_fail(w, &v->start_mark, "bind", "at most %d addresses", CONFIG_MAX_BINDS);
         if (!(s = scalar(v)) || addr_parse(s, &l->bind[l->n_bind]) < 0)
-            return fail(w, &v->start_mark, "bind",
+            return config_fail(w, &v->start_mark, "bind",
                         "expected IPV4:PORT or [IPV6]:PORT with port 1-65535, got '%s'",
                         s ? s : "a non-scalar");
         l->n_bind++;
     }
     if (l->n_bind == 0)
-        return fail(w, &n->start_mark, "bind", "expected at least one address");
+        return config_fail(w, &n->start_mark, "bind", "expected at least one address");
     return 0;
 }
 
@@ -426,15 +358,15 @@ static int set_cidrs(struct walk *w, yaml_node_t *n, struct config_listener *l)
         yaml_node_t *v = yaml_document_get_node(w->doc, *it);
         struct cidr *c = &l->trusted[l->n_trusted];
         if (l->n_trusted == CONFIG_MAX_TRUSTED)
-            return fail(w, &v->start_mark, "trusted_sources", "at most %d ranges",
+            return config_fail(w, &v->start_mark, "trusted_sources", "at most %d ranges",
                         CONFIG_MAX_TRUSTED);
         if (!(s = scalar(v)) || (ret = cidr_parse(s, c)) == -EINVAL)
-            return fail(w, &v->start_mark, "trusted_sources",
+            return config_fail(w, &v->start_mark, "trusted_sources",
                         "expected an address or ADDR/BITS, got '%s'", s ? s : "a non-scalar");
         if (ret == -EDOM) {
             for (int b = c->bits; b < (c->family == AF_INET ? 32 : 128); b++)
                 c->addr[b / 8] &= (uint8_t)~(0x80 >> (b % 8));
-            return fail(w, &v->start_mark, "trusted_sources",
+            return config_fail(w, &v->start_mark, "trusted_sources",
                         "'%s' has bits set below the /%u prefix; did you mean %s?", s, c->bits,
                         cidr_format(c, net, sizeof(net)));
         }
@@ -459,14 +391,14 @@ static int set_tlvs(struct walk *w, yaml_node_t *n, struct config_backend *b)
         int i;
 
         if (!(s = scalar(v)))
-            return fail(w, &v->start_mark, "tlvs", "expected a TLV name or number");
-        if ((i = pick_name(s, tlv_names)) >= 0) {
+            return config_fail(w, &v->start_mark, "tlvs", "expected a TLV name or number");
+        if ((i = pick_name(s, config_tlv_names)) >= 0) {
             b->tlvs |= 1U << i;
             continue;
         }
         type = strtoul(s, &e, 0);
         if (*s < '0' || *s > '9' || *e || type > 0xff || b->n_tlv_pass == CONFIG_MAX_TLV_PASS)
-            return fail(w, &v->start_mark, "tlvs",
+            return config_fail(w, &v->start_mark, "tlvs",
                         "expected authority, alpn, unique_id, crc32c or a type number like "
                         "0xEA, got '%s'", s);
         b->tlv_pass[b->n_tlv_pass++] = (uint8_t)type;
@@ -479,14 +411,14 @@ static int set_server_addr(struct walk *w, const yaml_mark_t *m, const char *s,
 {
     if (strncmp(s, "unix:", 5) == 0) {
         if (s[5] != '/' || strlen(s + 5) >= CONFIG_PATH_MAX)
-            return fail(w, m, "address", "expected unix:/absolute/path (under %d bytes)",
+            return config_fail(w, m, "address", "expected unix:/absolute/path (under %d bytes)",
                         CONFIG_PATH_MAX);
         sv->is_unix = 1;
         strcpy(sv->path, s + 5); // NOLINT: length checked above
         return 0;
     }
     if (addr_parse(s, &sv->inet) < 0)
-        return fail(w, m, "address",
+        return config_fail(w, m, "address",
                     "expected IPV4:PORT, [IPV6]:PORT (port 1-65535) or unix:/path, got '%s'", s);
     sv->is_unix = 0;
     return 0;
@@ -505,17 +437,17 @@ static int set_number(struct walk *w, const struct setting *st, char *field, con
         else if (parse_u32(s, &u) == 0 && u >= 1 && u <= 1024)
             i = (int)u;
         else
-            return fail(w, m, st->key, "expected auto or a number from 1 to 1024, got '%s'", s);
+            return config_fail(w, m, st->key, "expected auto or a number from 1 to 1024, got '%s'", s);
         memcpy(field, &i, sizeof(i));
         return 0;
     }
     if (st->kind == K_UINT && (parse_u32(s, &u) < 0 || u < st->min || u > st->max))
-        return fail(w, m, st->key, "expected a whole number from %u to %u, got '%s'", st->min,
+        return config_fail(w, m, st->key, "expected a whole number from %u to %u, got '%s'", st->min,
                     st->max, s);
     if (st->kind == K_DURATION && config_parse_duration(s, &u) < 0)
-        return fail(w, m, st->key, "expected a duration like 500ms, 5s, 2m or 1h, got '%s'", s);
+        return config_fail(w, m, st->key, "expected a duration like 500ms, 5s, 2m or 1h, got '%s'", s);
     if (u < st->min || u > st->max)
-        return fail(w, m, st->key, "%s is out of range %ums-%ums", s, st->min, st->max);
+        return config_fail(w, m, st->key, "%s is out of range %ums-%ums", s, st->min, st->max);
     memcpy(field, &u, sizeof(u));
     return 0;
 }
@@ -528,12 +460,12 @@ static int set_choice(struct walk *w, const struct setting *st, char *field, con
     int i;
 
     if (st->kind == K_LOG_LEVEL) {
-        if (pick_name(s, level_names) < 0)
-            return fail(w, m, st->key, "expected error, warn, info or debug, got '%s'", s);
+        if (pick_name(s, config_level_names) < 0)
+            return config_fail(w, m, st->key, "expected error, warn, info or debug, got '%s'", s);
         i = log_level_parse(s);
     } else if ((i = pick_name(s, st->choices)) < 0) {
-        list_names(st->choices, names, sizeof(names));
-        return fail(w, m, st->key, "expected one of %s, got '%s'", names, s);
+        config_list_names(st->choices, names, sizeof(names));
+        return config_fail(w, m, st->key, "expected one of %s, got '%s'", names, s);
     }
     memcpy(field, &i, sizeof(i));
     return 0;
@@ -548,7 +480,7 @@ static int set_text(struct walk *w, const struct setting *st, char *field, const
     switch (st->kind) {
     case K_NAME:
         if (*s && !valid_name(s))
-            return fail(w, m, st->key, "expected a name of letters, digits, '-', '_' or '.' "
+            return config_fail(w, m, st->key, "expected a name of letters, digits, '-', '_' or '.' "
                         "(at most %d), got '%s'", CONFIG_NAME_MAX - 1, s);
         snprintf(field, CONFIG_NAME_MAX, "%s", s);
         return 0;
@@ -557,14 +489,14 @@ static int set_text(struct walk *w, const struct setting *st, char *field, const
         /* A backend's sni may be "" (none); a route's names something. */
         i = *s || st->kind == K_ROUTE_SNI ? route_name_check(s, strlen(s)) : 0;
         if (i < 0 || (st->kind == K_HOST && i == 1))
-            return fail(w, m, st->key, "expected a host name%s, got '%s'",
+            return config_fail(w, m, st->key, "expected a host name%s, got '%s'",
                         st->kind == K_ROUTE_SNI ? " or *.suffix" : "", s);
         snprintf(field, CLIENTHELLO_SNI_MAX + 1, "%s", s);
         return 0;
     default: /* K_PATH, K_LOG_PATH */
         if ((*s && *s != '/' && !(st->kind == K_LOG_PATH && strcmp(s, "stderr") == 0)) ||
             strlen(s) >= CONFIG_PATH_MAX)
-            return fail(w, m, st->key, "expected an absolute path under %d bytes%s, got '%s'",
+            return config_fail(w, m, st->key, "expected an absolute path under %d bytes%s, got '%s'",
                         CONFIG_PATH_MAX, st->kind == K_LOG_PATH ? " or stderr" : "", s);
         snprintf(field, CONFIG_PATH_MAX, "%s", s);
         return 0;
@@ -593,14 +525,12 @@ static int set_scalar(struct walk *w, const struct setting *st, void *base, cons
     case K_LOG_PATH:
         return set_text(w, st, field, s, m);
     default:
-        return fail(w, m, st->key, "internal: not a scalar setting");
+        return config_fail(w, m, st->key, "internal: not a scalar setting");
     }
 }
 
-static int walk_section(struct walk *w, const struct section *sec, yaml_node_t *n, void *base);
-
 /* Where the elements of sequence st start in the struct at base. */
-static char *seq_elems(const struct setting *st, const void *base)
+char *config_seq_elems(const struct setting *st, const void *base)
 {
     char *elems;
 
@@ -610,7 +540,7 @@ static char *seq_elems(const struct setting *st, const void *base)
     return elems;
 }
 
-static int seq_count(const struct setting *st, const void *base)
+int config_seq_count(const struct setting *st, const void *base)
 {
     int count;
 
@@ -629,14 +559,14 @@ static int walk_seq(struct walk *w, const struct setting *st, yaml_node_t *n, vo
     if (seq_items(w, n, st->key, &it, &end) < 0)
         return -EINVAL;
     if (end - it > st->max_elems)
-        return fail(w, &n->start_mark, st->key, "at most %d entries", st->max_elems);
+        return config_fail(w, &n->start_mark, st->key, "at most %d entries", st->max_elems);
     if (st->grow) {
         elems = end > it ? calloc((size_t)(end - it), st->elem_size) : NULL;
         if (end > it && !elems)
             return -ENOMEM;
         memcpy((char *)base + st->off, &elems, sizeof(elems));
     }
-    elems = seq_elems(st, base);
+    elems = config_seq_elems(st, base);
     for (; it < end; it++, count++) {
         yaml_node_t *v = yaml_document_get_node(w->doc, *it);
         snprintf(w->path + len, sizeof(w->path) - len, "%s%s[%d]", len ? "." : "", st->key,
@@ -644,7 +574,7 @@ static int walk_seq(struct walk *w, const struct setting *st, yaml_node_t *n, vo
         /* Counted before it is filled, so that config_free() finds what a
          * failure halfway through it leaves. */
         memcpy((char *)base + st->count_off, &(int){count + 1}, sizeof(int));
-        ret = walk_section(w, st->sub, v, elems + (size_t)count * st->elem_size);
+        ret = config_walk_section(w, st->sub, v, elems + (size_t)count * st->elem_size);
         w->path[len] = '\0';
         if (ret < 0)
             return ret;
@@ -654,7 +584,7 @@ static int walk_seq(struct walk *w, const struct setting *st, yaml_node_t *n, vo
 }
 
 /* Applies one key's value node. */
-static int apply(struct walk *w, const struct setting *st, yaml_node_t *v, void *base)
+int config_apply(struct walk *w, const struct setting *st, yaml_node_t *v, void *base)
 {
     size_t len = strlen(w->path);
     const char *s;
@@ -675,16 +605,16 @@ static int apply(struct walk *w, const struct setting *st, yaml_node_t *v, void 
         return walk_seq(w, st, v, base);
     case K_MAP:
         snprintf(w->path + len, sizeof(w->path) - len, "%s%s", len ? "." : "", st->key);
-        ret = walk_section(w, st->sub, v, (char *)base + st->off);
+        ret = config_walk_section(w, st->sub, v, (char *)base + st->off);
         w->path[len] = '\0';
         return ret;
     case K_SERVER_ADDR:
         if (!(s = scalar(v)))
-            return fail(w, &v->start_mark, st->key, "expected a value, not a list or mapping");
+            return config_fail(w, &v->start_mark, st->key, "expected a value, not a list or mapping");
         return set_server_addr(w, &v->start_mark, s, base);
     default:
         if (!(s = scalar(v)))
-            return fail(w, &v->start_mark, st->key, "expected a value, not a list or mapping");
+            return config_fail(w, &v->start_mark, st->key, "expected a value, not a list or mapping");
         return set_scalar(w, st, base, s, &v->start_mark);
     }
 }
@@ -705,7 +635,7 @@ static int apply_default(struct walk *w, const struct setting *st, void *base)
         root = yaml_document_get_root_node(&doc);
         w->doc = &doc;
         w->origin = FROM_DEFAULT;
-        ret = root ? apply(w, st, root, base) : -EINVAL;
+        ret = root ? config_apply(w, st, root, base) : -EINVAL;
         w->doc = outer;
         w->origin = outer_origin;
         yaml_document_delete(&doc);
@@ -716,14 +646,14 @@ static int apply_default(struct walk *w, const struct setting *st, void *base)
 
 /* One mapping against its section's table: known keys once each, required
  * ones present, defaults for the rest. */
-static int walk_section(struct walk *w, const struct section *sec, yaml_node_t *n, void *base)
+int config_walk_section(struct walk *w, const struct section *sec, yaml_node_t *n, void *base)
 {
     char names[300];
     uint64_t seen = 0;
     int ret;
 
     if (n->type != YAML_MAPPING_NODE)
-        return fail(w, &n->start_mark, NULL, "expected a mapping of keys to values");
+        return config_fail(w, &n->start_mark, NULL, "expected a mapping of keys to values");
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(w->doc, p->key);
         yaml_node_t *v = yaml_document_get_node(w->doc, p->value);
@@ -738,13 +668,13 @@ static int walk_section(struct walk *w, const struct section *sec, yaml_node_t *
             for (int j = 0; sec->settings[j].key && m < sizeof(names); j++)
                 m += (size_t)snprintf(names + m, sizeof(names) - m, "%s%s", j ? ", " : "",
                                       sec->settings[j].key);
-            return fail(w, &k->start_mark, key ? key : "?", "unknown key (expected one of: %s)",
+            return config_fail(w, &k->start_mark, key ? key : "?", "unknown key (expected one of: %s)",
                         names);
         }
         if (seen & (1ULL << i))
-            return fail(w, &k->start_mark, key, "given twice");
+            return config_fail(w, &k->start_mark, key, "given twice");
         seen |= 1ULL << i;
-        if ((ret = apply(w, &sec->settings[i], v, base)) < 0)
+        if ((ret = config_apply(w, &sec->settings[i], v, base)) < 0)
             return ret;
     }
     for (int i = 0; sec->settings[i].key; i++) {
@@ -752,444 +682,11 @@ static int walk_section(struct walk *w, const struct section *sec, yaml_node_t *
         if (seen & (1ULL << i))
             continue;
         if (!st->def)
-            return fail(w, &n->start_mark, st->key, "required");
+            return config_fail(w, &n->start_mark, st->key, "required");
         if ((ret = apply_default(w, st, base)) < 0)
             return ret;
     }
     return 0;
-}
-
-/* ---- the command line: flags are rows of the same tables ---- */
-
-/* Calls fn on every setting of sec and the sections below it, in table
- * order, until fn returns non-zero; returns that. */
-static int each_setting(const struct section *sec, int (*fn)(const struct setting *, void *),
-                        void *arg)
-{
-    int ret;
-
-    for (const struct setting *st = sec->settings; st->key; st++) {
-        if ((ret = fn(st, arg)) != 0)
-            return ret;
-        if (st->sub && (ret = each_setting(st->sub, fn, arg)) != 0)
-            return ret;
-    }
-    return 0;
-}
-
-struct find {
-    const char *name; /* a flag or a key */
-    size_t len;
-    const struct setting *found;
-};
-
-static int match_flag(const struct setting *st, void *arg)
-{
-    struct find *f = arg;
-
-    if (!st->flag || strlen(st->flag) != f->len || memcmp(st->flag, f->name, f->len) != 0)
-        return 0;
-    f->found = st;
-    return 1;
-}
-
-static int match_key(const struct setting *st, void *arg)
-{
-    struct find *f = arg;
-
-    if (!st->flag || strcmp(st->key, f->name) != 0)
-        return 0;
-    f->found = st;
-    return 1;
-}
-
-static const struct setting *setting_by_flag(const char *s, size_t len)
-{
-    struct find f = {s, len, NULL};
-
-    each_setting(&top_section, match_flag, &f);
-    return f.found;
-}
-
-/* The setting with this key that has a flag. */
-static const struct setting *setting_by_key(const char *key)
-{
-    struct find f = {key, 0, NULL};
-
-    each_setting(&top_section, match_key, &f);
-    return f.found;
-}
-
-const char *config_flag(const char *s, size_t len)
-{
-    const struct setting *st = setting_by_flag(s, len);
-
-    return st ? st->flag : NULL;
-}
-
-/* Whether some argument sets the key of st. */
-static int arg_given(const struct walk *w, const struct setting *st)
-{
-    for (int i = 0; st && i < w->n_args; i++)
-        if (w->args[i].flag == st->flag)
-            return 1;
-    return 0;
-}
-
-/* A document built from the command line; ok turns 0 if libyaml ran out of
- * memory on the way. */
-struct argdoc {
-    yaml_document_t doc;
-    int ok;
-};
-
-static int argdoc_init(struct argdoc *d)
-{
-    yaml_version_directive_t *v = NULL;
-
-    d->ok = yaml_document_initialize(&d->doc, v, NULL, NULL, 1, 1) != 0;
-    return d->ok ? 0 : -ENOMEM;
-}
-
-/* A scalar of len bytes of s, from argument arg (-1: none). Returns its id. */
-static int argdoc_scalar(struct argdoc *d, const char *s, size_t len, int arg)
-{
-    int id = d->ok ? yaml_document_add_scalar(&d->doc, NULL, (yaml_char_t *)s, (int)len,
-                                              YAML_PLAIN_SCALAR_STYLE)
-                   : 0;
-
-    if (!id)
-        d->ok = 0;
-    else
-        d->doc.nodes.start[id - 1].start_mark.index = (size_t)arg + 1;
-    return id;
-}
-
-static int argdoc_str(struct argdoc *d, const char *s, int arg)
-{
-    return argdoc_scalar(d, s, strlen(s), arg);
-}
-
-static int argdoc_node(struct argdoc *d, int seq, int arg)
-{
-    int id = !d->ok ? 0
-             : seq  ? yaml_document_add_sequence(&d->doc, NULL, YAML_ANY_SEQUENCE_STYLE)
-                    : yaml_document_add_mapping(&d->doc, NULL, YAML_ANY_MAPPING_STYLE);
-
-    if (!id)
-        d->ok = 0;
-    else
-        d->doc.nodes.start[id - 1].start_mark.index = (size_t)arg + 1;
-    return id;
-}
-
-static void argdoc_pair(struct argdoc *d, int map, const char *key, int value)
-{
-    int k = argdoc_str(d, key, -1);
-
-    if (!k || !value || !yaml_document_append_mapping_pair(&d->doc, map, k, value))
-        d->ok = 0;
-}
-
-static void argdoc_item(struct argdoc *d, int seq, int item)
-{
-    if (!item || !d->ok || !yaml_document_append_sequence_item(&d->doc, seq, item))
-        d->ok = 0;
-}
-
-/* A backend the command line makes: one server, no retries and no health
- * checks (there is no second server to turn to). */
-static void argdoc_backend(struct argdoc *d, int backends, const char *name, const char *addr,
-                           size_t len, int arg)
-{
-    int b = argdoc_node(d, 0, -1), health = argdoc_node(d, 0, -1);
-    int servers = argdoc_node(d, 1, arg), server = argdoc_node(d, 0, arg);
-
-    argdoc_pair(d, b, "name", argdoc_str(d, name, -1));
-    argdoc_pair(d, b, "retries", argdoc_str(d, "0", -1));
-    argdoc_pair(d, health, "mode", argdoc_str(d, "off", -1));
-    argdoc_pair(d, b, "health_check", health);
-    argdoc_pair(d, server, "address", argdoc_scalar(d, addr, len, arg));
-    argdoc_item(d, servers, server);
-    argdoc_pair(d, b, "servers", servers);
-    argdoc_item(d, backends, b);
-}
-
-/* The index of the first argument with flag, or of the last with last set;
- * -1 if none. */
-static int arg_find(const struct walk *w, const char *flag, int last)
-{
-    int found = -1;
-
-    for (int i = 0; i < w->n_args; i++) {
-        if (strcmp(w->args[i].flag, flag) != 0)
-            continue;
-        found = i;
-        if (!last)
-            break;
-    }
-    return found;
-}
-
-/* One --route NAME=ADDR:PORT: a route to a backend of its own. */
-static void argdoc_route(struct walk *w, struct argdoc *d, int routes, int backends, int arg,
-                         int n)
-{
-    const char *v = w->args[arg].value, *eq = strchr(v, '='); /* checked: there is one */
-    char name[CONFIG_NAME_MAX];
-    int r;
-
-    snprintf(name, sizeof(name), "route%d", n);
-    r = argdoc_node(d, 0, arg);
-    argdoc_pair(d, r, "sni", argdoc_scalar(d, v, (size_t)(eq - v), arg));
-    argdoc_pair(d, r, "backend", argdoc_str(d, name, -1));
-    argdoc_item(d, routes, r);
-    argdoc_backend(d, backends, name, eq + 1, strlen(eq + 1), arg);
-}
-
-/* The configuration --listen, --backend and --route describe, as the
- * document a file would hold: one listener "cli" with every --listen, its
- * default backend "backend" with --backend, a backend "routeN" per route. */
-static int argdoc_describe(struct walk *w, struct argdoc *d)
-{
-    int listen = arg_find(w, "--listen", 0), backend = arg_find(w, "--backend", 1);
-    int root, listeners, l, binds, routes, backends, n_routes = 0;
-    const char *v;
-
-    for (int i = 0; i < w->n_args; i++) {
-        if (strcmp(w->args[i].flag, "--route") == 0 && !strchr(w->args[i].value, '=')) {
-            snprintf(w->err, w->errlen, "--route: expected NAME=ADDR:PORT with NAME a host "
-                     "name or *.suffix, like api.example.com=10.0.0.5:8443, got '%s'",
-                     w->args[i].value);
-            one_line(w->err);
-            return -EINVAL;
-        }
-    }
-    if (listen < 0 || backend < 0) {
-        snprintf(w->err, w->errlen, listen < 0 ? "--listen: required (at least one ADDR:PORT)"
-                                               : "--backend: required (ADDR:PORT)");
-        return -EINVAL;
-    }
-    root = argdoc_node(d, 0, -1);
-    listeners = argdoc_node(d, 1, -1);
-    l = argdoc_node(d, 0, -1);
-    binds = argdoc_node(d, 1, listen);
-    routes = argdoc_node(d, 1, arg_find(w, "--route", 0));
-    backends = argdoc_node(d, 1, arg_find(w, "--route", 0));
-    argdoc_pair(d, root, "listeners", listeners);
-    argdoc_item(d, listeners, l);
-    argdoc_pair(d, l, "name", argdoc_str(d, "cli", -1));
-    argdoc_pair(d, l, "bind", binds);
-    argdoc_pair(d, l, "routes", routes);
-    argdoc_pair(d, l, "default_backend", argdoc_str(d, "backend", -1));
-    argdoc_pair(d, root, "backends", backends);
-    v = w->args[backend].value;
-    argdoc_backend(d, backends, "backend", v, strlen(v), backend);
-    for (int i = 0; i < w->n_args; i++) {
-        if (strcmp(w->args[i].flag, "--listen") == 0)
-            argdoc_item(d, binds, argdoc_str(d, w->args[i].value, i));
-        else if (strcmp(w->args[i].flag, "--route") == 0)
-            argdoc_route(w, d, routes, backends, i, ++n_routes);
-    }
-    return d->ok ? 0 : -ENOMEM;
-}
-
-/* Whether values of this kind come as a list: every use of the flag adds
- * to it (and --tlvs takes several at once, comma-separated). */
-static int list_kind(enum kind k)
-{
-    return k == K_BINDS || k == K_CIDRS || k == K_TLVS;
-}
-
-/* The value node for st from its flags: a list of every value given, or
- * the last one given. Returns the node's id, 0 if the flag was not given. */
-static int argdoc_value(const struct walk *w, struct argdoc *d, const struct setting *st)
-{
-    int seq = 0, last = -1;
-
-    for (int i = 0; i < w->n_args; i++) {
-        const char *v = w->args[i].value, *comma;
-        if (w->args[i].flag != st->flag)
-            continue;
-        last = i;
-        if (!list_kind(st->kind))
-            continue;
-        if (!seq)
-            seq = argdoc_node(d, 1, i);
-        for (; st->kind == K_TLVS && (comma = strchr(v, ',')); v = comma + 1)
-            argdoc_item(d, seq, argdoc_scalar(d, v, (size_t)(comma - v), i));
-        argdoc_item(d, seq, argdoc_str(d, v, i));
-    }
-    if (last < 0)
-        return 0;
-    return seq ? seq : argdoc_str(d, w->args[last].value, last);
-}
-
-/* Sets st in the struct at base from the flags that name it, if any. */
-static int apply_flag(struct walk *w, const struct setting *st, void *base)
-{
-    yaml_document_t *outer = w->doc;
-    enum origin outer_origin = w->origin;
-    struct argdoc d;
-    int id, ret;
-
-    if (!arg_given(w, st))
-        return 0;
-    if (argdoc_init(&d) < 0)
-        return -ENOMEM;
-    id = argdoc_value(w, &d, st);
-    ret = d.ok ? 0 : -ENOMEM;
-    if (ret == 0 && id) {
-        w->doc = &d.doc;
-        w->origin = FROM_ARGS;
-        ret = apply(w, st, yaml_document_get_node(&d.doc, id), base);
-        w->doc = outer;
-        w->origin = outer_origin;
-    }
-    yaml_document_delete(&d.doc);
-    return ret;
-}
-
-/* Puts the flags over the struct at base that sec describes, and over
- * every section below it: a listener's flag sets every listener's key. */
-static int apply_flags(struct walk *w, const struct section *sec, void *base)
-{
-    int ret, count;
-
-    for (const struct setting *st = sec->settings; st->key; st++) {
-        char *field = (char *)base + st->off;
-        if (st->kind == K_MAP) {
-            ret = apply_flags(w, st->sub, field);
-        } else if (st->kind == K_SEQ) {
-            char *elems = seq_elems(st, base);
-            count = seq_count(st, base);
-            ret = 0;
-            for (int e = 0; e < count && ret == 0; e++)
-                ret = apply_flags(w, st->sub, elems + (size_t)e * st->elem_size);
-        } else {
-            ret = st->flag && !st->describes ? apply_flag(w, st, base) : 0;
-        }
-        if (ret < 0)
-            return ret;
-    }
-    return 0;
-}
-
-/* Each flag's value alone, in a scratch struct of the section it is in. */
-static int check_flags(struct walk *w, const struct section *sec)
-{
-    void *scratch = calloc(1, sec->size);
-    int ret = scratch ? 0 : -ENOMEM;
-
-    for (const struct setting *st = sec->settings; st->key && ret == 0; st++) {
-        if (st->sub)
-            ret = check_flags(w, st->sub);
-        else if (st->flag && st->kind != K_SEQ)
-            ret = apply_flag(w, st, scratch);
-    }
-    free(scratch);
-    return ret;
-}
-
-static int walk_described(struct walk *w, struct config *c);
-static int describing(const struct setting *st, void *arg);
-
-/* The flags that describe listeners and backends replace a file's. */
-static int check_no_file(struct walk *w, int with_file)
-{
-    if (!with_file || !each_setting(&top_section, describing, w))
-        return 0;
-    snprintf(w->err, w->errlen, "--listen, --backend and --route describe what the file's "
-             "listeners and backends do; give one or the other, not both");
-    return -EINVAL;
-}
-
-int config_check_args(const struct config_arg *args, int n, int with_file, char *err,
-                      size_t errlen)
-{
-    struct walk w = {.origin = FROM_ARGS, .args = args, .n_args = n, .err = err,
-                     .errlen = errlen};
-    struct config *scratch;
-    int ret = check_flags(&w, &top_section);
-
-    if (ret == 0)
-        ret = check_no_file(&w, with_file);
-    if (ret < 0 || with_file || !each_setting(&top_section, describing, &w))
-        return ret;
-    /* What --listen, --backend and --route describe, whole. */
-    if (!(scratch = calloc(1, sizeof(*scratch))))
-        return -ENOMEM;
-    ret = walk_described(&w, scratch);
-    config_free(scratch);
-    free(scratch);
-    return ret;
-}
-
-/* Writes text from column col, wrapped before column 80 and indented to
- * column indent on each new line. */
-static void usage_wrap(FILE *out, const char *text, int col, int indent)
-{
-    while (*text) {
-        const char *end = strchr(text, ' ');
-        int word = end ? (int)(end - text) : (int)strlen(text);
-        if (col > indent && col + 1 + word > 79) {
-            fprintf(out, "\n%*s", indent, "");
-            col = indent;
-        } else if (col > indent) {
-            fputc(' ', out);
-            col++;
-        }
-        fprintf(out, "%.*s", word, text);
-        col += word;
-        text += word;
-        while (*text == ' ')
-            text++;
-    }
-    fputc('\n', out);
-}
-
-/* --help: a flag with its value, what it does and its default. */
-static int usage_line(const struct setting *st, void *arg)
-{
-    FILE *out = arg;
-    char what[200], names[160], help[400];
-    int col;
-
-    if (!st->flag)
-        return 0;
-    if (st->choices) {
-        list_names(st->choices, names, sizeof(names));
-        for (char *p = names; (p = strstr(p, ", ")) != NULL;)
-            memmove(p + 1, p + 2, strlen(p + 2) + 1), *p = '|';
-    }
-    snprintf(what, sizeof(what), "  %s %s", st->flag, st->choices ? names : st->arg);
-    if (st->def && strcmp(st->def, "\"\"") != 0 && strcmp(st->def, "[]") != 0)
-        snprintf(help, sizeof(help), "%s (default %s)", st->help, st->def);
-    else
-        snprintf(help, sizeof(help), "%s", st->help);
-    col = fprintf(out, "%-30s", what);
-    if (col > 30) {
-        fprintf(out, "\n%30s", "");
-        col = 30;
-    }
-    usage_wrap(out, help, col, 30);
-    return 0;
-}
-
-static int usage_describing(const struct setting *st, void *arg)
-{
-    return st->describes ? usage_line(st, arg) : 0;
-}
-
-static int usage_setting(const struct setting *st, void *arg)
-{
-    return st->describes ? 0 : usage_line(st, arg);
-}
-
-void config_flags_usage(FILE *out)
-{
-    each_setting(&top_section, usage_describing, out);
-    each_setting(&top_section, usage_setting, out);
 }
 
 /* ---- rules across keys, once every value is in ---- */
@@ -1199,13 +696,13 @@ void config_flags_usage(FILE *out)
  * the file's position) otherwise. */
 static void speak_of(struct walk *w, const char *subject)
 {
-    w->cli_words = !w->file || arg_given(w, setting_by_key(subject));
+    w->cli_words = !w->file || config_arg_given(w, config_setting_by_key(subject));
 }
 
 /* key as the user would write it: the key, or its flag. */
 static const char *say(const struct walk *w, const char *key)
 {
-    const struct setting *st = w->cli_words ? setting_by_key(key) : NULL;
+    const struct setting *st = w->cli_words ? config_setting_by_key(key) : NULL;
 
     return st ? st->flag : key;
 }
@@ -1235,7 +732,7 @@ static int fail_at(struct walk *w, const struct config_mark *m, const char *path
         snprintf(w->err, w->errlen, "%s", msg);
     else
         snprintf(w->err, w->errlen, "%s:%d:%d: %s: %s", w->file, m->line, m->col, path, msg);
-    one_line(w->err);
+    config_one_line(w->err);
     return -EINVAL;
 }
 
@@ -1445,7 +942,7 @@ static int yaml_error(struct walk *w, const yaml_parser_t *p)
     snprintf(w->err, w->errlen, "%s:%zu:%zu: %s%s%s", w->file, p->problem_mark.line + 1,
              p->problem_mark.column + 1, p->problem ? p->problem : "bad YAML",
              p->context ? " " : "", p->context ? p->context : "");
-    one_line(w->err);
+    config_one_line(w->err);
     return -EINVAL;
 }
 
@@ -1471,10 +968,10 @@ static int prescan(struct walk *w, const char *text, size_t len)
         else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT)
             depth--;
         if (depth > CONFIG_MAX_DEPTH)
-            ret = fail(w, &ev.start_mark, NULL, "nested more than %d levels deep",
+            ret = config_fail(w, &ev.start_mark, NULL, "nested more than %d levels deep",
                        CONFIG_MAX_DEPTH);
         else if (ev.type == YAML_DOCUMENT_START_EVENT && ++docs > 1)
-            ret = fail(w, &ev.start_mark, NULL, "a second YAML document (after '---'); put "
+            ret = config_fail(w, &ev.start_mark, NULL, "a second YAML document (after '---'); put "
                        "the whole configuration in one");
         else if (ev.type == YAML_STREAM_END_EVENT)
             ret = 0;
@@ -1507,37 +1004,13 @@ static int walk_file(struct walk *w, struct config *c, const char *text, size_t 
     w->origin = FROM_FILE;
     root = yaml_document_get_root_node(&doc);
     if (!root)
-        ret = fail(w, &start, "listeners", "the file is empty; required");
+        ret = config_fail(w, &start, "listeners", "the file is empty; required");
     else
-        ret = walk_section(w, &top_section, root, c);
+        ret = config_walk_section(w, &config_top_section, root, c);
     w->doc = NULL;
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
     return ret;
-}
-
-/* What the command line describes into c, as if it were a file. */
-static int walk_described(struct walk *w, struct config *c)
-{
-    struct argdoc d;
-    int ret;
-
-    if (argdoc_init(&d) < 0)
-        return -ENOMEM;
-    ret = argdoc_describe(w, &d);
-    if (ret == 0) {
-        w->doc = &d.doc;
-        w->origin = FROM_ARGS;
-        ret = walk_section(w, &top_section, yaml_document_get_root_node(&d.doc), c);
-        w->doc = NULL;
-    }
-    yaml_document_delete(&d.doc);
-    return ret;
-}
-
-static int describing(const struct setting *st, void *arg)
-{
-    return st->describes && arg_given(arg, st);
 }
 
 int config_load(struct config *c, const char *file, const char *text, size_t len,
@@ -1547,11 +1020,11 @@ int config_load(struct config *c, const char *file, const char *text, size_t len
     int ret;
 
     memset(c, 0, sizeof(*c));
-    if ((ret = check_no_file(&w, file != NULL)) < 0)
+    if ((ret = config_check_no_file(&w, file != NULL)) < 0)
         return ret;
-    ret = file ? walk_file(&w, c, text, len) : walk_described(&w, c);
+    ret = file ? walk_file(&w, c, text, len) : config_walk_described(&w, c);
     if (ret == 0)
-        ret = apply_flags(&w, &top_section, c);
+        ret = config_apply_flags(&w, &config_top_section, c);
     if (ret == 0)
         ret = check_backends(&w, c);
     if (ret == 0)
@@ -1568,8 +1041,8 @@ static void free_section(const struct section *sec, void *base)
         char *elems;
         if (st->kind != K_SEQ)
             continue;
-        elems = seq_elems(st, base);
-        for (int e = 0; elems && e < seq_count(st, base); e++)
+        elems = config_seq_elems(st, base);
+        for (int e = 0; elems && e < config_seq_count(st, base); e++)
             free_section(st->sub, elems + (size_t)e * st->elem_size);
         if (st->grow) {
             void *none = NULL;
@@ -1582,7 +1055,7 @@ static void free_section(const struct section *sec, void *base)
 
 void config_free(struct config *c)
 {
-    free_section(&top_section, c);
+    free_section(&config_top_section, c);
 }
 
 int config_parse(struct config *c, const char *file, const char *text, size_t len, char *err,
@@ -1591,220 +1064,3 @@ int config_parse(struct config *c, const char *file, const char *text, size_t le
     return config_load(c, file, text, len, NULL, 0, err, errlen);
 }
 
-/* ---- --dump-config: the same tables, read the other way ---- */
-
-static void dump_duration(FILE *out, uint32_t ms)
-{
-    if (ms && ms % 3600000 == 0)
-        fprintf(out, "%uh", ms / 3600000);
-    else if (ms && ms % 60000 == 0)
-        fprintf(out, "%um", ms / 60000);
-    else if (ms % 1000 == 0)
-        fprintf(out, "%us", ms / 1000);
-    else
-        fprintf(out, "%ums", ms);
-}
-
-/* A double-quoted YAML string: quotes, backslashes and control bytes escaped. */
-static void dump_string(FILE *out, const char *prefix, const char *s)
-{
-    fprintf(out, "\"%s", prefix);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(out, "\\%c", ch);
-        else if (ch < 0x20 || ch == 0x7f)
-            fprintf(out, "\\x%02x", ch);
-        else
-            fputc(ch, out);
-    }
-    fputc('"', out);
-}
-
-/* The settings whose value is a list, or needs the whole struct. */
-static void dump_list(FILE *out, const struct setting *st, const void *base)
-{
-    char buf[ADDR_STRLEN > CIDR_STRLEN ? ADDR_STRLEN : CIDR_STRLEN];
-    const struct config_listener *l = base;
-    const struct config_backend *b = base;
-    const struct config_server *sv = base;
-    int n = 0;
-
-    if (st->kind == K_SERVER_ADDR) {
-        if (sv->is_unix)
-            dump_string(out, "unix:", sv->path);
-        else
-            fprintf(out, "\"%s\"", addr_format(&sv->inet.sa, buf, sizeof(buf)));
-        return;
-    }
-    fprintf(out, "[");
-    if (st->kind == K_BINDS)
-        for (int i = 0; i < l->n_bind; i++)
-            fprintf(out, "%s\"%s\"", i ? ", " : "", addr_format(&l->bind[i].sa, buf, sizeof(buf)));
-    if (st->kind == K_CIDRS)
-        for (int i = 0; i < l->n_trusted; i++)
-            fprintf(out, "%s\"%s\"", i ? ", " : "", cidr_format(&l->trusted[i], buf, sizeof(buf)));
-    if (st->kind == K_TLVS) {
-        for (int t = 0; tlv_names[t]; t++)
-            if (b->tlvs & (1U << t))
-                fprintf(out, "%s%s", n++ ? ", " : "", tlv_names[t]);
-        for (int t = 0; t < b->n_tlv_pass; t++)
-            fprintf(out, "%s0x%02X", n++ ? ", " : "", b->tlv_pass[t]);
-    }
-    fprintf(out, "]");
-}
-
-static void dump_value(FILE *out, const struct setting *st, const void *base)
-{
-    const char *field = (const char *)base + st->off;
-    uint32_t u;
-    int i;
-
-    switch (st->kind) {
-    case K_UINT:
-    case K_DURATION:
-        memcpy(&u, field, sizeof(u));
-        if (st->kind == K_UINT)
-            fprintf(out, "%u", u);
-        else
-            dump_duration(out, u);
-        break;
-    case K_CHOICE:
-    case K_LOG_LEVEL:
-    case K_WORKERS:
-        memcpy(&i, field, sizeof(i));
-        if (st->kind == K_WORKERS && !i)
-            fprintf(out, "auto");
-        else if (st->kind == K_WORKERS)
-            fprintf(out, "%d", i);
-        else
-            fprintf(out, "%s", (st->kind == K_LOG_LEVEL ? level_names : st->choices)[i]);
-        break;
-    case K_NAME:
-    case K_HOST:
-    case K_ROUTE_SNI:
-    case K_PATH:
-    case K_LOG_PATH:
-        dump_string(out, "", field);
-        break;
-    case K_BINDS:
-    case K_CIDRS:
-    case K_TLVS:
-    case K_SERVER_ADDR:
-        dump_list(out, st, base);
-        break;
-    default:
-        break;
-    }
-}
-
-static void dump_section(FILE *out, const struct section *sec, const void *base, int indent,
-                         int first_dash);
-
-static void dump_seq(FILE *out, const struct setting *st, const void *base, int indent)
-{
-    int count = seq_count(st, base);
-    const char *elems = seq_elems(st, base);
-
-    if (count == 0) {
-        fprintf(out, " []\n");
-        return;
-    }
-    fprintf(out, "\n");
-    for (int e = 0; e < count; e++)
-        dump_section(out, st->sub, elems + (size_t)e * st->elem_size, indent + 2, 1);
-}
-
-/* Writes one section at indent; first_dash starts it as a list item. */
-static void dump_section(FILE *out, const struct section *sec, const void *base, int indent,
-                         int first_dash)
-{
-    for (int i = 0; sec->settings[i].key; i++) {
-        const struct setting *st = &sec->settings[i];
-        if (i == 0 && first_dash)
-            fprintf(out, "%*s- %s:", indent - 2, "", st->key);
-        else
-            fprintf(out, "%*s%s:", indent, "", st->key);
-        if (st->kind == K_SEQ) {
-            dump_seq(out, st, base, indent);
-        } else if (st->kind == K_MAP) {
-            fprintf(out, "\n");
-            dump_section(out, st->sub, (const char *)base + st->off, indent + 2, 0);
-        } else {
-            fprintf(out, " ");
-            dump_value(out, st, base);
-            fprintf(out, "\n");
-        }
-    }
-}
-
-void config_dump(const struct config *c, FILE *out)
-{
-    dump_section(out, &top_section, c, 0, 0);
-}
-
-/* ---- reload: what it must keep ---- */
-
-/* Bytes of the field a scalar setting fills; 0 for the others. */
-static size_t field_size(const struct setting *st)
-{
-    switch (st->kind) {
-    case K_UINT:
-    case K_DURATION:
-        return sizeof(uint32_t);
-    case K_CHOICE:
-    case K_LOG_LEVEL:
-    case K_WORKERS:
-        return sizeof(int);
-    case K_NAME:
-        return CONFIG_NAME_MAX;
-    case K_PATH:
-    case K_LOG_PATH:
-        return CONFIG_PATH_MAX;
-    default:
-        return 0;
-    }
-}
-
-/* A setting's value as --dump-config writes it. */
-static void value_text(const struct setting *st, const void *base, char *buf, size_t cap)
-{
-    FILE *f = fmemopen(buf, cap, "w");
-
-    buf[0] = '\0';
-    if (f) {
-        dump_value(f, st, base);
-        fclose(f);
-    }
-}
-
-static void keep_section(const struct section *sec, void *nbase, const void *obase,
-                         const char *prefix,
-                         void (*changed)(const char *, const char *, const char *))
-{
-    char was[CONFIG_PATH_MAX + 8], now[CONFIG_PATH_MAX + 8], key[96];
-
-    for (const struct setting *st = sec->settings; st->key; st++) {
-        snprintf(key, sizeof(key), "%s%s", prefix, st->key);
-        if (st->kind == K_MAP) {
-            strcat(key, "."); // NOLINT: keys are short
-            keep_section(st->sub, (char *)nbase + st->off, (const char *)obase + st->off, key,
-                         changed);
-            continue;
-        }
-        if (!st->restart || !field_size(st))
-            continue;
-        value_text(st, obase, was, sizeof(was));
-        value_text(st, nbase, now, sizeof(now));
-        if (strcmp(was, now) == 0)
-            continue;
-        changed(key, was, now);
-        memcpy((char *)nbase + st->off, (const char *)obase + st->off, field_size(st));
-    }
-}
-
-void config_keep_start_only(struct config *nc, const struct config *old,
-                            void (*changed)(const char *key, const char *was, const char *now))
-{
-    keep_section(&top_section, nc, old, "", changed);
-}
