@@ -1,6 +1,7 @@
 /* The relay's types: a connection and its two directions, and the pools a
  * worker's connections draw on (slots, buffers, pipes, the queues of those
- * waiting for one, timer lists). Types only: relay.h has the functions. */
+ * waiting for one, timer lists). Types only: the functions are in relay.h,
+ * relay_pool.h, relay_handshake.h and relay_account.h. */
 #ifndef RINGRELAY_RELAY_T_H
 #define RINGRELAY_RELAY_T_H
 
