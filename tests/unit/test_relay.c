@@ -296,11 +296,12 @@ static void stop(void)
 }
 
 /* A client connected on loopback; *peer is its end, the relay gets the
- * other as if accepted. Returns the relay's connection. */
+ * other as if accepted. Returns the slot the relay took for it. */
 static struct conn *accept_client(int *peer)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    uint32_t used = w.pool.n_used;
+    const struct relay_pool *p = &w.pool;
+    uint32_t slot = p->n_free ? p->free_conns[p->n_free - 1] : p->n_used, id = p->next_id;
     int fd;
 
     a.sin_port = htons((uint16_t)local_port(cl_listen));
@@ -309,7 +310,7 @@ static struct conn *accept_client(int *peer)
     fd = accept4(cl_listen, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     cr_assert_geq(fd, 0);
     relay_on_accept(&w, fd, 0);
-    return w.pool.n_used > used ? &w.pool.conns[used] : NULL;
+    return p->next_id != id ? &p->conns[slot] : NULL; /* NULL: refused before a slot */
 }
 
 static struct stats_listener *listener_stats(void)
@@ -404,6 +405,26 @@ Test(relay, completion_after_cancel_gives_the_buffer_back)
     assert_freed_once(c, gen);
     cr_assert_eq(stat_get(&listener_stats()->ends[END_IDLE_TIMEOUT]), 1);
     cr_assert_eq(c->dir[SIDE_CLIENT].moved, 0, "bytes after the close are not relayed");
+    finish(peer, -1);
+}
+
+Test(relay, connect_completing_after_close_does_not_open)
+{
+    struct conn *c;
+    uint32_t gen;
+    int peer;
+
+    start("", "", NO_PROXY TIMEOUTS);
+    fk.cancel_drops = 0;
+    c = accept_client(&peer);
+    gen = c->gen;
+    relay_close_all(&w);
+    connect_done(c, 0); /* it succeeded, but too late */
+    cr_assert_eq(c->state, CONN_CLOSING);
+    cr_assert_eq(stat_get(&server_stats(0)->conns), 0, "not counted as established");
+    cr_assert_eq(fk.started[F_RECV], 1, "and nothing more is started");
+    recv_res(c, SIDE_CLIENT, -ECANCELED);
+    assert_freed_once(c, gen);
     finish(peer, -1);
 }
 
@@ -783,6 +804,52 @@ Test(relay, no_timer_fires_while_closing)
     assert_freed_once(c, gen);
     cr_assert_eq(stat_get(&listener_stats()->ends[END_STOPPED]), 1);
     finish(peer, -1);
+}
+
+/* ---- untrusted headers and the per-source limit ---- */
+
+Test(relay, untrusted_client_sending_a_header_is_reset)
+{
+    static const char hdr[] = "PROXY TCP4 192.0.2.1 198.51.100.2 5555 443\r\n";
+    struct conn *c;
+    uint32_t gen;
+    int peer;
+
+    start("", "    proxy_protocol_in: v1\n    trusted_sources: [10.0.0.0/8]\n",
+          NO_PROXY TIMEOUTS);
+    c = accept_client(&peer);
+    gen = c->gen;
+    cr_assert(c->flags & CONN_UNTRUSTED);
+    cr_assert_eq(c->state, CONN_CONNECTING, "not trusted: no header is waited for");
+    recv_bytes(c, SIDE_CLIENT, hdr, sizeof(hdr) - 1);
+    assert_freed_once(c, gen);
+    cr_assert_eq(stat_get(&listener_stats()->header_untrusted), 1);
+    cr_assert_eq(stat_get(&listener_stats()->ends[END_UNTRUSTED_HEADER]), 1);
+    cr_assert(sees_reset(peer));
+    finish(peer, -1);
+}
+
+Test(relay, second_client_from_one_address_over_the_limit)
+{
+    struct conn *a, *b;
+    int pa, pb;
+
+    start("", "    max_connections_per_source: 1\n", NO_PROXY TIMEOUTS);
+    a = accept_client(&pa);
+    b = accept_client(&pb);
+    cr_assert_eq(a->state, CONN_CONNECTING);
+    cr_assert_eq(b->state, CONN_FREE, "refused at once");
+    cr_assert_eq(fk.attaches, 1, "the refused one never joined the back end");
+    cr_assert_eq(stat_get(&listener_stats()->refused_source), 1);
+    cr_assert_eq(stat_get(&listener_stats()->ends[END_SOURCE_LIMIT]), 1);
+    cr_assert(sees_reset(pb));
+    relay_close_all(&w);
+    close(pb);
+    b = accept_client(&pb);
+    cr_assert_eq(b->state, CONN_CONNECTING, "the first one's place is free again");
+    cr_assert_eq(stat_get(&listener_stats()->refused_source), 1);
+    relay_close_all(&w);
+    finish(pa, pb);
 }
 
 /* ---- the slot pool ---- */
