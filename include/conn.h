@@ -1,5 +1,6 @@
 /* A connection as every part of the relay sees it: where its settings,
- * runtime, buffers and timers are in its worker. Inline lookups only. */
+ * runtime, counters, buffers and timeouts are in its worker, and the cause
+ * of its end. Inline helpers only, so every relay file may use them. */
 #ifndef RINGRELAY_CONN_H
 #define RINGRELAY_CONN_H
 

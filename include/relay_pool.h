@@ -1,7 +1,7 @@
 /* What a worker's connections draw on: connection slots, buffers, pipes,
  * the queues of directions waiting for a buffer and of connections waiting
  * for a descriptor, and the timer lists. Bookkeeping only: it starts no
- * operation and moves no connection to another state. */
+ * operation, and sets no state but a slot's first and last. */
 #ifndef RINGRELAY_RELAY_POOL_H
 #define RINGRELAY_RELAY_POOL_H
 

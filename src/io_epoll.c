@@ -5,10 +5,10 @@
  * from inside the call that starts them, so completions never recurse. */
 #include "io.h"
 
-#include "log.h"
 #include "conn.h"
-#include "worker.h"
+#include "log.h"
 #include "syserr.h"
+#include "worker.h"
 
 #include <errno.h>
 #include <poll.h>

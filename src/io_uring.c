@@ -9,11 +9,11 @@
  * until the relay has taken it. */
 #include "io.h"
 
-#include "log.h"
 #include "conn.h"
-#include "worker.h"
+#include "log.h"
 #include "syserr.h"
 #include "uring_compat.h"
+#include "worker.h"
 
 #include <errno.h>
 #include <liburing.h>
