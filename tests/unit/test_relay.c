@@ -4,6 +4,7 @@
  * with nothing to read, a close while a splice holds bytes, a backend that
  * resets while the PROXY header waits), and the timers in every state.
  * Sockets are real, on loopback, where the relay calls syscalls itself. */
+#include "access_log.h"
 #include "config.h"
 #include "log.h"
 #include "relay.h"
@@ -850,6 +851,100 @@ Test(relay, second_client_from_one_address_over_the_limit)
     cr_assert_eq(stat_get(&listener_stats()->refused_source), 1);
     relay_close_all(&w);
     finish(pa, pb);
+}
+
+/* ---- the buffer pool running dry ---- */
+
+Test(relay, starved_direction_waits_for_a_buffer_and_is_woken)
+{
+    struct conn *c;
+    int peer;
+
+    start("", "", NO_PROXY TIMEOUTS);
+    c = open_conn(&peer);
+    recv_res(c, SIDE_CLIENT, -ENOBUFS);
+    cr_assert(c->dir[SIDE_CLIENT].flags & DIR_STARVED);
+    cr_assert_eq(w.pool.n_starved, 1);
+    cr_assert_eq(PEND(c, SIDE_CLIENT, F_RECV), 0, "no recv while no buffer is free");
+    recv_bytes(c, SIDE_BACKEND, "pong", 4); /* the backend's bytes hold a buffer ... */
+    send_done(c, SIDE_BACKEND, -1, 0);      /* ... until they are sent */
+    cr_assert_eq(fk.buf_puts, 1);
+    cr_assert_not(c->dir[SIDE_CLIENT].flags & DIR_STARVED);
+    cr_assert_eq(w.pool.n_starved, 0);
+    cr_assert_eq(PEND(c, SIDE_CLIENT, F_RECV), 1, "the client is read again");
+    relay_close_all(&w);
+    finish(peer, -1);
+}
+
+Test(relay, starved_direction_closing_leaves_the_queue)
+{
+    struct conn *a, *b;
+    uint32_t gen;
+    int pa, pb;
+
+    start("", "", NO_PROXY TIMEOUTS);
+    a = open_conn(&pa);
+    gen = a->gen;
+    b = open_conn(&pb);
+    recv_res(a, SIDE_CLIENT, -ENOBUFS);
+    recv_res(a, SIDE_BACKEND, -ENOBUFS);
+    cr_assert_eq(w.pool.n_starved, 2);
+    w.now_ms += 1001; /* a times out; b would too, but its bytes restart its timer */
+    recv_bytes(b, SIDE_CLIENT, "ping", 4);
+    relay_timers_run(&w);
+    cr_assert_eq(a->state, CONN_FREE);
+    cr_assert_eq(b->state, CONN_OPEN);
+    cr_assert_eq(w.pool.n_starved, 0, "its two entries left with it");
+    send_done(b, SIDE_CLIENT, -1, 0); /* b's buffer comes back ... */
+    cr_assert_eq(fk.buf_puts, 1);
+    cr_assert_eq(a->gen, gen + 1, "... and wakes nothing of the freed a");
+    cr_assert_eq(a->state, CONN_FREE);
+    cr_assert_eq(fk.started[F_RECV], 5, "two recvs each at the start, b's after its send");
+    relay_close_all(&w);
+    finish(pa, pb);
+}
+
+/* ---- the access log, for a relayed client and a refused one ---- */
+
+Test(relay, access_log_lines_for_closed_and_refused_clients)
+{
+    char path[] = "/tmp/test_relay_alog.XXXXXX", err[256] = "", line[1024];
+    struct access_log *al;
+    struct conn *c[MAX_CONNS];
+    int peer[MAX_CONNS + 1], fd, lines = 0, refused = 0, stopped = 0;
+    FILE *f;
+
+    start("", "", NO_PROXY TIMEOUTS);
+    fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    al = access_log_start(path, ACCESS_LOG_TEXT, 1, 0x1234, err, sizeof(err));
+    cr_assert_not_null(al, "%s", err);
+    w.alog = access_log_ring(al, 0);
+    for (int i = 0; i < MAX_CONNS; i++)
+        c[i] = accept_client(&peer[i]);
+    cr_assert_null(accept_client(&peer[MAX_CONNS]));
+    relay_close_all(&w);
+    access_log_stop(al);
+    w.alog = NULL;
+    f = fopen(path, "r");
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof(line), f)) {
+        lines++;
+        refused += strstr(line, "end=refused_limit") != NULL;
+        stopped += strstr(line, "end=stopped") != NULL;
+        cr_assert_not_null(strstr(line, "client=127.0.0.1:"), "%s", line);
+    }
+    fclose(f);
+    unlink(path);
+    cr_assert_eq(lines, MAX_CONNS + 1);
+    cr_assert_eq(refused, 1, "the refused client has a line of its own");
+    cr_assert_eq(stopped, MAX_CONNS);
+    for (int i = 0; i < MAX_CONNS; i++)
+        cr_assert_eq(c[i]->state, CONN_FREE);
+    for (int i = 0; i < MAX_CONNS; i++)
+        close(peer[i]);
+    finish(peer[MAX_CONNS], -1);
 }
 
 /* ---- the slot pool ---- */
