@@ -78,7 +78,7 @@ void relay_on_connect(struct worker *w, struct conn *c, int res);
 void relay_on_recv(struct worker *w, struct conn *c, int d, int res, uint16_t bid);
 void relay_on_send(struct worker *w, struct conn *c, int d, int res);
 void relay_on_poll(struct worker *w, struct conn *c, int d, int res);
-/* Accept failed with -err (EMFILE and the like): pause with back-off. */
+/* Accept failed with errno err (EMFILE and the like): pause with back-off. */
 void relay_on_accept_error(struct worker *w, int err);
 
 /* What a send on dir d should write next. */

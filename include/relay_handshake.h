@@ -31,7 +31,8 @@ enum hs_next handshake_begin(struct worker *w, struct conn *c);
 enum hs_next handshake_read(struct worker *w, struct conn *c);
 
 /* An untrusted client's first bytes, p[0..len), on a listener that takes
- * inbound PROXY headers from trusted ones. Returns 1 if they look like a
+ * inbound PROXY headers from trusted ones (CONN_UNTRUSTED, cleared here:
+ * only the first bytes are looked at). Returns 1 if they look like a
  * header (refused: counted and logged; reset it), else 0. */
 int handshake_untrusted(struct worker *w, struct conn *c, const uint8_t *p, size_t len);
 
