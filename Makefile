@@ -9,7 +9,7 @@ MODE     ?= release
 
 CC       ?= cc
 WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
-            -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter
+            -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter -Wpedantic
 CFLAGS_COMMON := -std=gnu11 $(WARN) -Iinclude -D_GNU_SOURCE -DRINGRELAY_VERSION=\"$(VERSION)\" -MMD -MP
 LIBS     := -luring -lssl -lcrypto -lyaml -lsystemd -lpthread
 

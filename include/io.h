@@ -6,7 +6,25 @@
 #ifndef RINGRELAY_IO_H
 #define RINGRELAY_IO_H
 
-#include "worker.h"
+#include <stddef.h>
+#include <stdint.h>
+
+struct conn;
+struct sockaddr;
+struct worker;
+
+/* What a back end keeps in each connection, per side; only the back end
+ * reads or writes it. Results follow a completion's res: >= 0, or -errno.
+ * epoll keeps readiness and wants in flags, and an immediate connect's
+ * result in res[SIDE_BACKEND]; io_uring keeps its recv state in flags, the
+ * buffers its multishot recv got before the relay asked for them in stash
+ * (first and last, chained through the back end's own table), and the
+ * result that ended the recv in res. */
+struct io_conn {
+    int32_t res[2];
+    uint16_t flags[2];
+    uint16_t stash[2][2];
+};
 
 struct io_backend {
     const char *name;
@@ -52,33 +70,18 @@ extern const struct io_backend io_epoll_backend;
 /* Whether io_uring with the features ringrelay needs works here. */
 int io_uring_usable(void);
 
-/* Completions, implemented by relay.c. bid is BUF_NONE when no buffer. */
+/* Completions, implemented by relay.c. res is >= 0 or -errno; bid is
+ * BUF_NONE when no buffer. */
 /* A client on the worker's listening socket listen_fd[bind]. */
 void relay_on_accept(struct worker *w, int fd, int bind);
 void relay_on_connect(struct worker *w, struct conn *c, int res);
 void relay_on_recv(struct worker *w, struct conn *c, int d, int res, uint16_t bid);
 void relay_on_send(struct worker *w, struct conn *c, int d, int res);
 void relay_on_poll(struct worker *w, struct conn *c, int d, int res);
-/* Accept failed with -err (EMFILE and the like): pause with back-off. */
+/* Accept failed with errno err (EMFILE and the like): pause with back-off. */
 void relay_on_accept_error(struct worker *w, int err);
 
 /* What a send on dir d should write next. */
 void relay_send_span(struct worker *w, struct conn *c, int d, const void **p, size_t *len);
-
-/* Connection lookup for back ends packing (index, gen) in their events. */
-static inline struct conn *conn_lookup(struct worker *w, uint32_t idx, uint32_t gen)
-{
-    struct conn *c;
-
-    if (idx >= w->n_conns)
-        return NULL;
-    c = &w->conns[idx];
-    return c->gen == gen && c->state != CONN_FREE ? c : NULL;
-}
-
-static inline uint32_t conn_index(struct worker *w, struct conn *c)
-{
-    return (uint32_t)(c - w->conns);
-}
 
 #endif

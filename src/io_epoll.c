@@ -5,9 +5,10 @@
  * from inside the call that starts them, so completions never recurse. */
 #include "io.h"
 
+#include "conn.h"
 #include "log.h"
-#include "relay.h"
 #include "syserr.h"
+#include "worker.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -20,7 +21,7 @@
 #define ACCEPT_BATCH 64
 #define DRAIN_BATCH 4096
 
-/* Per-socket state in conn->io_flags[side]. */
+/* Per-socket state in conn->io.flags[side]. */
 #define RDY_IN 0x001
 #define RDY_OUT 0x002
 #define HUP 0x004     /* peer closed or error: reads never block again */
@@ -29,7 +30,7 @@
 #define W_SEND 0x020  /* dir !side: send wanted */
 #define W_POUT 0x040  /* dir !side: writability wanted */
 #define W_CONN 0x080  /* connect in progress */
-#define CONN_NOW 0x100 /* connect finished inside connect(2): result in io_res */
+#define CONN_NOW 0x100 /* connect finished inside connect(2): result in io.res */
 #define QUEUED 0x200
 #define WANTS (W_RECV | W_PIN | W_SEND | W_POUT | W_CONN)
 
@@ -64,7 +65,7 @@ static void runq_push(struct worker *w, struct conn *c, int side)
 {
     struct epoll_state *st = st_of(w);
 
-    if (c->io_flags[side] & QUEUED)
+    if (c->io.flags[side] & QUEUED)
         return;
     if (st->runq_len == st->runq_cap) {
         size_t cap = st->runq_cap * 2;
@@ -76,7 +77,7 @@ static void runq_push(struct worker *w, struct conn *c, int side)
         st->runq = q;
         st->runq_cap = cap;
     }
-    c->io_flags[side] |= QUEUED;
+    c->io.flags[side] |= QUEUED;
     st->runq[st->runq_len++] = tag(w, c, side);
 }
 #if defined(__GNUC__) && !defined(__clang__)
@@ -86,7 +87,7 @@ static void runq_push(struct worker *w, struct conn *c, int side)
 /* Queues the socket if something it waits for can run now. */
 static void kick(struct worker *w, struct conn *c, int side)
 {
-    uint16_t f = c->io_flags[side];
+    uint16_t f = c->io.flags[side];
 
     if (((f & RDY_IN) && (f & (W_RECV | W_PIN))) ||
         ((f & RDY_OUT) && (f & (W_SEND | W_POUT | W_CONN))) || (f & CONN_NOW))
@@ -102,7 +103,7 @@ static int ep_init(struct worker *w)
     st->ep = epoll_create1(EPOLL_CLOEXEC);
     st->runq_cap = 1024;
     st->runq = malloc(st->runq_cap * sizeof(*st->runq));
-    st->free_bufs = malloc(w->n_bufs * sizeof(*st->free_bufs));
+    st->free_bufs = malloc(w->pool.n_bufs * sizeof(*st->free_bufs));
     if (st->ep == -1 || !st->runq || !st->free_bufs) {
         int err = st->ep == -1 ? -errno : -ENOMEM;
         if (st->ep >= 0)
@@ -112,9 +113,9 @@ static int ep_init(struct worker *w)
         free(st);
         return err;
     }
-    for (uint32_t i = 0; i < w->n_bufs; i++)
-        st->free_bufs[i] = (uint16_t)(w->n_bufs - 1 - i);
-    st->n_free_bufs = w->n_bufs;
+    for (uint32_t i = 0; i < w->pool.n_bufs; i++)
+        st->free_bufs[i] = (uint16_t)(w->pool.n_bufs - 1 - i);
+    st->n_free_bufs = w->pool.n_bufs;
     w->io_state = st;
     return 0;
 }
@@ -171,14 +172,14 @@ static void ep_attach(struct worker *w, struct conn *c, int side)
 
 static void ep_connect(struct worker *w, struct conn *c, const struct sockaddr *sa)
 {
-    uint16_t *f = &c->io_flags[SIDE_BACKEND];
+    uint16_t *f = &c->io.flags[SIDE_BACKEND];
 
     *f |= W_CONN;
     if (connect(c->fd[SIDE_BACKEND], sa, addr_len(sa)) == 0) {
-        c->io_res[SIDE_BACKEND] = 0;
+        c->io.res[SIDE_BACKEND] = 0;
         *f |= CONN_NOW;
     } else if (errno != EINPROGRESS) {
-        c->io_res[SIDE_BACKEND] = errno;
+        c->io.res[SIDE_BACKEND] = -errno;
         *f |= CONN_NOW;
     }
     /* Registered only now: a socket not yet connecting reports itself
@@ -190,7 +191,7 @@ static void ep_connect(struct worker *w, struct conn *c, const struct sockaddr *
 /* Nothing of a connect is in the kernel: forget the socket's state. */
 static int ep_connect_abandon(struct worker *w, struct conn *c)
 {
-    c->io_flags[SIDE_BACKEND] = 0;
+    c->io.flags[SIDE_BACKEND] = 0;
     return 1;
 }
 
@@ -202,7 +203,7 @@ static int ep_accept_idle(struct worker *w)
 
 static void ep_recv(struct worker *w, struct conn *c, int d)
 {
-    c->io_flags[d] |= W_RECV;
+    c->io.flags[d] |= W_RECV;
     kick(w, c, d);
 }
 
@@ -214,13 +215,13 @@ static int ep_recv_idle(struct worker *w, struct conn *c, int d)
 
 static void ep_send(struct worker *w, struct conn *c, int d)
 {
-    c->io_flags[!d] |= W_SEND;
+    c->io.flags[!d] |= W_SEND;
     kick(w, c, !d);
 }
 
 static void ep_poll_in(struct worker *w, struct conn *c, int d, int drained)
 {
-    uint16_t *f = &c->io_flags[d];
+    uint16_t *f = &c->io.flags[d];
 
     if (drained && !(*f & HUP))
         *f &= (uint16_t)~RDY_IN;
@@ -230,8 +231,8 @@ static void ep_poll_in(struct worker *w, struct conn *c, int d, int drained)
 
 static void ep_poll_out(struct worker *w, struct conn *c, int d)
 {
-    c->io_flags[!d] &= (uint16_t)~RDY_OUT;
-    c->io_flags[!d] |= W_POUT;
+    c->io.flags[!d] &= (uint16_t)~RDY_OUT;
+    c->io.flags[!d] |= W_POUT;
     kick(w, c, !d);
 }
 
@@ -241,9 +242,9 @@ static int ep_cancel(struct worker *w, struct conn *c)
     int dropped = 0;
 
     for (int s = 0; s < 2; s++) {
-        uint16_t f = c->io_flags[s] & WANTS;
+        uint16_t f = c->io.flags[s] & WANTS;
         dropped += __builtin_popcount(f);
-        c->io_flags[s] &= (uint16_t)~(WANTS | CONN_NOW);
+        c->io.flags[s] &= (uint16_t)~(WANTS | CONN_NOW);
     }
     return dropped;
 }
@@ -257,15 +258,17 @@ static void ep_buf_put(struct worker *w, uint16_t bid)
 
 static void do_connect(struct worker *w, struct conn *c)
 {
-    uint16_t *f = &c->io_flags[SIDE_BACKEND];
-    int err = 0;
+    uint16_t *f = &c->io.flags[SIDE_BACKEND];
+    int err = 0, res;
     socklen_t len = sizeof(err);
 
     if (*f & CONN_NOW)
-        err = c->io_res[SIDE_BACKEND];
+        res = c->io.res[SIDE_BACKEND];
     else if (getsockopt(c->fd[SIDE_BACKEND], SOL_SOCKET, SO_ERROR, &err, &len) == -1)
-        err = errno;
-    if (!err && !(*f & CONN_NOW)) {
+        res = -errno;
+    else
+        res = -err;
+    if (!res && !(*f & CONN_NOW)) {
         /* Writability left over from a socket this connection retried away
          * from says nothing about this one: connected only if it has a peer. */
         union sockaddr_inet peer;
@@ -276,19 +279,20 @@ static void do_connect(struct worker *w, struct conn *c)
         }
     }
     *f &= (uint16_t)~(W_CONN | CONN_NOW);
-    relay_on_connect(w, c, -err);
+    relay_on_connect(w, c, res);
 }
 
 static void do_recv(struct worker *w, struct conn *c, int side)
 {
     struct epoll_state *st = st_of(w);
-    uint16_t *f = &c->io_flags[side];
+    uint16_t *f = &c->io.flags[side];
     uint16_t bid;
     ssize_t n;
 
     if (st->n_free_bufs == 0) {
         *f &= (uint16_t)~W_RECV;
-        return relay_on_recv(w, c, side, -ENOBUFS, BUF_NONE);
+        relay_on_recv(w, c, side, -ENOBUFS, BUF_NONE);
+        return;
     }
     bid = st->free_bufs[st->n_free_bufs - 1];
     n = recv(c->fd[side], buf_data(w, bid) + BUF_HEADROOM, BUF_SIZE, 0);
@@ -302,14 +306,15 @@ static void do_recv(struct worker *w, struct conn *c, int side)
     *f &= (uint16_t)~W_RECV;
     if (n > 0) {
         st->n_free_bufs--;
-        return relay_on_recv(w, c, side, (int)n, bid);
+        relay_on_recv(w, c, side, (int)n, bid);
+    } else {
+        relay_on_recv(w, c, side, n == 0 ? 0 : -errno, BUF_NONE);
     }
-    relay_on_recv(w, c, side, n == 0 ? 0 : -errno, BUF_NONE);
 }
 
 static void do_send(struct worker *w, struct conn *c, int side)
 {
-    uint16_t *f = &c->io_flags[side];
+    uint16_t *f = &c->io.flags[side];
     const void *p;
     size_t len;
     ssize_t n;
@@ -330,7 +335,7 @@ static void do_send(struct worker *w, struct conn *c, int side)
  * close c, which clears its wants, so the checks after it see nothing. */
 static void run_ops(struct worker *w, struct conn *c, int side)
 {
-    uint16_t *f = &c->io_flags[side];
+    uint16_t *f = &c->io.flags[side];
 
     if ((*f & W_CONN) && (*f & (RDY_OUT | CONN_NOW)))
         do_connect(w, c);
@@ -361,7 +366,7 @@ static void drain_runq(struct worker *w)
         struct conn *c = conn_lookup(w, (uint32_t)(t >> 1) & 0x7fffffff, (uint32_t)(t >> 32));
         if (!c)
             continue;
-        c->io_flags[side] &= (uint16_t)~QUEUED;
+        c->io.flags[side] &= (uint16_t)~QUEUED;
         run_ops(w, c, side);
     }
     memmove(st->runq, st->runq + i, (st->runq_len - i) * sizeof(*st->runq));
@@ -391,12 +396,14 @@ static void on_event(struct worker *w, const struct epoll_event *ev)
     struct conn *c;
     uint16_t *f;
 
-    if (t & LISTEN_BIT)
-        return on_listen_event(w, (int)(t & 0xff));
+    if (t & LISTEN_BIT) {
+        on_listen_event(w, (int)(t & 0xff));
+        return;
+    }
     c = conn_lookup(w, (uint32_t)(t >> 1) & 0x7fffffff, (uint32_t)(t >> 32));
     if (!c)
         return;
-    f = &c->io_flags[side];
+    f = &c->io.flags[side];
     if (ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         *f |= HUP;
     if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))

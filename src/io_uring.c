@@ -9,10 +9,11 @@
  * until the relay has taken it. */
 #include "io.h"
 
+#include "conn.h"
 #include "log.h"
-#include "relay.h"
 #include "syserr.h"
 #include "uring_compat.h"
+#include "worker.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -28,13 +29,13 @@
 
 enum uring_op { OP_IGNORE, OP_ACCEPT, OP_CONNECT, OP_RECV, OP_SEND, OP_POLL };
 
-/* Per-direction recv state in conn->io_flags[d]; bits 8-15 count the
+/* Per-direction recv state in conn->io.flags[d]; bits 8-15 count the
  * stashed buffers. */
 #define R_ARMED 0x01    /* a recv on fd[d] is in the kernel */
 #define R_MULTI 0x02    /* ... and it is multishot */
 #define R_STOPPING 0x04 /* we asked the kernel to end that multishot */
 #define R_ASKED 0x08    /* the relay waits for one result */
-#define R_END 0x10      /* io_res[d] holds the result that ended the stream */
+#define R_END 0x10      /* io.res[d] holds the result that ended the stream */
 #define R_READY 0x20    /* on the ready list */
 #define R_SINGLE 0x40   /* single-shot from now on: the relay wants to splice */
 #define STASH_ONE 0x100
@@ -142,7 +143,7 @@ static int buf_ring_setup(struct worker *w, struct uring_state *st)
     struct io_uring_buf_reg reg;
     int ret;
 
-    st->br_bytes = sizeof(struct io_uring_buf) * w->n_bufs;
+    st->br_bytes = sizeof(struct io_uring_buf) * w->pool.n_bufs;
     st->br = mmap(NULL, st->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (st->br == MAP_FAILED) {
         st->br = NULL;
@@ -151,16 +152,16 @@ static int buf_ring_setup(struct worker *w, struct uring_state *st)
     io_uring_buf_ring_init(st->br);
     memset(&reg, 0, sizeof(reg));
     reg.ring_addr = (uint64_t)(uintptr_t)st->br;
-    reg.ring_entries = w->n_bufs;
+    reg.ring_entries = w->pool.n_bufs;
     reg.bgid = BUF_GROUP;
     ret = io_uring_register_buf_ring(&st->ring, &reg, 0);
     if (ret < 0)
         return ret;
-    st->br_mask = (unsigned)io_uring_buf_ring_mask(w->n_bufs);
+    st->br_mask = (unsigned)io_uring_buf_ring_mask(w->pool.n_bufs);
     st->tail = 0;
-    for (uint32_t i = 0; i < w->n_bufs; i++)
+    for (uint32_t i = 0; i < w->pool.n_bufs; i++)
         buf_ring_add(w, st, (uint16_t)i);
-    io_uring_buf_ring_advance(st->br, (int)w->n_bufs);
+    io_uring_buf_ring_advance(st->br, (int)w->pool.n_bufs);
     return 0;
 }
 
@@ -199,9 +200,9 @@ static int ur_init(struct worker *w)
     st->multishot = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
     st->bundle = st->multishot && (features & IORING_FEAT_RECVSEND_BUNDLE) &&
                  !getenv("RINGRELAY_NO_BUNDLE");
-    st->next = calloc(w->n_bufs, sizeof(*st->next));
-    st->len = calloc(w->n_bufs, sizeof(*st->len));
-    st->slot = calloc(w->n_bufs, sizeof(*st->slot));
+    st->next = calloc(w->pool.n_bufs, sizeof(*st->next));
+    st->len = calloc(w->pool.n_bufs, sizeof(*st->len));
+    st->slot = calloc(w->pool.n_bufs, sizeof(*st->slot));
     st->cap_ready = 1024;
     st->ready = malloc(st->cap_ready * sizeof(*st->ready));
     if (!st->next || !st->len || !st->slot || !st->ready) {
@@ -299,7 +300,7 @@ static void ur_buf_put(struct worker *w, uint16_t bid);
 static void recv_arm(struct worker *w, struct conn *c, int d)
 {
     struct io_uring_sqe *sqe = sqe_get(w);
-    int multi = st_of(w)->multishot && !(c->io_flags[d] & R_SINGLE);
+    int multi = st_of(w)->multishot && !(c->io.flags[d] & R_SINGLE);
 
     if (multi && st_of(w)->bundle) {
         io_uring_prep_recv_multishot(sqe, c->fd[d], NULL, BUNDLE_MAX * BUF_SIZE, 0);
@@ -315,12 +316,12 @@ static void recv_arm(struct worker *w, struct conn *c, int d)
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BUF_GROUP;
     io_uring_sqe_set_data64(sqe, ud_conn(w, c, OP_RECV, d));
-    c->io_flags[d] |= (uint16_t)(R_ARMED | (multi ? R_MULTI : 0));
+    c->io.flags[d] |= (uint16_t)(R_ARMED | (multi ? R_MULTI : 0));
 }
 
 static void recv_stop(struct worker *w, struct conn *c, int d)
 {
-    uint16_t *f = &c->io_flags[d];
+    uint16_t *f = &c->io.flags[d];
     struct io_uring_sqe *sqe;
 
     if ((*f & (R_ARMED | R_MULTI | R_STOPPING)) != (R_ARMED | R_MULTI))
@@ -336,20 +337,20 @@ static void stash_push(struct worker *w, struct conn *c, int d, uint16_t bid, ui
     struct uring_state *st = st_of(w);
 
     st->len[bid] = len;
-    if (stash_count(c->io_flags[d]))
-        st->next[c->io_stash[d][1]] = bid;
+    if (stash_count(c->io.flags[d]))
+        st->next[c->io.stash[d][1]] = bid;
     else
-        c->io_stash[d][0] = bid;
-    c->io_stash[d][1] = bid;
-    c->io_flags[d] = (uint16_t)(c->io_flags[d] + STASH_ONE);
+        c->io.stash[d][0] = bid;
+    c->io.stash[d][1] = bid;
+    c->io.flags[d] = (uint16_t)(c->io.flags[d] + STASH_ONE);
 }
 
 static uint16_t stash_pop(struct worker *w, struct conn *c, int d)
 {
-    uint16_t bid = c->io_stash[d][0];
+    uint16_t bid = c->io.stash[d][0];
 
-    c->io_stash[d][0] = st_of(w)->next[bid];
-    c->io_flags[d] = (uint16_t)(c->io_flags[d] - STASH_ONE);
+    c->io.stash[d][0] = st_of(w)->next[bid];
+    c->io.flags[d] = (uint16_t)(c->io.flags[d] - STASH_ONE);
     return bid;
 }
 
@@ -357,7 +358,7 @@ static void ready_push(struct worker *w, struct conn *c, int d)
 {
     struct uring_state *st = st_of(w);
 
-    if (c->io_flags[d] & R_READY)
+    if (c->io.flags[d] & R_READY)
         return;
     if (st->n_ready == st->cap_ready) {
         uint64_t *q = realloc(st->ready, 2 * st->cap_ready * sizeof(*q));
@@ -368,14 +369,14 @@ static void ready_push(struct worker *w, struct conn *c, int d)
         st->ready = q;
         st->cap_ready *= 2;
     }
-    c->io_flags[d] |= R_READY;
+    c->io.flags[d] |= R_READY;
     st->ready[st->n_ready++] = (uint64_t)c->gen << 32 | (uint64_t)conn_index(w, c) << 1 |
                                (uint64_t)d;
 }
 
 static void deliver(struct worker *w, struct conn *c, int d, int res, uint16_t bid)
 {
-    c->io_flags[d] &= (uint16_t)~R_ASKED;
+    c->io.flags[d] &= (uint16_t)~R_ASKED;
     relay_on_recv(w, c, d, res, bid);
 }
 
@@ -383,12 +384,12 @@ static void deliver(struct worker *w, struct conn *c, int d, int res, uint16_t b
  * the recv already armed, else from a new one. */
 static void ur_recv(struct worker *w, struct conn *c, int d)
 {
-    uint16_t *f = &c->io_flags[d];
+    uint16_t *f = &c->io.flags[d];
 
     *f |= R_ASKED;
     if (stash_count(*f) || (*f & R_END))
-        return ready_push(w, c, d);
-    if (!(*f & R_ARMED))
+        ready_push(w, c, d);
+    else if (!(*f & R_ARMED))
         recv_arm(w, c, d);
 }
 
@@ -396,7 +397,7 @@ static void ur_recv(struct worker *w, struct conn *c, int d)
  * stashed. Until then it keeps asking, and no multishot is armed again. */
 static int ur_recv_idle(struct worker *w, struct conn *c, int d)
 {
-    uint16_t *f = &c->io_flags[d];
+    uint16_t *f = &c->io.flags[d];
 
     *f |= R_SINGLE;
     if (*f & R_ARMED) {
@@ -443,7 +444,7 @@ static unsigned recv_buffers(struct worker *w, const struct io_uring_cqe *cqe,
 
 static void on_recv_cqe(struct worker *w, struct conn *c, int d, const struct io_uring_cqe *cqe)
 {
-    uint16_t *f = &c->io_flags[d];
+    uint16_t *f = &c->io.flags[d];
     int stopping = *f & R_STOPPING, asked = (*f & R_ASKED) && !stash_count(*f);
     uint16_t bids[BUNDLE_MAX];
     uint32_t lens[BUNDLE_MAX];
@@ -474,9 +475,9 @@ static void on_recv_cqe(struct worker *w, struct conn *c, int d, const struct io
         return;
     }
     if (asked)
-        return deliver(w, c, d, cqe->res, BUF_NONE);
-    if (c->state != CONN_CLOSING) {
-        c->io_res[d] = cqe->res;
+        deliver(w, c, d, cqe->res, BUF_NONE);
+    else if (c->state != CONN_CLOSING) {
+        c->io.res[d] = cqe->res;
         *f |= R_END;
     }
 }
@@ -494,7 +495,7 @@ static void run_ready(struct worker *w)
 
         if (!c)
             continue;
-        f = &c->io_flags[d];
+        f = &c->io.flags[d];
         *f &= (uint16_t)~R_READY;
         if (!(*f & R_ASKED))
             continue;
@@ -503,7 +504,7 @@ static void run_ready(struct worker *w)
             deliver(w, c, d, (int)st->len[bid], bid);
         } else if (*f & R_END) {
             *f &= (uint16_t)~R_END;
-            deliver(w, c, d, c->io_res[d], BUF_NONE);
+            deliver(w, c, d, c->io.res[d], BUF_NONE);
         } else if (!(*f & R_ARMED)) {
             recv_arm(w, c, d);
         }
@@ -548,7 +549,7 @@ static int ur_cancel(struct worker *w, struct conn *c)
     int dropped = 0, armed = 0;
 
     for (int d = 0; d < 2; d++) {
-        uint16_t *f = &c->io_flags[d];
+        uint16_t *f = &c->io.flags[d];
 
         while (stash_count(*f))
             ur_buf_put(w, stash_pop(w, c, d));
@@ -605,7 +606,7 @@ static void dispatch(struct worker *w, const struct io_uring_cqe *cqe)
     uint64_t ud = io_uring_cqe_get_data64(cqe);
     uint32_t idx = (uint32_t)(ud >> 32);
     int d = (int)(ud >> 8) & 1;
-    struct conn *c = &w->conns[idx];
+    struct conn *c = &w->pool.conns[idx];
 
     switch ((enum uring_op)(ud & 0xff)) {
     case OP_ACCEPT:

@@ -112,8 +112,10 @@ static void client_answer(struct stats_socket *s, struct client *c, int ret, enu
     FILE *out = open_memstream(&body, &body_len);
     int n = 0;
 
-    if (!out)
-        return client_close(c);
+    if (!out) {
+        client_close(c);
+        return;
+    }
     if (ret < 0)
         fprintf(out, "bad request: a command line or GET /metrics, under 4 KiB\n");
     else
@@ -129,7 +131,8 @@ static void client_answer(struct stats_socket *s, struct client *c, int ret, enu
     c->out = malloc((size_t)n + body_len + 1);
     if (!c->out) {
         free(body);
-        return client_close(c);
+        client_close(c);
+        return;
     }
     memcpy(c->out, head, (size_t)n);
     memcpy(c->out + n, body, body_len);
@@ -146,8 +149,10 @@ static void client_read(struct stats_socket *s, struct client *c)
 
     if (n == -1 && (errno == EAGAIN || errno == EINTR))
         return;
-    if (n <= 0)
-        return client_close(c);
+    if (n <= 0) {
+        client_close(c);
+        return;
+    }
     c->in_len += (size_t)n;
     ret = stats_request_parse(c->in, c->in_len, &cmd, &http);
     if (ret == -EAGAIN && c->in_len < sizeof(c->in))
@@ -161,8 +166,10 @@ static void client_write(struct client *c)
 
     if (n == -1 && (errno == EAGAIN || errno == EINTR))
         return;
-    if (n <= 0)
-        return client_close(c);
+    if (n <= 0) {
+        client_close(c);
+        return;
+    }
     c->out_off += (size_t)n;
     if (c->out_off == c->out_len)
         client_close(c);

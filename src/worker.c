@@ -1,87 +1,48 @@
-/* Worker threads: pools sized at start, the clock, timers, accept back-off. */
+/* Worker threads: the clock, the tick, a new configuration taken from the
+ * main thread (runtime generations), and draining on stop. The connections
+ * they run, and the pools those draw on, are the relay's. */
 #include "worker.h"
 
+#include "accepting.h"
 #include "io.h"
 #include "log.h"
 #include "relay.h"
+#include "relay_account.h"
+#include "relay_pool.h"
 
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-/* Buffers per worker: what recv() can hold at once. A direction holds one
- * only while its bytes wait to be sent, so idle connections cost none. */
-#define BUFS_PER_WORKER 1024
-#define FIN_TIMEOUT_MS 30000
+#define TICK_MS 100
 
-/* A generation's timer lists and their timeouts, from the settings of the
- * backend or listener each belongs to. */
+/* A generation on rt: the relay's timer lists and round-robin state on its
+ * settings, no connections yet. */
 static void gen_init(struct worker_gen *g, struct runtime *rt)
 {
-    const struct config *c = &rt->cfg;
-
     memset(g, 0, sizeof(*g));
     g->rt = rt;
-    for (int k = 0; k < TIMER_KINDS; k++)
-        for (int o = 0; o < TIMER_OWNERS; o++)
-            list_init(&g->timers[k][o]);
-    for (int b = 0; b < c->n_backends; b++) {
-        uint32_t idle = c->backends[b].idle_timeout_ms;
-        g->timeout_ms[TIMER_CONNECT][b] = c->backends[b].connect_timeout_ms;
-        g->timeout_ms[TIMER_IDLE][b] = idle;
-        g->timeout_ms[TIMER_FIN][b] = idle && idle < FIN_TIMEOUT_MS ? idle : FIN_TIMEOUT_MS;
-    }
-    for (int l = 0; l < c->n_listeners; l++) {
-        g->timeout_ms[TIMER_HEADER][l] = c->listeners[l].header_timeout_ms;
-        g->timeout_ms[TIMER_PEEK][l] = c->listeners[l].peek_timeout_ms;
-    }
-    /* Restarting a timer moves the connection in its list: do it at most a
-     * few times per timeout, and at most once a second. */
-    for (int k = 0; k < TIMER_KINDS; k++)
-        for (int o = 0; o < TIMER_OWNERS; o++)
-            g->touch_ms[k][o] = g->timeout_ms[k][o] / 4 < 1000 ? g->timeout_ms[k][o] / 4 : 1000;
-    /* Out of memory, a pool picks by rotation instead of by weight. */
-    for (int b = 0; b < c->n_backends; b++)
-        (void)pool_rr_init(&g->rr[b], &rt->pools[b]);
+    relay_gen_init(&g->relay, rt);
 }
 
-/* Lets go of a generation: its round-robin state and its runtime. */
+/* Lets go of a generation: the relay's state on it, and its runtime. */
 static void gen_fini(struct worker_gen *g)
 {
     if (!g->rt)
         return;
-    for (int b = 0; b < g->rt->cfg.n_backends; b++)
-        pool_rr_fini(&g->rr[b]);
+    relay_gen_fini(&g->relay, g->rt);
     runtime_put(g->rt);
     g->rt = NULL;
-}
-
-/* Zeroed memory whose pages cost nothing until touched. NULL on failure. */
-static void *lazy_alloc(size_t size)
-{
-    void *p = mmap(NULL, size ? size : 1, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-    return p == MAP_FAILED ? NULL : p;
-}
-
-static void lazy_free(void *p, size_t size)
-{
-    if (p)
-        munmap(p, size ? size : 1);
 }
 
 int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_fd,
                 const uint8_t *listen_li, int n_listen, atomic_uint *active_total)
 {
-    uint32_t max_conns = rt->max_connections;
-
     memset(w, 0, sizeof(*w));
     w->id = id;
     gen_init(&w->gens[0], rt);
@@ -91,37 +52,12 @@ int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_
     w->n_listen = n_listen;
     memcpy(w->listen_fd, listen_fd, sizeof(int) * (size_t)n_listen);
     memcpy(w->listen_li, listen_li, (size_t)n_listen);
-    w->accept_backoff_ms = ACCEPT_BACKOFF_MIN_MS;
-    w->n_conns = max_conns;
-    w->active_total = active_total;
-    w->n_bufs = BUFS_PER_WORKER;
-    w->max_pipes = PIPES_PER_WORKER;
-
-    /* Any worker may hold every connection, so each reserves room for all;
-     * pages are touched only as slots are first used. */
-    w->conns = lazy_alloc((size_t)max_conns * sizeof(*w->conns));
-    w->free_conns = lazy_alloc((size_t)max_conns * sizeof(*w->free_conns));
-    w->starved = lazy_alloc(2 * (size_t)max_conns * sizeof(*w->starved));
-    w->pipes = calloc(w->max_pipes, sizeof(*w->pipes));
-    w->free_pipes = calloc(w->max_pipes, sizeof(*w->free_pipes));
+    accepting_reset(w);
     w->st = stats_block_new(id);
-    /* mmap: page-aligned, and untouched buffers cost no memory. */
-    w->bufs = mmap(NULL, (size_t)w->n_bufs * BUF_STRIDE, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (w->bufs == MAP_FAILED)
-        w->bufs = NULL;
-    if (!w->conns || !w->free_conns || !w->starved || !w->pipes || !w->free_pipes || !w->bufs ||
-        !w->st) {
+    if (relay_pool_init(w, rt->max_connections, active_total) < 0 || !w->st) {
         worker_fini(w);
         return -ENOMEM;
     }
-    w->n_free = 0;
-    w->n_used = 0;
-    for (uint32_t i = 0; i < w->max_pipes; i++) {
-        w->pipes[i].r = w->pipes[i].w = -1;
-        w->free_pipes[i] = (uint16_t)(w->max_pipes - 1 - i);
-    }
-    w->n_pipes_free = w->max_pipes;
     worker_clock(w);
     return 0;
 }
@@ -146,39 +82,15 @@ static void worker_drop_update(struct worker *w)
 
 void worker_fini(struct worker *w)
 {
-    if (w->conns) {
-        for (uint32_t i = 0; i < w->n_used; i++) {
-            struct conn *c = &w->conns[i];
-            if (c->state != CONN_FREE)
-                conn_discard(c);
-        }
-    }
-    if (w->pipes) {
-        for (uint32_t i = 0; i < w->max_pipes; i++) {
-            if (w->pipes[i].r >= 0) {
-                close(w->pipes[i].r);
-                close(w->pipes[i].w);
-            }
-        }
-    }
+    relay_pool_fini(w);
     for (int i = 0; i < w->n_listen; i++)
         if (w->listen_fd[i] >= 0)
             close(w->listen_fd[i]);
     worker_drop_update(w);
     for (int g = 0; g < WORKER_GENS; g++)
         gen_fini(&w->gens[g]);
-    if (w->bufs)
-        munmap(w->bufs, (size_t)w->n_bufs * BUF_STRIDE);
-    lazy_free(w->conns, (size_t)w->n_conns * sizeof(*w->conns));
-    lazy_free(w->free_conns, (size_t)w->n_conns * sizeof(*w->free_conns));
-    lazy_free(w->starved, 2 * (size_t)w->n_conns * sizeof(*w->starved));
-    free(w->pipes);
-    free(w->free_pipes);
     stats_block_free(w->id);
     w->st = NULL;
-    w->conns = NULL;
-    w->pipes = NULL;
-    w->bufs = NULL;
     w->n_listen = 0;
 }
 
@@ -195,42 +107,6 @@ int worker_ms_to_tick(struct worker *w)
     if (w->next_tick_ms <= w->now_ms)
         return 0;
     return (int)(w->next_tick_ms - w->now_ms);
-}
-
-/* Each timer list holds connections with one timeout, in order of their
- * last activity, so only the heads can have expired. */
-static void timers_run(struct worker *w)
-{
-    for (int g = 0; g < WORKER_GENS; g++) {
-        struct worker_gen *gen = &w->gens[g];
-        for (int k = 0; gen->rt && k < TIMER_KINDS; k++) {
-            for (int o = 0; o < TIMER_OWNERS; o++) {
-                struct list_head *h = &gen->timers[k][o];
-                while (!list_empty(h)) {
-                    struct conn *c = list_entry(h->next, struct conn, timer);
-                    if (c->active_ms + gen->timeout_ms[k][o] > w->now_ms)
-                        break;
-                    relay_on_timeout(w, c);
-                }
-            }
-        }
-    }
-}
-
-void worker_accept_pause(struct worker *w, uint8_t reason)
-{
-    if (!w->accept_paused)
-        w->io->accept_stop(w);
-    w->accept_paused |= reason;
-}
-
-void worker_accept_resume(struct worker *w, uint8_t reason)
-{
-    if (!(w->accept_paused & reason))
-        return;
-    w->accept_paused &= (uint8_t)~reason;
-    if (!w->accept_paused)
-        w->io->accept_start(w);
 }
 
 /* Lets go of old generations whose last connection has ended. */
@@ -259,7 +135,7 @@ static void reload_step(struct worker *w)
             slot = g;
     if (slot < 0)
         return; /* every generation still has connections: next tick */
-    worker_accept_pause(w, ACCEPT_PAUSE_RELOAD);
+    accepting_pause(w, ACCEPT_PAUSE_RELOAD);
     if (!w->io->accept_idle(w))
         return;
     for (int i = 0; i < u->n_close; i++)
@@ -271,7 +147,7 @@ static void reload_step(struct worker *w)
     w->cur_gen = (uint8_t)slot;
     atomic_store(&w->update, NULL);
     free(u);
-    worker_accept_resume(w, ACCEPT_PAUSE_RELOAD);
+    accepting_resume(w, ACCEPT_PAUSE_RELOAD);
 }
 
 /* Stopping: no more accepts. What the listeners already queued is taken
@@ -283,7 +159,7 @@ static void drain_step(struct worker *w)
         relay_close_all(w);
     if (w->drained || !atomic_load_explicit(&w->drain, memory_order_relaxed))
         return;
-    worker_accept_pause(w, ACCEPT_PAUSE_DRAIN);
+    accepting_pause(w, ACCEPT_PAUSE_DRAIN);
     if (!w->io->accept_idle(w))
         return;
     for (int i = 0; i < w->n_listen; i++) {
@@ -310,7 +186,8 @@ static void dump_step(struct worker *w)
 }
 
 int worker_dump_conns(struct worker *w, FILE *out, int timeout_ms)
-{    atomic_store(&w->dump_done, 0);
+{
+    atomic_store(&w->dump_done, 0);
     atomic_store(&w->dump, out);
     for (int waited = 0; !atomic_load(&w->dump_done); waited++) {
         /* Not taken in time: take it back, unless the worker just did. */
@@ -328,14 +205,12 @@ void worker_tick(struct worker *w)
         return;
     w->next_tick_ms = w->now_ms + TICK_MS;
     stat_inc(&w->st->w.heartbeat);
-    timers_run(w);
+    relay_timers_run(w);
     reload_step(w);
     dump_step(w);
     drain_step(w);
-    if (w->n_fd_wait) /* before new clients: these came first */
-        relay_fd_wait_retry(w);
-    if ((w->accept_paused & ACCEPT_PAUSE_ERROR) && w->now_ms >= w->accept_resume_ms)
-        worker_accept_resume(w, ACCEPT_PAUSE_ERROR);
+    relay_fd_wait_retry(w); /* before new clients: these came first */
+    accepting_tick(w);
 }
 
 static void *worker_main(void *arg)
