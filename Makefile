@@ -39,7 +39,8 @@ TOOL_BINS := $(patsubst tests/tools/%.c,build/tools/%,$(wildcard tests/tools/*.c
 # libFuzzer targets link only the pure modules (no I/O): parsers and codecs.
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SRCS := src/proxy_parse.c src/crc32c.c src/sniff.c src/addr.c src/cidr.c src/proxy.c \
-             src/clienthello.c src/config.c src/config_args.c src/config_dump.c src/route.c \
+             src/clienthello.c src/config.c src/config_args.c src/config_dump.c \
+             src/config_table.c src/config_walk.c src/route.c \
              src/options.c src/log.c \
              src/stats_report.c src/stats.c
 FUZZ_SECONDS ?= 15

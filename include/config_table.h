@@ -1,9 +1,10 @@
 /* The configuration module's own: the tables of settings (one per
  * section of the file), and the walk that applies a YAML document to them.
- * config.c holds the tables, the walk, the rules across keys and the
- * loading; config_args.c reads the command line through the same tables;
- * config_dump.c reads them the other way (--dump-config, and what a reload
- * must keep). Nothing outside those files includes this. */
+ * config_table.c holds the tables, config_walk.c the walk, config_args.c
+ * the command line through them, config_dump.c the tables read the other
+ * way (--dump-config, and what a reload must keep), and config.c the
+ * loading and the rules across keys, over all of them. Nothing outside
+ * the config_*.c files includes this. */
 #ifndef RINGRELAY_CONFIG_TABLE_H
 #define RINGRELAY_CONFIG_TABLE_H
 
