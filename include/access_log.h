@@ -15,7 +15,7 @@
 #define ACCESS_SNI_MAX 128 /* longer names are cut */
 #define ACCESS_ALPN_MAX 16
 
-#define ACCESS_HAS_DIRECT 0x1  /* direct differs: the client came through a PROXY header */
+#define ACCESS_HAS_DIRECT 0x1 /* direct differs: the client came through a PROXY header */
 #define ACCESS_HAS_BACKEND 0x2
 #define ACCESS_HAS_SERVER 0x4
 
@@ -38,8 +38,8 @@ struct access_log;
 
 /* Opens path ("stderr" or a file, appended to) and starts the writer for
  * n_workers rings. NULL with err filled. */
-struct access_log *access_log_start(const char *path, enum access_log_format format,
-                                    int n_workers, uint64_t instance, char *err, size_t errlen);
+struct access_log *access_log_start(const char *path, enum access_log_format format, int n_workers,
+                                    uint64_t instance, char *err, size_t errlen);
 
 /* Writes what the rings still hold, stops the writer, closes the file. */
 void access_log_stop(struct access_log *al);
@@ -62,7 +62,7 @@ struct stats_names;
  * listener, backend and server from names; wall_offset_us turns the
  * monotonic times into wall-clock ones. Returns the length (cut at cap). */
 size_t access_log_format(const struct access_record *rec, enum access_log_format format,
-                         uint64_t instance, int64_t wall_offset_us,
-                         const struct stats_names *names, char *buf, size_t cap);
+                         uint64_t instance, int64_t wall_offset_us, const struct stats_names *names,
+                         char *buf, size_t cap);
 
 #endif

@@ -110,7 +110,7 @@ struct config_listener {
     struct cidr trusted[CONFIG_MAX_TRUSTED];
     int n_trusted;
     uint32_t header_timeout_ms, header_max_size, peek_timeout_ms;
-    uint32_t max_per_source; /* open connections per client address; 0: no limit */
+    uint32_t max_per_source;     /* open connections per client address; 0: no limit */
     struct config_route *routes; /* n_routes, allocated by config_load */
     int n_routes;
     char default_backend[CONFIG_NAME_MAX];
@@ -127,8 +127,8 @@ struct config {
     struct config_access_log access_log;
     uint32_t drain_timeout_ms;
     char user[CONFIG_NAME_MAX], group[CONFIG_NAME_MAX]; /* to run as, once bound; "": stay */
-    uint32_t max_connections; /* 0: fit the open-file limit */
-    uint32_t accept_backlog;  /* listen(2) backlog of every listening socket */
+    uint32_t max_connections;                           /* 0: fit the open-file limit */
+    uint32_t accept_backlog; /* listen(2) backlog of every listening socket */
     int log_level;
     struct config_listener listeners[CONFIG_MAX_LISTENERS];
     int n_listeners;

@@ -33,6 +33,9 @@ static inline void list_add_tail(struct list_head *h, struct list_head *n)
     h->prev = n;
 }
 
+/* clang-format takes (p) for a cast and would glue the minus to it. */
+// clang-format off
 #define list_entry(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+// clang-format on
 
 #endif

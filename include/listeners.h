@@ -11,8 +11,8 @@
 /* Opens every listener (a bad address fails the start, nothing left half
  * done), sets up the workers and starts their threads, each posting
  * started. Returns 0 or -errno. */
-int listeners_start(struct process *r, const struct io_backend *io, sem_t *started,
-                    const int *cpus, int n_cpus);
+int listeners_start(struct process *r, const struct io_backend *io, sem_t *started, const int *cpus,
+                    int n_cpus);
 
 /* Builds each worker's update for nrt into u[]: kept sockets for kept
  * addresses, new ones opened, gone ones to close. Returns 0 or -errno

@@ -19,10 +19,10 @@
 struct pool_member {
     char key[CONFIG_PATH_MAX + 8]; /* the address as text: what the ring hashes */
     uint32_t weight;
-    uint32_t max_conns;  /* 0: no limit */
-    atomic_uint active;  /* open connections, all workers */
-    atomic_int up;       /* set by health checks */
-    atomic_uint fails;   /* connects failed in a row (passive checks) */
+    uint32_t max_conns; /* 0: no limit */
+    atomic_uint active; /* open connections, all workers */
+    atomic_int up;      /* set by health checks */
+    atomic_uint fails;  /* connects failed in a row (passive checks) */
 };
 
 struct pool_point {
@@ -33,7 +33,7 @@ struct pool_point {
 struct pool {
     enum balance balance;
     int n;
-    struct pool_member *m; /* n of them */
+    struct pool_member *m;   /* n of them */
     struct pool_point *ring; /* sorted by hash; client_ip_hash only */
     size_t n_ring;
 };

@@ -15,8 +15,8 @@ struct probe {
     const struct sockaddr *sa; /* an inet or unix address */
     socklen_t salen;
     enum probe_header header;
-    SSL_CTX *tls;     /* NULL: no handshake, success is the connect and header */
-    const char *sni;  /* for the handshake; NULL: none */
+    SSL_CTX *tls;        /* NULL: no handshake, success is the connect and header */
+    const char *sni;     /* for the handshake; NULL: none */
     uint32_t timeout_ms; /* for connect, and for each read or write after it */
 };
 

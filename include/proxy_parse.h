@@ -44,7 +44,7 @@ int proxy_parse(const uint8_t *buf, size_t len, enum proxy_in mode, size_t v2_ca
 
 /* Walks the TLVs of a parsed header: *pos starts at 0. Returns 1 with the
  * next TLV's type, value and length, or 0 at the end. */
-int proxy_tlv_next(const struct proxy_header *h, size_t *pos, uint8_t *type,
-                   const uint8_t **value, uint16_t *len);
+int proxy_tlv_next(const struct proxy_header *h, size_t *pos, uint8_t *type, const uint8_t **value,
+                   uint16_t *len);
 
 #endif

@@ -26,17 +26,10 @@ enum side { SIDE_CLIENT = 0, SIDE_BACKEND = 1 };
 /* Before the backend connection exists: CONN_HEADER waits for a trusted
  * client's inbound PROXY header, CONN_PEEK for its ClientHello (to route
  * by server name). */
-enum conn_state {
-    CONN_FREE,
-    CONN_HEADER,
-    CONN_PEEK,
-    CONN_CONNECTING,
-    CONN_OPEN,
-    CONN_CLOSING
-};
+enum conn_state { CONN_FREE, CONN_HEADER, CONN_PEEK, CONN_CONNECTING, CONN_OPEN, CONN_CLOSING };
 
-#define TIMER_OWNERS (CONFIG_MAX_BACKENDS > CONFIG_MAX_LISTENERS ? CONFIG_MAX_BACKENDS \
-                                                               : CONFIG_MAX_LISTENERS)
+#define TIMER_OWNERS                                                                               \
+    (CONFIG_MAX_BACKENDS > CONFIG_MAX_LISTENERS ? CONFIG_MAX_BACKENDS : CONFIG_MAX_LISTENERS)
 
 enum timer_kind {
     TIMER_CONNECT,
@@ -49,12 +42,12 @@ enum timer_kind {
 };
 
 /* Connection flags. */
-#define CONN_UNTRUSTED 0x01 /* inbound PROXY listener, untrusted client: refuse a header */
-#define CONN_CLIENT_TLS 0x02 /* the client's first bytes were a TLS handshake record */
-#define CONN_LOWAT 0x04      /* SO_RCVLOWAT raised on the client socket while peeking */
-#define CONN_HAS_DST 0x08    /* dst holds the destination a trusted inbound header gave */
-#define CONN_RETRYING 0x10   /* its connect timed out: the next server follows its end */
-#define CONN_ON_BACKEND 0x20 /* counted as one of its backend's connections */
+#define CONN_UNTRUSTED 0x01   /* inbound PROXY listener, untrusted client: refuse a header */
+#define CONN_CLIENT_TLS 0x02  /* the client's first bytes were a TLS handshake record */
+#define CONN_LOWAT 0x04       /* SO_RCVLOWAT raised on the client socket while peeking */
+#define CONN_HAS_DST 0x08     /* dst holds the destination a trusted inbound header gave */
+#define CONN_RETRYING 0x10    /* its connect timed out: the next server follows its end */
+#define CONN_ON_BACKEND 0x20  /* counted as one of its backend's connections */
 #define CONN_SRC_COUNTED 0x40 /* holds a place in the per-source count (src_key) */
 #define CONN_WAIT_FD 0x80     /* no descriptor for its backend socket yet: in fd_wait */
 
@@ -70,12 +63,12 @@ enum timer_kind {
 
 /* Bytes read from fd[d] and written to fd[!d], for d a side. */
 struct dir {
-    uint32_t off;     /* copy mode: unsent bytes start at buffer + off */
-    uint32_t len;     /*            and are len long */
-    uint32_t in_pipe; /* splice mode: bytes sitting in the pipe */
-    uint16_t buf;     /* buffer held, or BUF_NONE */
-    int16_t pipe;     /* pipe held, or -1 */
-    uint8_t flags;    /* DIR_* */
+    uint32_t off;       /* copy mode: unsent bytes start at buffer + off */
+    uint32_t len;       /*            and are len long */
+    uint32_t in_pipe;   /* splice mode: bytes sitting in the pipe */
+    uint16_t buf;       /* buffer held, or BUF_NONE */
+    int16_t pipe;       /* pipe held, or -1 */
+    uint8_t flags;      /* DIR_* */
     uint32_t win_reads; /* copy mode: reads in the current window ... */
     uint32_t win_bytes; /* ... and the bytes they brought */
     uint64_t moved;
@@ -94,28 +87,28 @@ struct conn_extra {
 struct conn {
     struct list_head timer;
     uint64_t active_ms;
-    uint64_t open_ms; /* when the backend connection was established */
+    uint64_t open_ms;          /* when the backend connection was established */
     const struct sockaddr *be; /* the backend chosen for this connection */
-    uint8_t *hdr_ext;  /* the outbound header when it carries TLVs (malloc'ed) */
-    uint8_t *hdr_in;   /* malloc'ed only when an inbound header arrives split */
-    struct conn_extra *extra; /* malloc'ed for the access log only */
+    uint8_t *hdr_ext;          /* the outbound header when it carries TLVs (malloc'ed) */
+    uint8_t *hdr_in;           /* malloc'ed only when an inbound header arrives split */
+    struct conn_extra *extra;  /* malloc'ed for the access log only */
     int fd[2];
     uint32_t id;
-    uint32_t gen; /* bumped on free: stale back end events are ignored */
+    uint32_t gen;      /* bumped on free: stale back end events are ignored */
     struct io_conn io; /* the back end's own, per side */
     uint16_t hdr_len, hdr_sent;
     uint16_t hdr_in_len; /* bytes of a split inbound header held in hdr_in */
     uint8_t state;
     uint8_t inflight; /* back end operations whose completion is pending */
     uint8_t timer_kind;
-    uint8_t flags;    /* CONN_* */
-    uint8_t be_index; /* the backend in the configuration */
-    uint8_t li;       /* the listener that accepted it */
-    int16_t server;   /* the backend's server it connects to; -1: none yet */
+    uint8_t flags;           /* CONN_* */
+    uint8_t be_index;        /* the backend in the configuration */
+    uint8_t li;              /* the listener that accepted it */
+    int16_t server;          /* the backend's server it connects to; -1: none yet */
     struct pool_tried tried; /* servers tried so far */
-    uint8_t rgen;     /* the worker's runtime generation it runs on */
-    uint8_t end;      /* why it ended (enum conn_end): the first cause wins */
-    uint64_t src_key; /* its client's key in the per-source count */
+    uint8_t rgen;            /* the worker's runtime generation it runs on */
+    uint8_t end;             /* why it ended (enum conn_end): the first cause wins */
+    uint64_t src_key;        /* its client's key in the per-source count */
     /* Microseconds: when it was accepted, then after that when its last
      * connect began, when that completed, and when the backend's first
      * byte came. */
@@ -135,7 +128,7 @@ struct relay_gen {
     struct list_head timers[TIMER_KINDS][TIMER_OWNERS];
     uint32_t timeout_ms[TIMER_KINDS][TIMER_OWNERS];
     uint32_t touch_ms[TIMER_KINDS][TIMER_OWNERS]; /* how often activity restarts a timer */
-    struct pool_rr rr[CONFIG_MAX_BACKENDS];     /* this worker's round-robin state */
+    struct pool_rr rr[CONFIG_MAX_BACKENDS];       /* this worker's round-robin state */
 };
 
 struct pipe_pair {
@@ -154,9 +147,9 @@ struct fd_waiter {
 /* What a worker's connections draw on, sized at start. */
 struct relay_pool {
     struct conn *conns;
-    uint32_t n_conns; /* slots: --max-connections, as any worker may hold them all */
+    uint32_t n_conns;          /* slots: --max-connections, as any worker may hold them all */
     atomic_uint *active_total; /* open connections over all workers */
-    uint32_t *free_conns; /* stack of indexes of slots used before and free now */
+    uint32_t *free_conns;      /* stack of indexes of slots used before and free now */
     uint32_t n_free;
     uint32_t n_used; /* slots [0, n_used) have been used; the rest are untouched */
     uint32_t next_id;

@@ -34,8 +34,7 @@ void account_connect_failed(struct worker *w, struct conn *c, int res);
 void account_first_event(struct worker *w, struct conn *c, int d, int res, const uint8_t *p);
 
 /* Names c's server in logs, or its backend before a server is picked. */
-const char *conn_server_name(const struct worker *w, const struct conn *c, char *buf,
-                             size_t cap);
+const char *conn_server_name(const struct worker *w, const struct conn *c, char *buf, size_t cap);
 
 /* Writes a line for each of w's open connections, at most max. */
 void relay_dump_conns(struct worker *w, FILE *out, uint32_t max);

@@ -46,7 +46,14 @@ enum conn_end {
 extern const char *const stats_end_name[END_KINDS];
 
 /* Connect failures, by cause. */
-enum connect_fail { FAIL_REFUSED, FAIL_TIMEOUT, FAIL_UNREACHABLE, FAIL_RESET, FAIL_OTHER, FAIL_KINDS };
+enum connect_fail {
+    FAIL_REFUSED,
+    FAIL_TIMEOUT,
+    FAIL_UNREACHABLE,
+    FAIL_RESET,
+    FAIL_OTHER,
+    FAIL_KINDS
+};
 
 extern const char *const stats_fail_name[FAIL_KINDS];
 
@@ -82,9 +89,9 @@ struct stats_server {
 struct stats_worker {
     _Atomic uint64_t active;
     _Atomic uint64_t pipes_in_use, pipes_exhausted;
-    _Atomic uint64_t log_dropped; /* access log records dropped, ring full */
+    _Atomic uint64_t log_dropped;   /* access log records dropped, ring full */
     _Atomic uint64_t accept_errors; /* accept failed (no descriptor or memory): paused */
-    _Atomic uint64_t heartbeat;   /* ticks run: proof of life for the watchdog */
+    _Atomic uint64_t heartbeat;     /* ticks run: proof of life for the watchdog */
 };
 
 /* One worker's counters: nothing but 64-bit atomics, so blocks can be

@@ -14,15 +14,15 @@ struct stats_report {
     struct stats_names names;
     int n_workers;
     struct stats_worker workers[STATS_MAX_WORKERS];
-    const char *io;       /* the io back end's name */
+    const char *io; /* the io back end's name */
     const char *version;
-    uint64_t start_time;  /* seconds since the epoch */
+    uint64_t start_time; /* seconds since the epoch */
     uint64_t uptime_ms;
-    uint64_t generation;  /* configurations loaded: 1, then one per reload */
+    uint64_t generation; /* configurations loaded: 1, then one per reload */
     uint64_t reloads, reload_failures;
     uint32_t max_connections;
     int draining;
-    int have_memory;      /* jemalloc's numbers are known */
+    int have_memory; /* jemalloc's numbers are known */
     uint64_t mem_allocated, mem_resident;
     /* Servers of the running configuration, by slot: 1 up, 0 down, -1 not in it. */
     int8_t server_up[STATS_MAX_SERVERS];
@@ -42,7 +42,7 @@ enum stats_cmd {
     STATS_CMD_SERVERS,
     STATS_CMD_CONNS,
     STATS_CMD_METRICS,
-    STATS_CMD_UNKNOWN, /* a line command not in the list */
+    STATS_CMD_UNKNOWN,  /* a line command not in the list */
     STATS_CMD_NOT_FOUND /* an HTTP request for another path */
 };
 

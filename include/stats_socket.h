@@ -11,8 +11,8 @@
 
 /* What the server asks of the process. */
 struct stats_source {
-    void (*fill)(struct stats_report *r, void *ctx);   /* everything but sum and names */
-    void (*conns)(FILE *out, void *ctx);               /* show conns */
+    void (*fill)(struct stats_report *r, void *ctx); /* everything but sum and names */
+    void (*conns)(FILE *out, void *ctx);             /* show conns */
     void *ctx;
 };
 
@@ -21,9 +21,8 @@ struct stats_socket;
 /* Creates the socket at path with mode 0660 (group gid unless -1): bound
  * beside it and renamed over it, so a process taking over from another
  * never leaves the path missing. Starts the thread. NULL with err filled. */
-struct stats_socket *stats_socket_start(const char *path, gid_t gid,
-                                        const struct stats_source *src, char *err,
-                                        size_t errlen);
+struct stats_socket *stats_socket_start(const char *path, gid_t gid, const struct stats_source *src,
+                                        char *err, size_t errlen);
 
 /* Stops the thread, closes the socket, and removes the path if it is
  * still this process's socket. */

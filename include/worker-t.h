@@ -21,8 +21,8 @@ struct io_backend;
 
 /* One runtime as a worker uses it, with what depends on its settings. */
 struct worker_gen {
-    struct runtime *rt; /* shared by all workers; pools change through atomics only */
-    uint32_t conns;     /* this worker's connections on it */
+    struct runtime *rt;     /* shared by all workers; pools change through atomics only */
+    uint32_t conns;         /* this worker's connections on it */
     struct relay_gen relay; /* timer lists and round-robin state on its settings */
 };
 
@@ -49,12 +49,12 @@ struct worker {
     void *io_state;
     atomic_int stop; /* set to 1 to make the thread return */
     int init_result;
-    sem_t *started;  /* posted once init_result is known */
+    sem_t *started; /* posted once init_result is known */
 
     int listen_fd[RUNTIME_MAX_BINDS];
     uint8_t listen_li[RUNTIME_MAX_BINDS]; /* the listener each socket belongs to */
     int n_listen;
-    uint8_t accept_paused;  /* ACCEPT_PAUSE_* reasons */
+    uint8_t accept_paused; /* ACCEPT_PAUSE_* reasons */
     uint64_t accept_resume_ms;
     uint32_t accept_backoff_ms;
 
@@ -76,7 +76,7 @@ struct worker {
     /* Stopping: main sets drain (stop accepting, close the listeners, let
      * connections finish), then maybe close_all (reset what is left). */
     atomic_int drain, close_all;
-    uint8_t drained; /* listeners closed */
+    uint8_t drained;          /* listeners closed */
     struct access_ring *alog; /* NULL: no access log */
 };
 

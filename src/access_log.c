@@ -77,7 +77,8 @@ static void put(struct line *l, const char *fmt, ...)
     if (l->len >= l->cap)
         return;
     va_start(ap, fmt);
-    n = vsnprintf(l->buf + l->len, l->cap - l->len, fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized): a false report
+    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): a false report
+    n = vsnprintf(l->buf + l->len, l->cap - l->len, fmt, ap);
     va_end(ap);
     l->len = n < 0 ? l->len : l->len + (size_t)n > l->cap ? l->cap : l->len + (size_t)n;
 }
@@ -139,8 +140,8 @@ static void put_time(struct line *l, uint64_t wall_us, int json)
 }
 
 size_t access_log_format(const struct access_record *rec, enum access_log_format format,
-                         uint64_t instance, int64_t wall_offset_us,
-                         const struct stats_names *names, char *buf, size_t cap)
+                         uint64_t instance, int64_t wall_offset_us, const struct stats_names *names,
+                         char *buf, size_t cap)
 {
     int json = format == ACCESS_LOG_JSON;
     struct line l = {buf, cap - 1, 0}; /* room for the newline */
@@ -284,8 +285,8 @@ static void access_log_free(struct access_log *al)
     free(al);
 }
 
-struct access_log *access_log_start(const char *path, enum access_log_format format,
-                                    int n_workers, uint64_t instance, char *err, size_t errlen)
+struct access_log *access_log_start(const char *path, enum access_log_format format, int n_workers,
+                                    uint64_t instance, char *err, size_t errlen)
 {
     struct access_log *al = calloc(1, sizeof(*al));
     int ret;

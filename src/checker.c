@@ -88,8 +88,8 @@ static void check_server(struct backend_checker *bc, SSL_CTX *tls, int s)
         log_info("backend %s: server %s is up: %u checks passed (%s)", be->name, m->key,
                  be->health.rise, why);
     else
-        log_warn("backend %s: server %s is down: %u checks failed in a row, the last: %s",
-                 be->name, m->key, be->health.fall, why);
+        log_warn("backend %s: server %s is down: %u checks failed in a row, the last: %s", be->name,
+                 m->key, be->health.fall, why);
 }
 
 static void *checker_main(void *arg)
@@ -166,5 +166,6 @@ void checker_connect_result(struct runtime *rt, int b, int s, int ok)
         return;
     stats_health_changed(rt->st_server[b][s]);
     log_warn("backend %s: server %s is down: %u connects failed in a row; back when a "
-             "check passes", be->name, m->key, be->health.fall);
+             "check passes",
+             be->name, m->key, be->health.fall);
 }

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 /* Whether addr has any bit set at or after position bits. */
 static int host_bits_set(const uint8_t *addr, int len, int bits)
 {

@@ -36,18 +36,19 @@ static const char *say_is(const struct walk *w, const char *key, const char *val
     return buf;
 }
 
-static int fail_at(struct walk *w, const struct config_mark *m, const char *path,
-                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail_at(struct walk *w, const struct config_mark *m, const char *path, const char *fmt,
+                   ...) __attribute__((format(printf, 4, 5)));
 
 /* "FILE:LINE:COL: PATH: message" for a file, "message" when told in flags. */
-static int fail_at(struct walk *w, const struct config_mark *m, const char *path,
-                   const char *fmt, ...)
+static int fail_at(struct walk *w, const struct config_mark *m, const char *path, const char *fmt,
+                   ...)
 {
     char msg[300];
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized): a false report
+    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): a false report
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (w->cli_words || !w->file)
         snprintf(w->err, w->errlen, "%s", msg);
@@ -85,8 +86,7 @@ static int check_backends(struct walk *w, struct config *c)
         snprintf(path, sizeof(path), "backends[%d]", i);
         w->cli_words = !w->file;
         if (backend_index(c, b->name) != i)
-            return fail_at(w, &b->mark, path, "name '%s' is used by an earlier backend",
-                           b->name);
+            return fail_at(w, &b->mark, path, "name '%s' is used by an earlier backend", b->name);
         if (b->n_servers == 0)
             return fail_at(w, &b->mark, path, "backend '%s' has no servers", b->name);
         speak_of(w, "tlvs");
@@ -122,10 +122,11 @@ static int check_tlv_copies(struct walk *w, const struct config *c)
             continue;
         snprintf(path, sizeof(path), "backends[%d]", b);
         speak_of(w, "tlvs");
-        return fail_at(w, &c->backends[b].mark, path, "%s: copying TLV types needs %s on a "
+        return fail_at(w, &c->backends[b].mark, path,
+                       "%s: copying TLV types needs %s on a "
                        "listener that uses backend '%s' (they come from a trusted inbound "
-                       "header)", say(w, "tlvs"), say(w, "proxy_protocol_in"),
-                       c->backends[b].name);
+                       "header)",
+                       say(w, "tlvs"), say(w, "proxy_protocol_in"), c->backends[b].name);
     }
     return 0;
 }
@@ -190,8 +191,10 @@ static int check_routes(struct walk *w, struct config *c, struct config_listener
     if (!l->default_backend[0] && c->n_backends == 1)
         snprintf(l->default_backend, sizeof(l->default_backend), "%s", c->backends[0].name);
     if (!l->default_backend[0])
-        return fail_at(w, &l->mark, path, "required when there is more than one backend "
-                       "(there are: %s)", have);
+        return fail_at(w, &l->mark, path,
+                       "required when there is more than one backend "
+                       "(there are: %s)",
+                       have);
     if ((l->default_index = backend_index(c, l->default_backend)) < 0)
         return fail_at(w, &l->default_mark, path, "no backend is named '%s' (there are: %s)",
                        l->default_backend, have);
@@ -215,8 +218,10 @@ static int check_inbound(struct walk *w, const struct config_listener *l, const 
 
     speak_of(w, "proxy_protocol_in");
     if (l->proxy_protocol_in != PROXY_IN_OFF && l->n_trusted == 0)
-        return fail_at(w, &l->mark, path, "%s needs %s (the proxies in front that send the "
-                       "header)", say(w, "proxy_protocol_in"), say(w, "trusted_sources"));
+        return fail_at(w, &l->mark, path,
+                       "%s needs %s (the proxies in front that send the "
+                       "header)",
+                       say(w, "proxy_protocol_in"), say(w, "trusted_sources"));
     speak_of(w, "trusted_sources");
     if (l->proxy_protocol_in == PROXY_IN_OFF && l->n_trusted)
         return fail_at(w, &l->mark, path, "%s has no effect with %s", say(w, "trusted_sources"),
@@ -290,10 +295,11 @@ static int prescan(struct walk *w, const char *text, size_t len)
             depth--;
         if (depth > CONFIG_MAX_DEPTH)
             ret = config_fail(w, &ev.start_mark, NULL, "nested more than %d levels deep",
-                       CONFIG_MAX_DEPTH);
+                              CONFIG_MAX_DEPTH);
         else if (ev.type == YAML_DOCUMENT_START_EVENT && ++docs > 1)
-            ret = config_fail(w, &ev.start_mark, NULL, "a second YAML document (after '---'); put "
-                       "the whole configuration in one");
+            ret = config_fail(w, &ev.start_mark, NULL,
+                              "a second YAML document (after '---'); put "
+                              "the whole configuration in one");
         else if (ev.type == YAML_STREAM_END_EVENT)
             ret = 0;
         yaml_event_delete(&ev);

@@ -181,8 +181,7 @@ static int arg_find(const struct walk *w, const char *flag, int last)
 }
 
 /* One --route NAME=ADDR:PORT: a route to a backend of its own. */
-static void argdoc_route(struct walk *w, struct argdoc *d, int routes, int backends, int arg,
-                         int n)
+static void argdoc_route(struct walk *w, struct argdoc *d, int routes, int backends, int arg, int n)
 {
     const char *v = w->args[arg].value, *eq = strchr(v, '='); /* checked: there is one */
     char name[CONFIG_NAME_MAX];
@@ -207,7 +206,8 @@ static int argdoc_describe(struct walk *w, struct argdoc *d)
 
     for (int i = 0; i < w->n_args; i++) {
         if (strcmp(w->args[i].flag, "--route") == 0 && !strchr(w->args[i].value, '=')) {
-            snprintf(w->err, w->errlen, "--route: expected NAME=ADDR:PORT with NAME a host "
+            snprintf(w->err, w->errlen,
+                     "--route: expected NAME=ADDR:PORT with NAME a host "
                      "name or *.suffix, like api.example.com=10.0.0.5:8443, got '%s'",
                      w->args[i].value);
             config_one_line(w->err);
@@ -215,8 +215,9 @@ static int argdoc_describe(struct walk *w, struct argdoc *d)
         }
     }
     if (listen < 0 || backend < 0) {
-        snprintf(w->err, w->errlen, listen < 0 ? "--listen: required (at least one ADDR:PORT)"
-                                               : "--backend: required (ADDR:PORT)");
+        snprintf(w->err, w->errlen,
+                 listen < 0 ? "--listen: required (at least one ADDR:PORT)"
+                            : "--backend: required (ADDR:PORT)");
         return -EINVAL;
     }
     root = argdoc_node(d, 0, -1);
@@ -350,16 +351,15 @@ int config_check_no_file(struct walk *w, int with_file)
 {
     if (!with_file || !config_each_setting(&config_top_section, describing, w))
         return 0;
-    snprintf(w->err, w->errlen, "--listen, --backend and --route describe what the file's "
+    snprintf(w->err, w->errlen,
+             "--listen, --backend and --route describe what the file's "
              "listeners and backends do; give one or the other, not both");
     return -EINVAL;
 }
 
-int config_check_args(const struct config_arg *args, int n, int with_file, char *err,
-                      size_t errlen)
+int config_check_args(const struct config_arg *args, int n, int with_file, char *err, size_t errlen)
 {
-    struct walk w = {.origin = FROM_ARGS, .args = args, .n_args = n, .err = err,
-                     .errlen = errlen};
+    struct walk w = {.origin = FROM_ARGS, .args = args, .n_args = n, .err = err, .errlen = errlen};
     struct config *scratch;
     int ret = check_flags(&w, &config_top_section);
 
@@ -461,5 +461,3 @@ int config_walk_described(struct walk *w, struct config *c)
     yaml_document_delete(&d.doc);
     return ret;
 }
-
-

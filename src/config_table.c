@@ -16,6 +16,9 @@ static const char *const access_mode_names[] = {"all", "errors", "off", NULL};
 static const char *const access_format_names[] = {"text", "json", NULL};
 const char *const config_level_names[] = {"error", "warn", "info", "debug", NULL};
 
+/* The rows read best one setting to a few lines: clang-format would put
+ * every field on a line of its own. */
+// clang-format off
 #define DAY_MS (24U * 3600U * 1000U)
 #define AT(type, field) .off = offsetof(type, field)
 #define MARK(type, field) .mark_off = (offsetof(type, field) + 1)
@@ -183,3 +186,4 @@ static const struct setting top_settings[] = {
 };
 
 const struct section config_top_section = {top_settings, sizeof(struct config)};
+// clang-format on

@@ -57,7 +57,8 @@ int config_fail(struct walk *w, const yaml_mark_t *m, const char *key, const cha
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized): a false report
+    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): a false report
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (w->origin == FROM_ARGS && m->index > 0 && m->index <= (size_t)w->n_args)
         snprintf(w->err, w->errlen, "%s: %s", w->args[m->index - 1].flag, msg);
@@ -153,8 +154,8 @@ static int set_binds(struct walk *w, yaml_node_t *n, struct config_listener *l)
             return config_fail(w, &v->start_mark, "bind", "at most %d addresses", CONFIG_MAX_BINDS);
         if (!(s = scalar(v)) || addr_parse(s, &l->bind[l->n_bind]) < 0)
             return config_fail(w, &v->start_mark, "bind",
-                        "expected IPV4:PORT or [IPV6]:PORT with port 1-65535, got '%s'",
-                        s ? s : "a non-scalar");
+                               "expected IPV4:PORT or [IPV6]:PORT with port 1-65535, got '%s'",
+                               s ? s : "a non-scalar");
         l->n_bind++;
     }
     if (l->n_bind == 0)
@@ -177,16 +178,17 @@ static int set_cidrs(struct walk *w, yaml_node_t *n, struct config_listener *l)
         struct cidr *c = &l->trusted[l->n_trusted];
         if (l->n_trusted == CONFIG_MAX_TRUSTED)
             return config_fail(w, &v->start_mark, "trusted_sources", "at most %d ranges",
-                        CONFIG_MAX_TRUSTED);
+                               CONFIG_MAX_TRUSTED);
         if (!(s = scalar(v)) || (ret = cidr_parse(s, c)) == -EINVAL)
             return config_fail(w, &v->start_mark, "trusted_sources",
-                        "expected an address or ADDR/BITS, got '%s'", s ? s : "a non-scalar");
+                               "expected an address or ADDR/BITS, got '%s'",
+                               s ? s : "a non-scalar");
         if (ret == -EDOM) {
             for (int b = c->bits; b < (c->family == AF_INET ? 32 : 128); b++)
-                c->addr[b / 8] &= (uint8_t)~(0x80 >> (b % 8));
+                c->addr[b / 8] &= (uint8_t) ~(0x80 >> (b % 8));
             return config_fail(w, &v->start_mark, "trusted_sources",
-                        "'%s' has bits set below the /%u prefix; did you mean %s?", s, c->bits,
-                        cidr_format(c, net, sizeof(net)));
+                               "'%s' has bits set below the /%u prefix; did you mean %s?", s,
+                               c->bits, cidr_format(c, net, sizeof(net)));
         }
         l->n_trusted++;
     }
@@ -217,8 +219,9 @@ static int set_tlvs(struct walk *w, yaml_node_t *n, struct config_backend *b)
         type = strtoul(s, &e, 0);
         if (*s < '0' || *s > '9' || *e || type > 0xff || b->n_tlv_pass == CONFIG_MAX_TLV_PASS)
             return config_fail(w, &v->start_mark, "tlvs",
-                        "expected authority, alpn, unique_id, crc32c or a type number like "
-                        "0xEA, got '%s'", s);
+                               "expected authority, alpn, unique_id, crc32c or a type number like "
+                               "0xEA, got '%s'",
+                               s);
         b->tlv_pass[b->n_tlv_pass++] = (uint8_t)type;
     }
     return 0;
@@ -230,14 +233,15 @@ static int set_server_addr(struct walk *w, const yaml_mark_t *m, const char *s,
     if (strncmp(s, "unix:", 5) == 0) {
         if (s[5] != '/' || strlen(s + 5) >= CONFIG_PATH_MAX)
             return config_fail(w, m, "address", "expected unix:/absolute/path (under %d bytes)",
-                        CONFIG_PATH_MAX);
+                               CONFIG_PATH_MAX);
         sv->is_unix = 1;
         strcpy(sv->path, s + 5); // NOLINT: length checked above
         return 0;
     }
     if (addr_parse(s, &sv->inet) < 0)
         return config_fail(w, m, "address",
-                    "expected IPV4:PORT, [IPV6]:PORT (port 1-65535) or unix:/path, got '%s'", s);
+                           "expected IPV4:PORT, [IPV6]:PORT (port 1-65535) or unix:/path, got '%s'",
+                           s);
     sv->is_unix = 0;
     return 0;
 }
@@ -255,15 +259,17 @@ static int set_number(struct walk *w, const struct setting *st, char *field, con
         else if (parse_u32(s, &u) == 0 && u >= 1 && u <= 1024)
             i = (int)u;
         else
-            return config_fail(w, m, st->key, "expected auto or a number from 1 to 1024, got '%s'", s);
+            return config_fail(w, m, st->key, "expected auto or a number from 1 to 1024, got '%s'",
+                               s);
         memcpy(field, &i, sizeof(i));
         return 0;
     }
     if (st->kind == K_UINT && (parse_u32(s, &u) < 0 || u < st->min || u > st->max))
-        return config_fail(w, m, st->key, "expected a whole number from %u to %u, got '%s'", st->min,
-                    st->max, s);
+        return config_fail(w, m, st->key, "expected a whole number from %u to %u, got '%s'",
+                           st->min, st->max, s);
     if (st->kind == K_DURATION && config_parse_duration(s, &u) < 0)
-        return config_fail(w, m, st->key, "expected a duration like 500ms, 5s, 2m or 1h, got '%s'", s);
+        return config_fail(w, m, st->key, "expected a duration like 500ms, 5s, 2m or 1h, got '%s'",
+                           s);
     if (u < st->min || u > st->max)
         return config_fail(w, m, st->key, "%s is out of range %ums-%ums", s, st->min, st->max);
     memcpy(field, &u, sizeof(u));
@@ -298,8 +304,10 @@ static int set_text(struct walk *w, const struct setting *st, char *field, const
     switch (st->kind) {
     case K_NAME:
         if (*s && !valid_name(s))
-            return config_fail(w, m, st->key, "expected a name of letters, digits, '-', '_' or '.' "
-                        "(at most %d), got '%s'", CONFIG_NAME_MAX - 1, s);
+            return config_fail(w, m, st->key,
+                               "expected a name of letters, digits, '-', '_' or '.' "
+                               "(at most %d), got '%s'",
+                               CONFIG_NAME_MAX - 1, s);
         snprintf(field, CONFIG_NAME_MAX, "%s", s);
         return 0;
     case K_HOST:
@@ -308,14 +316,15 @@ static int set_text(struct walk *w, const struct setting *st, char *field, const
         i = *s || st->kind == K_ROUTE_SNI ? route_name_check(s, strlen(s)) : 0;
         if (i < 0 || (st->kind == K_HOST && i == 1))
             return config_fail(w, m, st->key, "expected a host name%s, got '%s'",
-                        st->kind == K_ROUTE_SNI ? " or *.suffix" : "", s);
+                               st->kind == K_ROUTE_SNI ? " or *.suffix" : "", s);
         snprintf(field, CLIENTHELLO_SNI_MAX + 1, "%s", s);
         return 0;
     default: /* K_PATH, K_LOG_PATH */
         if ((*s && *s != '/' && !(st->kind == K_LOG_PATH && strcmp(s, "stderr") == 0)) ||
             strlen(s) >= CONFIG_PATH_MAX)
-            return config_fail(w, m, st->key, "expected an absolute path under %d bytes%s, got '%s'",
-                        CONFIG_PATH_MAX, st->kind == K_LOG_PATH ? " or stderr" : "", s);
+            return config_fail(w, m, st->key,
+                               "expected an absolute path under %d bytes%s, got '%s'",
+                               CONFIG_PATH_MAX, st->kind == K_LOG_PATH ? " or stderr" : "", s);
         snprintf(field, CONFIG_PATH_MAX, "%s", s);
         return 0;
     }
@@ -388,8 +397,7 @@ static int walk_seq(struct walk *w, const struct setting *st, yaml_node_t *n, vo
     }
     for (; it < end; it++, count++) {
         yaml_node_t *v = yaml_document_get_node(w->doc, *it);
-        snprintf(w->path + len, sizeof(w->path) - len, "%s%s[%d]", len ? "." : "", st->key,
-                 count);
+        snprintf(w->path + len, sizeof(w->path) - len, "%s%s[%d]", len ? "." : "", st->key, count);
         /* Counted before it is filled, so that config_free() finds what a
          * failure halfway through it leaves. */
         memcpy((char *)base + st->count_off, &(int){count + 1}, sizeof(int));
@@ -429,11 +437,13 @@ int config_apply(struct walk *w, const struct setting *st, yaml_node_t *v, void 
         return ret;
     case K_SERVER_ADDR:
         if (!(s = scalar(v)))
-            return config_fail(w, &v->start_mark, st->key, "expected a value, not a list or mapping");
+            return config_fail(w, &v->start_mark, st->key,
+                               "expected a value, not a list or mapping");
         return set_server_addr(w, &v->start_mark, s, base);
     default:
         if (!(s = scalar(v)))
-            return config_fail(w, &v->start_mark, st->key, "expected a value, not a list or mapping");
+            return config_fail(w, &v->start_mark, st->key,
+                               "expected a value, not a list or mapping");
         return set_scalar(w, st, base, s, &v->start_mark);
     }
 }
@@ -487,8 +497,8 @@ int config_walk_section(struct walk *w, const struct section *sec, yaml_node_t *
             for (int j = 0; sec->settings[j].key && m < sizeof(names); j++)
                 m += (size_t)snprintf(names + m, sizeof(names) - m, "%s%s", j ? ", " : "",
                                       sec->settings[j].key);
-            return config_fail(w, &k->start_mark, key ? key : "?", "unknown key (expected one of: %s)",
-                        names);
+            return config_fail(w, &k->start_mark, key ? key : "?",
+                               "unknown key (expected one of: %s)", names);
         }
         if (seen & (1ULL << i))
             return config_fail(w, &k->start_mark, key, "given twice");

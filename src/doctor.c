@@ -24,23 +24,27 @@ static void verdict(const char *target, const int ok[PROBES])
     printf("verdict: ");
     if (ok[PROBE_V1] && ok[PROBE_V2] && !ok[PROBE_NONE])
         printf("%s expects a PROXY header and takes v1 or v2: run ringrelay with "
-               "--proxy-protocol v2 (the default).\n", target);
+               "--proxy-protocol v2 (the default).\n",
+               target);
     else if (ok[PROBE_V2] && !ok[PROBE_NONE])
         printf("%s expects a PROXY v2 header: run ringrelay with --proxy-protocol v2 "
-               "(the default).\n", target);
-    else if (ok[PROBE_V1] && !ok[PROBE_NONE])
-        printf("%s expects a PROXY v1 header: run ringrelay with --proxy-protocol v1.\n",
+               "(the default).\n",
                target);
+    else if (ok[PROBE_V1] && !ok[PROBE_NONE])
+        printf("%s expects a PROXY v1 header: run ringrelay with --proxy-protocol v1.\n", target);
     else if (ok[PROBE_NONE] && !ok[PROBE_V1] && !ok[PROBE_V2])
         printf("%s does not expect a PROXY header: add proxy_protocol to its listen line "
                "(nginx/Kong: listen ... ssl proxy_protocol;) so it learns client addresses, "
-               "or run ringrelay with --proxy-protocol off.\n", target);
+               "or run ringrelay with --proxy-protocol off.\n",
+               target);
     else if (ok[PROBE_NONE])
         printf("%s accepts connections with and without a PROXY header: run ringrelay with "
-               "--proxy-protocol v2 so it gets client addresses.\n", target);
+               "--proxy-protocol v2 so it gets client addresses.\n",
+               target);
     else
         printf("no probe completed a TLS handshake with %s: check the address, that it "
-               "speaks TLS on that port, and the results above.\n", target);
+               "speaks TLS on that port, and the results above.\n",
+               target);
 }
 
 static int usage(void)
@@ -59,8 +63,7 @@ int doctor_main(int argc, char **argv)
 
     if (argc < 2 || addr_parse(argv[1], &a) < 0) {
         if (argc >= 2)
-            fprintf(stderr, "ringrelay doctor: '%s': expected IPV4:PORT or [IPV6]:PORT\n",
-                    argv[1]);
+            fprintf(stderr, "ringrelay doctor: '%s': expected IPV4:PORT or [IPV6]:PORT\n", argv[1]);
         return usage();
     }
     if (argc == 4 && strcmp(argv[2], "--sni") == 0)
@@ -75,8 +78,12 @@ int doctor_main(int argc, char **argv)
     printf("probing %s%s%s: each probe sends its header, then a TLS ClientHello\n", argv[1],
            sni ? " with SNI " : "", sni ? sni : "");
     for (int p = 0; p < PROBES; p++) {
-        struct probe pr = {.sa = &a.sa, .salen = addr_len(&a.sa), .header = probe_header_of[p],
-                           .tls = ctx, .sni = sni, .timeout_ms = PROBE_TIMEOUT_MS};
+        struct probe pr = {.sa = &a.sa,
+                           .salen = addr_len(&a.sa),
+                           .header = probe_header_of[p],
+                           .tls = ctx,
+                           .sni = sni,
+                           .timeout_ms = PROBE_TIMEOUT_MS};
         ok[p] = probe_run(&pr, result, sizeof(result)) > 0;
         any |= ok[p];
         printf("  %-15s %s\n", probe_name[p], result);

@@ -24,12 +24,12 @@
 /* Per-socket state in conn->io.flags[side]. */
 #define RDY_IN 0x001
 #define RDY_OUT 0x002
-#define HUP 0x004     /* peer closed or error: reads never block again */
-#define W_RECV 0x008  /* dir side: recv wanted */
-#define W_PIN 0x010   /* dir side: readability wanted */
-#define W_SEND 0x020  /* dir !side: send wanted */
-#define W_POUT 0x040  /* dir !side: writability wanted */
-#define W_CONN 0x080  /* connect in progress */
+#define HUP 0x004      /* peer closed or error: reads never block again */
+#define W_RECV 0x008   /* dir side: recv wanted */
+#define W_PIN 0x010    /* dir side: readability wanted */
+#define W_SEND 0x020   /* dir !side: send wanted */
+#define W_POUT 0x040   /* dir !side: writability wanted */
+#define W_CONN 0x080   /* connect in progress */
 #define CONN_NOW 0x100 /* connect finished inside connect(2): result in io.res */
 #define QUEUED 0x200
 #define WANTS (W_RECV | W_PIN | W_SEND | W_POUT | W_CONN)
@@ -244,7 +244,7 @@ static int ep_cancel(struct worker *w, struct conn *c)
     for (int s = 0; s < 2; s++) {
         uint16_t f = c->io.flags[s] & WANTS;
         dropped += __builtin_popcount(f);
-        c->io.flags[s] &= (uint16_t)~(WANTS | CONN_NOW);
+        c->io.flags[s] &= (uint16_t) ~(WANTS | CONN_NOW);
     }
     return dropped;
 }
@@ -278,7 +278,7 @@ static void do_connect(struct worker *w, struct conn *c)
             return;
         }
     }
-    *f &= (uint16_t)~(W_CONN | CONN_NOW);
+    *f &= (uint16_t) ~(W_CONN | CONN_NOW);
     relay_on_connect(w, c, res);
 }
 

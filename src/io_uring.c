@@ -49,13 +49,13 @@ struct uring_state {
     struct io_uring_buf_ring *br;
     size_t br_bytes;
     unsigned br_mask;
-    int multishot;     /* multishot recv is available */
-    int bundle;        /* ... and bundled: one completion, several buffers */
-    uint16_t tail;     /* our copy of the buffer ring's tail */
-    uint16_t *slot;    /* ring entry each buffer was last added at */
-    uint16_t *next;    /* stash chains, by buffer id */
-    uint32_t *len;     /* bytes in a stashed buffer */
-    uint64_t *ready;   /* directions with an ask the stash can answer */
+    int multishot;   /* multishot recv is available */
+    int bundle;      /* ... and bundled: one completion, several buffers */
+    uint16_t tail;   /* our copy of the buffer ring's tail */
+    uint16_t *slot;  /* ring entry each buffer was last added at */
+    uint16_t *next;  /* stash chains, by buffer id */
+    uint32_t *len;   /* bytes in a stashed buffer */
+    uint64_t *ready; /* directions with an ask the stash can answer */
     size_t n_ready, cap_ready;
     uint8_t accept_armed[RUNTIME_MAX_BINDS];
 };
@@ -133,8 +133,8 @@ static int ring_setup(struct io_uring *ring, unsigned *flags, unsigned *features
 static void buf_ring_add(struct worker *w, struct uring_state *st, uint16_t bid)
 {
     st->slot[bid] = st->tail;
-    io_uring_buf_ring_add(st->br, buf_data(w, bid) + BUF_HEADROOM, BUF_SIZE, bid,
-                          (int)st->br_mask, (int)(uint16_t)(st->tail - st->br->tail));
+    io_uring_buf_ring_add(st->br, buf_data(w, bid) + BUF_HEADROOM, BUF_SIZE, bid, (int)st->br_mask,
+                          (int)(uint16_t)(st->tail - st->br->tail));
     st->tail++;
 }
 
@@ -198,8 +198,8 @@ static int ur_init(struct worker *w)
     w->io_state = st;
     /* Kernels with DEFER_TASKRUN (6.1) all have multishot recv (6.0). */
     st->multishot = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
-    st->bundle = st->multishot && (features & IORING_FEAT_RECVSEND_BUNDLE) &&
-                 !getenv("RINGRELAY_NO_BUNDLE");
+    st->bundle =
+        st->multishot && (features & IORING_FEAT_RECVSEND_BUNDLE) && !getenv("RINGRELAY_NO_BUNDLE");
     st->next = calloc(w->pool.n_bufs, sizeof(*st->next));
     st->len = calloc(w->pool.n_bufs, sizeof(*st->len));
     st->slot = calloc(w->pool.n_bufs, sizeof(*st->slot));
@@ -370,8 +370,8 @@ static void ready_push(struct worker *w, struct conn *c, int d)
         st->cap_ready *= 2;
     }
     c->io.flags[d] |= R_READY;
-    st->ready[st->n_ready++] = (uint64_t)c->gen << 32 | (uint64_t)conn_index(w, c) << 1 |
-                               (uint64_t)d;
+    st->ready[st->n_ready++] =
+        (uint64_t)c->gen << 32 | (uint64_t)conn_index(w, c) << 1 | (uint64_t)d;
 }
 
 static void deliver(struct worker *w, struct conn *c, int d, int res, uint16_t bid)
@@ -435,8 +435,7 @@ static unsigned recv_buffers(struct worker *w, const struct io_uring_cqe *cqe,
         n++;
     } while (left > 0 && n < BUNDLE_MAX);
     if (left > 0) {
-        log_error("worker %d: a recv completion filled more than %d buffers", w->id,
-                  BUNDLE_MAX);
+        log_error("worker %d: a recv completion filled more than %d buffers", w->id, BUNDLE_MAX);
         abort();
     }
     return n;
@@ -451,7 +450,7 @@ static void on_recv_cqe(struct worker *w, struct conn *c, int d, const struct io
     unsigned n = recv_buffers(w, cqe, bids, lens), i = 0;
 
     if (!(cqe->flags & IORING_CQE_F_MORE))
-        *f &= (uint16_t)~(R_ARMED | R_MULTI | R_STOPPING);
+        *f &= (uint16_t) ~(R_ARMED | R_MULTI | R_STOPPING);
     if (cqe->res > 0) {
         if (c->state == CONN_CLOSING) {
             for (; i < n; i++)

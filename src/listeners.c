@@ -105,8 +105,8 @@ static int open_listeners(struct process *r, int fds[][RUNTIME_MAX_BINDS], uint8
     return 0;
 }
 
-int listeners_start(struct process *r, const struct io_backend *io, sem_t *started,
-                    const int *cpus, int n_cpus)
+int listeners_start(struct process *r, const struct io_backend *io, sem_t *started, const int *cpus,
+                    int n_cpus)
 {
     int(*fds)[RUNTIME_MAX_BINDS] = calloc((size_t)r->n_workers, sizeof(*fds));
     uint8_t li[RUNTIME_MAX_BINDS];
@@ -190,7 +190,8 @@ int listeners_update(struct process *r, struct runtime *nrt, struct worker_updat
         for (int l = 0; l < nc->n_listeners; l++) {
             for (int b = 0; b < nc->listeners[l].n_bind; b++, i++) {
                 int old = bind_index(oc, &nc->listeners[l].bind[b]);
-                int fd = old >= 0 ? wk->listen_fd[old] : listen_open(&nc->listeners[l].bind[b], nc->accept_backlog);
+                int fd = old >= 0 ? wk->listen_fd[old]
+                                  : listen_open(&nc->listeners[l].bind[b], nc->accept_backlog);
                 if (fd < 0) {
                     bind_name(nc, l, b, name, sizeof(name));
                     log_error("reload: %s: %s; keeping the running configuration", name,

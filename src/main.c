@@ -65,7 +65,8 @@ static uint32_t fit_connections(uint32_t wanted, int n_workers)
         return fit < CONFIG_DEFAULT_CONNECTIONS ? fit : CONFIG_DEFAULT_CONNECTIONS;
     if (wanted > fit) {
         log_warn("max_connections %u needs %llu file descriptors but the limit is %llu; "
-                 "using %u", wanted, (unsigned long long)(2 * (uint64_t)wanted + reserve),
+                 "using %u",
+                 wanted, (unsigned long long)(2 * (uint64_t)wanted + reserve),
                  (unsigned long long)rl.rlim_cur, fit);
         return fit;
     }
@@ -121,8 +122,7 @@ static int config_command(const struct options *o)
 /* A random id for this process, for UNIQUE_ID TLVs; in the ready line. */
 static void set_instance(struct process *r)
 {
-    if (getrandom(&r->instance, sizeof(r->instance), GRND_NONBLOCK) !=
-        (ssize_t)sizeof(r->instance))
+    if (getrandom(&r->instance, sizeof(r->instance), GRND_NONBLOCK) != (ssize_t)sizeof(r->instance))
         r->instance = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
     relay_set_instance(r->instance);
 }

@@ -48,8 +48,7 @@ static int take_flag(struct options *o, int argc, char *const argv[], int *i, ch
         return -EINVAL;
     }
     if (o->n_args == OPTIONS_MAX_ARGS) {
-        snprintf(err, errlen, "%s: more than %d flags on one command line", flag,
-                 OPTIONS_MAX_ARGS);
+        snprintf(err, errlen, "%s: more than %d flags on one command line", flag, OPTIONS_MAX_ARGS);
         return -EINVAL;
     }
     o->args[o->n_args].flag = flag;
@@ -61,8 +60,8 @@ static int take_flag(struct options *o, int argc, char *const argv[], int *i, ch
 static int describes(const struct options *o)
 {
     for (int i = 0; i < o->n_args; i++)
-        if (strcmp(o->args[i].flag, "--listen") == 0 ||
-            strcmp(o->args[i].flag, "--backend") == 0 || strcmp(o->args[i].flag, "--route") == 0)
+        if (strcmp(o->args[i].flag, "--listen") == 0 || strcmp(o->args[i].flag, "--backend") == 0 ||
+            strcmp(o->args[i].flag, "--route") == 0)
             return 1;
     return 0;
 }

@@ -139,14 +139,12 @@ static int usable(const struct pool *p, int i, const struct pool_tried *skip)
 
     if (!atomic_load_explicit(&m->up, memory_order_relaxed) || tried(skip, i))
         return 0;
-    return !m->max_conns ||
-           atomic_load_explicit(&m->active, memory_order_relaxed) < m->max_conns;
+    return !m->max_conns || atomic_load_explicit(&m->active, memory_order_relaxed) < m->max_conns;
 }
 
 /* Each usable server gains its weight; the richest is picked and pays the
  * total. Over a cycle every server is picked weight times, interleaved. */
-static int pick_round_robin(const struct pool *p, struct pool_rr *rr,
-                            const struct pool_tried *skip)
+static int pick_round_robin(const struct pool *p, struct pool_rr *rr, const struct pool_tried *skip)
 {
     int64_t total = 0;
     int best = -1;
@@ -172,8 +170,7 @@ static int pick_round_robin(const struct pool *p, struct pool_rr *rr,
 }
 
 /* Fewest open connections per unit of weight; ties rotate. */
-static int pick_least_conn(const struct pool *p, struct pool_rr *rr,
-                           const struct pool_tried *skip)
+static int pick_least_conn(const struct pool *p, struct pool_rr *rr, const struct pool_tried *skip)
 {
     uint64_t best_num = 0, best_den = 1;
     int best = -1;

@@ -116,7 +116,8 @@ static void handshake_failure(SSL *ssl, int ret, const struct seen *seen, uint32
         snprintf(out, cap, "failed: no answer within %u ms", timeout_ms);
     else if (err == SSL_ERROR_SYSCALL && errno == ECONNRESET)
         snprintf(out, cap, "failed: the server reset the connection");
-    else if (err == SSL_ERROR_SYSCALL || (e && ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING))
+    else if (err == SSL_ERROR_SYSCALL ||
+             (e && ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING))
         snprintf(out, cap, "failed: the server closed the connection");
     else
         snprintf(out, cap, "failed: %s", e ? ERR_reason_error_string(e) : "TLS handshake error");

@@ -67,9 +67,10 @@ static void stats_fill(struct stats_report *rep, void *ctx)
     rep->max_connections = rt->max_connections;
     for (int i = 0; i < STATS_MAX_SERVERS; i++) {
         int at = rep->names.server_index[i];
-        rep->server_up[i] = at < 0 ? -1
-                                   : (int8_t)atomic_load(&rt->pools[at / CONFIG_MAX_SERVERS]
-                                                              .m[at % CONFIG_MAX_SERVERS].up);
+        rep->server_up[i] =
+            at < 0 ? -1
+                   : (int8_t)atomic_load(
+                         &rt->pools[at / CONFIG_MAX_SERVERS].m[at % CONFIG_MAX_SERVERS].up);
         rep->health_changes[i] = stats_health_changes(i);
     }
     runtime_put(rt);
@@ -206,8 +207,10 @@ void process_watchdog(struct process *r, uint64_t *seen)
     if (stuck < 0)
         service_notify("WATCHDOG=1");
     else
-        log_rl(LOG_LEVEL_ERROR, "worker %d has not run its timers since the last check: "
-               "not telling the watchdog we are alive", stuck);
+        log_rl(LOG_LEVEL_ERROR,
+               "worker %d has not run its timers since the last check: "
+               "not telling the watchdog we are alive",
+               stuck);
 }
 
 /* SIGUSR2: starts the binary found at our own path again (a new build

@@ -78,13 +78,13 @@ int proxy_v1_encode(uint8_t *buf, size_t cap, const struct sockaddr *src,
     if (fam == AF_INET) {
         inet_ntop(AF_INET, &s.in.sin_addr, sh, sizeof(sh));
         inet_ntop(AF_INET, &d.in.sin_addr, dh, sizeof(dh));
-        n = snprintf((char *)buf, cap, "PROXY TCP4 %s %s %u %u\r\n", sh, dh,
-                     ntohs(s.in.sin_port), ntohs(d.in.sin_port));
+        n = snprintf((char *)buf, cap, "PROXY TCP4 %s %s %u %u\r\n", sh, dh, ntohs(s.in.sin_port),
+                     ntohs(d.in.sin_port));
     } else if (fam == AF_INET6) {
         inet_ntop(AF_INET6, &s.in6.sin6_addr, sh, sizeof(sh));
         inet_ntop(AF_INET6, &d.in6.sin6_addr, dh, sizeof(dh));
-        n = snprintf((char *)buf, cap, "PROXY TCP6 %s %s %u %u\r\n", sh, dh,
-                     ntohs(s.in6.sin6_port), ntohs(d.in6.sin6_port));
+        n = snprintf((char *)buf, cap, "PROXY TCP6 %s %s %u %u\r\n", sh, dh, ntohs(s.in6.sin6_port),
+                     ntohs(d.in6.sin6_port));
     } else {
         n = snprintf((char *)buf, cap, "PROXY UNKNOWN\r\n");
     }

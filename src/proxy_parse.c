@@ -164,8 +164,7 @@ static int v2_crc_ok(const uint8_t *buf, size_t total, const uint8_t *value)
     crc = crc32c(0, buf, at);
     crc = crc32c(crc, zero, 4);
     crc = crc32c(crc, buf + at + 4, total - at - 4);
-    want = (uint32_t)value[0] << 24 | (uint32_t)value[1] << 16 | (uint32_t)value[2] << 8 |
-           value[3];
+    want = (uint32_t)value[0] << 24 | (uint32_t)value[1] << 16 | (uint32_t)value[2] << 8 | value[3];
     return crc == want;
 }
 
@@ -183,8 +182,7 @@ static int v2_tlvs(const uint8_t *buf, size_t total, const uint8_t *p, size_t le
         l = get16(p + 1);
         if ((size_t)l + 3 > len)
             return malformed(h, "v2 TLV runs past the header");
-        if (!nested && type == PROXY_TLV_CRC32C &&
-            (l != 4 || !v2_crc_ok(buf, total, p + 3)))
+        if (!nested && type == PROXY_TLV_CRC32C && (l != 4 || !v2_crc_ok(buf, total, p + 3)))
             return malformed(h, "v2 CRC32C does not match");
         if (!nested && type == PROXY_TLV_UNIQUE_ID && l > PROXY_UNIQUE_ID_MAX)
             return malformed(h, "v2 UNIQUE_ID longer than 128 bytes");
@@ -262,8 +260,8 @@ static int parse_v2(const uint8_t *buf, size_t len, size_t cap, struct proxy_hea
         return malformed(h, "v2 length shorter than the address block");
     if (len < total)
         return -EAGAIN;
-    ret = v2_tlvs(buf, total, buf + PROXY_V2_FIXED_LEN + alen, total - PROXY_V2_FIXED_LEN - alen,
-                  0, h);
+    ret = v2_tlvs(buf, total, buf + PROXY_V2_FIXED_LEN + alen, total - PROXY_V2_FIXED_LEN - alen, 0,
+                  h);
     if (ret < 0)
         return ret;
     h->version = 2;
@@ -293,8 +291,8 @@ int proxy_parse(const uint8_t *buf, size_t len, enum proxy_in mode, size_t v2_ca
     return malformed(h, "inbound PROXY protocol is off");
 }
 
-int proxy_tlv_next(const struct proxy_header *h, size_t *pos, uint8_t *type,
-                   const uint8_t **value, uint16_t *len)
+int proxy_tlv_next(const struct proxy_header *h, size_t *pos, uint8_t *type, const uint8_t **value,
+                   uint16_t *len)
 {
     const uint8_t *p;
 

@@ -183,9 +183,10 @@ static int conn_pick_server(struct worker *w, struct conn *c)
     if (s < 0) {
         stat_inc(&st_backend(w, c)->no_server);
         conn_end(c, END_NO_SERVER);
-        log_rl(LOG_LEVEL_WARN, "c%u.%u backend %s: no server to take the connection (%d "
-               "servers: down, full, or tried already)", w->id, c->id, conn_backend(w, c)->name,
-               p->n);
+        log_rl(LOG_LEVEL_WARN,
+               "c%u.%u backend %s: no server to take the connection (%d "
+               "servers: down, full, or tried already)",
+               w->id, c->id, conn_backend(w, c)->name, p->n);
         return -1;
     }
     c->server = (int16_t)s;
@@ -257,8 +258,7 @@ void relay_fd_wait_retry(struct worker *w)
     n = fd_wait_take(w, waiting);
     for (i = 0; i < n; i++) {
         struct conn *c = &w->pool.conns[waiting[i].index];
-        if (c->gen != waiting[i].gen || c->state != CONN_CONNECTING ||
-            !(c->flags & CONN_WAIT_FD))
+        if (c->gen != waiting[i].gen || c->state != CONN_CONNECTING || !(c->flags & CONN_WAIT_FD))
             continue; /* closed meanwhile */
         conn_connect(w, c);
         if (w->pool.n_fd_wait)
@@ -275,9 +275,8 @@ static int conn_may_retry(const struct worker *w, const struct conn *c, int res)
 {
     int tries = c->tried.n;
 
-    if (res != -ECONNREFUSED && res != -ETIMEDOUT && res != -ENETUNREACH &&
-        res != -EHOSTUNREACH && res != -ECONNRESET && res != -ECANCELED &&
-        res != -EADDRNOTAVAIL && res != -ENOENT)
+    if (res != -ECONNREFUSED && res != -ETIMEDOUT && res != -ENETUNREACH && res != -EHOSTUNREACH &&
+        res != -ECONNRESET && res != -ECANCELED && res != -EADDRNOTAVAIL && res != -ENOENT)
         return 0;
     return tries <= (int)conn_backend(w, c)->retries && tries < conn_rt(w, c)->pools[c->be_index].n;
 }
@@ -457,8 +456,8 @@ static int splice_wanted(const struct worker *w, const struct conn *c, struct di
 static int splice_out(struct worker *w, struct conn *c, int d)
 {
     struct dir *dir = &c->dir[d];
-    ssize_t n = splice(w->pool.pipes[dir->pipe].r, NULL, c->fd[!d], NULL, dir->in_pipe,
-                       SPLICE_FLAGS);
+    ssize_t n =
+        splice(w->pool.pipes[dir->pipe].r, NULL, c->fd[!d], NULL, dir->in_pipe, SPLICE_FLAGS);
 
     if (n == -1 && errno != EAGAIN) {
         conn_abort(w, c, !d, errno);
@@ -504,7 +503,7 @@ static void splice_give_up(struct worker *w, struct conn *c, int d)
 {
     struct dir *dir = &c->dir[d];
 
-    dir->flags &= (uint8_t)~(DIR_SPLICE | DIR_BULK);
+    dir->flags &= (uint8_t) ~(DIR_SPLICE | DIR_BULK);
     dir->win_bytes = 0;
     dir->win_reads = 0;
     op_recv(w, c, d);
@@ -675,7 +674,7 @@ void relay_on_poll(struct worker *w, struct conn *c, int d, int res)
 {
     struct dir *dir = &c->dir[d];
 
-    dir->flags &= (uint8_t)~(DIR_RECV | DIR_SEND);
+    dir->flags &= (uint8_t) ~(DIR_RECV | DIR_SEND);
     if (c->state == CONN_CLOSING) {
         conn_op_done(w, c);
         return;
@@ -699,14 +698,15 @@ static int connect_timed_out(struct worker *w, struct conn *c)
 
     if (c->flags & CONN_WAIT_FD) {
         conn_end(c, END_LOCAL_ERROR);
-        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: no descriptor for its backend connection "
-               "within the connect timeout: closed", w->id, c->id,
-               addr_format(&c->peer.sa, addr, sizeof(addr)));
+        log_rl(LOG_LEVEL_WARN,
+               "c%u.%u client %s: no descriptor for its backend connection "
+               "within the connect timeout: closed",
+               w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)));
         return 0;
     }
     stat_inc(&st_server(w, c)->fails[FAIL_TIMEOUT]);
-    log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect timed out after %u ms%s",
-           w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)),
+    log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: backend %s: connect timed out after %u ms%s", w->id,
+           c->id, addr_format(&c->peer.sa, addr, sizeof(addr)),
            conn_server_name(w, c, baddr, sizeof(baddr)), conn_timeout_ms(w, c, TIMER_CONNECT),
            conn_may_retry(w, c, -ETIMEDOUT) ? "; trying another server" : "");
     checker_connect_result(conn_rt(w, c), c->be_index, c->server, 0);

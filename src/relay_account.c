@@ -170,8 +170,7 @@ void account_connect_failed(struct worker *w, struct conn *c, int res)
     stat_inc(&st_server(w, c)->fails[connect_cause(res)]);
 }
 
-const char *conn_server_name(const struct worker *w, const struct conn *c, char *buf,
-                             size_t cap)
+const char *conn_server_name(const struct worker *w, const struct conn *c, char *buf, size_t cap)
 {
     if (c->server < 0) {
         snprintf(buf, cap, "%s", conn_backend(w, c)->name);
@@ -190,10 +189,11 @@ static void backend_no_proxy(struct worker *w, struct conn *c, const char *what)
     char baddr[ADDR_STRLEN];
 
     stat_inc(&st_server(w, c)->no_proxy);
-    log_rl(LOG_LEVEL_WARN, "c%u.%u backend %s %s: it probably does not expect PROXY protocol on "
+    log_rl(LOG_LEVEL_WARN,
+           "c%u.%u backend %s %s: it probably does not expect PROXY protocol on "
            "that port (nginx/Kong: add proxy_protocol to its listen line), or run the relay "
-           "with --proxy-protocol off", w->id, c->id,
-           conn_server_name(w, c, baddr, sizeof(baddr)), what);
+           "with --proxy-protocol off",
+           w->id, c->id, conn_server_name(w, c, baddr, sizeof(baddr)), what);
 }
 
 /* Whether the backend's first move can still say it refused the header:
@@ -271,13 +271,15 @@ static void dump_conn(struct worker *w, const struct conn *c, FILE *out, uint64_
 {
     char addr[ADDR_STRLEN], srv[ADDR_STRLEN];
 
-    fprintf(out, "%d.%u %s client=%s listener=%s backend=%s server=%s age_ms=%llu "
-            "from_client=%llu from_server=%llu\n", w->id, c->id, state_name[c->state],
-            addr_format(&c->peer.sa, addr, sizeof(addr)), conn_cfg(w, c)->listeners[c->li].name,
+    fprintf(out,
+            "%d.%u %s client=%s listener=%s backend=%s server=%s age_ms=%llu "
+            "from_client=%llu from_server=%llu\n",
+            w->id, c->id, state_name[c->state], addr_format(&c->peer.sa, addr, sizeof(addr)),
+            conn_cfg(w, c)->listeners[c->li].name,
             c->flags & CONN_ON_BACKEND ? conn_backend(w, c)->name : "-",
             c->server >= 0 ? conn_server_name(w, c, srv, sizeof(srv)) : "-",
-            (unsigned long long)((now - c->start_us) / 1000),
-            (unsigned long long)c->dir[0].moved, (unsigned long long)c->dir[1].moved);
+            (unsigned long long)((now - c->start_us) / 1000), (unsigned long long)c->dir[0].moved,
+            (unsigned long long)c->dir[1].moved);
 }
 
 void relay_dump_conns(struct worker *w, FILE *out, uint32_t max)

@@ -36,8 +36,7 @@ static const struct config_listener *conn_listener(const struct worker *w, const
 
 /* Appends one TLV to c's outbound header; one that does not fit is left
  * out (the header stays valid). */
-static void conn_add_tlv(struct worker *w, struct conn *c, uint8_t type, const void *v,
-                         size_t len)
+static void conn_add_tlv(struct worker *w, struct conn *c, uint8_t type, const void *v, size_t len)
 {
     size_t n = c->hdr_len;
 
@@ -85,8 +84,8 @@ static int conn_build_header(struct worker *w, struct conn *c, const struct clie
     if ((b->tlvs || b->n_tlv_pass) && !(c->hdr_ext = malloc(conn_rt(w, c)->hdr_cap[c->be_index])))
         return -ENOMEM;
     n = proxy_encode(b->proxy_protocol, conn_hdr(c),
-                     c->hdr_ext ? conn_rt(w, c)->hdr_cap[c->be_index] : sizeof(c->hdr),
-                     &c->peer.sa, dst);
+                     c->hdr_ext ? conn_rt(w, c)->hdr_cap[c->be_index] : sizeof(c->hdr), &c->peer.sa,
+                     dst);
     if (n < 0)
         return n;
     c->hdr_len = (uint16_t)n;
@@ -194,7 +193,8 @@ static void untrusted_refuse(struct worker *w, struct conn *c)
 
     stat_inc(&st_listener(w, c)->header_untrusted);
     conn_end(c, END_UNTRUSTED_HEADER);
-    log_rl(LOG_LEVEL_WARN, "c%u.%u client %s sent a PROXY header but is not a "
+    log_rl(LOG_LEVEL_WARN,
+           "c%u.%u client %s sent a PROXY header but is not a "
            "--trusted-source: refused (a forged address, or a proxy missing from the list)",
            w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)));
 }
@@ -269,9 +269,10 @@ static int source_over_limit(struct worker *w, struct conn *c)
     }
     stat_inc(&st_listener(w, c)->refused_source);
     conn_end(c, END_SOURCE_LIMIT);
-    log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: already %u connections open from this address "
-           "(max_connections_per_source): refused", w->id, c->id,
-           addr_format(&c->peer.sa, addr, sizeof(addr)), limit);
+    log_rl(LOG_LEVEL_WARN,
+           "c%u.%u client %s: already %u connections open from this address "
+           "(max_connections_per_source): refused",
+           w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)), limit);
     return 1;
 }
 
@@ -289,8 +290,8 @@ static enum hs_next header_start(struct worker *w, struct conn *c)
 
 /* A trusted client sent something other than a header: say what, and the
  * likely fix, once per kind of mistake. */
-static enum hs_next header_refuse(struct worker *w, struct conn *c, const uint8_t *p,
-                                  size_t len, const char *why)
+static enum hs_next header_refuse(struct worker *w, struct conn *c, const uint8_t *p, size_t len,
+                                  const char *why)
 {
     static const char fix[] =
         "the hop in front is not sending PROXY protocol (an nginx http-block proxy_pass "
@@ -303,16 +304,19 @@ static enum hs_next header_refuse(struct worker *w, struct conn *c, const uint8_
     addr_format(&c->peer.sa, addr, sizeof(addr));
     switch (sniff_first_bytes(p, len)) {
     case SNIFF_TLS:
-        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: expected a PROXY header, got a TLS "
-               "ClientHello: %s", w->id, c->id, addr, fix);
+        log_rl(LOG_LEVEL_WARN,
+               "c%u.%u client %s: expected a PROXY header, got a TLS "
+               "ClientHello: %s",
+               w->id, c->id, addr, fix);
         break;
     case SNIFF_HTTP:
-        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: expected a PROXY header, got an HTTP "
-               "request: %s", w->id, c->id, addr, fix);
+        log_rl(LOG_LEVEL_WARN,
+               "c%u.%u client %s: expected a PROXY header, got an HTTP "
+               "request: %s",
+               w->id, c->id, addr, fix);
         break;
     default:
-        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: bad PROXY header: %s", w->id, c->id, addr,
-               why);
+        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: bad PROXY header: %s", w->id, c->id, addr, why);
         break;
     }
     return HS_CLOSE;
@@ -384,8 +388,8 @@ static enum hs_next header_read(struct worker *w, struct conn *c)
     if (n == -1 && (errno == EAGAIN || errno == EINTR))
         return HS_POLL_DRAINED;
     if (n <= 0) {
-        log_debug("c%u.%u client closed before its PROXY header was complete (%zu bytes)",
-                  w->id, c->id, have);
+        log_debug("c%u.%u client closed before its PROXY header was complete (%zu bytes)", w->id,
+                  c->id, have);
         conn_end(c, n == 0 ? END_CLIENT_CLOSED : END_CLIENT_RESET);
         return HS_CLOSE;
     }
@@ -439,14 +443,18 @@ void handshake_timed_out(struct worker *w, struct conn *c)
     if (c->timer_kind == TIMER_HEADER) {
         stat_inc(&st_listener(w, c)->header_timeouts);
         conn_end(c, END_HEADER_TIMEOUT);
-        log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: no PROXY header within %u ms "
-               "(--header-timeout): closed", w->id, c->id,
-               addr_format(&c->peer.sa, addr, sizeof(addr)), conn_timeout_ms(w, c, TIMER_HEADER));
+        log_rl(LOG_LEVEL_WARN,
+               "c%u.%u client %s: no PROXY header within %u ms "
+               "(--header-timeout): closed",
+               w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)),
+               conn_timeout_ms(w, c, TIMER_HEADER));
         return;
     }
     stat_inc(&st_listener(w, c)->peek_timeouts);
     conn_end(c, END_PEEK_TIMEOUT);
-    log_rl(LOG_LEVEL_WARN, "c%u.%u client %s: no whole TLS ClientHello within %u ms "
-           "(--peek-timeout): closed", w->id, c->id,
-           addr_format(&c->peer.sa, addr, sizeof(addr)), conn_timeout_ms(w, c, TIMER_PEEK));
+    log_rl(LOG_LEVEL_WARN,
+           "c%u.%u client %s: no whole TLS ClientHello within %u ms "
+           "(--peek-timeout): closed",
+           w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)),
+           conn_timeout_ms(w, c, TIMER_PEEK));
 }

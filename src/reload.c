@@ -28,9 +28,10 @@ char *reload_read_file(const char *path, size_t *len, char *err, size_t errlen)
     buf = malloc(cap + 1);
     *len = buf ? fread(buf, 1, cap + 1, f) : 0;
     if (!buf || ferror(f) || *len > cap) {
-        snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory"
-                                                   : ferror(f) ? strerror(errno)
-                                                               : "larger than 1 MiB");
+        snprintf(err, errlen, "%s: %s", path,
+                 !buf        ? "out of memory"
+                 : ferror(f) ? strerror(errno)
+                             : "larger than 1 MiB");
         free(buf);
         fclose(f);
         return NULL;
@@ -145,6 +146,7 @@ int reload_apply(struct process *r, struct checker **checks)
                  nrt->cfg.n_listeners, nrt->cfg.n_backends);
     else
         log_warn("reload: %s applied by %d of %d workers so far; the rest follow when their "
-                 "connections from older reloads end", r->opt.config_path, took, r->n_workers);
+                 "connections from older reloads end",
+                 r->opt.config_path, took, r->n_workers);
     return 0;
 }

@@ -28,7 +28,8 @@ void service_notify(const char *fmt, ...)
     if (!getenv("NOTIFY_SOCKET"))
         return;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized): a false report
+    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): a false report
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     (void)sd_notify(0, msg);
 }

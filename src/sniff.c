@@ -12,9 +12,9 @@ static int prefix_of(const uint8_t *p, size_t len, const char *sig, size_t sig_l
 
 static int http_request(const uint8_t *p, size_t len)
 {
-    static const char *const methods[] = {"GET ",     "POST ",  "HEAD ",    "PUT ",
-                                          "DELETE ",  "PATCH ", "OPTIONS ", "CONNECT ",
-                                          "TRACE ",   "PRI * HTTP/2", NULL};
+    static const char *const methods[] = {"GET ",    "POST ",        "HEAD ",    "PUT ",
+                                          "DELETE ", "PATCH ",       "OPTIONS ", "CONNECT ",
+                                          "TRACE ",  "PRI * HTTP/2", NULL};
 
     for (int i = 0; methods[i]; i++) {
         size_t n = strlen(methods[i]);

@@ -27,11 +27,8 @@ const char *const stats_end_name[END_KINDS] = {
 };
 
 const char *const stats_fail_name[FAIL_KINDS] = {
-    [FAIL_REFUSED] = "refused",
-    [FAIL_TIMEOUT] = "timeout",
-    [FAIL_UNREACHABLE] = "unreachable",
-    [FAIL_RESET] = "reset",
-    [FAIL_OTHER] = "other",
+    [FAIL_REFUSED] = "refused", [FAIL_TIMEOUT] = "timeout", [FAIL_UNREACHABLE] = "unreachable",
+    [FAIL_RESET] = "reset",     [FAIL_OTHER] = "other",
 };
 
 #define BLOCK_SIZE ((sizeof(struct stats_block) + 63) & ~(size_t)63)
@@ -77,8 +74,8 @@ void stats_sum(struct stats_block *out)
 
 int stats_worker_read(int id, struct stats_worker *out)
 {
-    const struct stats_block *b = id >= 0 && id < STATS_MAX_WORKERS ? atomic_load(&blocks[id])
-                                                                    : NULL;
+    const struct stats_block *b =
+        id >= 0 && id < STATS_MAX_WORKERS ? atomic_load(&blocks[id]) : NULL;
     _Atomic uint64_t *dst = (_Atomic uint64_t *)out;
     const _Atomic uint64_t *src;
 
@@ -151,8 +148,8 @@ void stats_assign(struct runtime *rt)
         rt->st_listener[l] = (uint16_t)i;
     }
     for (int b = 0; b < c->n_backends; b++) {
-        int i = slot_find(&names.n_backends, STATS_MAX_BACKENDS, names.backend_index,
-                          same_backend, c->backends[b].name);
+        int i = slot_find(&names.n_backends, STATS_MAX_BACKENDS, names.backend_index, same_backend,
+                          c->backends[b].name);
         snprintf(names.backend[i], sizeof(names.backend[i]), "%s", c->backends[b].name);
         names.backend_index[i] = (int32_t)b;
         rt->st_backend[b] = (uint16_t)i;
@@ -161,8 +158,8 @@ void stats_assign(struct runtime *rt)
         for (int s = 0; s < rt->pools[b].n; s++) {
             const char *key = rt->pools[b].m[s].key;
             struct server_id id = {rt->st_backend[b], key};
-            int i = slot_find(&names.n_servers, STATS_MAX_SERVERS, names.server_index,
-                              same_server, &id);
+            int i = slot_find(&names.n_servers, STATS_MAX_SERVERS, names.server_index, same_server,
+                              &id);
             names.server[i].backend = rt->st_backend[b];
             snprintf(names.server[i].key, sizeof(names.server[i].key), "%s", key);
             names.server_index[i] = (int32_t)(b * CONFIG_MAX_SERVERS + s);

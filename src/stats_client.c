@@ -12,8 +12,7 @@
 
 static const char usage[] =
     "usage: ringrelay stats [--socket PATH] [--json | --prometheus | --servers | --conns]\n"
-    "Reads the counters of a running relay from its stats socket (default " DEFAULT_SOCKET
-    ").\n";
+    "Reads the counters of a running relay from its stats socket (default " DEFAULT_SOCKET ").\n";
 
 static int ask(const char *path, const char *cmd)
 {

@@ -7,15 +7,14 @@
 
 #define REQUEST_MAX 4096
 
-const char stats_help[] =
-    "commands (one per line; the connection closes after the answer):\n"
-    "  show stats        listeners, backends and servers as tables\n"
-    "  show stats json   every counter as one JSON object\n"
-    "  show servers      each server: state, connections, failures, bytes\n"
-    "  show conns        the open connections of every worker\n"
-    "  show metrics      the Prometheus text format\n"
-    "  help              this list\n"
-    "HTTP/1.x: GET /metrics (Prometheus), GET /stats.json\n";
+const char stats_help[] = "commands (one per line; the connection closes after the answer):\n"
+                          "  show stats        listeners, backends and servers as tables\n"
+                          "  show stats json   every counter as one JSON object\n"
+                          "  show servers      each server: state, connections, failures, bytes\n"
+                          "  show conns        the open connections of every worker\n"
+                          "  show metrics      the Prometheus text format\n"
+                          "  help              this list\n"
+                          "HTTP/1.x: GET /metrics (Prometheus), GET /stats.json\n";
 
 static const char *const from_name[2] = {"client", "server"};
 
@@ -51,10 +50,12 @@ static uint64_t server_fails(const struct stats_server *s)
 
 static void text_process(const struct stats_report *r, FILE *out)
 {
-    fprintf(out, "ringrelay %s  io=%s  workers=%d  uptime=%llus  config generation=%llu  "
-            "reloads=%llu%s\n", r->version, r->io, r->n_workers,
-            (unsigned long long)(r->uptime_ms / 1000), (unsigned long long)r->generation,
-            (unsigned long long)r->reloads, r->draining ? "  DRAINING" : "");
+    fprintf(out,
+            "ringrelay %s  io=%s  workers=%d  uptime=%llus  config generation=%llu  "
+            "reloads=%llu%s\n",
+            r->version, r->io, r->n_workers, (unsigned long long)(r->uptime_ms / 1000),
+            (unsigned long long)r->generation, (unsigned long long)r->reloads,
+            r->draining ? "  DRAINING" : "");
     fprintf(out, "active connections %llu (max %u)", (unsigned long long)stat_get(&r->sum.w.active),
             r->max_connections);
     if (stat_get(&r->sum.w.accept_errors))
@@ -90,13 +91,12 @@ static void text_backends(const struct stats_report *r, FILE *out)
             "no_srv", "bytes_client", "bytes_server");
     for (int i = 0; i < r->names.n_backends; i++) {
         const struct stats_backend *b = &r->sum.b[i];
-        fprintf(out, "%-20s %10llu %8llu %8llu %8llu %14llu %14llu\n", r->names.backend[i],
-                (unsigned long long)stat_get(&b->conns),
-                (unsigned long long)active(&b->conns, &b->closed),
-                (unsigned long long)stat_get(&b->retries),
-                (unsigned long long)stat_get(&b->no_server),
-                (unsigned long long)stat_get(&b->bytes[0]),
-                (unsigned long long)stat_get(&b->bytes[1]));
+        fprintf(
+            out, "%-20s %10llu %8llu %8llu %8llu %14llu %14llu\n", r->names.backend[i],
+            (unsigned long long)stat_get(&b->conns),
+            (unsigned long long)active(&b->conns, &b->closed),
+            (unsigned long long)stat_get(&b->retries), (unsigned long long)stat_get(&b->no_server),
+            (unsigned long long)stat_get(&b->bytes[0]), (unsigned long long)stat_get(&b->bytes[1]));
     }
     fputc('\n', out);
 }
@@ -303,12 +303,14 @@ static void prom_process(const struct stats_report *r, FILE *out)
 {
     prom_head(out, "build_info", "gauge", "Version and io back end; always 1.");
     fprintf(out, "ringrelay_build_info{version=\"%s\",io=\"%s\"} 1\n", r->version, r->io);
-    prom_head(out, "start_time_seconds", "gauge", "When the process started, seconds since the epoch.");
+    prom_head(out, "start_time_seconds", "gauge",
+              "When the process started, seconds since the epoch.");
     fprintf(out, "ringrelay_start_time_seconds %llu\n", (unsigned long long)r->start_time);
     prom_head(out, "uptime_seconds", "gauge", "Seconds since the process started.");
-    fprintf(out, "ringrelay_uptime_seconds %llu.%03llu\n", (unsigned long long)(r->uptime_ms / 1000),
-            (unsigned long long)(r->uptime_ms % 1000));
-    prom_head(out, "config_generation", "gauge", "Configurations loaded: 1 at start, one more per reload.");
+    fprintf(out, "ringrelay_uptime_seconds %llu.%03llu\n",
+            (unsigned long long)(r->uptime_ms / 1000), (unsigned long long)(r->uptime_ms % 1000));
+    prom_head(out, "config_generation", "gauge",
+              "Configurations loaded: 1 at start, one more per reload.");
     fprintf(out, "ringrelay_config_generation %llu\n", (unsigned long long)r->generation);
     prom_head(out, "reloads_total", "counter", "Reloads applied.");
     fprintf(out, "ringrelay_reloads_total %llu\n", (unsigned long long)r->reloads);
@@ -316,13 +318,16 @@ static void prom_process(const struct stats_report *r, FILE *out)
     fprintf(out, "ringrelay_reload_failures_total %llu\n", (unsigned long long)r->reload_failures);
     prom_head(out, "max_connections", "gauge", "Connections the process may hold at once.");
     fprintf(out, "ringrelay_max_connections %u\n", r->max_connections);
-    prom_head(out, "draining", "gauge", "1 while stopping: no new connections, open ones finishing.");
+    prom_head(out, "draining", "gauge",
+              "1 while stopping: no new connections, open ones finishing.");
     fprintf(out, "ringrelay_draining %d\n", r->draining);
     if (!r->have_memory)
         return;
-    prom_head(out, "memory_allocated_bytes", "gauge", "Bytes allocated (jemalloc stats.allocated).");
+    prom_head(out, "memory_allocated_bytes", "gauge",
+              "Bytes allocated (jemalloc stats.allocated).");
     fprintf(out, "ringrelay_memory_allocated_bytes %llu\n", (unsigned long long)r->mem_allocated);
-    prom_head(out, "memory_resident_bytes", "gauge", "Bytes resident in the allocator (jemalloc stats.resident).");
+    prom_head(out, "memory_resident_bytes", "gauge",
+              "Bytes resident in the allocator (jemalloc stats.resident).");
     fprintf(out, "ringrelay_memory_resident_bytes %llu\n", (unsigned long long)r->mem_resident);
 }
 
@@ -333,7 +338,8 @@ static void prom_workers(const struct stats_report *r, FILE *out, const char *na
     prom_head(out, name, type, help);
     for (int i = 0; i < r->n_workers; i++)
         fprintf(out, "ringrelay_%s{worker=\"%d\"} %llu\n", name, i,
-                (unsigned long long)stat_get((const _Atomic uint64_t *)((const char *)&r->workers[i] + off)));
+                (unsigned long long)stat_get(
+                    (const _Atomic uint64_t *)((const char *)&r->workers[i] + off)));
 }
 
 /* One sample per listener of the counter at offset off (or, with off2,
@@ -386,7 +392,8 @@ static void prom_all_listeners(const struct stats_report *r, FILE *out)
                    "Trusted sources that sent something other than a PROXY header.",
                    L_OFF(header_bad), -1);
     prom_listeners(r, out, "listener_proxy_header_timeouts_total", "counter",
-                   "Trusted sources that sent no PROXY header in time.", L_OFF(header_timeouts), -1);
+                   "Trusted sources that sent no PROXY header in time.", L_OFF(header_timeouts),
+                   -1);
     prom_listeners(r, out, "listener_untrusted_proxy_headers_total", "counter",
                    "PROXY headers from untrusted clients, refused.", L_OFF(header_untrusted), -1);
     prom_listeners(r, out, "listener_peek_timeouts_total", "counter",
@@ -428,8 +435,8 @@ static void prom_hist(const struct stats_report *r, FILE *out, const char *name,
             fprintf(out, "ringrelay_%s_bucket{backend=", name);
             prom_label(out, r->names.backend[i]);
             if (k + 1 < STATS_BUCKETS)
-                fprintf(out, ",le=\"%.6f\"} %llu\n", (double)(1ULL << (k + STATS_BUCKET_SHIFT)) / 1e6,
-                        (unsigned long long)cum);
+                fprintf(out, ",le=\"%.6f\"} %llu\n",
+                        (double)(1ULL << (k + STATS_BUCKET_SHIFT)) / 1e6, (unsigned long long)cum);
             else
                 fprintf(out, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
         }
@@ -449,8 +456,8 @@ static void prom_all_backends(const struct stats_report *r, FILE *out)
 {
     prom_backends(r, out, "backend_connections_total", "counter",
                   "Connections given to the backend.", B_OFF(conns), -1);
-    prom_backends(r, out, "backend_active_connections", "gauge", "Connections open.",
-                  B_OFF(conns), (long)B_OFF(closed));
+    prom_backends(r, out, "backend_active_connections", "gauge", "Connections open.", B_OFF(conns),
+                  (long)B_OFF(closed));
     prom_backends(r, out, "backend_retries_total", "counter",
                   "Connects tried again on another server.", B_OFF(retries), -1);
     prom_backends(r, out, "backend_no_server_total", "counter",
@@ -464,8 +471,7 @@ static void prom_all_backends(const struct stats_report *r, FILE *out)
                     (unsigned long long)stat_get(&r->sum.b[i].bytes[d]));
         }
     }
-    prom_hist(r, out, "backend_connect_seconds", "Time to connect to a server.",
-              B_OFF(connect));
+    prom_hist(r, out, "backend_connect_seconds", "Time to connect to a server.", B_OFF(connect));
     prom_hist(r, out, "backend_first_byte_seconds",
               "Time from connect to the server's first byte (a TLS ServerHello).",
               B_OFF(first_byte));
@@ -512,8 +518,8 @@ static void prom_all_servers(const struct stats_report *r, FILE *out)
     }
     prom_servers(r, out, "server_connections_total", "counter", "Connections established.",
                  S_OFF(conns), -1);
-    prom_servers(r, out, "server_active_connections", "gauge", "Connections open.",
-                 S_OFF(conns), (long)S_OFF(closed));
+    prom_servers(r, out, "server_active_connections", "gauge", "Connections open.", S_OFF(conns),
+                 (long)S_OFF(closed));
     prom_head(out, "server_connect_failures_total", "counter", "Connects that failed, by cause.");
     for (int i = 0; i < r->names.n_servers; i++) {
         for (int f = 0; f < FAIL_KINDS; f++) {
@@ -524,7 +530,8 @@ static void prom_all_servers(const struct stats_report *r, FILE *out)
     }
     prom_servers(r, out, "server_no_proxy_total", "counter",
                  "Connections the server ended or answered right after the PROXY header, as if "
-                 "it did not expect one.", S_OFF(no_proxy), -1);
+                 "it did not expect one.",
+                 S_OFF(no_proxy), -1);
     prom_head(out, "server_bytes_total", "counter",
               "Bytes relayed, by where they came from (client or server).");
     for (int i = 0; i < r->names.n_servers; i++) {
@@ -543,8 +550,7 @@ void stats_report_prometheus(const struct stats_report *r, FILE *out)
     prom_process(r, out);
     prom_workers(r, out, "worker_active_connections", "gauge", "Connections open, by worker.",
                  W_OFF(active));
-    prom_workers(r, out, "worker_pipes_in_use", "gauge", "Splice pipes held.",
-                 W_OFF(pipes_in_use));
+    prom_workers(r, out, "worker_pipes_in_use", "gauge", "Splice pipes held.", W_OFF(pipes_in_use));
     prom_workers(r, out, "worker_pipes_exhausted_total", "counter",
                  "Times every pipe was busy and a connection copied instead.",
                  W_OFF(pipes_exhausted));
@@ -552,7 +558,8 @@ void stats_report_prometheus(const struct stats_report *r, FILE *out)
                  "Access log lines dropped: the worker's ring was full.", W_OFF(log_dropped));
     prom_workers(r, out, "worker_accept_errors_total", "counter",
                  "Accepts that failed for want of a descriptor or memory; accepting paused "
-                 "with a back-off.", W_OFF(accept_errors));
+                 "with a back-off.",
+                 W_OFF(accept_errors));
     prom_all_listeners(r, out);
     prom_all_backends(r, out);
     prom_all_servers(r, out);

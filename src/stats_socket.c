@@ -40,7 +40,7 @@ struct stats_socket {
     struct stats_source src;
     pthread_t thread;
     struct client c[CLIENTS];
-    uint64_t accept_resume_ms; /* accept failed: the listening socket rests */
+    uint64_t accept_resume_ms;   /* accept failed: the listening socket rests */
     struct stats_report *report; /* big: allocated once */
 };
 
@@ -125,8 +125,9 @@ static void client_answer(struct stats_socket *s, struct client *c, int ret, enu
         n = snprintf(head, sizeof(head),
                      "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n",
-                     ret < 0 ? "400 Bad Request"
-                     : cmd == STATS_CMD_NOT_FOUND ? "404 Not Found" : "200 OK",
+                     ret < 0                      ? "400 Bad Request"
+                     : cmd == STATS_CMD_NOT_FOUND ? "404 Not Found"
+                                                  : "200 OK",
                      type, body_len);
     c->out = malloc((size_t)n + body_len + 1);
     if (!c->out) {
@@ -282,8 +283,8 @@ fail:
     return -1;
 }
 
-struct stats_socket *stats_socket_start(const char *path, gid_t gid,
-                                        const struct stats_source *src, char *err, size_t errlen)
+struct stats_socket *stats_socket_start(const char *path, gid_t gid, const struct stats_source *src,
+                                        char *err, size_t errlen)
 {
     struct stats_socket *s = calloc(1, sizeof(*s));
 
@@ -298,7 +299,8 @@ struct stats_socket *stats_socket_start(const char *path, gid_t gid,
     s->wake[0] = s->wake[1] = -1;
     if ((s->fd = socket_open(s, path, gid, err, errlen)) < 0)
         goto fail;
-    if (pipe2(s->wake, O_CLOEXEC) == -1 || (errno = pthread_create(&s->thread, NULL, server_main, s))) {
+    if (pipe2(s->wake, O_CLOEXEC) == -1 ||
+        (errno = pthread_create(&s->thread, NULL, server_main, s))) {
         snprintf(err, errlen, "stats socket %s: %s", path, strerror(errno));
         close(s->fd);
         (void)unlink(path);

@@ -53,8 +53,8 @@ Test(access_log, text_line, .init = setup, .fini = teardown)
 {
     struct access_record r = sample();
     char buf[1024];
-    size_t n = access_log_format(&r, ACCESS_LOG_TEXT, 0xe8a162653dc06a9cULL, OFFSET_US, names,
-                                 buf, sizeof(buf));
+    size_t n = access_log_format(&r, ACCESS_LOG_TEXT, 0xe8a162653dc06a9cULL, OFFSET_US, names, buf,
+                                 sizeof(buf));
 
     buf[n] = '\0';
     cr_assert_str_eq(buf, "2026-11-26T04:17:41.000Z id=e8a162653dc06a9c-1.7 client=192.0.2.9:5555 "

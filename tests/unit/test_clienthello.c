@@ -190,7 +190,7 @@ Test(clienthello, too_large)
 /* Builds a message, lets mutate() break it, wraps it in one record. */
 struct bad_case {
     const char *name;
-    size_t at;     /* offset into the message to overwrite ... */
+    size_t at;        /* offset into the message to overwrite ... */
     const char *with; /* ... with these bytes (hex) */
 };
 
@@ -231,10 +231,8 @@ Test(clienthello, not_a_handshake_record)
     static const struct {
         const char *name, *hex;
     } cases[] = {
-        {"application data", "17 0301 0005 0100000100"},
-        {"HTTP", "474554202F"},
-        {"record version 2", "16 0201 0005 0100000100"},
-        {"empty record", "16 0301 0000"},
+        {"application data", "17 0301 0005 0100000100"}, {"HTTP", "474554202F"},
+        {"record version 2", "16 0201 0005 0100000100"}, {"empty record", "16 0301 0000"},
         {"record over 16 KiB", "16 0301 4001"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -33,13 +33,13 @@ static int parse_again(const char *file, const char *text, size_t len, char *err
 
 #define L_ONE "listeners:\n  - name: a\n    bind: 127.0.0.1:8443\n"
 
-#define MINIMAL                                                                                   \
-    "listeners:\n"                                                                                \
-    "  - name: a\n"                                                                               \
-    "    bind: 127.0.0.1:8443\n"                                                                  \
-    "backends:\n"                                                                                 \
-    "  - name: b\n"                                                                               \
-    "    servers:\n"                                                                              \
+#define MINIMAL                                                                                    \
+    "listeners:\n"                                                                                 \
+    "  - name: a\n"                                                                                \
+    "    bind: 127.0.0.1:8443\n"                                                                   \
+    "backends:\n"                                                                                  \
+    "  - name: b\n"                                                                                \
+    "    servers:\n"                                                                               \
     "      - address: 127.0.0.1:9443\n"
 
 Test(config, minimal_gets_defaults)
@@ -95,8 +95,7 @@ Test(config, the_shipped_example)
     const struct config_listener *l;
     const struct config_backend *k;
 
-    cr_assert_eq(parse_file("conf/ringrelay.yaml", text, len, err, sizeof(err)), 0, "%s",
-                 err);
+    cr_assert_eq(parse_file("conf/ringrelay.yaml", text, len, err, sizeof(err)), 0, "%s", err);
     l = &cfg.listeners[0];
     cr_assert_eq(l->n_bind, 2);
     cr_assert_eq(l->n_routes, 2);
@@ -162,8 +161,7 @@ Test(config, dump_reads_back_the_same)
     cr_assert_eq(parse_file("conf/ringrelay.yaml", text, len, err, sizeof(err)), 0);
     config_dump(&cfg, f);
     fclose(f);
-    cr_assert_eq(parse_again("dump", out, outlen, err, sizeof(err)), 0, "%s\n%s", err,
-                 out);
+    cr_assert_eq(parse_again("dump", out, outlen, err, sizeof(err)), 0, "%s\n%s", err, out);
     clear_marks(&cfg);
     clear_marks(&again);
     cr_assert(same_config(&cfg, &again),
@@ -175,7 +173,7 @@ Test(config, dump_reads_back_the_same)
 Test(config, dump_escapes_what_it_quotes)
 {
     static const char text[] = L_ONE "backends:\n  - name: b\n    servers:\n"
-                               "      - address: 'unix:/run/a\"b\\c.sock'\n";
+                                     "      - address: 'unix:/run/a\"b\\c.sock'\n";
     char err[256] = "", *out = NULL;
     size_t outlen = 0;
     FILE *f = open_memstream(&out, &outlen);
@@ -184,8 +182,7 @@ Test(config, dump_escapes_what_it_quotes)
     cr_assert_str_eq(cfg.backends[0].servers[0].path, "/run/a\"b\\c.sock");
     config_dump(&cfg, f);
     fclose(f);
-    cr_assert_eq(parse_again("dump", out, outlen, err, sizeof(err)), 0, "%s\n%s", err,
-                 out);
+    cr_assert_eq(parse_again("dump", out, outlen, err, sizeof(err)), 0, "%s\n%s", err, out);
     cr_assert_str_eq(again.backends[0].servers[0].path, "/run/a\"b\\c.sock");
     free(out);
 }
@@ -211,14 +208,15 @@ static const struct bad bads[] = {
      "t.yaml:8:1: bogus: unknown key (expected one of: workers, io, splice, stats_socket, "
      "stats_socket_group, access_log, drain_timeout, user, group, max_connections, "
      "accept_backlog, log_level, listeners, backends)"},
-    {L B "access_log: {path: relative.log}\n", "t.yaml:8:20: access_log.path: expected an "
+    {L B "access_log: {path: relative.log}\n",
+     "t.yaml:8:20: access_log.path: expected an "
      "absolute path under 108 bytes or stderr, got 'relative.log'"},
     {L B "access_log: {mode: some}\n",
      "t.yaml:8:20: access_log.mode: expected one of all, errors, off, got 'some'"},
     {L B "drain_timeout: forever\n", "t.yaml:8:16: drain_timeout: expected a duration like 500ms, "
                                      "5s, 2m or 1h, got 'forever'"},
     {L B "user: \"a b\"\n", "t.yaml:8:7: user: expected a name of letters, digits, '-', '_' or "
-                             "'.' (at most 63), got 'a b'"},
+                            "'.' (at most 63), got 'a b'"},
     {L B "io: kqueue\n", "t.yaml:8:5: io: expected one of auto, uring, epoll, got 'kqueue'"},
     {L B "workers: 0\n", "t.yaml:8:10: workers: expected auto or a number from 1 to 1024, got "
                          "'0'"},
@@ -316,7 +314,7 @@ static const struct bad bads[] = {
        "      - address: 127.0.0.1:1\n",
      "t.yaml:6:22: backends[0].connect_timeout: expected a value, not a list or mapping"},
     {L B "---\nworkers: 2\n", "t.yaml:8:1: a second YAML document (after '---'); put the whole "
-                             "configuration in one"},
+                              "configuration in one"},
     {"listeners:\n  - name: a\n    bind: 127.0.0.1:1\n    routes:\n"
      "      - { sni: a.example, backend: b }\n      - { sni: A.Example, backend: b }\n" B,
      "t.yaml:6:36: listeners[0].routes[1]: 'A.Example' already has a route (routes[0])"},
@@ -332,8 +330,7 @@ Test(config, bad_files_name_line_column_and_key)
         int ret = parse(bads[i].text, err, sizeof(err));
 
         cr_expect_eq(ret, -EINVAL, "case %zu parsed:\n%s", i, bads[i].text);
-        cr_expect_str_eq(err, bads[i].error, "case %zu: got\n%s\nwant\n%s", i, err,
-                         bads[i].error);
+        cr_expect_str_eq(err, bads[i].error, "case %zu: got\n%s\nwant\n%s", i, err, bads[i].error);
     }
 }
 
@@ -376,8 +373,7 @@ Test(config, reload_keeps_start_only_keys)
     char err[256] = "";
 
     cr_assert_eq(parse(old_text, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(parse_again("n.yaml", new_text, strlen(new_text), err, sizeof(err)), 0,
-                 "%s", err);
+    cr_assert_eq(parse_again("n.yaml", new_text, strlen(new_text), err, sizeof(err)), 0, "%s", err);
     config_keep_start_only(&again, &cfg, record);
     cr_assert_eq(n_changes, 2);
     cr_assert_str_eq(changes[0], "workers: 2 -> 1");

@@ -13,8 +13,8 @@
 #define ARGC(...) ((int)(sizeof((char *[]){"ringrelay", __VA_ARGS__}) / sizeof(char *)))
 #define LOAD(err, ...) load(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), err, sizeof(err))
 
-#define MINIMAL                                                                                   \
-    "listeners:\n  - name: a\n    bind: 127.0.0.1:8443\n"                                       \
+#define MINIMAL                                                                                    \
+    "listeners:\n  - name: a\n    bind: 127.0.0.1:8443\n"                                          \
     "backends:\n  - name: b\n    servers:\n      - address: 127.0.0.1:9443\n"
 
 static struct options o;
@@ -31,8 +31,7 @@ static int load(int argc, char *const argv[], char *err, size_t errlen)
     if (ret != OPTIONS_RUN)
         return ret;
     if (o.config_path)
-        return config_load(&cfg, "t.yaml", MINIMAL, strlen(MINIMAL), o.args, o.n_args, err,
-                           errlen);
+        return config_load(&cfg, "t.yaml", MINIMAL, strlen(MINIMAL), o.args, o.n_args, err, errlen);
     return config_load(&cfg, NULL, NULL, 0, o.args, o.n_args, err, errlen);
 }
 
@@ -68,11 +67,11 @@ Test(options, every_flag)
     cr_assert_eq(LOAD(err, "--listen", "127.0.0.1:1", "--listen=[::1]:2", "--backend", "[::1]:3",
                       "--proxy-protocol", "v1", "--workers", "3", "--io", "epoll", "--splice",
                       "never", "--connect-timeout", "250ms", "--idle-timeout", "2m",
-                      "--max-connections", "500", "--log-level", "debug", "--accept-backlog",
-                      "128", "--drain-timeout", "1s", "--access-log", "stderr",
-                      "--access-log-mode", "errors", "--access-log-format", "json",
-                      "--stats-socket", "/run/x.sock", "--stats-socket-group", "adm", "--user",
-                      "nobody", "--group", "nogroup", "--max-connections-per-source", "7"),
+                      "--max-connections", "500", "--log-level", "debug", "--accept-backlog", "128",
+                      "--drain-timeout", "1s", "--access-log", "stderr", "--access-log-mode",
+                      "errors", "--access-log-format", "json", "--stats-socket", "/run/x.sock",
+                      "--stats-socket-group", "adm", "--user", "nobody", "--group", "nogroup",
+                      "--max-connections-per-source", "7"),
                  0, "%s", err);
     cr_assert_eq(cfg.listeners[0].n_bind, 2);
     cr_assert_eq(cfg.listeners[0].bind[1].sa.sa_family, AF_INET6);
@@ -157,8 +156,7 @@ Test(options, help_and_version)
 {
     char err[256];
 
-    cr_assert_eq(options_parse(&o, ARGC("--help"), ARGV("--help"), err, sizeof(err)),
-                 OPTIONS_HELP);
+    cr_assert_eq(options_parse(&o, ARGC("--help"), ARGV("--help"), err, sizeof(err)), OPTIONS_HELP);
     cr_assert_eq(options_parse(&o, ARGC("--listen", "1.2.3.4:5", "--version"),
                                ARGV("--listen", "1.2.3.4:5", "--version"), err, sizeof(err)),
                  OPTIONS_VERSION);
@@ -176,8 +174,7 @@ Test(options, help_lists_every_flag_with_its_default)
     cr_assert(strstr(buf, "--accept-backlog N"));
     cr_assert(strstr(buf, "--io auto|uring|epoll"));
     for (char *line = buf, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1)
-        cr_assert_leq(nl - line, 80, "a --help line over 80 columns: %.*s", (int)(nl - line),
-                      line);
+        cr_assert_leq(nl - line, 80, "a --help line over 80 columns: %.*s", (int)(nl - line), line);
 }
 
 struct bad {
@@ -200,8 +197,9 @@ static const struct bad bads[] = {
     {{"--workers", "0"}, "--workers: expected auto or a number from 1 to 1024, got '0'"},
     {{"--workers", "1025"}, "--workers: expected auto or a number from 1 to 1024, got '1025'"},
     {{"--workers", "two"}, "--workers: expected auto or a number from 1 to 1024, got 'two'"},
-    {{"--connect-timeout", "xyz"}, "--connect-timeout: expected a duration like 500ms, 5s, 2m "
-                                   "or 1h, got 'xyz'"},
+    {{"--connect-timeout", "xyz"},
+     "--connect-timeout: expected a duration like 500ms, 5s, 2m "
+     "or 1h, got 'xyz'"},
     {{"--connect-timeout", "0"}, "--connect-timeout: 0 is out of range 1ms-3600000ms"},
     {{"--idle-timeout", "5y"}, "--idle-timeout: expected a duration"},
     {{"--io", "nope"}, "--io: expected one of auto, uring, epoll, got 'nope'"},
@@ -220,16 +218,18 @@ static const struct bad bads[] = {
     {{"--trusted-source", "10.1.2.3/8"},
      "--trusted-source: '10.1.2.3/8' has bits set below the /8 prefix; did you mean "
      "10.0.0.0/8?"},
-    {{"--trusted-source", "10.0.0.0/40"}, "--trusted-source: expected an address or ADDR/BITS, "
-                                          "got '10.0.0.0/40'"},
+    {{"--trusted-source", "10.0.0.0/40"},
+     "--trusted-source: expected an address or ADDR/BITS, "
+     "got '10.0.0.0/40'"},
     {{"--proxy-protocol-in", "v3"}, "--proxy-protocol-in: expected one of off, v1, v2, any"},
     {{"--header-timeout", "0"}, "--header-timeout: 0 is out of range"},
     {{"--header-max-size", "16385"},
      "--header-max-size: expected a whole number from 16 to 16384, got '16385'"},
     {{"--header-max-size", "15"}, "--header-max-size: expected a whole number from 16 to 16384"},
-    {{"--route", "example.com"}, "--route: expected NAME=ADDR:PORT with NAME a host name or "
-                                 "*.suffix, like api.example.com=10.0.0.5:8443, got "
-                                 "'example.com'"},
+    {{"--route", "example.com"},
+     "--route: expected NAME=ADDR:PORT with NAME a host name or "
+     "*.suffix, like api.example.com=10.0.0.5:8443, got "
+     "'example.com'"},
     {{"--route", "a.com=nowhere", "--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1"},
      "--route: expected IPV4:PORT, [IPV6]:PORT (port 1-65535) or unix:/path, got 'nowhere'"},
     {{"--route", "a..com=1.1.1.1:1", "--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1"},
@@ -238,16 +238,17 @@ static const struct bad bads[] = {
       "--backend", "1.1.1.1:1"},
      "--route: 'A.com' already has a route"},
     {{"--peek-timeout", "soon"}, "--peek-timeout: expected a duration"},
-    {{"--tlvs", "authority,bogus"}, "--tlvs: expected authority, alpn, unique_id, crc32c or a "
-                                    "type number like 0xEA, got 'bogus'"},
+    {{"--tlvs", "authority,bogus"},
+     "--tlvs: expected authority, alpn, unique_id, crc32c or a "
+     "type number like 0xEA, got 'bogus'"},
     {{"--tlvs", "0x100"}, "--tlvs: expected authority"},
     {{"--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1", "--proxy-protocol", "v1", "--tlvs",
       "crc32c"},
      "--tlvs need --proxy-protocol v2 (backend 'backend')"},
     {{"--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1", "--tlvs", "0xEA"},
      "--tlvs: copying TLV types needs --proxy-protocol-in"},
-    {{"--proxy-protocol-in", "v2"},
-     "--proxy-protocol-in needs --trusted-source", /* over a file, in the flags' words */},
+    {{"--proxy-protocol-in", "v2"}, "--proxy-protocol-in needs --trusted-source",
+     /* over a file, in the flags' words */},
 };
 
 Test(options, errors_name_the_flag)
@@ -299,12 +300,11 @@ Test(options, a_flag_and_its_key_say_the_same)
         config_free(&cfg);
         file = config_parse(&cfg, "t.yaml", yaml, strlen(yaml), file_err, sizeof(file_err));
         cr_assert_eq(cli == 0, cases[i].ok, "%s %s: %s", cases[i].flag, cases[i].value, cli_err);
-        cr_assert_eq(file == 0, cases[i].ok, "%s%s: %s", cases[i].yaml, cases[i].value,
-                     file_err);
+        cr_assert_eq(file == 0, cases[i].ok, "%s%s: %s", cases[i].yaml, cases[i].value, file_err);
         if (cases[i].ok)
             continue;
-        file_msg = strstr(file_err, ": ") ? strstr(strstr(strstr(file_err, ": ") + 2, " "), "")
-                                          : NULL;
+        file_msg =
+            strstr(file_err, ": ") ? strstr(strstr(strstr(file_err, ": ") + 2, " "), "") : NULL;
         cr_assert_not_null(cli_msg);
         cr_assert_not_null(file_msg);
         /* "--workers: MSG" and "t.yaml:9:10: workers: MSG" end the same. */
@@ -319,8 +319,13 @@ Test(options, durations)
     static const struct {
         const char *s;
         uint32_t ms;
-    } ok[] = {{"0", 0}, {"7", 7000}, {"500ms", 500}, {"5s", 5000}, {"2m", 120000},
-              {"1h", 3600000}, {"4294967295ms", 4294967295u}};
+    } ok[] = {{"0", 0},
+              {"7", 7000},
+              {"500ms", 500},
+              {"5s", 5000},
+              {"2m", 120000},
+              {"1h", 3600000},
+              {"4294967295ms", 4294967295u}};
     static const char *const bad[] = {"", "s", "-1s", "1.5s", "5d", "5 s", "4294968s", "1hh"};
     uint32_t ms;
 

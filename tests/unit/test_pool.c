@@ -164,8 +164,8 @@ Test(pool, hash_moves_about_one_in_n_when_a_server_goes)
         moved += before[i] == 2 || s != old;
     }
     cr_assert(moved > KEYS / n * 7 / 10 && moved < KEYS / n * 13 / 10,
-              "%d of %d keys moved when 1 of %d servers went (about 1/%d expected)", moved, KEYS,
-              n, n);
+              "%d of %d keys moved when 1 of %d servers went (about 1/%d expected)", moved, KEYS, n,
+              n);
     cr_log_info("hash: %d of %d keys (%.3f) moved when 1 of %d servers was removed", moved, KEYS,
                 (double)moved / KEYS, n);
 }

@@ -9,8 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static union sockaddr_inet A(const char *s)
-{
+static union sockaddr_inet A(const char *s) {
     union sockaddr_inet a;
     cr_assert_eq(addr_parse(s, &a), 0, "parse %s", s);
     return a;

@@ -25,11 +25,13 @@ static const char *fmt(const union sockaddr_inet *a, char *buf)
 }
 
 /* Two 108-byte AF_UNIX paths, "/run/a.sock" and "/run/b.sock", NUL-padded. */
-#define UNIX_PATH_A "2F72756E2F612E736F636B000000000000000000000000000000000000000000000000000000000000000000" \
-    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" \
+#define UNIX_PATH_A                                                                                \
+    "2F72756E2F612E736F636B000000000000000000000000000000000000000000000000000000000000000000"     \
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"     \
     "0000000000000000000000000000000000000000"
-#define UNIX_PATH_B "2F72756E2F622E736F636B000000000000000000000000000000000000000000000000000000000000000000" \
-    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" \
+#define UNIX_PATH_B                                                                                \
+    "2F72756E2F622E736F636B000000000000000000000000000000000000000000000000000000000000000000"     \
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"     \
     "0000000000000000000000000000000000000000"
 #define UNIX_PATHS UNIX_PATH_A UNIX_PATH_B
 
@@ -37,8 +39,8 @@ static const char *fmt(const union sockaddr_inet *a, char *buf)
 struct ok_case {
     const char *name;
     enum proxy_in mode;
-    const char *text; /* v1: the line; else NULL */
-    const char *hex;  /* v2: the bytes; else NULL */
+    const char *text;      /* v1: the line; else NULL */
+    const char *hex;       /* v2: the bytes; else NULL */
     const char *src, *dst; /* NULL when the connection's own addresses stand */
     int local;
     size_t tlv_len;
@@ -71,12 +73,12 @@ static const struct ok_case ok_cases[] = {
     {"v2 tcp4 transport unspec", PROXY_IN_V2, NULL, SIG "21 10 000C 01020304 05060708 0001 0002",
      NULL, NULL, 0, 0},
     {"v2 local, no address", PROXY_IN_V2, NULL, SIG "20 00 0000", NULL, NULL, 1, 0},
-    {"v2 local with a tcp4 block", PROXY_IN_V2, NULL,
-     SIG "20 11 000C 01020304 05060708 0001 0002", NULL, NULL, 1, 0},
+    {"v2 local with a tcp4 block", PROXY_IN_V2, NULL, SIG "20 11 000C 01020304 05060708 0001 0002",
+     NULL, NULL, 1, 0},
     {"v2 proxy unspec", PROXY_IN_V2, NULL, SIG "21 00 0000", NULL, NULL, 0, 0},
     {"v2 unix stream", PROXY_IN_V2, NULL, SIG "21 31 00D8 " UNIX_PATHS, NULL, NULL, 0, 0},
-    {"v2 unix stream + noop", PROXY_IN_V2, NULL, SIG "21 31 00DC " UNIX_PATHS " 04 0001 00",
-     NULL, NULL, 0, 4},
+    {"v2 unix stream + noop", PROXY_IN_V2, NULL, SIG "21 31 00DC " UNIX_PATHS " 04 0001 00", NULL,
+     NULL, 0, 4},
     {"v2 local unix", PROXY_IN_V2, NULL, SIG "20 31 00D8 " UNIX_PATHS, NULL, NULL, 1, 0},
     {"v2 tcp4 + authority, unique id, noop", PROXY_IN_V2, NULL,
      SIG "21 11 0027 0A000001 0A000002 1F90 01BB 02 000B 6578616D706C652E636F6D 05 0004 "
@@ -211,8 +213,7 @@ static const struct bad_case bad_cases[] = {
     {"v2 transport 3", PROXY_IN_V2, NULL, SIG "21 13 000C 01020304 05060708 0001 0002",
      "transport"},
     {"v2 datagram", PROXY_IN_V2, NULL, SIG "21 12 000C 01020304 05060708 0001 0002", "datagram"},
-    {"v2 tcp4 length 11", PROXY_IN_V2, NULL, SIG "21 11 000B 01020304 05060708 0001 00",
-     "shorter"},
+    {"v2 tcp4 length 11", PROXY_IN_V2, NULL, SIG "21 11 000B 01020304 05060708 0001 00", "shorter"},
     {"v2 unix length 215", PROXY_IN_V2, NULL, SIG "21 31 00D7 " UNIX_PATH_A UNIX_PATH_A, "shorter"},
     {"v2 tcp6 length 35", PROXY_IN_V2, NULL,
      SIG "21 21 0023 20010DB8000000000000000000000001 00000000000000000000000000000001 0001 FF",

@@ -33,11 +33,11 @@ enum fake_op { F_RECV, F_SEND, F_POLL_IN, F_POLL_OUT, F_CONNECT, F_OPS };
 
 static struct fake {
     int pending[MAX_CONNS][2][F_OPS]; /* started, not completed: by slot, direction */
-    int started[F_OPS];    /* all started, ever */
-    int last_drained;      /* the last poll_in's drained */
-    int cancel_drops;      /* 1: cancel drops everything (as epoll), 0: each completes */
-    int abandon_now;       /* connect_abandon: 1 gone at once, 0 completes later */
-    int real_connect;      /* connect the backend socket for real */
+    int started[F_OPS];               /* all started, ever */
+    int last_drained;                 /* the last poll_in's drained */
+    int cancel_drops;                 /* 1: cancel drops everything (as epoll), 0: each completes */
+    int abandon_now;                  /* connect_abandon: 1 gone at once, 0 completes later */
+    int real_connect;                 /* connect the backend socket for real */
     int cancels, attaches;
     uint8_t buf_out[1024]; /* 1: the relay holds that buffer */
     int buf_puts;
@@ -377,8 +377,9 @@ static int sees_reset(int fd)
 
 #define NO_PROXY "    proxy_protocol: off\n"
 #define TIMEOUTS "    connect_timeout: 1s\n    idle_timeout: 1s\n"
-#define TRUSTED "    proxy_protocol_in: v1\n    trusted_sources: [127.0.0.0/8]\n" \
-                "    header_timeout: 1s\n"
+#define TRUSTED                                                                                    \
+    "    proxy_protocol_in: v1\n    trusted_sources: [127.0.0.0/8]\n"                              \
+    "    header_timeout: 1s\n"
 #define ROUTED "    peek_timeout: 1s\n    routes:\n      - { sni: a.example, backend: b }\n"
 
 /* ---- a completion after a cancel ---- */
@@ -817,8 +818,7 @@ Test(relay, untrusted_client_sending_a_header_is_reset)
     uint32_t gen;
     int peer;
 
-    start("", "    proxy_protocol_in: v1\n    trusted_sources: [10.0.0.0/8]\n",
-          NO_PROXY TIMEOUTS);
+    start("", "    proxy_protocol_in: v1\n    trusted_sources: [10.0.0.0/8]\n", NO_PROXY TIMEOUTS);
     c = accept_client(&peer);
     gen = c->gen;
     cr_assert(c->flags & CONN_UNTRUSTED);

@@ -9,7 +9,10 @@
 #include <time.h>
 
 static const char *const table[] = {
-    "api.example.com", "*.example.com", "*.eu.example.com", "Example.ORG",
+    "api.example.com",
+    "*.example.com",
+    "*.eu.example.com",
+    "Example.ORG",
 };
 
 static struct route_table routes;
@@ -52,8 +55,8 @@ Test(route, pick)
 
 Test(route, name_errors)
 {
-    static const char *const bad[] = {"",     "*.",  "*",    "a..b", "a b",
-                                      "w*.x", ".a",  "a.",   "*..a", "a=b"};
+    static const char *const bad[] = {"",     "*.", "*",  "a..b", "a b",
+                                      "w*.x", ".a", "a.", "*..a", "a=b"};
     char longest[300];
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -77,8 +80,7 @@ Test(route, ten_thousand_routes)
 
     cr_assert_eq(route_table_init(&routes, N), 0);
     for (int i = 0; i < N; i++) {
-        snprintf(names[i], sizeof(names[i]), i % 2 ? "*.t%d.example.net" : "t%d.example.net",
-                 i);
+        snprintf(names[i], sizeof(names[i]), i % 2 ? "*.t%d.example.net" : "t%d.example.net", i);
         cr_assert_eq(route_table_add(&routes, names[i], i), 0, "%s", names[i]);
     }
     for (int i = 0; i < N; i++) {

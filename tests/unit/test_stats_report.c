@@ -113,13 +113,17 @@ Test(stats_report, prometheus_samples)
     struct stats_report *r = sample();
     char *text = render(stats_report_prometheus, r);
 
-    cr_assert(strstr(text, "ringrelay_listener_accepted_connections_total{listener=\"tls\\\"in\"} 7\n"));
+    cr_assert(
+        strstr(text, "ringrelay_listener_accepted_connections_total{listener=\"tls\\\"in\"} 7\n"));
     cr_assert(strstr(text, "ringrelay_listener_active_connections{listener=\"tls\\\"in\"} 2\n"));
     cr_assert(strstr(text, "ringrelay_listener_connections_ended_total{listener=\"tls\\\"in\","
                            "reason=\"client_closed\"} 5\n"));
-    cr_assert(strstr(text, "ringrelay_backend_connect_seconds_bucket{backend=\"kong\",le=\"0.000016\"} 0\n"));
-    cr_assert(strstr(text, "ringrelay_backend_connect_seconds_bucket{backend=\"kong\",le=\"0.000032\"} 1\n"));
-    cr_assert(strstr(text, "ringrelay_backend_connect_seconds_bucket{backend=\"kong\",le=\"+Inf\"} 2\n"));
+    cr_assert(strstr(
+        text, "ringrelay_backend_connect_seconds_bucket{backend=\"kong\",le=\"0.000016\"} 0\n"));
+    cr_assert(strstr(
+        text, "ringrelay_backend_connect_seconds_bucket{backend=\"kong\",le=\"0.000032\"} 1\n"));
+    cr_assert(
+        strstr(text, "ringrelay_backend_connect_seconds_bucket{backend=\"kong\",le=\"+Inf\"} 2\n"));
     cr_assert(strstr(text, "ringrelay_backend_connect_seconds_sum{backend=\"kong\"} 3.000020\n"));
     cr_assert(strstr(text, "ringrelay_server_connect_failures_total{backend=\"kong\","
                            "server=\"10.0.0.1:8443\",cause=\"refused\"} 2\n"));
@@ -134,7 +138,8 @@ Test(stats_report, json_escapes_and_nests)
     char *text = render(stats_report_json, r);
 
     cr_assert(strstr(text, "\"name\":\"tls\\\"in\""), "%s", text);
-    cr_assert(strstr(text, "\"servers\":[{\"name\":\"10.0.0.1:8443\",\"state\":\"up\""), "%s", text);
+    cr_assert(strstr(text, "\"servers\":[{\"name\":\"10.0.0.1:8443\",\"state\":\"up\""), "%s",
+              text);
     cr_assert(strstr(text, "\"connect_failures\":{\"refused\":2,"), "%s", text);
     cr_assert_eq(text[strlen(text) - 1], '\n');
     free(text);

@@ -38,8 +38,8 @@ static inline const uint8_t *guard_place(const void *data, size_t len)
     size_t page = (size_t)sysconf(_SC_PAGESIZE), room = GUARD_DATA_PAGES * page;
 
     if (!region) {
-        region = mmap(NULL, room + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                      -1, 0);
+        region =
+            mmap(NULL, room + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         cr_assert_neq(region, MAP_FAILED);
         cr_assert_eq(mprotect(region + room, page, PROT_NONE), 0);
     }
