@@ -101,66 +101,86 @@ static const char *backend_name(const struct runtime *rt, int b, char *buf, size
 
 /* The counters of the running configuration's entries, summed over
  * workers, as lines at exit. */
-void process_log_totals(const struct process *r)
+/* What the stop lines add up, over listeners and backends. */
+struct totals {
+    uint64_t acc, refused, cerr, cto, idle, resets, bytes[2];
+    uint64_t hin, huntr, hto, hbad, routed, pto, retries, nosrv;
+};
+
+static void sum_listeners(const struct process *r, const struct stats_block *t, struct totals *n)
 {
     const struct config *c = &r->rt->cfg;
-    struct stats_block *t = malloc(sizeof(*t));
-    uint64_t acc = 0, refused = 0, cerr = 0, cto = 0, idle = 0, resets = 0, bytes[2] = {0};
-    uint64_t hin = 0, huntr = 0, hto = 0, hbad = 0, routed = 0, pto = 0, retries = 0, nosrv = 0;
-    char addr[ADDR_STRLEN];
 
-    if (!t)
-        return;
-    stats_sum(t);
     for (int l = 0; l < c->n_listeners; l++) {
         const struct stats_listener *sl = &t->l[r->rt->st_listener[l]];
-        acc += stat_get(&sl->accepted);
-        refused += stat_get(&sl->refused);
-        idle += stat_get(&sl->ends[END_IDLE_TIMEOUT]);
-        resets += stat_get(&sl->ends[END_CLIENT_RESET]) + stat_get(&sl->ends[END_BACKEND_RESET]);
-        hin += stat_get(&sl->header_in);
-        huntr += stat_get(&sl->header_untrusted);
-        hto += stat_get(&sl->header_timeouts);
-        hbad += stat_get(&sl->header_bad);
-        routed += stat_get(&sl->routed);
-        pto += stat_get(&sl->peek_timeouts);
+        n->acc += stat_get(&sl->accepted);
+        n->refused += stat_get(&sl->refused);
+        n->idle += stat_get(&sl->ends[END_IDLE_TIMEOUT]);
+        n->resets += stat_get(&sl->ends[END_CLIENT_RESET]) + stat_get(&sl->ends[END_BACKEND_RESET]);
+        n->hin += stat_get(&sl->header_in);
+        n->huntr += stat_get(&sl->header_untrusted);
+        n->hto += stat_get(&sl->header_timeouts);
+        n->hbad += stat_get(&sl->header_bad);
+        n->routed += stat_get(&sl->routed);
+        n->pto += stat_get(&sl->peek_timeouts);
     }
+}
+
+/* Sums the backends' and servers' counters, and names each backend that
+ * seemed not to expect PROXY protocol. */
+static void sum_backends(const struct process *r, const struct stats_block *t, struct totals *n)
+{
+    const struct config *c = &r->rt->cfg;
+    char addr[ADDR_STRLEN];
+
     for (int b = 0; b < c->n_backends; b++) {
         const struct stats_backend *sb = &t->b[r->rt->st_backend[b]];
         uint64_t no_proxy = 0;
-        retries += stat_get(&sb->retries);
-        nosrv += stat_get(&sb->no_server);
-        bytes[0] += stat_get(&sb->bytes[0]);
-        bytes[1] += stat_get(&sb->bytes[1]);
+        n->retries += stat_get(&sb->retries);
+        n->nosrv += stat_get(&sb->no_server);
+        n->bytes[0] += stat_get(&sb->bytes[0]);
+        n->bytes[1] += stat_get(&sb->bytes[1]);
         for (int s = 0; s < c->backends[b].n_servers; s++) {
             const struct stats_server *ss = &t->s[r->rt->st_server[b][s]];
             for (int f = 0; f < FAIL_KINDS; f++)
-                *(f == FAIL_TIMEOUT ? &cto : &cerr) += stat_get(&ss->fails[f]);
+                *(f == FAIL_TIMEOUT ? &n->cto : &n->cerr) += stat_get(&ss->fails[f]);
             no_proxy += stat_get(&ss->no_proxy);
         }
         if (no_proxy)
             log_warn("backend %s: %llu connections where it seemed not to expect PROXY protocol",
                      backend_name(r->rt, b, addr, sizeof(addr)), (unsigned long long)no_proxy);
     }
+}
+
+void process_log_totals(const struct process *r)
+{
+    struct stats_block *t = malloc(sizeof(*t));
+    struct totals n = {0};
+
+    if (!t)
+        return;
+    stats_sum(t);
+    sum_listeners(r, t, &n);
+    sum_backends(r, t, &n);
     log_info("stopped: %llu connections (%llu open at exit), %llu rejected, %llu connect errors, "
              "%llu connect timeouts, %llu idle timeouts, %llu resets; %llu bytes from clients, "
              "%llu from backends",
-             (unsigned long long)acc, (unsigned long long)stat_get(&t->w.active),
-             (unsigned long long)refused, (unsigned long long)cerr, (unsigned long long)cto,
-             (unsigned long long)idle, (unsigned long long)resets, (unsigned long long)bytes[0],
-             (unsigned long long)bytes[1]);
-    if (hin || huntr || hto || hbad)
+             (unsigned long long)n.acc, (unsigned long long)stat_get(&t->w.active),
+             (unsigned long long)n.refused, (unsigned long long)n.cerr, (unsigned long long)n.cto,
+             (unsigned long long)n.idle, (unsigned long long)n.resets,
+             (unsigned long long)n.bytes[0], (unsigned long long)n.bytes[1]);
+    if (n.hin || n.huntr || n.hto || n.hbad)
         log_info("inbound PROXY headers: %llu accepted, %llu from untrusted clients refused, "
                  "%llu timed out, %llu bad",
-                 (unsigned long long)hin, (unsigned long long)huntr, (unsigned long long)hto,
-                 (unsigned long long)hbad);
-    if (routed || pto)
+                 (unsigned long long)n.hin, (unsigned long long)n.huntr, (unsigned long long)n.hto,
+                 (unsigned long long)n.hbad);
+    if (n.routed || n.pto)
         log_info("SNI routes: %llu connections routed, %llu without a whole ClientHello in time",
-                 (unsigned long long)routed, (unsigned long long)pto);
-    if (retries)
-        log_info("%llu connects retried on another server", (unsigned long long)retries);
-    if (nosrv)
-        log_warn("%llu clients refused: no server up with room", (unsigned long long)nosrv);
+                 (unsigned long long)n.routed, (unsigned long long)n.pto);
+    if (n.retries)
+        log_info("%llu connects retried on another server", (unsigned long long)n.retries);
+    if (n.nosrv)
+        log_warn("%llu clients refused: no server up with room", (unsigned long long)n.nosrv);
     free(t);
 }
 
