@@ -87,11 +87,10 @@ struct conn_extra {
 struct conn {
     struct list_head timer;
     uint64_t active_ms;
-    uint64_t open_ms;          /* when the backend connection was established */
-    const struct sockaddr *be; /* the backend chosen for this connection */
-    uint8_t *hdr_ext;          /* the outbound header when it carries TLVs (malloc'ed) */
-    uint8_t *hdr_in;           /* malloc'ed only when an inbound header arrives split */
-    struct conn_extra *extra;  /* malloc'ed for the access log only */
+    uint64_t open_ms;         /* when the backend connection was established */
+    uint8_t *hdr_ext;         /* the outbound header when it carries TLVs (malloc'ed) */
+    uint8_t *hdr_in;          /* malloc'ed only when an inbound header arrives split */
+    struct conn_extra *extra; /* malloc'ed for the access log only */
     int fd[2];
     uint32_t id;
     uint32_t gen;      /* bumped on free: stale back end events are ignored */
