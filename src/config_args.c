@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- the command line: flags are rows of the same tables ---- */
-
 /* Calls fn on every setting of sec and the sections below it, in table
  * order, until fn returns non-zero; returns that. */
 int config_each_setting(const struct section *sec, int (*fn)(const struct setting *, void *),
@@ -80,7 +78,7 @@ const char *config_flag(const char *s, size_t len)
 int config_arg_given(const struct walk *w, const struct setting *st)
 {
     for (int i = 0; st && i < w->n_args; i++)
-        if (w->args[i].flag == st->flag)
+        if (strcmp(w->args[i].flag, st->flag) == 0)
             return 1;
     return 0;
 }
@@ -94,9 +92,7 @@ struct argdoc {
 
 static int argdoc_init(struct argdoc *d)
 {
-    yaml_version_directive_t *v = NULL;
-
-    d->ok = yaml_document_initialize(&d->doc, v, NULL, NULL, 1, 1) != 0;
+    d->ok = yaml_document_initialize(&d->doc, NULL, NULL, NULL, 1, 1) != 0;
     return d->ok ? 0 : -ENOMEM;
 }
 
@@ -259,7 +255,7 @@ static int argdoc_value(const struct walk *w, struct argdoc *d, const struct set
 
     for (int i = 0; i < w->n_args; i++) {
         const char *v = w->args[i].value, *comma;
-        if (w->args[i].flag != st->flag)
+        if (strcmp(w->args[i].flag, st->flag) != 0)
             continue;
         last = i;
         if (!list_kind(st->kind))
