@@ -28,10 +28,10 @@ char *reload_read_file(const char *path, size_t *len, char *err, size_t errlen)
     buf = malloc(cap + 1);
     *len = buf ? fread(buf, 1, cap + 1, f) : 0;
     if (!buf || ferror(f) || *len > cap) {
-        snprintf(err, errlen, "%s: %s", path,
-                 !buf        ? "out of memory"
-                 : ferror(f) ? strerror(errno)
-                             : "larger than 1 MiB");
+        if (buf && !ferror(f))
+            snprintf(err, errlen, "%s: larger than %u MiB", path, CONFIG_FILE_MAX >> 20);
+        else
+            snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory" : strerror(errno));
         free(buf);
         fclose(f);
         return NULL;

@@ -64,8 +64,12 @@ def write_text(ctx, name, text):
 def second_doc_and_depth(ctx):
     """'---' starts a document the relay would never read: refused with its
     line. 100,000 nested sequences (200 KB, under the size cap) are refused
-    as soon as the 65th level opens instead of keeping libyaml busy. (These
-    files are broken on purpose, so they are written as text.)"""
+    as soon as the 65th level opens instead of keeping libyaml busy. A file
+    over the 4 MiB cap is refused as such. (These files are broken on
+    purpose, so they are written as text.)"""
+    path = write_text(ctx, "huge.yaml", "#" * (4 * 1024 * 1024) + "\n")
+    rc, _, err = run_cli(ctx, ["-t", "-c", path])
+    check(rc == 2 and err == f"ringrelay: {path}: larger than 4 MiB\n", f"exit {rc}: {err!r}")
     good = cfg.write(ctx, minimal(harness.free_port(), 9))
     with open(good) as f:
         text = f.read()
