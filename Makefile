@@ -91,8 +91,9 @@ debug:
 deps:
 	$(Q)sh scripts/deps.sh
 
+# A test that hangs fails after 60 s instead of holding make test.
 unit: $(UNIT_BINS)
-	$(Q)rc=0; for t in $(UNIT_BINS); do $$t --jobs 1 || rc=1; done; exit $$rc
+	$(Q)rc=0; for t in $(UNIT_BINS); do $$t --jobs 1 --timeout 60 || rc=1; done; exit $$rc
 
 integration: all $(TOOL_BINS)
 	$(Q)python3 tests/integration/run.py --binary $(BUILD)/ringrelay $(ARGS)
