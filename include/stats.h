@@ -40,6 +40,7 @@ enum conn_end {
     END_SOURCE_LIMIT,
     END_STOPPED,
     END_LOCAL_ERROR,
+    END_HANDSHAKE_CLOSED, /* FIN before its PROXY header or ClientHello was whole */
     END_KINDS
 };
 

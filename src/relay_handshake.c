@@ -15,6 +15,8 @@
 #include "srclimit.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,6 +210,30 @@ int handshake_untrusted(struct worker *w, struct conn *c, const uint8_t *p, size
     return 1;
 }
 
+/* Whether the client has sent its FIN: a peek sees the bytes that came
+ * before it, but the socket is then in CLOSE_WAIT. */
+static int client_finished(const struct conn *c)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    return getsockopt(c->fd[SIDE_CLIENT], IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+           ti.tcpi_state == TCP_CLOSE_WAIT;
+}
+
+/* The client closed with part of its header or ClientHello sent: nothing
+ * more can come, so it ends now rather than at the timeout. */
+static enum hs_next handshake_closed(struct worker *w, struct conn *c, const char *what,
+                                     size_t have)
+{
+    char addr[ADDR_STRLEN];
+
+    conn_end(c, END_HANDSHAKE_CLOSED);
+    log_rl(LOG_LEVEL_INFO, "c%u.%u client %s: closed after %zu bytes of its %s: closed", w->id,
+           c->id, addr_format(&c->peer.sa, addr, sizeof(addr)), have, what);
+    return HS_CLOSE;
+}
+
 static enum hs_next peek_read(struct worker *w, struct conn *c)
 {
     uint8_t buf[CONFIG_PEEK_MAX], scratch[CONFIG_PEEK_MAX];
@@ -225,6 +251,8 @@ static enum hs_next peek_read(struct worker *w, struct conn *c)
     if ((c->flags & CONN_UNTRUSTED) && handshake_untrusted(w, c, buf, (size_t)n))
         return HS_RESET;
     ret = clienthello_parse(buf, (size_t)n, scratch, sizeof(scratch), &ch);
+    if (ret == -EAGAIN && client_finished(c))
+        return handshake_closed(w, c, "ClientHello", (size_t)n);
     if (ret == -EAGAIN && ch.need <= sizeof(buf)) {
         c->flags |= CONN_LOWAT;
         set_lowat(c, (int)ch.need);
@@ -387,6 +415,8 @@ static enum hs_next header_read(struct worker *w, struct conn *c)
 
     if (n == -1 && (errno == EAGAIN || errno == EINTR))
         return HS_POLL_DRAINED;
+    if (n == 0 && have)
+        return handshake_closed(w, c, "PROXY header", have);
     if (n <= 0) {
         log_debug("c%u.%u client closed before its PROXY header was complete (%zu bytes)", w->id,
                   c->id, have);
@@ -400,6 +430,8 @@ static enum hs_next header_read(struct worker *w, struct conn *c)
         return header_done(w, c, &h, buf + have, (size_t)ret - have);
     if (ret != -EAGAIN)
         return header_refuse(w, c, buf, have + (size_t)n, h.why);
+    if (client_finished(c))
+        return handshake_closed(w, c, "PROXY header", have + (size_t)n);
     return header_keep(c, cap, have, (size_t)n);
 }
 

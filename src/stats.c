@@ -24,6 +24,7 @@ const char *const stats_end_name[END_KINDS] = {
     [END_SOURCE_LIMIT] = "source_limit",
     [END_STOPPED] = "stopped",
     [END_LOCAL_ERROR] = "local_error",
+    [END_HANDSHAKE_CLOSED] = "handshake_closed",
 };
 
 const char *const stats_fail_name[FAIL_KINDS] = {

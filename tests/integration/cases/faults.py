@@ -162,6 +162,45 @@ def slowloris_hello(ctx):
     ctx.note(f"slow ClientHello closed after {took:.2f}s")
 
 
+@case("fault_partial_handshake_then_fin_ends_at_once")
+def partial_handshake_fin(ctx):
+    """1 to 10 bytes of a ClientHello (on a listener with routes), or of a
+    trusted source's PROXY header, then shutdown(SHUT_WR): nothing more can
+    come, so the relay ends each at once (the timeouts are 60 s; each is
+    closed within 10 s) with its own end reason, counted and logged, no
+    backend connection made and nothing left behind."""
+    be = listener(ctx)
+    tls_port, pp_port = harness.free_port(), harness.free_port()
+    rl = start(ctx, [cfg.listener("tls", tls_port, peek_timeout="60s",
+                                  routes=[cfg.route("a.example", "app")]),
+                     cfg.listener("pp", pp_port, proxy_protocol_in="v2",
+                                  trusted_sources=["127.0.0.1/32"], header_timeout="60s")],
+               [be.port])
+    hello = client_hello("a.example", ["h2"])
+    header = proxy_v2(("192.0.2.1", 1000), ("127.0.0.1", pp_port))
+    baseline = resting(rl)
+    ended = []
+    for port, first in ((tls_port, hello), (pp_port, header)):
+        for k in range(1, 11):
+            c = client(ctx, ("127.0.0.1", port))
+            c.sendall(first[:k])
+            c.shutdown(socket.SHUT_WR)
+            how = outcome(c, 10)
+            check(how in ("eof", "reset"), f"{k} bytes then FIN on port {port}: still {how}")
+            ended.append(how)
+            c.close()
+    check(not be.pending(), "a backend connection was opened for a partial handshake")
+    settle(rl, baseline, "the partial handshakes")
+    for name in ("tls", "pp"):
+        ends = listener_stats(rl.sock, name)["ends"]
+        check(ends["handshake_closed"] == 10, f"{name}: ends {ends}")
+    rl.finish()
+    ends = [r["end"] for r in access_log(rl.log)]
+    check(ends == ["handshake_closed"] * 20, f"access log: {ends}")
+    check(rl.stderr().count("closed after") >= 1, "not logged")
+    ctx.note(f"20 partial handshakes ended at once ({ended.count('eof')} with a FIN)")
+
+
 SILENT = 5000
 
 
