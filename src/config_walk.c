@@ -4,6 +4,7 @@
 #include "config_table.h"
 
 #include "log.h"
+#include "proxy.h"
 #include "route.h"
 
 #include <errno.h>
@@ -195,9 +196,16 @@ static int set_cidrs(struct walk *w, yaml_node_t *n, struct config_listener *l)
     return 0;
 }
 
+/* The TLV type each name in config_tlv_names writes. */
+static const uint8_t tlv_name_types[] = {PROXY_TLV_AUTHORITY, PROXY_TLV_ALPN, PROXY_TLV_UNIQUE_ID,
+                                         PROXY_TLV_CRC32C};
+
+/* TLV names and type numbers; each type at most once, as a header would
+ * otherwise carry it twice (unique_id and 0x05 are the same). */
 static int set_tlvs(struct walk *w, yaml_node_t *n, struct config_backend *b)
 {
     yaml_node_item_t *it, *end;
+    uint8_t seen[256] = {0};
     const char *s;
     char *e;
 
@@ -213,16 +221,22 @@ static int set_tlvs(struct walk *w, yaml_node_t *n, struct config_backend *b)
         if (!(s = scalar(v)))
             return config_fail(w, &v->start_mark, "tlvs", "expected a TLV name or number");
         if ((i = pick_name(s, config_tlv_names)) >= 0) {
-            b->tlvs |= 1U << i;
-            continue;
+            type = tlv_name_types[i];
+        } else {
+            type = strtoul(s, &e, 0);
+            if (*s < '0' || *s > '9' || *e || type > 0xff || b->n_tlv_pass == CONFIG_MAX_TLV_PASS)
+                return config_fail(w, &v->start_mark, "tlvs",
+                                   "expected authority, alpn, unique_id, crc32c or a type number "
+                                   "like 0xEA, got '%s'",
+                                   s);
         }
-        type = strtoul(s, &e, 0);
-        if (*s < '0' || *s > '9' || *e || type > 0xff || b->n_tlv_pass == CONFIG_MAX_TLV_PASS)
+        if (seen[type]++)
             return config_fail(w, &v->start_mark, "tlvs",
-                               "expected authority, alpn, unique_id, crc32c or a type number like "
-                               "0xEA, got '%s'",
-                               s);
-        b->tlv_pass[b->n_tlv_pass++] = (uint8_t)type;
+                               "'%s' is TLV type 0x%02lX, which the list already names", s, type);
+        if (i >= 0)
+            b->tlvs |= 1U << i;
+        else
+            b->tlv_pass[b->n_tlv_pass++] = (uint8_t)type;
     }
     return 0;
 }

@@ -313,6 +313,9 @@ static const struct bad bads[] = {
     {L "backends:\n  - name: b\n    connect_timeout: [1s]\n    servers:\n"
        "      - address: 127.0.0.1:1\n",
      "t.yaml:6:22: backends[0].connect_timeout: expected a value, not a list or mapping"},
+    {L "backends:\n  - name: b\n    tlvs: [unique_id, 0x05]\n    servers:\n"
+       "      - address: 127.0.0.1:1\n",
+     "t.yaml:6:23: backends[0].tlvs: '0x05' is TLV type 0x05, which the list already names"},
     {L B "---\nworkers: 2\n", "t.yaml:8:1: a second YAML document (after '---'); put the whole "
                               "configuration in one"},
     {"listeners:\n  - name: a\n    bind: 127.0.0.1:1\n    routes:\n"

@@ -128,12 +128,12 @@ Test(options, inbound_proxy)
     cr_assert_eq(l->peek_timeout_ms, 2000);
     cr_assert_eq(LOAD(err, "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2",
                       "--proxy-protocol-in", "v2", "--trusted-source", "10.0.0.0/8", "--tlvs",
-                      "authority,alpn,unique_id,crc32c,0xEA,5"),
+                      "authority,alpn,unique_id,crc32c,0xEA,7"),
                  0, "%s", err);
     cr_assert_eq(cfg.backends[0].tlvs, TLV_AUTHORITY | TLV_ALPN | TLV_UNIQUE_ID | TLV_CRC32C);
     cr_assert_eq(cfg.backends[0].n_tlv_pass, 2);
     cr_assert_eq(cfg.backends[0].tlv_pass[0], 0xEA);
-    cr_assert_eq(cfg.backends[0].tlv_pass[1], 5);
+    cr_assert_eq(cfg.backends[0].tlv_pass[1], 7);
 }
 
 Test(options, flags_over_a_file_set_every_listener_and_backend)
@@ -248,6 +248,9 @@ static const struct bad bads[] = {
      "--tlvs: expected authority, alpn, unique_id, crc32c or a "
      "type number like 0xEA, got 'bogus'"},
     {{"--tlvs", "0x100"}, "--tlvs: expected authority"},
+    {{"--tlvs", "unique_id,0x05"}, "--tlvs: '0x05' is TLV type 0x05, which the list already names"},
+    {{"--tlvs", "alpn", "--tlvs", "alpn"},
+     "--tlvs: 'alpn' is TLV type 0x01, which the list already names"},
     {{"--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1", "--proxy-protocol", "v1", "--tlvs",
       "crc32c"},
      "--tlvs need --proxy-protocol v2 (backend 'backend')"},
