@@ -110,9 +110,10 @@ void account_refused(struct worker *w, int fd, int bind)
     struct stats_listener *sl = &w->st->l[slot];
     union sockaddr_inet peer;
     socklen_t len = sizeof(peer);
+    uint32_t id = ++w->pool.next_id; /* every accepted socket has an id of its own */
 
     if (access_wanted(w, &rt->cfg, END_REFUSED_LIMIT)) {
-        struct access_head h = {mono_us(), 0, END_REFUSED_LIMIT, slot, &peer};
+        struct access_head h = {mono_us(), id, END_REFUSED_LIMIT, slot, &peer};
         memset(&peer, 0, sizeof(peer));
         (void)getpeername(fd, &peer.sa, &len);
         if (access_open(w, &h))

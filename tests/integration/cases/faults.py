@@ -470,6 +470,9 @@ def max_connections_full(ctx):
     refused = [r for r in access_log(rl.log) if r["end"] == "refused_limit"]
     check(len(refused) == OVER and all(r["client"].startswith("127.0.0.3:") for r in refused),
           f"access log: {len(refused)} refused_limit lines, want {OVER}")
+    ids = [r["id"] for r in access_log(rl.log)]
+    check(len(set(ids)) == len(ids), f"access log ids repeat: {len(ids) - len(set(ids))} "
+                                     f"of {len(ids)} lines share an id ({refused[0]['id']})")
     ctx.note(f"{OVER} over {FULL} reset at once, counted and logged")
 
 
