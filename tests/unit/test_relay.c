@@ -312,7 +312,8 @@ static struct conn *accept_client(int *peer)
     fd = accept4(cl_listen, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     cr_assert_geq(fd, 0);
     relay_on_accept(&w, fd, 0);
-    return p->next_id != id ? &p->conns[slot] : NULL; /* NULL: refused before a slot */
+    /* Refused, it took an id but not the slot: NULL. */
+    return p->next_id != id && p->conns[slot].id == p->next_id ? &p->conns[slot] : NULL;
 }
 
 static struct stats_listener *listener_stats(void)
