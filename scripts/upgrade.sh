@@ -13,7 +13,9 @@
 # new binary fails to start, the old one keeps running and this exits 1.
 #
 # PID defaults to systemd's MainPID of ringrelay.service, else the only
-# ringrelay process.
+# ringrelay process. Where several run, give the one to upgrade: under
+# systemd `systemctl show -p MainPID --value ringrelay`, otherwise `pgrep -a
+# -x ringrelay` tells them apart by their command lines.
 set -eu
 
 wait_s=${RINGRELAY_UPGRADE_WAIT:-60}   # seconds the old process may take to drain
@@ -31,7 +33,13 @@ if [ -z "$pid" ] && command -v systemctl >/dev/null 2>&1; then
 fi
 if [ -z "$pid" ]; then
     pid=$(pgrep -x ringrelay || true)
-    [ "$(echo "$pid" | wc -w)" -eq 1 ] || die "give the pid: found '$pid'"
+    case $(echo "$pid" | wc -w) in
+    1) ;;
+    0) die "no ringrelay process runs; usage: upgrade.sh [PID]" ;;
+    *) die "$(echo $pid | wc -w) ringrelay processes run ($(echo $pid)): give the pid of the" \
+           "one to upgrade: upgrade.sh PID (systemctl show -p MainPID --value ringrelay;" \
+           "pgrep -a -x ringrelay shows their command lines)" ;;
+    esac
 fi
 running "$pid" || die "no process $pid"
 

@@ -17,7 +17,7 @@ from kit.stats import stats_json
 from peers.helper import Helper, start_echo
 from peers.proxy_header import read_header_then
 
-from .base import case, client, listener
+from .base import case, client, listener, relay
 
 STEADY_CONNS = 20
 STEADY_PIECES = 30
@@ -145,3 +145,20 @@ def upgrade(ctx):
     check(not os.path.exists(sock), "the stats socket was left behind")
     ctx.note(f"{done['ok']} connections at 200/s and {STEADY_CONNS} transfers across the "
              f"upgrade, none lost")
+
+
+@case("upgrade_without_a_pid_names_the_relays_to_choose_from", per_io=False)
+def upgrade_which(ctx):
+    """Two relays run and upgrade.sh is given no pid: it upgrades neither,
+    exits 1 and names both pids with how to tell which one to give."""
+    be = listener(ctx)
+    relays = [relay(ctx, [("127.0.0.1", harness.free_port())], ("127.0.0.1", be.port),
+                    name=f"relay{i}") for i in range(2)]
+    script = os.path.join(harness.REPO, "scripts", "upgrade.sh")
+    up = subprocess.run(["sh", script], capture_output=True, text=True, timeout=30)
+    check(up.returncode == 1, f"upgrade.sh exited {up.returncode}: {up.stderr}")
+    for rl in relays:
+        check(str(rl.pid) in up.stderr, f"pid {rl.pid} not named: {up.stderr!r}")
+        check("SIGUSR2" not in rl.stderr(), f"relay {rl.pid} was upgraded anyway")
+    check("give the pid" in up.stderr and "systemctl show -p MainPID" in up.stderr,
+          f"no hint: {up.stderr!r}")
