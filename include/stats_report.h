@@ -48,10 +48,14 @@ enum stats_cmd {
 
 extern const char stats_help[];
 
+/* What kind of request stats_request_parse() found. */
+enum { STATS_LINE = 0, STATS_HTTP_GET = 1, STATS_HTTP_HEAD = 2 };
+
 /* Parses one request: a line ("show stats json\n") or an HTTP/1.x request
- * head ("GET /metrics HTTP/1.1\r\n...\r\n\r\n"). Returns the bytes it
- * takes, -EAGAIN when incomplete, -EPROTO when malformed (a line or head
- * over 4 KiB, a method other than GET). *http is 1 for HTTP. */
+ * head ("GET /metrics HTTP/1.1\r\n...\r\n\r\n", or HEAD: the same answer
+ * without its body). Returns the bytes it takes, -EAGAIN when incomplete,
+ * -EPROTO when malformed (a line or head over 4 KiB, a method other than
+ * GET or HEAD). *http is STATS_LINE, STATS_HTTP_GET or STATS_HTTP_HEAD. */
 int stats_request_parse(const char *buf, size_t len, enum stats_cmd *cmd, int *http);
 
 #endif

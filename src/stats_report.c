@@ -14,7 +14,7 @@ const char stats_help[] = "commands (one per line; the connection closes after t
                           "  show conns        the open connections of every worker\n"
                           "  show metrics      the Prometheus text format\n"
                           "  help              this list\n"
-                          "HTTP/1.x: GET /metrics (Prometheus), GET /stats.json\n";
+                          "HTTP/1.x: GET (or HEAD) /metrics (Prometheus), /stats.json\n";
 
 static const char *const from_name[2] = {"client", "server"};
 
@@ -589,15 +589,20 @@ static enum stats_cmd command_named(const char *s, size_t n, int http)
     return http ? STATS_CMD_NOT_FOUND : STATS_CMD_UNKNOWN;
 }
 
-/* "GET /path HTTP/1.x": the path, up to a query string. */
+/* "GET /path HTTP/1.x" or HEAD: the path, up to a query string. Returns
+ * STATS_HTTP_GET or STATS_HTTP_HEAD, or -EPROTO. */
 static int http_request(const char *line, size_t n, enum stats_cmd *cmd)
 {
     const char *sp, *path, *end = line + n;
+    int method;
     size_t plen;
 
-    if (n <= 4 || memcmp(line, "GET ", 4) != 0)
+    if (n > 4 && memcmp(line, "GET ", 4) == 0)
+        method = STATS_HTTP_GET, path = line + 4;
+    else if (n > 5 && memcmp(line, "HEAD ", 5) == 0)
+        method = STATS_HTTP_HEAD, path = line + 5;
+    else
         return -EPROTO;
-    path = line + 4;
     sp = memchr(path, ' ', (size_t)(end - path));
     if (!sp || end - sp < 9 || memcmp(sp + 1, "HTTP/1.", 7) != 0)
         return -EPROTO;
@@ -606,7 +611,7 @@ static int http_request(const char *line, size_t n, enum stats_cmd *cmd)
         if (path[i] == '?')
             plen = i;
     *cmd = command_named(path, plen, 1);
-    return 0;
+    return method;
 }
 
 int stats_request_parse(const char *buf, size_t len, enum stats_cmd *cmd, int *http)
@@ -626,8 +631,10 @@ int stats_request_parse(const char *buf, size_t len, enum stats_cmd *cmd, int *h
         *cmd = command_named(buf, n, 0);
         return (int)(nl - buf) + 1;
     }
-    if (http_request(buf, n, cmd) < 0)
+    if ((*http = http_request(buf, n, cmd)) < 0) {
+        *http = STATS_HTTP_GET; /* answered in HTTP all the same */
         return -EPROTO;
+    }
     /* The head ends with an empty line. */
     for (const char *p = nl + 1; p < buf + len; p++) {
         if (p - buf >= REQUEST_MAX)

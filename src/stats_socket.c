@@ -129,6 +129,8 @@ static void client_answer(struct stats_socket *s, struct client *c, int ret, enu
                      : cmd == STATS_CMD_NOT_FOUND ? "404 Not Found"
                                                   : "200 OK",
                      type, body_len);
+    if (http == STATS_HTTP_HEAD && ret >= 0)
+        body_len = 0; /* the head says how long the body would be */
     c->out = malloc((size_t)n + body_len + 1);
     if (!c->out) {
         free(body);
@@ -158,7 +160,10 @@ static void client_read(struct stats_socket *s, struct client *c)
     ret = stats_request_parse(c->in, c->in_len, &cmd, &http);
     if (ret == -EAGAIN && c->in_len < sizeof(c->in))
         return;
-    client_answer(s, c, ret, cmd, http || (c->in_len >= 4 && memcmp(c->in, "GET ", 4) == 0));
+    if (!http && ((c->in_len >= 4 && memcmp(c->in, "GET ", 4) == 0) ||
+                  (c->in_len >= 5 && memcmp(c->in, "HEAD ", 5) == 0)))
+        http = STATS_HTTP_GET; /* too long or cut short: still an HTTP client */
+    client_answer(s, c, ret, cmd, http);
 }
 
 static void client_write(struct client *c)

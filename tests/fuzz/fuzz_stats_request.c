@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (ret <= 0 || (size_t)ret > size || buf[ret - 1] != '\n')
         abort();
-    if (cmd > STATS_CMD_NOT_FOUND || (http != 0 && http != 1))
+    if (cmd > STATS_CMD_NOT_FOUND || http < STATS_LINE || http > STATS_HTTP_HEAD)
         abort();
     if (stats_request_parse(buf, (size_t)ret, &again, &http2) != ret || again != cmd ||
         http2 != http)

@@ -30,6 +30,8 @@ static const struct request_case requests[] = {
     {"GET /stats.json HTTP/1.1\n\n", 26, STATS_CMD_STATS_JSON, 1},
     {"GET /nope HTTP/1.1\r\n\r\n", 22, STATS_CMD_NOT_FOUND, 1},
     {"GET /metrics HTTP/1.1\r\nHost: x\r\n", -EAGAIN, 0, 1},
+    {"HEAD /metrics HTTP/1.1\r\n\r\n", 26, STATS_CMD_METRICS, STATS_HTTP_HEAD},
+    {"HEAD /stats.json HTTP/1.0\r\n\r\n", 29, STATS_CMD_STATS_JSON, STATS_HTTP_HEAD},
     {"POST /metrics HTTP/1.1\r\n\r\n", -EPROTO, 0, 1},
     {"GET  HTTP/1.1\r\n\r\n", 17, STATS_CMD_NOT_FOUND, 1},
 };

@@ -160,6 +160,14 @@ def prometheus(ctx):
                          sock, "http://localhost/nothing"], capture_output=True, text=True,
                         timeout=10)
     check(nf.stdout == "404", f"unknown path: {nf.stdout}")
+    # HEAD, as curl -I and some scrapers send it: the same head, no body.
+    hd = subprocess.run(["curl", "-sS", "-I", "--max-time", "5", "--unix-socket", sock,
+                         "http://localhost/metrics"], capture_output=True, timeout=10)
+    hhead, _, hbody = hd.stdout.decode().partition("\r\n\r\n")
+    check(hd.returncode == 0 and hhead.startswith("HTTP/1.0 200") and hbody == "",
+          f"HEAD /metrics: {hd.returncode} {hd.stdout[:200]!r} {hd.stderr!r}")
+    check("Content-Length: " in hhead and "Content-Type: text/plain; version=0.0.4" in hhead,
+          f"HEAD /metrics head: {hhead}")
     ctx.note(f"{body.count(chr(10))} lines, promtool clean")
 
 
