@@ -36,8 +36,6 @@
 #define CONFIG_PEEK_MAX 16384U
 /* An inbound v2 header must fit one relay buffer. */
 #define CONFIG_HEADER_MAX_LIMIT 16384U
-/* max_connections: 0 asks for what the open-file limit allows, up to this. */
-#define CONFIG_DEFAULT_CONNECTIONS 10000
 
 /* TLVs written on the outbound v2 header (tlvs:). */
 #define TLV_AUTHORITY 0x01

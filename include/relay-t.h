@@ -135,8 +135,6 @@ struct pipe_pair {
     uint32_t cap; /* bytes the pipe holds */
 };
 
-#define PIPES_PER_WORKER 128 /* created on first use */
-
 #define FD_WAIT_MAX 64 /* connections per worker waiting for a descriptor */
 
 struct fd_waiter {
@@ -158,7 +156,7 @@ struct relay_pool {
     uint32_t *starved; /* (index << 1 | side) of dirs waiting for a buffer */
     uint32_t n_starved;
 
-    struct pipe_pair *pipes; /* max_pipes slots; r == -1: not made yet */
+    struct pipe_pair *pipes; /* max_pipes slots, made on first use; r == -1: not yet */
     uint16_t *free_pipes;    /* stack of slot indexes, all pipes empty */
     uint32_t n_pipes_free;
     uint32_t max_pipes;

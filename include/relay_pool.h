@@ -11,9 +11,11 @@
 #include <stdint.h>
 
 /* Sizes w's pool for max_conns connections (any worker may hold them all)
- * over all workers, counted in active_total. Returns 0 or -ENOMEM (then
+ * over all workers, counted in active_total, and up to max_pipes splice
+ * pipes of its own (0: every direction copies). Returns 0 or -ENOMEM (then
  * relay_pool_fini() frees what was made). */
-int relay_pool_init(struct worker *w, uint32_t max_conns, atomic_uint *active_total);
+int relay_pool_init(struct worker *w, uint32_t max_conns, uint32_t max_pipes,
+                    atomic_uint *active_total);
 
 /* Closes what open connections and pipes still hold (a worker shutting
  * down), and frees the pool. */

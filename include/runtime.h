@@ -20,6 +20,7 @@ struct runtime {
     /* The connection budget in effect: max_connections fitted to the
      * open-file limit at start, kept by every reload. */
     uint32_t max_connections;
+    uint32_t pipes_per_worker; /* splice pipes each worker may make; fitted likewise */
     struct pool pools[CONFIG_MAX_BACKENDS];
     struct sockaddr_un *unix_addr[CONFIG_MAX_BACKENDS]; /* per server; NULL: no unix ones */
     struct route_table routes[CONFIG_MAX_LISTENERS];    /* by server name, to a backend */

@@ -3,6 +3,7 @@
 #include "checker.h"
 #include "config.h"
 #include "doctor.h"
+#include "fd_budget.h"
 #include "io.h"
 #include "listeners.h"
 #include "log.h"
@@ -27,10 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* File descriptors kept back from the connection budget: listeners, rings,
- * logs; each worker's pipe pool comes on top. */
-#define FD_RESERVE 64
-
 /* CPUs this process may run on, in order; returns how many. */
 static int usable_cpus(int *cpus, int max)
 {
@@ -45,32 +42,46 @@ static int usable_cpus(int *cpus, int max)
     return n;
 }
 
-/* Raises the open-file limit to the hard limit and sizes the connection
- * budget to fit: two sockets per connection. wanted 0: as many as fit, up
- * to CONFIG_DEFAULT_CONNECTIONS, silently. */
-static uint32_t fit_connections(uint32_t wanted, int n_workers)
+/* What the process holds apart from connections and pipes. */
+static struct fd_needs fd_needs_of(const struct config *c, int n_workers)
 {
-    uint64_t reserve = FD_RESERVE + (uint64_t)n_workers * 2 * PIPES_PER_WORKER;
+    struct fd_needs n = {.workers = (uint32_t)n_workers, .stats = c->stats_socket[0] != 0};
+
+    for (int l = 0; l < c->n_listeners; l++)
+        n.binds += (uint32_t)c->listeners[l].n_bind;
+    for (int b = 0; b < c->n_backends; b++)
+        n.checkers += c->backends[b].health.mode != CHECK_OFF;
+    return n;
+}
+
+/* Raises the open-file limit to the hard limit and shares it out (see
+ * fd_budget.h); says how whenever connections or pipes got less. */
+static void fit_budget(struct runtime *rt, int n_workers)
+{
+    uint32_t asked = rt->cfg.max_connections;
+    struct fd_needs needs = fd_needs_of(&rt->cfg, n_workers);
+    struct fd_budget b;
     struct rlimit rl;
-    uint32_t fit;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
         rl.rlim_cur = rl.rlim_max;
         (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
-        return wanted ? wanted : CONFIG_DEFAULT_CONNECTIONS;
-    fit = rl.rlim_cur > 2 * reserve ? (uint32_t)((rl.rlim_cur - reserve) / 2) : 1;
-    if (wanted == 0)
-        return fit < CONFIG_DEFAULT_CONNECTIONS ? fit : CONFIG_DEFAULT_CONNECTIONS;
-    if (wanted > fit) {
-        log_warn("max_connections %u needs %llu file descriptors but the limit is %llu; "
-                 "using %u",
-                 wanted, (unsigned long long)(2 * (uint64_t)wanted + reserve),
-                 (unsigned long long)rl.rlim_cur, fit);
-        return fit;
-    }
-    return wanted;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+        rl.rlim_cur = RLIM_INFINITY;
+    fd_budget_fit(&b, rl.rlim_cur, asked, &needs);
+    rt->max_connections = b.connections;
+    rt->pipes_per_worker = b.pipes;
+    if (!fd_budget_short(&b, asked) && b.pipes == FD_BUDGET_PIPES)
+        return;
+    log_at(fd_budget_short(&b, asked) ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
+           "open-file limit %llu: room for %u connections (%s %u) = 2 x %u sockets + %u held "
+           "by the process (%u workers x (1 ring + %u listening), %u health checks, stats, logs) "
+           "+ %u spare + %u workers x 2 x %u splice pipes (of %u each); raise the hard limit "
+           "(LimitNOFILE=, ulimit -Hn) for more",
+           (unsigned long long)b.limit, b.connections, asked ? "max_connections" : "default",
+           b.asked, b.connections, b.fixed, needs.workers, needs.binds, needs.checkers, b.spare,
+           needs.workers, b.pipes, FD_BUDGET_PIPES);
 }
 
 static const struct io_backend *pick_backend(enum io_kind kind)
@@ -233,9 +244,7 @@ static int prepare(struct process *r, char **argv, int *cpus, int *n_cpus)
     r->n_workers = cfg->workers ? cfg->workers : (*n_cpus ? *n_cpus : 1);
     if (r->n_workers > STATS_MAX_WORKERS)
         r->n_workers = STATS_MAX_WORKERS;
-    r->rt->max_connections = fit_connections(cfg->max_connections, r->n_workers);
-    if (r->rt->max_connections < (uint32_t)r->n_workers)
-        r->rt->max_connections = (uint32_t)r->n_workers;
+    fit_budget(r->rt, r->n_workers);
     r->io = pick_backend(cfg->io);
     return r->io ? 0 : 1;
 }

@@ -32,7 +32,8 @@ static void lazy_free(void *p, size_t size)
         munmap(p, size ? size : 1);
 }
 
-int relay_pool_init(struct worker *w, uint32_t max_conns, atomic_uint *active_total)
+int relay_pool_init(struct worker *w, uint32_t max_conns, uint32_t max_pipes,
+                    atomic_uint *active_total)
 {
     struct relay_pool *p = &w->pool;
 
@@ -40,14 +41,14 @@ int relay_pool_init(struct worker *w, uint32_t max_conns, atomic_uint *active_to
     p->n_conns = max_conns;
     p->active_total = active_total;
     p->n_bufs = BUFS_PER_WORKER;
-    p->max_pipes = PIPES_PER_WORKER;
+    p->max_pipes = max_pipes;
     /* Any worker may hold every connection, so each reserves room for all;
      * pages are touched only as slots are first used. */
     p->conns = lazy_alloc((size_t)max_conns * sizeof(*p->conns));
     p->free_conns = lazy_alloc((size_t)max_conns * sizeof(*p->free_conns));
     p->starved = lazy_alloc(2 * (size_t)max_conns * sizeof(*p->starved));
-    p->pipes = calloc(p->max_pipes, sizeof(*p->pipes));
-    p->free_pipes = calloc(p->max_pipes, sizeof(*p->free_pipes));
+    p->pipes = calloc(p->max_pipes ? p->max_pipes : 1, sizeof(*p->pipes));
+    p->free_pipes = calloc(p->max_pipes ? p->max_pipes : 1, sizeof(*p->free_pipes));
     /* mmap: page-aligned, and untouched buffers cost no memory. */
     p->bufs = mmap(NULL, (size_t)p->n_bufs * BUF_STRIDE, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

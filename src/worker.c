@@ -54,7 +54,7 @@ int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_
     memcpy(w->listen_li, listen_li, (size_t)n_listen);
     accepting_reset(w);
     w->st = stats_block_new(id);
-    if (relay_pool_init(w, rt->max_connections, active_total) < 0 || !w->st) {
+    if (relay_pool_init(w, rt->max_connections, rt->pipes_per_worker, active_total) < 0 || !w->st) {
         worker_fini(w);
         return -ENOMEM;
     }

@@ -6,6 +6,7 @@
  * Sockets are real, on loopback, where the relay calls syscalls itself. */
 #include "access_log.h"
 #include "config.h"
+#include "fd_budget.h"
 #include "log.h"
 #include "relay.h"
 #include "relay_pool.h"
@@ -283,6 +284,7 @@ static void start(const char *yaml_top, const char *listener, const char *backen
                  "%s\n%s", err, yaml);
     cr_assert_eq(runtime_build(rt, err, sizeof(err)), 0, "%s", err);
     rt->max_connections = MAX_CONNS; /* main's budget, from the file's max_connections */
+    rt->pipes_per_worker = FD_BUDGET_PIPES;
     stats_assign(rt);
     cr_assert_eq(worker_init(&w, 0, rt, listen_fd, listen_li, 1, &active_total), 0);
     w.io = &fake_io;
