@@ -30,9 +30,12 @@ struct process {
     atomic_int draining;
     struct stats_socket *stats;
     struct access_log *alog;
-    char exe[4096]; /* this binary's path at start: an upgrade runs what is there now */
+    char exe[4096]; /* the path we were started by, unresolved: an upgrade runs what it names */
     char **argv;
     pid_t predecessor; /* the process we take over from, or 0 */
+    /* The last process an upgrade started, and how it ended (a wait
+     * status; -1 while it runs): for the log and the stats socket. */
+    atomic_int successor, successor_wstatus;
 };
 
 /* Fills in the clock, the binary's path and the predecessor, if any. */
@@ -55,6 +58,9 @@ void process_watchdog(struct process *r, uint64_t *seen);
 
 /* SIGUSR2: starts the binary again as this process's successor. */
 void process_upgrade(struct process *r);
+
+/* SIGCHLD: reaps successors, logging how each ended. */
+void process_reap(struct process *r);
 
 /* SIGTERM: stops accepting, lets connections finish up to drain_timeout,
  * then resets the rest. Returns early on another SIGTERM or a SIGINT. */

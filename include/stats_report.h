@@ -22,7 +22,10 @@ struct stats_report {
     uint64_t reloads, reload_failures;
     uint32_t max_connections;
     int draining;
-    int have_memory; /* jemalloc's numbers are known */
+    int pid;
+    int successor;          /* the pid the last upgrade started, or 0 */
+    char successor_end[64]; /* how it ended: "exited with status 3"; "" while it runs */
+    int have_memory;        /* jemalloc's numbers are known */
     uint64_t mem_allocated, mem_resident;
     /* Servers of the running configuration, by slot: 1 up, 0 down, -1 not in it. */
     int8_t server_up[STATS_MAX_SERVERS];

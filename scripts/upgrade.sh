@@ -2,15 +2,19 @@
 # Hot upgrade of a running ringrelay with no connection refused or reset.
 #
 #   1. install the new binary over the old one's path (install(1) or cp to a
-#      temporary name, then mv: the running process keeps its own copy);
+#      temporary name, then mv: the running process keeps its own copy), or
+#      switch the symlink it was started through;
 #   2. run: scripts/upgrade.sh [PID]
 #
-# The script sends SIGUSR2: the relay starts the binary now at its path
-# beside itself (SO_REUSEPORT: both accept for a moment), the new process
+# The script sends SIGUSR2: the relay starts what the path it was started by
+# names now (through a symlink switched since, too) beside itself (SO_REUSEPORT: both accept for a moment), the new process
 # takes over once its listeners are open (under systemd it becomes the
 # service's main process), and the old one serves what its listen queues
 # hold, closes them, and drains its open connections (drain_timeout). If the
 # new binary fails to start, the old one keeps running and this exits 1.
+# The new process is the one the kernel lists as the old one's child since
+# the signal; the script says which binary and version each runs, and notes
+# when they are the same (a restart, not an upgrade).
 #
 # PID defaults to systemd's MainPID of ringrelay.service, else the only
 # ringrelay process. Where several run, give the one to upgrade: under
@@ -49,19 +53,78 @@ if [ "$(cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null || echo 1)" = 0 ]; th
          "new process (sysctl -w net.ipv4.tcp_migrate_req=1)" >&2
 fi
 
+# What the running binary is: the successor must be another (a new inode
+# at the start path) or another version; said either way.
+binary() { stat -L -c %d:%i "/proc/$1/exe" 2>/dev/null || echo "?"; }
+version() { "/proc/$1/exe" --version 2>/dev/null | head -n 1 || true; }
+exe() { readlink "/proc/$1/exe" 2>/dev/null || echo "?"; }
+children() { # exactly the kernel's list of $1's children, less zombies
+    for c in $(cat "/proc/$1/task/"*/children 2>/dev/null); do
+        if running "$c"; then echo "$c"; fi
+    done
+}
+stats_socket() { # the path of the unix socket $1 listens on (its stats socket), if any
+    inodes=$(for f in "/proc/$1/fd/"*; do readlink "$f"; done 2>/dev/null |
+             sed -n 's/^socket:\[\([0-9]*\)\]$/\1/p')
+    [ -n "$inodes" ] || return 0
+    # The kernel shows the name it was bound to: PATH.PID.tmp, renamed to PATH.
+    awk -v list=" $(echo $inodes) " -v tmp=".$1.tmp" \
+        'NR > 1 && $4 == "00010000" && index(list, " " $7 " ") && $8 ~ /^\// {
+             p = $8; if (substr(p, length(p) - length(tmp) + 1) == tmp)
+                 p = substr(p, 1, length(p) - length(tmp))
+             print p; exit }' /proc/net/unix
+}
+successor() { # "PID HOW" of the last successor $1 started, as $1 itself tells
+    [ -n "$sock" ] || return 0
+    "/proc/$1/exe" stats --socket "$sock" --json 2>/dev/null | sed -n \
+        "s/.*\"pid\":$1,.*\"successor\":{\"pid\":\([0-9]*\),\"ended\":\"*\([^\"]*\)\"*}.*/\1 \2/p"
+}
+old_bin=$(binary "$pid") old_ver=$(version "$pid") old_exe=$(exe "$pid")
+before=" $(echo $(children "$pid")) "
+sock=$(stats_socket "$pid")
+prev=$(successor "$pid")
+
 kill -USR2 "$pid"
 new=
 i=0
 while [ -z "$new" ]; do
-    new=$(pgrep -P "$pid" -x ringrelay || true)
+    for c in $(children "$pid"); do
+        case $before in *" $c "*) ;; *) new=$c ;; esac
+    done
+    [ -n "$new" ] && break
+    # One that exits at once is reaped before it is seen: the relay knows.
+    last=$(successor "$pid")
+    if [ -n "$last" ] && [ "${last%% *}" != "${prev%% *}" ] && [ "${last#* }" != null ]; then
+        die "the new process ${last%% *} ${last#* } before it took over; $pid keeps running"
+    fi
     i=$((i + 1))
     [ $i -le 100 ] || die "pid $pid started no new process (see its log)"
-    [ -n "$new" ] || sleep 0.1
+    sleep 0.1
 done
-echo "upgrade: new process $new started beside $pid"
+new_bin=$(binary "$new") new_ver=$(version "$new") new_exe=$(exe "$new")
+echo "upgrade: new process $new ($new_exe, ${new_ver:-version unknown}) started beside $pid" \
+     "($old_exe, ${old_ver:-version unknown})"
+if [ "$new_bin" = "$old_bin" ] && [ "$new_ver" = "$old_ver" ]; then
+    echo "upgrade: note: $new runs the same binary and version as $pid: nothing new is" \
+         "installed at the path $pid was started by, so this restarts it (start-only" \
+         "settings apply) rather than upgrading it" >&2
+fi
 i=0
 while running "$pid"; do
-    running "$new" || die "the new process $new exited (see the log); $pid keeps running"
+    if ! running "$new"; then
+        how="exited (see the relay's log)"
+        j=0
+        while [ $j -lt 10 ]; do # the relay reaps it within a moment
+            last=$(successor "$pid")
+            if [ "${last%% *}" = "$new" ] && [ "${last#* }" != null ]; then
+                how=${last#* }
+                break
+            fi
+            j=$((j + 1))
+            sleep 0.1
+        done
+        die "the new process $new $how before it took over; $pid keeps running"
+    fi
     i=$((i + 1))
     [ $i -le $((wait_s * 10)) ] || die "$pid still draining after ${wait_s}s"
     sleep 0.1

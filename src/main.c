@@ -188,6 +188,8 @@ static int run(struct process *r, const sigset_t *sigs, struct checker **checks)
             process_notify_status(r, "running");
         } else if (sig == SIGUSR2) {
             process_upgrade(r);
+        } else if (sig == SIGCHLD) {
+            process_reap(r);
         } else if (sig == SIGUSR1) {
             access_log_reopen(r->alog);
         } else if (sig == SIGTERM || sig == SIGINT) {
@@ -312,6 +314,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGHUP);
     sigaddset(&sigs, SIGUSR1);
     sigaddset(&sigs, SIGUSR2);
+    sigaddset(&sigs, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     if (start(&r, cpus, n_cpus, &checks) < 0)
         return 1;

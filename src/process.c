@@ -8,10 +8,13 @@
 #include "stats.h"
 #include "stats_socket.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,11 +45,22 @@ static int memory_read(uint64_t *allocated, uint64_t *resident)
     return 1;
 }
 
+/* How a child ended, from its wait status. */
+static void wait_text(int status, char *out, size_t len)
+{
+    if (WIFEXITED(status))
+        snprintf(out, len, "exited with status %d", WEXITSTATUS(status));
+    else
+        snprintf(out, len, "was killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+}
+
 /* The stats socket's view of the process (stats_source.fill). */
 static void stats_fill(struct stats_report *rep, void *ctx)
 {
     struct process *r = ctx;
     struct runtime *rt;
+    int status;
 
     rep->n_workers = r->n_workers;
     for (int i = 0; i < r->n_workers; i++)
@@ -59,6 +73,11 @@ static void stats_fill(struct stats_report *rep, void *ctx)
     rep->reloads = atomic_load(&r->reloads);
     rep->reload_failures = atomic_load(&r->reload_failures);
     rep->draining = atomic_load(&r->draining);
+    rep->pid = (int)getpid();
+    rep->successor = atomic_load(&r->successor);
+    status = atomic_load(&r->successor_wstatus);
+    if (rep->successor && status != -1)
+        wait_text(status, rep->successor_end, sizeof(rep->successor_end));
     rep->have_memory = memory_read(&rep->mem_allocated, &rep->mem_resident);
     pthread_mutex_lock(&r->rt_lock);
     rt = r->rt;
@@ -233,22 +252,49 @@ void process_watchdog(struct process *r, uint64_t *seen)
                stuck);
 }
 
-/* SIGUSR2: starts the binary found at our own path again (a new build
- * installed there), which binds beside this process and then sends it
- * SIGTERM to drain. */
+/* SIGUSR2: starts what our start path names now (a new build installed
+ * there, or a symlink switched to one), which binds beside this process and
+ * then sends it SIGTERM to drain. */
 void process_upgrade(struct process *r)
 {
+    char now[PATH_MAX];
     pid_t pid;
 
     if (atomic_load(&r->draining)) {
         log_warn("SIGUSR2: already stopping; no upgrade");
         return;
     }
+    if (!realpath(r->exe, now))
+        snprintf(now, sizeof(now), "%s", strerror(errno));
     pid = service_spawn_successor(r->exe, r->argv);
-    if (pid < 0)
-        log_error("SIGUSR2: cannot start %s: %s; still running", r->exe, strerror(-(int)pid));
-    else
-        log_info("SIGUSR2: started %s as pid %d; draining once it is ready", r->exe, (int)pid);
+    if (pid < 0) {
+        log_error("SIGUSR2: cannot start %s (%s): %s; still running", r->exe, now,
+                  strerror(-(int)pid));
+        return;
+    }
+    atomic_store(&r->successor_wstatus, -1);
+    atomic_store(&r->successor, (int)pid);
+    log_info("SIGUSR2: started %s (%s) as pid %d; draining once it is ready", r->exe, now,
+             (int)pid);
+}
+
+/* Reaps every child (only successors are started): one that ends before it
+ * took over is a failed upgrade, and this process goes on serving. */
+void process_reap(struct process *r)
+{
+    char how[64];
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        wait_text(status, how, sizeof(how));
+        if (pid == atomic_load(&r->successor))
+            atomic_store(&r->successor_wstatus, status);
+        if (atomic_load(&r->draining))
+            log_warn("upgrade: successor %d %s after taking over", (int)pid, how);
+        else
+            log_error("upgrade: successor %d %s before it was ready; still serving", (int)pid, how);
+    }
 }
 
 static uint32_t open_total(struct process *r)
@@ -272,6 +318,8 @@ void process_drain(struct process *r, const sigset_t *sigs)
              open_total(r), r->rt->cfg.drain_timeout_ms);
     while (open_total(r) > 0 && mono_ms() < deadline) {
         sig = sigtimedwait(sigs, NULL, &ts);
+        if (sig == SIGCHLD)
+            process_reap(r);
         if (sig == SIGTERM || sig == SIGINT) {
             log_info("%s while draining: stopping now", strsignal(sig));
             break;
@@ -360,22 +408,60 @@ void process_announce(struct process *r)
     service_notify("READY=1\nMAINPID=%d", (int)getpid());
     process_notify_status(r, "running");
     if (r->predecessor) {
-        log_info("upgrade: serving beside pid %d; asking it to drain", (int)r->predecessor);
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+        exe[n > 0 ? n : 0] = '\0';
+        log_info("upgrade: serving beside pid %d as %s (ringrelay %s); asking it to drain",
+                 (int)r->predecessor, exe, RINGRELAY_VERSION);
         kill(r->predecessor, SIGTERM);
     }
 }
 
-void process_init(struct process *r, char **argv)
+/* The path this process was started by, as given (argv[0], or the first
+ * match on PATH, as the shell found it), made absolute but not resolved: an
+ * upgrade runs what that path names then, through any symlink switched
+ * since. /proc/self/exe (resolved now) when neither works. */
+static void start_path(char *out, size_t len, const char *argv0)
 {
+    const char *path = getenv("PATH");
+    char cwd[PATH_MAX], cand[PATH_MAX];
     ssize_t n;
 
+    if (argv0 && strchr(argv0, '/')) {
+        int w = argv0[0] == '/' || !getcwd(cwd, sizeof(cwd))
+                    ? snprintf(out, len, "%s", argv0)
+                    : snprintf(out, len, "%s/%s", cwd, argv0);
+
+        if (w > 0 && (size_t)w < len)
+            return;
+        argv0 = NULL; /* too long to keep: the resolved path will do */
+    }
+    while (argv0 && argv0[0] && path && *path) {
+        size_t dlen = strcspn(path, ":");
+        int w = dlen ? snprintf(cand, sizeof(cand), "%.*s/%s", (int)dlen, path, argv0)
+                     : snprintf(cand, sizeof(cand), "./%s", argv0);
+
+        if (w > 0 && (size_t)w < sizeof(cand) && access(cand, X_OK) == 0) {
+            start_path(out, len, cand);
+            return;
+        }
+        path += dlen + (path[dlen] == ':');
+    }
+    n = readlink("/proc/self/exe", out, len - 1);
+    out[n > 0 ? n : 0] = '\0';
+}
+
+void process_init(struct process *r, char **argv)
+{
     pthread_mutex_init(&r->rt_lock, NULL);
     atomic_init(&r->generation, 1);
+    atomic_init(&r->successor, 0);
+    atomic_init(&r->successor_wstatus, -1);
     r->start_time = (uint64_t)time(NULL);
     r->start_ms = mono_ms();
     r->argv = argv;
-    n = readlink("/proc/self/exe", r->exe, sizeof(r->exe) - 1);
-    r->exe[n > 0 ? n : 0] = '\0';
+    start_path(r->exe, sizeof(r->exe), argv[0]);
     r->predecessor = service_predecessor();
 }
 

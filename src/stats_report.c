@@ -162,7 +162,7 @@ static void json_process(const struct stats_report *r, FILE *out)
 {
     fprintf(out, "\"process\":{\"version\":");
     json_str(out, r->version);
-    fprintf(out, ",\"io\":\"%s\",\"workers\":%d", r->io, r->n_workers);
+    fprintf(out, ",\"pid\":%d,\"io\":\"%s\",\"workers\":%d", r->pid, r->io, r->n_workers);
     json_u64(out, "start_time", r->start_time, 1);
     json_u64(out, "uptime_ms", r->uptime_ms, 1);
     json_u64(out, "generation", r->generation, 1);
@@ -171,6 +171,12 @@ static void json_process(const struct stats_report *r, FILE *out)
     json_u64(out, "max_connections", r->max_connections, 1);
     json_u64(out, "active", stat_get(&r->sum.w.active), 1);
     fprintf(out, ",\"draining\":%s", r->draining ? "true" : "false");
+    fprintf(out, ",\"successor\":{\"pid\":%d,\"ended\":", r->successor);
+    if (r->successor_end[0])
+        json_str(out, r->successor_end);
+    else
+        fputs("null", out);
+    fputc('}', out);
     if (r->have_memory) {
         json_u64(out, "memory_allocated", r->mem_allocated, 1);
         json_u64(out, "memory_resident", r->mem_resident, 1);

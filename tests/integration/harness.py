@@ -171,8 +171,8 @@ class Relay(Proc):
     """The relay under test, started with the suite's io back end and waited
     for until it logs `ready:`."""
 
-    def __init__(self, ctx, args, name="relay", wrapper=()):
-        argv = list(wrapper) + [ctx.binary] + list(args)
+    def __init__(self, ctx, args, name="relay", wrapper=(), binary=None):
+        argv = list(wrapper) + [binary or ctx.binary] + list(args)
         if ctx.io and "--io" not in args:
             argv += ["--io", ctx.io]
         super().__init__(name, argv, ctx.tmpdir, env=ctx.relay_env())
@@ -242,8 +242,9 @@ class Relay(Proc):
         check(status == 0, f"{self.name} exited {status}: {tail(self.stderr())}")
 
 
-def start_relay(ctx, args, name="relay", ready_timeout=10, wrapper=()):
-    relay = Relay(ctx, args, name, wrapper)
+def start_relay(ctx, args, name="relay", ready_timeout=10, wrapper=(), binary=None):
+    """The relay (binary: another path to run it by) started and waited for."""
+    relay = Relay(ctx, args, name, wrapper, binary)
     ctx.on_cleanup(relay.finish)
     return relay.wait_ready(ready_timeout)
 

@@ -5,6 +5,7 @@ client keeps connecting at a steady rate."""
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -122,7 +123,7 @@ def upgrade(ctx):
     script = os.path.join(harness.REPO, "scripts", "upgrade.sh")
     up = subprocess.run(["sh", script, str(old)], capture_output=True, text=True, timeout=60)
     check(up.returncode == 0, f"upgrade.sh exited {up.returncode}: {up.stderr} {up.stdout}")
-    new_pid = int(re.search(r"new process (\d+) started", up.stdout).group(1))
+    new_pid = int(re.search(r"new process (\d+) \(", up.stdout).group(1))
     ctx.on_cleanup(lambda: os.kill(new_pid, signal.SIGKILL) if running(new_pid) else None)
     check(f"done: {old} drained and exited, {new_pid} serves" in up.stdout, up.stdout)
     check(rl.stderr().count("ready:") == 2, "two ready lines")
@@ -145,6 +146,143 @@ def upgrade(ctx):
     check(not os.path.exists(sock), "the stats socket was left behind")
     ctx.note(f"{done['ok']} connections at 200/s and {STEADY_CONNS} transfers across the "
              f"upgrade, none lost")
+
+
+UPGRADE_SH = os.path.join(harness.REPO, "scripts", "upgrade.sh")
+
+
+def install_tree(ctx):
+    """opt/v1/ringrelay and opt/v2/ringrelay (two copies of the binary under
+    test) and opt/bin/ringrelay, a symlink to v1, as a deployment that
+    flips a `current` link has them. Returns (link, v1, v2)."""
+    root = os.path.join(ctx.tmpdir, "opt")
+    paths = []
+    for v in ("v1", "v2"):
+        os.makedirs(os.path.join(root, v))
+        paths.append(os.path.join(root, v, "ringrelay"))
+        shutil.copy2(ctx.binary, paths[-1])
+    os.makedirs(os.path.join(root, "bin"))
+    link = os.path.join(root, "bin", "ringrelay")
+    os.symlink(paths[0], link)
+    return link, paths[0], paths[1]
+
+
+def point(link, target):
+    """Switches the symlink at once, as `ln -sfn` and mv would."""
+    os.symlink(target, link + ".new")
+    os.replace(link + ".new", link)
+
+
+def upgrade_sh(ctx, pid):
+    up = subprocess.run(["sh", UPGRADE_SH, str(pid)], capture_output=True, text=True,
+                        timeout=60)
+    found = re.search(r"new process (\d+) \(", up.stdout)
+    if found:
+        new = int(found.group(1))
+        ctx.on_cleanup(lambda: os.kill(new, signal.SIGKILL) if running(new) else None)
+    return up, int(found.group(1)) if found else None
+
+
+def linked_relay(ctx, link):
+    """A relay started by the symlink's path, with a stats socket, in front
+    of the echo backend; returns it and its port."""
+    port = harness.free_port()
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    doc = cfg.document([cfg.listener("web", port)], [cfg.backend("app", [start_echo(ctx).port])],
+                       stats_socket=sock, drain_timeout="10s")
+    rl = harness.start_relay(ctx, ["-c", cfg.write(ctx, doc)], binary=link)
+    rl.sock = sock
+    return rl, port
+
+
+def echoed(port, data=b"still serving"):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(data)
+        c.shutdown(socket.SHUT_WR)
+        got = b""
+        while len(got) < len(data) + 1:
+            piece = c.recv(4096)
+            if not piece:
+                break
+            got += piece
+    check(got == data, f"echo through the relay: {got!r}")
+
+
+def wait_gone(pid, what):
+    harness.wait_until(lambda: not running(pid), 30, what)
+
+
+@case("upgrade_follows_a_switched_symlink", per_io=False, budget=90)
+def upgrade_symlink(ctx):
+    """Started as bin/ringrelay -> v1, the link switched to v2: upgrade.sh
+    starts v2 (the path as given, resolved at upgrade time), the log names
+    the path, the binary and its version, and upgrade.sh says which binary
+    each side runs. Upgraded again with nothing new installed, upgrade.sh
+    says it was a restart. (Old main re-ran v1: /proc/NEW/exe was v1.)"""
+    link, v1, v2 = install_tree(ctx)
+    rl, port = linked_relay(ctx, link)
+    check(os.readlink(f"/proc/{rl.pid}/exe") == v1, "the relay does not run v1")
+    point(link, v2)
+    up, new = upgrade_sh(ctx, rl.pid)
+    check(up.returncode == 0 and new, f"upgrade.sh exited {up.returncode}: {up.stderr} {up.stdout}")
+    exe = os.readlink(f"/proc/{new}/exe")
+    check(exe == v2, f"the new process runs {exe}, want {v2}")
+    log = rl.stderr()
+    check(f"SIGUSR2: started {link} ({v2}) as pid {new}" in log, f"no start line: {log}")
+    check(f"upgrade: serving beside pid {rl.pid} as {v2} (ringrelay " in log, f"no line: {log}")
+    check(f"({v2}, ringrelay" in up.stdout and f"({v1}, ringrelay" in up.stdout,
+          f"upgrade.sh does not name both binaries: {up.stdout}")
+    check("same binary" not in up.stderr, f"a real upgrade called a restart: {up.stderr}")
+    rl.exited(30)
+    echoed(port)
+    again, newer = upgrade_sh(ctx, new)
+    check(again.returncode == 0 and newer, f"upgrade.sh exited {again.returncode}: {again.stderr}")
+    check("same binary and version" in again.stderr, f"no restart note: {again.stderr!r}")
+    check(os.readlink(f"/proc/{newer}/exe") == v2, "the restart changed binaries")
+    wait_gone(new, "the upgraded process to drain and exit")
+    echoed(port)
+    os.kill(newer, signal.SIGINT)
+    wait_gone(newer, "the last process to stop on SIGINT")
+    ctx.note(f"{rl.pid} ran v1, {new} v2 after the link switched, {newer} v2 again (a restart)")
+
+
+@case("upgrade_that_fails_is_reaped_and_named", per_io=False, budget=90)
+def upgrade_fails(ctx):
+    """The link switched to a binary that exits 3: upgrade.sh fails naming
+    that process and its status, the relay reaps it (no zombie), logs how it
+    ended and serves on; the next upgrade, to v2, is told apart exactly and
+    succeeds. (Old main left a zombie, logged nothing, and the next
+    upgrade.sh took the zombie for the new process.)"""
+    link, _, v2 = install_tree(ctx)
+    bad = os.path.join(os.path.dirname(os.path.dirname(link)), "bad")
+    os.makedirs(bad)
+    with open(os.path.join(bad, "ringrelay"), "w") as f:
+        f.write("#!/bin/sh\nexit 3\n")
+    os.chmod(os.path.join(bad, "ringrelay"), 0o755)
+    rl, port = linked_relay(ctx, link)
+    point(link, os.path.join(bad, "ringrelay"))
+    up, _ = upgrade_sh(ctx, rl.pid)
+    check(up.returncode == 1, f"upgrade.sh exited {up.returncode}: {up.stdout} {up.stderr}")
+    line = re.compile(r"upgrade: successor (\d+) exited with status 3 before it was ready; "
+                      r"still serving")
+    harness.wait_until(lambda: line.search(rl.stderr()), 5, "the relay to log the failed one")
+    failed = int(line.search(rl.stderr()).group(1))
+    check(f"the new process {failed} exited with status 3 before it took over; {rl.pid} keeps "
+          f"running" in up.stderr, f"upgrade.sh: {up.stderr!r}")
+    check(not os.path.exists(f"/proc/{failed}"), f"{failed} was not reaped (a zombie)")
+    succ = stats_json(rl.sock)["process"]["successor"]
+    check(succ == {"pid": failed, "ended": "exited with status 3"}, f"stats: {succ}")
+    echoed(port)
+    point(link, v2)
+    up, new = upgrade_sh(ctx, rl.pid)
+    check(up.returncode == 0 and new and new != failed,
+          f"upgrade.sh exited {up.returncode}: {up.stdout} {up.stderr}")
+    check(f"done: {rl.pid} drained and exited, {new} serves" in up.stdout, up.stdout)
+    rl.exited(30)
+    echoed(port)
+    os.kill(new, signal.SIGINT)
+    wait_gone(new, "the new process to stop on SIGINT")
+    ctx.note(f"successor {failed} exited 3 and was reaped; {new} took over after")
 
 
 @case("upgrade_without_a_pid_names_the_relays_to_choose_from", per_io=False)
