@@ -178,6 +178,7 @@ static int run(struct process *r, const sigset_t *sigs, struct checker **checks)
     ts.tv_nsec = period_ms % 1000 * 1000000L;
     for (;;) {
         int sig = sigtimedwait(sigs, NULL, &ts);
+        log_rl_flush(0);
         if (wd)
             process_watchdog(r, seen);
         if (sig == SIGHUP) {
@@ -287,6 +288,7 @@ static void stop(struct process *r, int sig, const sigset_t *sigs, struct checke
         atomic_store(&r->workers[i].stop, 1);
     for (int i = 0; i < r->n_workers; i++)
         pthread_join(r->workers[i].thread, NULL);
+    log_rl_flush(1);
     process_close_outputs(r);
     process_log_totals(r);
     for (int i = 0; i < r->n_workers; i++)

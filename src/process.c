@@ -318,6 +318,7 @@ void process_drain(struct process *r, const sigset_t *sigs)
              open_total(r), r->rt->cfg.drain_timeout_ms);
     while (open_total(r) > 0 && mono_ms() < deadline) {
         sig = sigtimedwait(sigs, NULL, &ts);
+        log_rl_flush(0);
         if (sig == SIGCHLD)
             process_reap(r);
         if (sig == SIGTERM || sig == SIGINT) {

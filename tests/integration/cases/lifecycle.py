@@ -188,6 +188,51 @@ def descriptor_budget(ctx):
     ctx.note(", ".join(f"{w}x{lim}: {m}" for (w, lim), m in seen.items()))
 
 
+FLOOD = 300
+
+
+@case("rate_limited_lines_are_summarised")
+def rate_limited(ctx):
+    """300 clients over max_connections 1 (two workers): at most 5 lines a
+    second are logged for them over both workers, and what was held back is
+    summarised even though nothing follows, so logged + suppressed is
+    exactly 300. (Old main: 10 lines, 5 per worker, and no summary.)"""
+    import time
+    be = listener(ctx)
+    port = harness.free_port()
+    rl = relay(ctx, [("127.0.0.1", port)], ("127.0.0.1", be.port),
+               "--max-connections", "1", "--workers", "2")
+    held = client(ctx, ("127.0.0.1", port), "127.0.0.2")
+    held.sendall(b"x")
+    read_proxy_header(be.accept(timeout=5))
+    start = time.monotonic()
+    for _ in range(FLOOD):
+        s = socket.socket()
+        s.settimeout(5)
+        try:
+            s.connect(("127.0.0.1", port))
+            s.recv(1)
+        except OSError:
+            pass
+        finally:
+            s.close()
+    seconds = time.monotonic() - start
+    summary = re.compile(r"\((\d+) more like \"worker \d+: --max-connections 1 reached")
+
+    def counted():
+        text = rl.stderr()
+        logged = sum(1 for ln in text.splitlines()
+                     if "--max-connections 1 reached" in ln and "more like" not in ln)
+        return logged, sum(int(n) for n in summary.findall(text))
+    harness.wait_until(lambda: sum(counted()) >= FLOOD, 5,
+                       "the held-back lines to be summarised")
+    logged, held_back = counted()
+    check(logged + held_back == FLOOD, f"{logged} logged + {held_back} suppressed != {FLOOD}")
+    check(logged <= 5 * (int(seconds) + 2), f"{logged} lines in {seconds:.1f}s: not limited")
+    ctx.note(f"{logged} logged, {held_back} summarised, in {seconds:.1f}s")
+    held.close()
+
+
 MAX_CONNECTIONS = 64
 
 
