@@ -21,7 +21,8 @@ int log_level_parse(const char *s)
 
 /* Formats the whole line first and writes it with one write(2), so lines
  * from different workers never interleave. Returns the message's start. */
-static const char *log_vmsg(int level, char *line, size_t size, const char *fmt, va_list ap)
+__attribute__((format(printf, 4, 0))) static const char *
+log_vmsg(int level, char *line, size_t size, const char *fmt, va_list ap)
 {
     struct timespec ts;
     struct tm tm;
