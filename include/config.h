@@ -46,7 +46,9 @@
 enum io_kind { IO_AUTO, IO_URING, IO_EPOLL };
 enum splice_mode { SPLICE_AUTO, SPLICE_NEVER, SPLICE_ALWAYS };
 enum balance { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN, BALANCE_CLIENT_IP_HASH };
-enum check_mode { CHECK_TCP, CHECK_PROXY_LOCAL, CHECK_TLS, CHECK_OFF };
+/* CHECK_AUTO, the default, is resolved at load: proxy_local for a backend
+ * that is sent PROXY headers, tcp for one that is not. */
+enum check_mode { CHECK_TCP, CHECK_PROXY_LOCAL, CHECK_TLS, CHECK_OFF, CHECK_AUTO };
 enum access_log_mode { ACCESS_LOG_ALL, ACCESS_LOG_ERRORS, ACCESS_LOG_OFF };
 enum access_log_format { ACCESS_LOG_TEXT, ACCESS_LOG_JSON };
 

@@ -89,6 +89,10 @@ static int check_backends(struct walk *w, struct config *c)
             return fail_at(w, &b->mark, path, "name '%s' is used by an earlier backend", b->name);
         if (b->n_servers == 0)
             return fail_at(w, &b->mark, path, "backend '%s' has no servers", b->name);
+        /* A bare connect is, to a server that expects a PROXY header, a
+         * client that never sent one: nginx logs it as an error. */
+        if (b->health.mode == CHECK_AUTO)
+            b->health.mode = b->proxy_protocol == PROXY_OFF ? CHECK_TCP : CHECK_PROXY_LOCAL;
         speak_of(w, "tlvs");
         if ((b->tlvs || b->n_tlv_pass) && b->proxy_protocol != PROXY_V2)
             return fail_at(w, &b->mark, path, "%s need %s (backend '%s')", say(w, "tlvs"),

@@ -10,7 +10,7 @@ static const char *const splice_names[] = {"auto", "never", "always", NULL};
 static const char *const pp_names[] = {"off", "v1", "v2", NULL};
 static const char *const pp_in_names[] = {"off", "v1", "v2", "any", NULL};
 static const char *const balance_names[] = {"round_robin", "least_conn", "client_ip_hash", NULL};
-static const char *const check_names[] = {"tcp", "proxy_local", "tls", "off", NULL};
+static const char *const check_names[] = {"tcp", "proxy_local", "tls", "off", "auto", NULL};
 const char *const config_tlv_names[] = {"authority", "alpn", "unique_id", "crc32c", NULL};
 static const char *const access_mode_names[] = {"all", "errors", "off", NULL};
 static const char *const access_format_names[] = {"text", "json", NULL};
@@ -36,7 +36,7 @@ static const struct setting server_settings[] = {
 
 static const struct setting health_settings[] = {
     {.key = "mode", .kind = K_CHOICE, AT(struct config_health, mode), .choices = check_names,
-     .def = "tcp"},
+     .def = "auto"},
     {.key = "interval", .kind = K_DURATION, AT(struct config_health, interval_ms), .min = 100,
      .max = DAY_MS, .def = "2s"},
     {.key = "timeout", .kind = K_DURATION, AT(struct config_health, timeout_ms), .min = 10,

@@ -67,7 +67,7 @@ Test(config, minimal_gets_defaults)
     cr_assert_eq(b->balance, BALANCE_ROUND_ROBIN);
     cr_assert_eq(b->connect_timeout_ms, 5000);
     cr_assert_eq(b->retries, 2);
-    cr_assert_eq(b->health.mode, CHECK_TCP);
+    cr_assert_eq(b->health.mode, CHECK_PROXY_LOCAL, "auto: a v2 backend is checked with LOCAL");
     cr_assert_eq(b->health.interval_ms, 2000);
     cr_assert_eq(b->health.rise, 2);
     cr_assert_eq(b->health.fall, 3);
@@ -291,6 +291,7 @@ static const struct bad bads[] = {
     {L "backends:\n  - name: b\n    health_check: { mode: http }\n    servers:\n"
        "      - address: 127.0.0.1:1\n",
      "t.yaml:6:27: backends[0].health_check.mode: expected one of tcp, proxy_local, tls, off, "
+     "auto, "
      "got 'http'"},
     {L "backends:\n  - name: b\n    health_check: { rise: 0 }\n    servers:\n"
        "      - address: 127.0.0.1:1\n",

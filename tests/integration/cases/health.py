@@ -13,6 +13,7 @@ from peers.helper import start_echo
 from peers.wire import recv_exact
 
 from .base import case, client, listener, served_by, wait_closed
+from .cli import run_cli
 
 
 def one_listener(port, backend, workers=1):
@@ -154,3 +155,32 @@ def health_killed(ctx):
         check(recv_exact(c, 6) == b"after%d" % k, "a new client was not served")
         c.close()
     ctx.note(f"{ended} of 4 open clients ended with the killed server")
+
+
+
+@case("health_default_check_is_quiet_in_nginx", per_io=False)
+def health_default(ctx):
+    """With no health_check mode, a backend that is sent PROXY headers is
+    checked with proxy_local (a LOCAL header, then close) and one that is
+    not with tcp: nginx with proxy_protocol logs no error for the checks
+    (a tcp check there is "broken header" at [error] every interval), and
+    --dump-config shows the mode each got. (Old main: tcp for both.)"""
+    ng = Nginx(ctx, ctx.session_dir)
+    port = harness.free_port()
+    doc = cfg.document(listeners=[cfg.listener("l", port, default_backend="kong")], backends=[
+        cfg.backend("kong", [ng.port4], health_check={"interval": "100ms", "rise": 1}),
+        cfg.backend("plain", [listener(ctx).port], proxy_protocol="off",
+                    health_check={"interval": "1h"})])
+    path = cfg.write(ctx, doc)
+    rc, out, err = run_cli(ctx, ["--dump-config", "-c", path])
+    check(rc == 0, f"--dump-config: {err}")
+    lines = out.splitlines()
+    modes = [lines[i + 1].split(":", 1)[1].split()[0] for i, ln in enumerate(lines[:-1])
+             if ln.strip() == "health_check:" and lines[i + 1].strip().startswith("mode:")]
+    check(modes == ["proxy_local", "tcp"], f"default modes {modes}, want proxy_local, tcp")
+    harness.start_relay(ctx, ["-c", path])
+    closed = "client closed connection while SSL handshaking"
+    harness.wait_until(lambda: ng.file("error.log").count(closed) >= 5, 10,
+                       "five checks to reach nginx")
+    errors = [ln for ln in ng.file("error.log").splitlines() if "[error]" in ln]
+    check(not errors, f"nginx logged errors for the checks: {errors[:3]}")
