@@ -20,6 +20,7 @@ struct stats_report {
     uint64_t uptime_ms;
     uint64_t generation; /* configurations loaded: 1, then one per reload */
     uint64_t reloads, reload_failures;
+    uint64_t stats_busy; /* stats clients answered "busy": every slot taken */
     uint32_t max_connections;
     int draining;
     int pid;

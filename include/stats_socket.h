@@ -11,7 +11,7 @@
 
 /* What the server asks of the process. */
 struct stats_source {
-    void (*fill)(struct stats_report *r, void *ctx); /* everything but sum and names */
+    void (*fill)(struct stats_report *r, void *ctx); /* all but sum, names, stats_busy */
     void (*conns)(FILE *out, void *ctx);             /* show conns */
     void *ctx;
 };

@@ -60,6 +60,8 @@ static void text_process(const struct stats_report *r, FILE *out)
             r->max_connections);
     if (stat_get(&r->sum.w.accept_errors))
         fprintf(out, "  accept errors %llu", (unsigned long long)stat_get(&r->sum.w.accept_errors));
+    if (r->stats_busy)
+        fprintf(out, "  stats clients refused %llu", (unsigned long long)r->stats_busy);
     if (r->have_memory)
         fprintf(out, "  memory allocated %llu KiB, resident %llu KiB",
                 (unsigned long long)(r->mem_allocated >> 10),
@@ -168,6 +170,7 @@ static void json_process(const struct stats_report *r, FILE *out)
     json_u64(out, "generation", r->generation, 1);
     json_u64(out, "reloads", r->reloads, 1);
     json_u64(out, "reload_failures", r->reload_failures, 1);
+    json_u64(out, "stats_busy", r->stats_busy, 1);
     json_u64(out, "max_connections", r->max_connections, 1);
     json_u64(out, "active", stat_get(&r->sum.w.active), 1);
     fprintf(out, ",\"draining\":%s", r->draining ? "true" : "false");
@@ -322,6 +325,9 @@ static void prom_process(const struct stats_report *r, FILE *out)
     fprintf(out, "ringrelay_reloads_total %llu\n", (unsigned long long)r->reloads);
     prom_head(out, "reload_failures_total", "counter", "Reloads refused (bad file or address).");
     fprintf(out, "ringrelay_reload_failures_total %llu\n", (unsigned long long)r->reload_failures);
+    prom_head(out, "stats_clients_refused_total", "counter",
+              "Stats socket clients answered busy: every client slot was taken.");
+    fprintf(out, "ringrelay_stats_clients_refused_total %llu\n", (unsigned long long)r->stats_busy);
     prom_head(out, "max_connections", "gauge", "Connections the process may hold at once.");
     fprintf(out, "ringrelay_max_connections %u\n", r->max_connections);
     prom_head(out, "draining", "gauge",

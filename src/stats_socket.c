@@ -22,6 +22,9 @@
 #define CLIENT_DEADLINE_MS 5000
 #define REQUEST_BUF 4096
 #define ACCEPT_BACKOFF_MS 200 /* after accept failed for want of a descriptor */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define BUSY_BODY "busy: " STR(CLIENTS) " stats clients already connected; try again\n"
 
 struct client {
     int fd; /* -1: free */
@@ -41,6 +44,7 @@ struct stats_socket {
     pthread_t thread;
     struct client c[CLIENTS];
     uint64_t accept_resume_ms;   /* accept failed: the listening socket rests */
+    uint64_t busy;               /* clients refused, every slot taken; only this thread */
     struct stats_report *report; /* big: allocated once */
 };
 
@@ -66,6 +70,7 @@ static void report_fill(struct stats_socket *s)
     stats_sum(&s->report->sum);
     stats_names_read(&s->report->names);
     s->src.fill(s->report, s->src.ctx);
+    s->report->stats_busy = s->busy;
 }
 
 /* The body for cmd, and its content type. */
@@ -181,6 +186,26 @@ static void client_write(struct client *c)
         client_close(c);
 }
 
+/* Every slot taken: answers fd at once, in HTTP if the request that has
+ * arrived by now says so, without waiting for the rest, and closes it. */
+static void busy_answer(struct stats_socket *s, int fd)
+{
+    char in[512], out[256];
+    ssize_t got = recv(fd, in, sizeof(in), MSG_DONTWAIT);
+    int head = got >= 5 && memcmp(in, "HEAD ", 5) == 0;
+    int n = sizeof(BUSY_BODY) - 1;
+
+    memcpy(out, BUSY_BODY, (size_t)n);
+    if (head || (got >= 4 && memcmp(in, "GET ", 4) == 0))
+        n = snprintf(out, sizeof(out),
+                     "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     sizeof(BUSY_BODY) - 1, head ? "" : BUSY_BODY);
+    (void)!send(fd, out, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    close(fd);
+    s->busy++;
+}
+
 static void accept_client(struct stats_socket *s, uint64_t now)
 {
     int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -199,7 +224,7 @@ static void accept_client(struct stats_socket *s, uint64_t now)
             return;
         }
     }
-    close(fd); /* every slot busy: this one tries again */
+    busy_answer(s, fd);
 }
 
 static void *server_main(void *arg)

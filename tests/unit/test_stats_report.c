@@ -93,6 +93,7 @@ static struct stats_report *sample(void)
     r->io = "epoll";
     r->n_workers = 1;
     r->generation = 3;
+    r->stats_busy = 2;
     r->names.n_listeners = 1;
     strcpy(r->names.listener[0], "tls\"in");
     r->names.n_backends = 1;
@@ -130,6 +131,8 @@ Test(stats_report, prometheus_samples)
     cr_assert(strstr(text, "ringrelay_server_connect_failures_total{backend=\"kong\","
                            "server=\"10.0.0.1:8443\",cause=\"refused\"} 2\n"));
     cr_assert(strstr(text, "ringrelay_server_up{backend=\"kong\",server=\"10.0.0.1:8443\"} 1\n"));
+    cr_assert(strstr(text, "# TYPE ringrelay_stats_clients_refused_total counter\n"
+                           "ringrelay_stats_clients_refused_total 2\n"));
     free(text);
     free(r);
 }
@@ -143,7 +146,22 @@ Test(stats_report, json_escapes_and_nests)
     cr_assert(strstr(text, "\"servers\":[{\"name\":\"10.0.0.1:8443\",\"state\":\"up\""), "%s",
               text);
     cr_assert(strstr(text, "\"connect_failures\":{\"refused\":2,"), "%s", text);
+    cr_assert(strstr(text, "\"reload_failures\":0,\"stats_busy\":2,"), "%s", text);
     cr_assert_eq(text[strlen(text) - 1], '\n');
+    free(text);
+    free(r);
+}
+
+Test(stats_report, text_shows_refused_stats_clients)
+{
+    struct stats_report *r = sample();
+    char *text = render(stats_report_text, r);
+
+    cr_assert(strstr(text, "  stats clients refused 2\n"), "%s", text);
+    free(text);
+    r->stats_busy = 0;
+    text = render(stats_report_text, r);
+    cr_assert(!strstr(text, "stats clients refused"), "%s", text);
     free(text);
     free(r);
 }

@@ -1,9 +1,11 @@
 """The stats socket: counters that match exactly what the test sent, the
 Prometheus text format checked by promtool, JSON, the table, show conns,
-the socket's mode, and a stuck client that delays nobody."""
+the socket's mode, a stuck client that delays nobody, and the 17th client
+that finds every slot taken."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -227,6 +229,109 @@ def socket_and_cli(ctx):
     rl.finish()
     check(not os.path.exists(sock), "the socket is still there after exit")
     ctx.note(f"show conns answered in {took * 1000:.0f} ms beside a silent client")
+
+
+BUSY = b"busy: 16 stats clients already connected; try again\n"
+
+
+def read_answer(s):
+    """Everything s receives until EOF, a reset after it included: a busy
+    answer closes with the request unread, and the kernel then resets."""
+    got = b""
+    try:
+        while chunk := s.recv(1 << 16):
+            got += chunk
+    except ConnectionResetError:
+        pass
+    return got
+
+
+def ask(path, request):
+    """request on a new stats connection; the whole answer. The relay may
+    answer busy and close before the request is sent: no failure either."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect(path)
+        try:
+            s.sendall(request)
+        except BrokenPipeError:
+            pass
+        return read_answer(s)
+    finally:
+        s.close()
+
+
+def all_stopped(pid):
+    """True once every thread of pid is stopped."""
+    tasks = f"/proc/{pid}/task"
+    return all(harness.read_text(f"{tasks}/{t}/stat").rsplit(")", 1)[1].split()[0] == "T"
+               for t in os.listdir(tasks))
+
+
+def ask_stopped(rl, path, request):
+    """ask(), with the request sent while the relay is stopped: it has
+    arrived when the relay accepts, which otherwise it often has not."""
+    rl.popen.send_signal(signal.SIGSTOP)
+    try:
+        harness.wait_until(lambda: all_stopped(rl.pid), 10, "the relay to stop")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(path)
+        s.sendall(request)
+    finally:
+        rl.popen.send_signal(signal.SIGCONT)
+    try:
+        return read_answer(s)
+    finally:
+        s.close()
+
+
+@case("stats_socket_busy_answers_and_counts")
+def busy(ctx):
+    """16 silent clients hold every slot (for 5 s each); a 17th is answered
+    at once, and counted: a busy line, or a 503 to a GET or HEAD that has
+    arrived by then. Once the 16 leave, queries are answered again."""
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    rl = start(ctx, sock, [cfg.listener("web", harness.free_port())],
+               [cfg.backend("app", [start_echo(ctx).port])])
+    held = []
+    for _ in range(16):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        ctx.on_cleanup(s.close)
+        s.connect(sock)  # says nothing; accepted in order, before the next ones
+        held.append(s)
+    began = time.monotonic()
+    got = ask(sock, b"show stats\n")
+    check(got == BUSY, f"17th line client got {got[:200]!r}")
+    for method in (b"GET", b"HEAD"):
+        got = ask_stopped(rl, sock, method + b" /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _, body = got.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        check(lines[0] == b"HTTP/1.0 503 Service Unavailable", f"{method}: {got[:300]!r}")
+        check({b"Connection: close", b"Content-Type: text/plain",
+               b"Content-Length: %d" % len(BUSY)} <= set(lines[1:]), f"{method} head: {head!r}")
+        check(body == (BUSY if method == b"GET" else b""), f"{method} body: {body!r}")
+    took = time.monotonic() - began
+    check(took < 4, f"the 17th clients took {took:.1f} s: the held slots may have expired")
+    for s in held:
+        s.close()
+    refused = 3
+
+    def answered():
+        nonlocal refused
+        got = ask(sock, b"show stats json\n")
+        if got == BUSY:
+            refused += 1  # the relay has not seen every close yet
+            return None
+        return json.loads(got)
+    proc = harness.wait_until(answered, 10, "a stats client slot to free up")["process"]
+    check(proc["stats_busy"] == refused, f"{refused} refused, counted {proc['stats_busy']}")
+    table = query(sock, "show stats")
+    check(re.search(rf"  stats clients refused {refused}\b", table), f"show stats: {table[:300]}")
+    check(f"\nringrelay_stats_clients_refused_total {refused}\n" in query(sock, "show metrics"),
+          "show metrics")
+    ctx.note(f"{refused} refused, counted; answered again once the 16 left")
 
 
 @case("stats_socket_bad_group_refused", per_io=False)
