@@ -51,7 +51,7 @@ else
   Q := @
 endif
 
-.PHONY: all asan debug test unit integration run install format lint clean deps \
+.PHONY: all asan debug test unit integration run install format lint clean deps docs \
         bench bench-quick bench-tools fuzz soak
 
 all: $(BUILD)/ringrelay
@@ -80,6 +80,17 @@ build/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
 	$(Q)$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -o $@ $<
+
+# The lists in README.md and the man page made from the code's own tables
+# (the end reasons); an integration test checks them with --check.
+build/tools/docgen: tests/tools/docgen.c src/stats.c include/stats.h
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -Iinclude -D_GNU_SOURCE -o $@ \
+	    tests/tools/docgen.c src/stats.c -lpthread
+
+docs: build/tools/docgen
+	$(Q)build/tools/docgen README.md man/ringrelay.8
 
 -include $(OBJS:.o=.d) $(UNIT_BINS:=.d)
 

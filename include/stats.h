@@ -21,7 +21,8 @@
 #define STATS_BUCKET_SHIFT 4
 
 /* Why a connection ended: the access log's reason code, and a counter per
- * listener. */
+ * listener. stats_end[] in stats.c names and explains each; the README's
+ * and the man page's lists are made from it (make docs). */
 enum conn_end {
     END_NONE,
     END_CLIENT_CLOSED,
@@ -44,7 +45,13 @@ enum conn_end {
     END_KINDS
 };
 
-extern const char *const stats_end_name[END_KINDS];
+struct end_reason {
+    const char *name; /* as the access log, the JSON and Prometheus spell it */
+    const char *what; /* one sentence for the README and the man page */
+    int normal;       /* an ordinary end: access_log mode errors skips it */
+};
+
+extern const struct end_reason stats_end[END_KINDS];
 
 /* Connect failures, by cause. */
 enum connect_fail {

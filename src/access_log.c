@@ -168,7 +168,7 @@ size_t access_log_format(const struct access_record *rec, enum access_log_format
     put_ms(&l, "duration_ms", rec->end_us - rec->start_us, 1, json);
     put_num(&l, "from_client", (unsigned long long)rec->bytes[0], json);
     put_num(&l, "from_server", (unsigned long long)rec->bytes[1], json);
-    put_field(&l, "end", stats_end_name[rec->end < END_KINDS ? rec->end : END_NONE], json);
+    put_field(&l, "end", stats_end[rec->end < END_KINDS ? rec->end : END_NONE].name, json);
     if (json)
         put(&l, "}");
     buf[l.len] = '\n';

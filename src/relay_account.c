@@ -42,7 +42,7 @@ static int access_wanted(const struct worker *w, const struct config *cfg, uint8
 
     if (!w->alog || mode == ACCESS_LOG_OFF)
         return 0;
-    return mode == ACCESS_LOG_ALL || (end != END_CLIENT_CLOSED && end != END_BACKEND_CLOSED);
+    return mode == ACCESS_LOG_ALL || (end < END_KINDS && !stats_end[end].normal);
 }
 
 /* A slot in the access log ring with h and nothing else filled in, or

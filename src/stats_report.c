@@ -223,7 +223,7 @@ static void json_listeners(const struct stats_report *r, FILE *out)
         json_u64(out, "routed", stat_get(&l->routed), 1);
         fprintf(out, ",\"ends\":{");
         for (int e = 1; e < END_KINDS; e++)
-            json_u64(out, stats_end_name[e], stat_get(&l->ends[e]), e > 1);
+            json_u64(out, stats_end[e].name, stat_get(&l->ends[e]), e > 1);
         fprintf(out, "}}");
     }
     fprintf(out, "]");
@@ -373,13 +373,17 @@ static void prom_listeners(const struct stats_report *r, FILE *out, const char *
 
 static void prom_listener_ends(const struct stats_report *r, FILE *out)
 {
-    prom_head(out, "listener_connections_ended_total", "counter",
-              "Connections ended, by reason (the access log's reason codes).");
+    fputs("# HELP ringrelay_listener_connections_ended_total Connections ended, by reason (the "
+          "access log's end field):",
+          out);
+    for (int e = 1; e < END_KINDS; e++)
+        fprintf(out, " %s%s", stats_end[e].name, e + 1 < END_KINDS ? "," : ".\n");
+    fputs("# TYPE ringrelay_listener_connections_ended_total counter\n", out);
     for (int i = 0; i < r->names.n_listeners; i++) {
         for (int e = 1; e < END_KINDS; e++) {
             fprintf(out, "ringrelay_listener_connections_ended_total{listener=");
             prom_label(out, r->names.listener[i]);
-            fprintf(out, ",reason=\"%s\"} %llu\n", stats_end_name[e],
+            fprintf(out, ",reason=\"%s\"} %llu\n", stats_end[e].name,
                     (unsigned long long)stat_get(&r->sum.l[i].ends[e]));
         }
     }
