@@ -15,6 +15,10 @@ struct probe {
     const struct sockaddr *sa; /* an inet or unix address */
     socklen_t salen;
     enum probe_header header;
+    /* What a v1 or v2 header names as client and server; NULL: the
+     * socket's own ends (over a unix socket there are none: v1 UNKNOWN,
+     * v2 LOCAL). */
+    const struct sockaddr *src, *dst;
     SSL_CTX *tls;        /* NULL: no handshake, success is the connect and header */
     const char *sni;     /* for the handshake; NULL: none */
     uint32_t timeout_ms; /* for connect, and for each read or write after it */

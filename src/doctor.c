@@ -1,6 +1,7 @@
 /* ringrelay doctor: what PROXY header does a TLS backend expect? Probes it
  * with no header, a v1 header, a v2 header and a v2 LOCAL header, each
- * followed by a real TLS handshake, and says what to configure. */
+ * followed by a real TLS handshake, and says what to configure. The backend
+ * is an IPv4, IPv6 or unix socket address, as --backend takes it. */
 #include "doctor.h"
 
 #include "addr.h"
@@ -49,23 +50,41 @@ static void verdict(const char *target, const int ok[PROBES])
 
 static int usage(void)
 {
-    fputs("usage: ringrelay doctor ADDR:PORT [--sni NAME]\n", stderr);
+    fputs("usage: ringrelay doctor ADDR:PORT|unix:/PATH [--sni NAME]\n", stderr);
     return 2;
+}
+
+/* What a v1 or v2 probe names as client and server over a unix socket,
+ * where the socket has no addresses but the relay's header would carry a
+ * TCP client's: loopback, port 1 to port 1. */
+static void loopback_ends(struct sockaddr_in *src, struct sockaddr_in *dst)
+{
+    *src = (struct sockaddr_in){
+        .sin_family = AF_INET, .sin_port = htons(1), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    *dst = *src;
 }
 
 int doctor_main(int argc, char **argv)
 {
-    union sockaddr_inet a;
+    union {
+        union sockaddr_inet in;
+        struct sockaddr_un un;
+    } a;
+    struct sockaddr_in src, dst;
     const char *sni = NULL;
     char result[160];
-    int ok[PROBES], any = 0;
+    int ok[PROBES], any = 0, on_unix = argc >= 2 && strncmp(argv[1], "unix:", 5) == 0;
     SSL_CTX *ctx;
 
-    if (argc < 2 || addr_parse(argv[1], &a) < 0) {
+    if (argc < 2 || (on_unix ? addr_parse_unix(argv[1], &a.un) : addr_parse(argv[1], &a.in)) < 0) {
         if (argc >= 2)
-            fprintf(stderr, "ringrelay doctor: '%s': expected IPV4:PORT or [IPV6]:PORT\n", argv[1]);
+            fprintf(stderr,
+                    "ringrelay doctor: '%s': expected IPV4:PORT, [IPV6]:PORT or "
+                    "unix:/absolute/path (under %zu bytes)\n",
+                    argv[1], sizeof(a.un.sun_path));
         return usage();
     }
+    loopback_ends(&src, &dst);
     if (argc == 4 && strcmp(argv[2], "--sni") == 0)
         sni = argv[3];
     else if (argc != 2)
@@ -78,9 +97,11 @@ int doctor_main(int argc, char **argv)
     printf("probing %s%s%s: each probe sends its header, then a TLS ClientHello\n", argv[1],
            sni ? " with SNI " : "", sni ? sni : "");
     for (int p = 0; p < PROBES; p++) {
-        struct probe pr = {.sa = &a.sa,
-                           .salen = addr_len(&a.sa),
+        struct probe pr = {.sa = &a.in.sa,
+                           .salen = addr_len(&a.in.sa),
                            .header = probe_header_of[p],
+                           .src = on_unix ? (const struct sockaddr *)&src : NULL,
+                           .dst = on_unix ? (const struct sockaddr *)&dst : NULL,
                            .tls = ctx,
                            .sni = sni,
                            .timeout_ms = PROBE_TIMEOUT_MS};

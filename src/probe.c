@@ -74,26 +74,32 @@ static int probe_connect(const struct probe *p)
     return fd;
 }
 
-/* Writes the probe's header: our own address as the client's (over a unix
- * socket there is none: v1 UNKNOWN, v2 LOCAL). */
-static int probe_header(int fd, enum probe_header h)
+/* Writes the probe's header: p's addresses, or else our own address as
+ * the client's (over a unix socket there is none: v1 UNKNOWN, v2 LOCAL). */
+static int probe_header(int fd, const struct probe *p)
 {
     union {
         union sockaddr_inet in;
         struct sockaddr_un un;
     } self, peer;
     socklen_t sl = sizeof(self), pl = sizeof(peer);
+    const struct sockaddr *src = p->src, *dst = p->dst;
     uint8_t hdr[PROXY_HDR_MAX];
+    enum probe_header h = p->header;
     int n = 0;
 
     if (h == PROBE_HDR_NONE)
         return 0;
-    if (getsockname(fd, &self.in.sa, &sl) == -1 || getpeername(fd, &peer.in.sa, &pl) == -1)
-        return -errno;
+    if (!src || !dst) {
+        if (getsockname(fd, &self.in.sa, &sl) == -1 || getpeername(fd, &peer.in.sa, &pl) == -1)
+            return -errno;
+        src = &self.in.sa;
+        dst = &peer.in.sa;
+    }
     if (h == PROBE_HDR_V1)
-        n = proxy_v1_encode(hdr, sizeof(hdr), &self.in.sa, &peer.in.sa);
+        n = proxy_v1_encode(hdr, sizeof(hdr), src, dst);
     else if (h == PROBE_HDR_V2)
-        n = proxy_v2_encode(hdr, sizeof(hdr), &self.in.sa, &peer.in.sa);
+        n = proxy_v2_encode(hdr, sizeof(hdr), src, dst);
     else if (h == PROBE_HDR_LOCAL)
         n = proxy_v2_encode(hdr, sizeof(hdr), NULL, NULL);
     if (n > 0 && send(fd, hdr, (size_t)n, MSG_NOSIGNAL) != n)
@@ -178,7 +184,7 @@ int probe_run(const struct probe *p, char *why, size_t cap)
         snprintf(why, cap, "failed: connect: %s", strerror(-fd));
         return 0;
     }
-    if ((ret = probe_header(fd, p->header)) < 0) {
+    if ((ret = probe_header(fd, p)) < 0) {
         snprintf(why, cap, "failed: sending the header: %s", strerror(-ret));
         close(fd);
         return 0;

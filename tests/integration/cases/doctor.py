@@ -1,6 +1,8 @@
 """ringrelay doctor against real nginx listeners with and without
-proxy_protocol, a closed port, and bad usage."""
+proxy_protocol, on TCP and on a unix socket, a closed port, and bad
+usage."""
 
+import os
 import subprocess
 
 import harness
@@ -48,6 +50,35 @@ def doctor_without(ctx):
           and "--proxy-protocol off" in out, f"verdict: {out}")
 
 
+@case("doctor_nginx_on_a_unix_socket", per_io=False, budget=90)
+def doctor_unix(ctx):
+    """--backend takes unix:/path, so doctor does too: nginx's `listen
+    unix:... ssl proxy_protocol` takes v1 and v2 (naming loopback as the
+    client, as a relay's header would name a TCP client); the same socket
+    without proxy_protocol answers them in plain text; a path with nothing
+    behind it fails every probe."""
+    nginx = Nginx(ctx, ctx.session_dir)
+    target = "unix:" + nginx.unix_path
+    code, out, err = doctor(ctx, target, "--sni", "localhost")
+    check(code == 0, f"exit {code}: {out}{err}")
+    for name in ("PROXY v1", "PROXY v2", "PROXY v2 LOCAL"):
+        check(" ok:" in probe_line(out, name), f"{name} did not work: {out}")
+    check("failed" in probe_line(out, "no header"), f"no header worked: {out}")
+    check(f"verdict: {target} expects a PROXY header and takes v1 or v2" in out,
+          f"verdict: {out}")
+
+    plain = Nginx(ctx, ctx.session_dir, proxy_protocol=False, name="nginx-plain")
+    code, out, err = doctor(ctx, "unix:" + plain.unix_path)
+    check(code == 0, f"exit {code}: {out}{err}")
+    check(" ok:" in probe_line(out, "no header"), f"no header failed: {out}")
+    check('"HTTP/1.1 400 Bad Request"' in probe_line(out, "PROXY v1"), f"v1 probe: {out}")
+    check("does not expect a PROXY header" in out, f"verdict: {out}")
+
+    code, out, _ = doctor(ctx, "unix:" + os.path.join(ctx.tmpdir, "nothing.sock"))
+    check(code == 1 and "No such file or directory" in out and "no probe completed" in out,
+          f"exit {code}: {out}")
+
+
 @case("doctor_nothing_listening", per_io=False)
 def doctor_closed(ctx):
     """Nothing on the port: every probe fails to connect, exit status 1."""
@@ -59,6 +90,9 @@ def doctor_closed(ctx):
 @case("doctor_bad_usage", per_io=False)
 def doctor_usage(ctx):
     code, _, err = doctor(ctx, "nowhere")
-    check(code == 2 and "'nowhere': expected IPV4:PORT" in err, f"exit {code}: {err}")
+    check(code == 2 and "'nowhere': expected IPV4:PORT, [IPV6]:PORT or unix:/absolute/path" in err,
+          f"exit {code}: {err}")
+    code, _, err = doctor(ctx, "unix:relative.sock")
+    check(code == 2 and "'unix:relative.sock': expected" in err, f"exit {code}: {err}")
     code, _, err = doctor(ctx)
     check(code == 2 and "usage: ringrelay doctor" in err, f"exit {code}: {err}")
