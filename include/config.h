@@ -59,6 +59,13 @@ struct config_access_log {
     enum access_log_format format;
 };
 
+/* The admin HTTP listener (/ready, /metrics, /stats.json). */
+struct config_admin {
+    union sockaddr_inet listen; /* sa_family 0: none */
+    struct cidr allow[CONFIG_MAX_TRUSTED];
+    int n_allow;
+};
+
 /* Where a value came from, for errors found after the walk. */
 struct config_mark {
     int line, col; /* 1-based; 0: not from the file */
@@ -125,6 +132,8 @@ struct config {
     char stats_socket[CONFIG_PATH_MAX]; /* "": none */
     char stats_socket_group[CONFIG_NAME_MAX];
     struct config_access_log access_log;
+    struct config_admin admin;
+    uint32_t shutdown_grace_ms; /* on SIGTERM: not ready, still accepting, this long */
     uint32_t drain_timeout_ms;
     char user[CONFIG_NAME_MAX], group[CONFIG_NAME_MAX]; /* to run as, once bound; "": stay */
     uint32_t max_connections;                           /* 0: fit the open-file limit */

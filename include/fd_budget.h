@@ -20,7 +20,7 @@ struct fd_needs {
     uint32_t workers;
     uint32_t binds;    /* listening sockets per worker */
     uint32_t checkers; /* health check threads: one socket each at a time */
-    uint32_t stats;    /* 1 with a stats socket, else 0 */
+    uint32_t stats;    /* 1 for each of a stats socket and an admin listener */
 };
 
 struct fd_budget {

@@ -27,7 +27,8 @@ struct process {
     uint64_t instance; /* random: the first part of every UNIQUE_ID */
     uint64_t start_time, start_ms;
     atomic_ullong generation, reloads, reload_failures;
-    atomic_int draining;
+    atomic_int leaving;  /* SIGTERM came: not ready, shutdown_grace runs */
+    atomic_int draining; /* not accepting: open connections finish */
     struct stats_socket *stats;
     struct access_log *alog;
     char exe[4096]; /* the path we were started by, unresolved: an upgrade runs what it names */
@@ -62,8 +63,15 @@ void process_upgrade(struct process *r);
 /* SIGCHLD: reaps successors, logging how each ended. */
 void process_reap(struct process *r);
 
-/* SIGTERM: stops accepting, lets connections finish up to drain_timeout,
- * then resets the rest. Returns early on another SIGTERM or a SIGINT. */
+/* SIGTERM from pid: readiness fails at once. From the successor an upgrade
+ * started, it hands the admin listener over and returns; otherwise it
+ * keeps accepting for shutdown_grace, so health checks and route
+ * withdrawal move traffic away first. Returns 0 to go on to the drain, or
+ * the signal that cut it short: SIGINT (stop now) or SIGTERM (drain now). */
+int process_leave(struct process *r, const sigset_t *sigs, pid_t from);
+
+/* Stops accepting, lets connections finish up to drain_timeout, then
+ * resets the rest. Returns early on another SIGTERM or a SIGINT. */
 void process_drain(struct process *r, const sigset_t *sigs);
 
 /* The counters of the configuration in force, as log lines at exit. */

@@ -20,9 +20,12 @@ struct stats_report {
     uint64_t uptime_ms;
     uint64_t generation; /* configurations loaded: 1, then one per reload */
     uint64_t reloads, reload_failures;
-    uint64_t stats_busy; /* stats clients answered "busy": every slot taken */
+    uint64_t stats_busy;    /* stats clients answered "busy": every slot taken */
+    uint64_t admin_refused; /* admin clients from outside admin.allow */
     uint32_t max_connections;
     int draining;
+    int leaving;         /* SIGTERM came: shutdown_grace runs, still accepting */
+    char not_ready[128]; /* why /ready fails; "": ready */
     int pid;
     int successor;          /* the pid the last upgrade started, or 0 */
     char successor_end[64]; /* how it ended: "exited with status 3"; "" while it runs */
@@ -37,6 +40,8 @@ void stats_report_text(const struct stats_report *r, FILE *out);
 void stats_report_servers(const struct stats_report *r, FILE *out);
 void stats_report_json(const struct stats_report *r, FILE *out);
 void stats_report_prometheus(const struct stats_report *r, FILE *out);
+/* "ready", or the one line that says why not. */
+void stats_report_ready(const struct stats_report *r, FILE *out);
 
 /* What a client of the stats socket asks for. */
 enum stats_cmd {
@@ -46,6 +51,7 @@ enum stats_cmd {
     STATS_CMD_SERVERS,
     STATS_CMD_CONNS,
     STATS_CMD_METRICS,
+    STATS_CMD_READY,
     STATS_CMD_UNKNOWN,  /* a line command not in the list */
     STATS_CMD_NOT_FOUND /* an HTTP request for another path */
 };

@@ -59,9 +59,12 @@ static void dump_list(FILE *out, const struct setting *st, const void *base)
     if (st->kind == K_BINDS)
         for (int i = 0; i < l->n_bind; i++)
             fprintf(out, "%s\"%s\"", i ? ", " : "", addr_format(&l->bind[i].sa, buf, sizeof(buf)));
-    if (st->kind == K_CIDRS)
-        for (int i = 0; i < l->n_trusted; i++)
-            fprintf(out, "%s\"%s\"", i ? ", " : "", cidr_format(&l->trusted[i], buf, sizeof(buf)));
+    if (st->kind == K_CIDRS) {
+        const struct cidr *list = (const struct cidr *)(const void *)((const char *)base + st->off);
+        int count = config_seq_count(st, base);
+        for (int i = 0; i < count; i++)
+            fprintf(out, "%s\"%s\"", i ? ", " : "", cidr_format(&list[i], buf, sizeof(buf)));
+    }
     if (st->kind == K_TLVS) {
         for (int t = 0; config_tlv_names[t]; t++)
             if (b->tlvs & (1U << t))
@@ -75,6 +78,7 @@ static void dump_list(FILE *out, const struct setting *st, const void *base)
 static void dump_value(FILE *out, const struct setting *st, const void *base)
 {
     const char *field = (const char *)base + st->off;
+    char buf[ADDR_STRLEN];
     uint32_t u;
     int i;
 
@@ -104,6 +108,13 @@ static void dump_value(FILE *out, const struct setting *st, const void *base)
     case K_PATH:
     case K_LOG_PATH:
         dump_string(out, "", field);
+        break;
+    case K_INET_ADDR:
+        if (((const union sockaddr_inet *)(const void *)field)->sa.sa_family)
+            fprintf(out, "\"%s\"",
+                    addr_format((const struct sockaddr *)(const void *)field, buf, sizeof(buf)));
+        else
+            fprintf(out, "\"\"");
         break;
     case K_BINDS:
     case K_CIDRS:
@@ -179,6 +190,10 @@ static size_t field_size(const struct setting *st)
     case K_PATH:
     case K_LOG_PATH:
         return CONFIG_PATH_MAX;
+    case K_INET_ADDR:
+        return sizeof(union sockaddr_inet);
+    case K_CIDRS: /* and its count, at count_off */
+        return (size_t)st->max_elems * sizeof(struct cidr);
     default:
         return 0;
     }
@@ -218,6 +233,9 @@ static void keep_section(const struct section *sec, void *nbase, const void *oba
             continue;
         changed(key, was, now);
         memcpy((char *)nbase + st->off, (const char *)obase + st->off, field_size(st));
+        if (st->kind == K_CIDRS)
+            memcpy((char *)nbase + st->count_off, (const char *)obase + st->count_off,
+                   sizeof(int));
     }
 }
 

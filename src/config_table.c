@@ -61,6 +61,18 @@ static const struct setting access_log_settings[] = {
     END,
 };
 
+static const struct setting admin_settings[] = {
+    {.key = "listen", .kind = K_INET_ADDR, AT(struct config_admin, listen), .def = "\"\"",
+     .flag = "--admin-listen", .arg = "ADDR:PORT", .restart = 1,
+     .help = "serve GET /ready, /metrics and /stats.json over HTTP on this TCP address"},
+    {.key = "allow", .kind = K_CIDRS, AT(struct config_admin, allow),
+     .count_off = offsetof(struct config_admin, n_allow), .max_elems = CONFIG_MAX_TRUSTED,
+     .def = "[\"127.0.0.0/8\", \"::1/128\"]", .flag = "--admin-allow", .arg = "CIDR", .restart = 1,
+     .help = "who may use it (repeatable; others are refused and counted)"},
+    END,
+};
+
+static const struct section admin_section = {admin_settings, sizeof(struct config_admin)};
 static const struct section access_log_section = {access_log_settings,
                                                   sizeof(struct config_access_log)};
 static const struct section server_section = {server_settings, sizeof(struct config_server)};
@@ -111,7 +123,9 @@ static const struct setting listener_settings[] = {
     {.key = "proxy_protocol_in", .kind = K_CHOICE, AT(struct config_listener, proxy_protocol_in),
      .choices = pp_in_names, .def = "off", .flag = "--proxy-protocol-in",
      .help = "header expected from trusted sources"},
-    {.key = "trusted_sources", .kind = K_CIDRS, .def = "[]", .flag = "--trusted-source",
+    {.key = "trusted_sources", .kind = K_CIDRS, AT(struct config_listener, trusted),
+     .count_off = offsetof(struct config_listener, n_trusted), .max_elems = CONFIG_MAX_TRUSTED,
+     .def = "[]", .flag = "--trusted-source",
      .arg = "CIDR", .help = "who may send that header (repeatable; required with "
                             "--proxy-protocol-in; others sending one are refused)"},
     {.key = "header_timeout", .kind = K_DURATION, AT(struct config_listener, header_timeout_ms),
@@ -159,6 +173,12 @@ static const struct setting top_settings[] = {
      .help = "the group that may read it (mode 0660)"},
     {.key = "access_log", .kind = K_MAP, AT(struct config, access_log), .sub = &access_log_section,
      .def = "{}"},
+    {.key = "admin", .kind = K_MAP, AT(struct config, admin), .sub = &admin_section,
+     .def = "{}"},
+    {.key = "shutdown_grace", .kind = K_DURATION, AT(struct config, shutdown_grace_ms),
+     .max = DAY_MS, .def = "0s", .flag = "--shutdown-grace", .arg = "DUR",
+     .help = "on SIGTERM, report not ready but keep accepting this long before draining "
+             "(time for health checks and BGP to move traffic away)"},
     {.key = "drain_timeout", .kind = K_DURATION, AT(struct config, drain_timeout_ms),
      .max = DAY_MS, .def = "30s", .flag = "--drain-timeout", .arg = "DUR",
      .help = "on SIGTERM, let open connections finish this long; SIGINT stops at once"},

@@ -54,7 +54,7 @@ void config_one_line(char *s)
 int config_fail(struct walk *w, const yaml_mark_t *m, const char *key, const char *fmt, ...)
 {
     const char *file = w->file ? w->file : "command line";
-    char msg[200];
+    char msg[400]; /* the longest: unknown key, with every key of the top level */
     va_list ap;
 
     va_start(ap, fmt);
@@ -164,35 +164,35 @@ static int set_binds(struct walk *w, yaml_node_t *n, struct config_listener *l)
     return 0;
 }
 
-static int set_cidrs(struct walk *w, yaml_node_t *n, struct config_listener *l)
+/* A list of CIDR ranges into st's array (off) and count (count_off). */
+static int set_cidrs(struct walk *w, const struct setting *st, yaml_node_t *n, void *base)
 {
+    struct cidr *list = (struct cidr *)(void *)((char *)base + st->off);
     yaml_node_item_t *it, *end;
     char net[CIDR_STRLEN];
     const char *s;
-    int ret;
+    int ret, count = 0;
 
-    if (seq_items(w, n, "trusted_sources", &it, &end) < 0)
+    if (seq_items(w, n, st->key, &it, &end) < 0)
         return -EINVAL;
-    l->n_trusted = 0;
-    for (; it < end; it++) {
+    for (; it < end; it++, count++) {
         yaml_node_t *v = yaml_document_get_node(w->doc, *it);
-        struct cidr *c = &l->trusted[l->n_trusted];
-        if (l->n_trusted == CONFIG_MAX_TRUSTED)
-            return config_fail(w, &v->start_mark, "trusted_sources", "at most %d ranges",
-                               CONFIG_MAX_TRUSTED);
+        struct cidr *c = &list[count];
+        if (count == st->max_elems)
+            return config_fail(w, &v->start_mark, st->key, "at most %d ranges", st->max_elems);
         if (!(s = scalar(v)) || (ret = cidr_parse(s, c)) == -EINVAL)
-            return config_fail(w, &v->start_mark, "trusted_sources",
+            return config_fail(w, &v->start_mark, st->key,
                                "expected an address or ADDR/BITS, got '%s'",
                                s ? s : "a non-scalar");
         if (ret == -EDOM) {
             for (int b = c->bits; b < (c->family == AF_INET ? 32 : 128); b++)
                 c->addr[b / 8] &= (uint8_t) ~(0x80 >> (b % 8));
-            return config_fail(w, &v->start_mark, "trusted_sources",
+            return config_fail(w, &v->start_mark, st->key,
                                "'%s' has bits set below the /%u prefix; did you mean %s?", s,
                                c->bits, cidr_format(c, net, sizeof(net)));
         }
-        l->n_trusted++;
     }
+    memcpy((char *)base + st->count_off, &count, sizeof(count));
     return 0;
 }
 
@@ -365,6 +365,12 @@ static int set_scalar(struct walk *w, const struct setting *st, void *base, cons
     case K_PATH:
     case K_LOG_PATH:
         return set_text(w, st, field, s, m);
+    case K_INET_ADDR:
+        memset(field, 0, sizeof(union sockaddr_inet));
+        if (*s && addr_parse(s, (union sockaddr_inet *)(void *)field) < 0)
+            return config_fail(w, m, st->key,
+                               "expected IPV4:PORT or [IPV6]:PORT with port 1-65535, got '%s'", s);
+        return 0;
     default:
         return config_fail(w, m, st->key, "internal: not a scalar setting");
     }
@@ -439,7 +445,7 @@ int config_apply(struct walk *w, const struct setting *st, yaml_node_t *v, void 
     case K_BINDS:
         return set_binds(w, v, base);
     case K_CIDRS:
-        return set_cidrs(w, v, base);
+        return set_cidrs(w, st, v, base);
     case K_TLVS:
         return set_tlvs(w, v, base);
     case K_SEQ:

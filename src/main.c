@@ -45,7 +45,8 @@ static int usable_cpus(int *cpus, int max)
 /* What the process holds apart from connections and pipes. */
 static struct fd_needs fd_needs_of(const struct config *c, int n_workers)
 {
-    struct fd_needs n = {.workers = (uint32_t)n_workers, .stats = c->stats_socket[0] != 0};
+    struct fd_needs n = {.workers = (uint32_t)n_workers,
+                         .stats = (c->stats_socket[0] != 0) + (c->admin.listen.sa.sa_family != 0)};
 
     for (int l = 0; l < c->n_listeners; l++)
         n.binds += (uint32_t)c->listeners[l].n_bind;
@@ -165,8 +166,8 @@ static int load_runtime(struct process *r)
 }
 
 /* Waits for signals and handles reloads, upgrades and the watchdog; returns
- * the signal that stops the process. */
-static int run(struct process *r, const sigset_t *sigs, struct checker **checks)
+ * the signal that stops the process, and who sent it in *from. */
+static int run(struct process *r, const sigset_t *sigs, struct checker **checks, pid_t *from)
 {
     uint64_t wd = service_watchdog_usec(), seen[STATS_MAX_WORKERS] = {0};
     long period_ms = wd ? (long)(wd / 3000) : 1000;
@@ -177,7 +178,8 @@ static int run(struct process *r, const sigset_t *sigs, struct checker **checks)
     ts.tv_sec = period_ms / 1000;
     ts.tv_nsec = period_ms % 1000 * 1000000L;
     for (;;) {
-        int sig = sigtimedwait(sigs, NULL, &ts);
+        siginfo_t si = {0};
+        int sig = sigtimedwait(sigs, &si, &ts);
         log_rl_flush(0);
         if (wd)
             process_watchdog(r, seen);
@@ -194,6 +196,7 @@ static int run(struct process *r, const sigset_t *sigs, struct checker **checks)
         } else if (sig == SIGUSR1) {
             access_log_reopen(r->alog);
         } else if (sig == SIGTERM || sig == SIGINT) {
+            *from = si.si_pid;
             return sig;
         }
     }
@@ -274,13 +277,14 @@ static int start(struct process *r, const int *cpus, int n_cpus, struct checker 
     return 0;
 }
 
-/* After the signal that ends it: drain (SIGTERM) or not, then stop and
- * join every thread and free what the process holds. */
-static void stop(struct process *r, int sig, const sigset_t *sigs, struct checker *checks)
+/* After the signal that ends it: leave and drain (SIGTERM) or not, then
+ * stop and join every thread and free what the process holds. */
+static void stop(struct process *r, int sig, pid_t from, const sigset_t *sigs,
+                 struct checker *checks)
 {
-    if (sig == SIGTERM)
+    if (sig == SIGTERM && process_leave(r, sigs, from) != SIGINT)
         process_drain(r, sigs);
-    else
+    else if (sig != SIGTERM)
         log_info("%s: stopping", strsignal(sig));
     service_notify("STOPPING=1");
     checker_stop(checks);
@@ -303,6 +307,7 @@ int main(int argc, char **argv)
     static int cpus[CPU_SETSIZE];
     struct checker *checks = NULL;
     int n_cpus, ret, sig;
+    pid_t from = 0;
     sigset_t sigs;
 
     if ((ret = command(&r, argc, argv)) >= 0)
@@ -320,7 +325,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     if (start(&r, cpus, n_cpus, &checks) < 0)
         return 1;
-    sig = run(&r, &sigs, &checks); /* a reload replaces checks */
-    stop(&r, sig, &sigs, checks);
+    sig = run(&r, &sigs, &checks, &from); /* a reload replaces checks */
+    stop(&r, sig, from, &sigs, checks);
     return 0;
 }

@@ -55,6 +55,39 @@ static void wait_text(int status, char *out, size_t len)
                  strsignal(WTERMSIG(status)));
 }
 
+/* Why the process is not ready, into why ("" when it is): /ready's answer.
+ * Ready means accepting, and every listener's default backend has a
+ * server up. */
+static void readiness(const struct process *r, const struct runtime *rt, char *why, size_t cap)
+{
+    const struct config *c = &rt->cfg;
+
+    why[0] = '\0';
+    if (!atomic_load(&r->workers_ready)) {
+        snprintf(why, cap, "starting");
+        return;
+    }
+    if (atomic_load(&r->draining)) {
+        snprintf(why, cap, "draining");
+        return;
+    }
+    if (atomic_load(&r->leaving)) {
+        snprintf(why, cap, "leaving: shutdown_grace (still accepting, draining next)");
+        return;
+    }
+    for (int l = 0; l < c->n_listeners; l++) {
+        int b = c->listeners[l].default_index, up = 0;
+        const struct pool *p = &rt->pools[b];
+
+        for (int s = 0; s < p->n && !up; s++)
+            up = atomic_load(&p->m[s].up);
+        if (!up) {
+            snprintf(why, cap, "backend %s: no server up", c->backends[b].name);
+            return;
+        }
+    }
+}
+
 /* The stats socket's view of the process (stats_source.fill). */
 static void stats_fill(struct stats_report *rep, void *ctx)
 {
@@ -73,6 +106,7 @@ static void stats_fill(struct stats_report *rep, void *ctx)
     rep->reloads = atomic_load(&r->reloads);
     rep->reload_failures = atomic_load(&r->reload_failures);
     rep->draining = atomic_load(&r->draining);
+    rep->leaving = atomic_load(&r->leaving);
     rep->pid = (int)getpid();
     rep->successor = atomic_load(&r->successor);
     status = atomic_load(&r->successor_wstatus);
@@ -84,6 +118,7 @@ static void stats_fill(struct stats_report *rep, void *ctx)
     runtime_get(rt);
     pthread_mutex_unlock(&r->rt_lock);
     rep->max_connections = rt->max_connections;
+    readiness(r, rt, rep->not_ready, sizeof(rep->not_ready));
     for (int i = 0; i < STATS_MAX_SERVERS; i++) {
         int at = rep->names.server_index[i];
         rep->server_up[i] =
@@ -302,6 +337,45 @@ static uint32_t open_total(struct process *r)
     return atomic_load(&r->active_total);
 }
 
+int process_leave(struct process *r, const sigset_t *sigs, pid_t from)
+{
+    uint32_t grace = r->rt->cfg.shutdown_grace_ms;
+    uint64_t deadline = mono_ms() + grace, now;
+    int successor = atomic_load(&r->successor), sig;
+
+    atomic_store(&r->leaving, 1);
+    if (successor && from == successor && atomic_load(&r->successor_wstatus) == -1) {
+        log_info("SIGTERM from successor %d: it serves now; handing over the admin listener "
+                 "and draining without shutdown_grace",
+                 successor);
+        stats_socket_close_admin(r->stats);
+        return 0;
+    }
+    if (!grace)
+        return 0;
+    log_info("SIGTERM: leaving: not ready from now on, still accepting for %u ms "
+             "(shutdown_grace) so health checks and routes move traffic away; then draining",
+             grace);
+    process_notify_status(r, "leaving");
+    while ((now = mono_ms()) < deadline) {
+        uint64_t left = deadline - now < 999 ? deadline - now : 999; /* status each second */
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)left * 1000000L};
+
+        sig = sigtimedwait(sigs, NULL, &ts);
+        log_rl_flush(0);
+        if (sig == SIGCHLD)
+            process_reap(r);
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_info("%s during shutdown_grace: %s now", strsignal(sig),
+                     sig == SIGTERM ? "draining" : "stopping");
+            return sig;
+        }
+        process_notify_status(r, "leaving");
+    }
+    log_info("shutdown_grace over: draining");
+    return 0;
+}
+
 /* SIGTERM: no more accepts; open connections get drain_timeout to finish,
  * then the rest are reset. A second SIGTERM or a SIGINT cuts it short. */
 void process_drain(struct process *r, const sigset_t *sigs)
@@ -312,6 +386,7 @@ void process_drain(struct process *r, const sigset_t *sigs)
 
     atomic_store(&r->draining, 1);
     service_notify("STOPPING=1");
+    process_notify_status(r, "draining");
     for (int i = 0; i < r->n_workers; i++)
         atomic_store(&r->workers[i].drain, 1);
     log_info("SIGTERM: draining: no new connections; %u open get up to %u ms to finish",
@@ -357,24 +432,32 @@ static int access_open(struct process *r)
     return 0;
 }
 
-/* Opens the stats socket if the configuration names one. */
+/* Opens the stats socket and the admin listener if the configuration
+ * names them. */
 static int stats_open(struct process *r)
 {
     static const struct stats_source src = {stats_fill, stats_conns, NULL};
     struct stats_source mine = src;
     const struct config *c = &r->rt->cfg;
-    gid_t gid = (gid_t)-1;
-    char err[256];
+    struct stats_listen at = {.path = c->stats_socket[0] ? c->stats_socket : NULL,
+                              .gid = (gid_t)-1,
+                              .admin = c->admin.listen.sa.sa_family ? &c->admin.listen : NULL,
+                              .allow = c->admin.allow,
+                              .n_allow = c->admin.n_allow};
+    char err[256], addr[ADDR_STRLEN];
 
-    if (!c->stats_socket[0])
+    if (!at.path && !at.admin)
         return 0;
     mine.ctx = r;
     if ((c->stats_socket_group[0] &&
-         service_group(c->stats_socket_group, &gid, err, sizeof(err)) < 0) ||
-        !(r->stats = stats_socket_start(c->stats_socket, gid, &mine, err, sizeof(err)))) {
+         service_group(c->stats_socket_group, &at.gid, err, sizeof(err)) < 0) ||
+        !(r->stats = stats_socket_start(&at, &mine, err, sizeof(err)))) {
         log_error("%s", err);
         return -1;
     }
+    if (at.admin)
+        log_info("admin listener on %s: GET /ready, /metrics, /stats.json (%d allowed ranges)",
+                 addr_format(&at.admin->sa, addr, sizeof(addr)), at.n_allow);
     return 0;
 }
 

@@ -7,14 +7,17 @@
 
 #define REQUEST_MAX 4096
 
-const char stats_help[] = "commands (one per line; the connection closes after the answer):\n"
-                          "  show stats        listeners, backends and servers as tables\n"
-                          "  show stats json   every counter as one JSON object\n"
-                          "  show servers      each server: state, connections, failures, bytes\n"
-                          "  show conns        the open connections of every worker\n"
-                          "  show metrics      the Prometheus text format\n"
-                          "  help              this list\n"
-                          "HTTP/1.x: GET (or HEAD) /metrics (Prometheus), /stats.json\n";
+const char stats_help[] =
+    "commands (one per line; the connection closes after the answer):\n"
+    "  show stats        listeners, backends and servers as tables\n"
+    "  show stats json   every counter as one JSON object\n"
+    "  show servers      each server: state, connections, failures, bytes\n"
+    "  show conns        the open connections of every worker\n"
+    "  show metrics      the Prometheus text format\n"
+    "  show ready        ready, or why not (what /ready answers)\n"
+    "  help              this list\n"
+    "HTTP/1.x: GET (or HEAD) /metrics (Prometheus), /stats.json, /ready (200 or "
+    "503)\n";
 
 static const char *const from_name[2] = {"client", "server"};
 
@@ -52,16 +55,21 @@ static void text_process(const struct stats_report *r, FILE *out)
 {
     fprintf(out,
             "ringrelay %s  io=%s  workers=%d  uptime=%llus  config generation=%llu  "
-            "reloads=%llu%s\n",
+            "reloads=%llu%s  %s%s\n",
             r->version, r->io, r->n_workers, (unsigned long long)(r->uptime_ms / 1000),
             (unsigned long long)r->generation, (unsigned long long)r->reloads,
-            r->draining ? "  DRAINING" : "");
+            r->draining  ? "  DRAINING"
+            : r->leaving ? "  LEAVING"
+                         : "",
+            r->not_ready[0] ? "not ready: " : "ready", r->not_ready);
     fprintf(out, "active connections %llu (max %u)", (unsigned long long)stat_get(&r->sum.w.active),
             r->max_connections);
     if (stat_get(&r->sum.w.accept_errors))
         fprintf(out, "  accept errors %llu", (unsigned long long)stat_get(&r->sum.w.accept_errors));
     if (r->stats_busy)
         fprintf(out, "  stats clients refused %llu", (unsigned long long)r->stats_busy);
+    if (r->admin_refused)
+        fprintf(out, "  admin clients refused %llu", (unsigned long long)r->admin_refused);
     if (r->have_memory)
         fprintf(out, "  memory allocated %llu KiB, resident %llu KiB",
                 (unsigned long long)(r->mem_allocated >> 10),
@@ -171,9 +179,13 @@ static void json_process(const struct stats_report *r, FILE *out)
     json_u64(out, "reloads", r->reloads, 1);
     json_u64(out, "reload_failures", r->reload_failures, 1);
     json_u64(out, "stats_busy", r->stats_busy, 1);
+    json_u64(out, "admin_refused", r->admin_refused, 1);
     json_u64(out, "max_connections", r->max_connections, 1);
     json_u64(out, "active", stat_get(&r->sum.w.active), 1);
-    fprintf(out, ",\"draining\":%s", r->draining ? "true" : "false");
+    fprintf(out, ",\"draining\":%s,\"leaving\":%s,\"ready\":%s,\"not_ready\":",
+            r->draining ? "true" : "false", r->leaving ? "true" : "false",
+            r->not_ready[0] ? "false" : "true");
+    json_str(out, r->not_ready);
     fprintf(out, ",\"successor\":{\"pid\":%d,\"ended\":", r->successor);
     if (r->successor_end[0])
         json_str(out, r->successor_end);
@@ -333,6 +345,17 @@ static void prom_process(const struct stats_report *r, FILE *out)
     prom_head(out, "draining", "gauge",
               "1 while stopping: no new connections, open ones finishing.");
     fprintf(out, "ringrelay_draining %d\n", r->draining);
+    prom_head(out, "leaving", "gauge",
+              "1 from SIGTERM until shutdown_grace ends: not ready, still accepting.");
+    fprintf(out, "ringrelay_leaving %d\n", r->leaving);
+    prom_head(out, "ready", "gauge",
+              "1 while /ready answers 200: accepting, and every listener's default backend "
+              "has a server up.");
+    fprintf(out, "ringrelay_ready %d\n", !r->not_ready[0]);
+    prom_head(out, "admin_clients_refused_total", "counter",
+              "Admin listener clients refused: their address is not in admin.allow.");
+    fprintf(out, "ringrelay_admin_clients_refused_total %llu\n",
+            (unsigned long long)r->admin_refused);
     if (!r->have_memory)
         return;
     prom_head(out, "memory_allocated_bytes", "gauge",
@@ -581,6 +604,11 @@ void stats_report_prometheus(const struct stats_report *r, FILE *out)
     prom_all_servers(r, out);
 }
 
+void stats_report_ready(const struct stats_report *r, FILE *out)
+{
+    fprintf(out, "%s\n", r->not_ready[0] ? r->not_ready : "ready");
+}
+
 /* ---- requests ---- */
 
 static const struct {
@@ -593,6 +621,7 @@ static const struct {
     {"show servers", NULL, STATS_CMD_SERVERS},
     {"show conns", NULL, STATS_CMD_CONNS},
     {"show metrics", "/metrics", STATS_CMD_METRICS},
+    {"show ready", "/ready", STATS_CMD_READY},
 };
 
 static enum stats_cmd command_named(const char *s, size_t n, int http)

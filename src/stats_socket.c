@@ -1,12 +1,14 @@
-/* The stats socket's thread: poll(2) over the listening socket and a few
- * clients, each with a deadline; answers are built whole, then written as
- * the client takes them. */
+/* The stats socket's thread: poll(2) over the listening sockets (the unix
+ * one and the admin listener) and a few clients, each with a deadline;
+ * answers are built whole, then written as the client takes them. */
 #include "stats_socket.h"
 
+#include "log.h"
 #include "syserr.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -25,9 +27,14 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #define BUSY_BODY "busy: " STR(CLIENTS) " stats clients already connected; try again\n"
+#define WAKE_STOP 's'
+#define WAKE_ADMIN_CLOSE 'a'
+
+enum { LISTEN_UNIX, LISTEN_ADMIN, LISTENS };
 
 struct client {
-    int fd; /* -1: free */
+    int fd;    /* -1: free */
+    int admin; /* from the admin listener: HTTP only */
     uint64_t deadline_ms;
     char in[REQUEST_BUF];
     size_t in_len;
@@ -36,15 +43,19 @@ struct client {
 };
 
 struct stats_socket {
-    int fd;
-    int wake[2]; /* a byte on wake[1] stops the thread */
-    ino_t ino;   /* the socket this process bound, to remove only that */
+    int fd[LISTENS]; /* -1: not served */
+    int wake[2];     /* a byte on wake[1]: WAKE_STOP or WAKE_ADMIN_CLOSE */
+    ino_t ino;       /* the socket this process bound, to remove only that */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    struct cidr allow[CONFIG_MAX_TRUSTED];
+    int n_allow;
     struct stats_source src;
     pthread_t thread;
     struct client c[CLIENTS];
-    uint64_t accept_resume_ms;   /* accept failed: the listening socket rests */
-    uint64_t busy;               /* clients refused, every slot taken; only this thread */
+    uint64_t accept_resume_ms; /* accept failed: the listening sockets rest */
+    /* Only this thread writes these: */
+    uint64_t busy;               /* clients answered busy, every slot taken */
+    uint64_t admin_refused;      /* admin clients from outside the allow list */
     struct stats_report *report; /* big: allocated once */
 };
 
@@ -71,10 +82,12 @@ static void report_fill(struct stats_socket *s)
     stats_names_read(&s->report->names);
     s->src.fill(s->report, s->src.ctx);
     s->report->stats_busy = s->busy;
+    s->report->admin_refused = s->admin_refused;
 }
 
-/* The body for cmd, and its content type. */
-static void answer_body(struct stats_socket *s, enum stats_cmd cmd, FILE *out, const char **type)
+/* The body for cmd, and its content type; the status when it is not 200. */
+static void answer_body(struct stats_socket *s, enum stats_cmd cmd, FILE *out, const char **type,
+                        const char **status)
 {
     *type = "text/plain; charset=utf-8";
     switch (cmd) {
@@ -88,13 +101,18 @@ static void answer_body(struct stats_socket *s, enum stats_cmd cmd, FILE *out, c
         fprintf(out, "unknown command; try: help\n");
         return;
     case STATS_CMD_NOT_FOUND:
-        fprintf(out, "not found: try /metrics or /stats.json\n");
+        *status = "404 Not Found";
+        fprintf(out, "not found: try /ready, /metrics or /stats.json\n");
         return;
     default:
         break;
     }
     report_fill(s);
-    if (cmd == STATS_CMD_STATS)
+    if (cmd == STATS_CMD_READY) {
+        stats_report_ready(s->report, out);
+        if (s->report->not_ready[0])
+            *status = "503 Service Unavailable";
+    } else if (cmd == STATS_CMD_STATS)
         stats_report_text(s->report, out);
     else if (cmd == STATS_CMD_SERVERS)
         stats_report_servers(s->report, out);
@@ -113,7 +131,7 @@ static void client_answer(struct stats_socket *s, struct client *c, int ret, enu
 {
     char *body = NULL, head[256];
     size_t body_len = 0;
-    const char *type = "text/plain; charset=utf-8";
+    const char *type = "text/plain; charset=utf-8", *status = "200 OK";
     FILE *out = open_memstream(&body, &body_len);
     int n = 0;
 
@@ -121,19 +139,23 @@ static void client_answer(struct stats_socket *s, struct client *c, int ret, enu
         client_close(c);
         return;
     }
-    if (ret < 0)
-        fprintf(out, "bad request: a command line or GET /metrics, under 4 KiB\n");
-    else
-        answer_body(s, cmd, out, &type);
+    if (c->admin && !http) {
+        ret = -EPROTO; /* the admin listener speaks HTTP only */
+        http = STATS_HTTP_GET;
+    }
+    if (ret < 0) {
+        status = "400 Bad Request";
+        fprintf(out, c->admin ? "bad request: GET or HEAD /ready, /metrics or /stats.json\n"
+                              : "bad request: a command line or GET /metrics, under 4 KiB\n");
+    } else {
+        answer_body(s, cmd, out, &type, &status);
+    }
     fclose(out);
     if (http)
         n = snprintf(head, sizeof(head),
                      "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n",
-                     ret < 0                      ? "400 Bad Request"
-                     : cmd == STATS_CMD_NOT_FOUND ? "404 Not Found"
-                                                  : "200 OK",
-                     type, body_len);
+                     status, type, body_len);
     if (http == STATS_HTTP_HEAD && ret >= 0)
         body_len = 0; /* the head says how long the body would be */
     c->out = malloc((size_t)n + body_len + 1);
@@ -206,9 +228,41 @@ static void busy_answer(struct stats_socket *s, int fd)
     s->busy++;
 }
 
-static void accept_client(struct stats_socket *s, uint64_t now)
+/* Whether an admin client's address is in the allow list. */
+static int admin_allowed(const struct stats_socket *s, const union sockaddr_inet *peer)
 {
-    int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    for (int i = 0; i < s->n_allow; i++)
+        if (cidr_match(&s->allow[i], &peer->sa))
+            return 1;
+    return 0;
+}
+
+/* An admin client from outside the allow list: one line, closed, counted,
+ * logged. */
+static void admin_refuse(struct stats_socket *s, int fd, const union sockaddr_inet *peer)
+{
+    static const char forbidden[] = "forbidden: this address is not in admin.allow\n";
+    char in[512], out[256], addr[ADDR_STRLEN];
+    int n = snprintf(out, sizeof(out),
+                     "HTTP/1.0 403 Forbidden\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     sizeof(forbidden) - 1, forbidden);
+
+    log_rl(LOG_LEVEL_WARN, "admin listener: refused %s: not in admin.allow",
+           addr_format(&peer->sa, addr, sizeof(addr)));
+    /* What has arrived is read, so that the close is not a reset. */
+    for (int i = 0; i < 8 && recv(fd, in, sizeof(in), MSG_DONTWAIT) > 0; i++)
+        ;
+    (void)!send(fd, out, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    close(fd);
+    s->admin_refused++;
+}
+
+static void accept_client(struct stats_socket *s, int which, uint64_t now)
+{
+    union sockaddr_inet peer;
+    socklen_t len = sizeof(peer);
+    int fd = accept4(s->fd[which], &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
     if (fd == -1) {
         /* Out of descriptors or memory: the client stays queued, and polling
@@ -217,9 +271,14 @@ static void accept_client(struct stats_socket *s, uint64_t now)
             s->accept_resume_ms = now + ACCEPT_BACKOFF_MS;
         return;
     }
+    if (which == LISTEN_ADMIN && !admin_allowed(s, &peer)) {
+        admin_refuse(s, fd, &peer);
+        return;
+    }
     for (int i = 0; i < CLIENTS; i++) {
         if (s->c[i].fd < 0) {
             s->c[i].fd = fd;
+            s->c[i].admin = which == LISTEN_ADMIN;
             s->c[i].deadline_ms = now + CLIENT_DEADLINE_MS;
             return;
         }
@@ -227,18 +286,33 @@ static void accept_client(struct stats_socket *s, uint64_t now)
     busy_answer(s, fd);
 }
 
+/* A byte on the wake pipe: 1 to stop the thread. */
+static int woken(struct stats_socket *s)
+{
+    char b = WAKE_STOP;
+
+    if (read(s->wake[0], &b, 1) == 1 && b == WAKE_ADMIN_CLOSE) {
+        if (s->fd[LISTEN_ADMIN] >= 0)
+            close(s->fd[LISTEN_ADMIN]);
+        s->fd[LISTEN_ADMIN] = -1;
+        return 0;
+    }
+    return 1;
+}
+
 static void *server_main(void *arg)
 {
     struct stats_socket *s = arg;
-    struct pollfd p[CLIENTS + 2];
-    int slot[CLIENTS + 2];
+    struct pollfd p[CLIENTS + 1 + LISTENS];
+    int slot[CLIENTS + 1 + LISTENS];
 
     pthread_setname_np(pthread_self(), "rr-stats");
     for (;;) {
         uint64_t now = now_ms();
-        int n = 2;
+        int n = 1 + LISTENS, resting = now < s->accept_resume_ms;
         p[0] = (struct pollfd){.fd = s->wake[0], .events = POLLIN};
-        p[1] = (struct pollfd){.fd = now < s->accept_resume_ms ? -1 : s->fd, .events = POLLIN};
+        for (int k = 0; k < LISTENS; k++)
+            p[1 + k] = (struct pollfd){.fd = resting ? -1 : s->fd[k], .events = POLLIN};
         for (int i = 0; i < CLIENTS; i++) {
             if (s->c[i].fd < 0)
                 continue;
@@ -249,11 +323,11 @@ static void *server_main(void *arg)
             p[n] = (struct pollfd){.fd = s->c[i].fd, .events = s->c[i].out ? POLLOUT : POLLIN};
             slot[n++] = i;
         }
-        if (poll(p, (nfds_t)n, p[1].fd < 0 ? ACCEPT_BACKOFF_MS : 500) == -1 && errno != EINTR)
+        if (poll(p, (nfds_t)n, resting ? ACCEPT_BACKOFF_MS : 500) == -1 && errno != EINTR)
             break;
-        if (p[0].revents)
+        if (p[0].revents && woken(s))
             break;
-        for (int k = 2; k < n; k++) {
+        for (int k = 1 + LISTENS; k < n; k++) {
             struct client *c = &s->c[slot[k]];
             if (!p[k].revents)
                 continue;
@@ -262,8 +336,9 @@ static void *server_main(void *arg)
             else
                 client_read(s, c);
         }
-        if (p[1].revents & POLLIN)
-            accept_client(s, now);
+        for (int k = 0; k < LISTENS; k++)
+            if (p[1 + k].fd >= 0 && (p[1 + k].revents & POLLIN))
+                accept_client(s, k, now);
     }
     return NULL;
 }
@@ -313,41 +388,94 @@ fail:
     return -1;
 }
 
-struct stats_socket *stats_socket_start(const char *path, gid_t gid, const struct stats_source *src,
-                                        char *err, size_t errlen)
+/* The admin listener: a TCP socket with SO_REUSEPORT (a successor binds
+ * beside it during an upgrade). Returns the fd, or -1 with err filled. */
+static int admin_open(const union sockaddr_inet *a, char *err, size_t errlen)
+{
+    int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+    const char *what = "socket";
+    char addr[ADDR_STRLEN];
+
+    if (fd == -1)
+        goto fail;
+    what = "setsockopt";
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1 ||
+        (a->sa.sa_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1))
+        goto fail;
+    what = "bind";
+    if (bind(fd, &a->sa, addr_len(&a->sa)) == -1)
+        goto fail;
+    what = "listen";
+    if (listen(fd, 64) == -1)
+        goto fail;
+    return fd;
+
+fail:
+    snprintf(err, errlen, "admin listener %s: %s: %s", addr_format(&a->sa, addr, sizeof(addr)),
+             what, strerror(errno));
+    if (fd != -1)
+        close(fd);
+    return -1;
+}
+
+static void server_free(struct stats_socket *s)
+{
+    if (s->wake[0] >= 0) {
+        close(s->wake[0]);
+        close(s->wake[1]);
+    }
+    for (int k = 0; k < LISTENS; k++)
+        if (s->fd[k] >= 0)
+            close(s->fd[k]);
+    free(s->report);
+    free(s);
+}
+
+struct stats_socket *stats_socket_start(const struct stats_listen *at,
+                                        const struct stats_source *src, char *err, size_t errlen)
 {
     struct stats_socket *s = calloc(1, sizeof(*s));
 
     if (!s || !(s->report = malloc(sizeof(*s->report)))) {
-        snprintf(err, errlen, "stats socket %s: out of memory", path);
-        goto fail;
+        snprintf(err, errlen, "stats socket: out of memory");
+        free(s);
+        return NULL;
     }
     s->src = *src;
-    snprintf(s->path, sizeof(s->path), "%s", path);
     for (int i = 0; i < CLIENTS; i++)
         s->c[i].fd = -1;
     s->wake[0] = s->wake[1] = -1;
-    if ((s->fd = socket_open(s, path, gid, err, errlen)) < 0)
-        goto fail;
+    s->fd[LISTEN_UNIX] = s->fd[LISTEN_ADMIN] = -1;
+    s->n_allow = at->n_allow < CONFIG_MAX_TRUSTED ? at->n_allow : CONFIG_MAX_TRUSTED;
+    memcpy(s->allow, at->allow, (size_t)s->n_allow * sizeof(*s->allow));
+    if (at->admin && (s->fd[LISTEN_ADMIN] = admin_open(at->admin, err, errlen)) < 0) {
+        server_free(s);
+        return NULL;
+    }
+    if (at->path) {
+        snprintf(s->path, sizeof(s->path), "%s", at->path);
+        if ((s->fd[LISTEN_UNIX] = socket_open(s, at->path, at->gid, err, errlen)) < 0) {
+            server_free(s);
+            return NULL;
+        }
+    }
     if (pipe2(s->wake, O_CLOEXEC) == -1 ||
         (errno = pthread_create(&s->thread, NULL, server_main, s))) {
-        snprintf(err, errlen, "stats socket %s: %s", path, strerror(errno));
-        close(s->fd);
-        (void)unlink(path);
-        goto fail;
+        snprintf(err, errlen, "stats thread: %s", strerror(errno));
+        if (at->path)
+            (void)unlink(at->path);
+        server_free(s);
+        return NULL;
     }
     return s;
+}
 
-fail:
-    if (s) {
-        if (s->wake[0] >= 0) {
-            close(s->wake[0]);
-            close(s->wake[1]);
-        }
-        free(s->report);
-    }
-    free(s);
-    return NULL;
+void stats_socket_close_admin(struct stats_socket *s)
+{
+    if (s)
+        (void)!write(s->wake[1], &(char){WAKE_ADMIN_CLOSE}, 1);
 }
 
 void stats_socket_stop(struct stats_socket *s)
@@ -356,17 +484,13 @@ void stats_socket_stop(struct stats_socket *s)
 
     if (!s)
         return;
-    (void)!write(s->wake[1], "", 1);
+    (void)!write(s->wake[1], &(char){WAKE_STOP}, 1);
     pthread_join(s->thread, NULL);
     for (int i = 0; i < CLIENTS; i++)
         if (s->c[i].fd >= 0)
             client_close(&s->c[i]);
-    close(s->fd);
-    close(s->wake[0]);
-    close(s->wake[1]);
     /* A newer process may have renamed its own socket over ours. */
-    if (stat(s->path, &st) == 0 && st.st_ino == s->ino)
+    if (s->fd[LISTEN_UNIX] >= 0 && stat(s->path, &st) == 0 && st.st_ino == s->ino)
         (void)unlink(s->path);
-    free(s->report);
-    free(s);
+    server_free(s);
 }

@@ -89,7 +89,7 @@ static char *slurp(const char *path, size_t *len)
 
 Test(config, the_shipped_example)
 {
-    char err[256] = "";
+    char err[512] = "";
     size_t len;
     char *text = slurp("conf/ringrelay.yaml", &len);
     const struct config_listener *l;
@@ -206,8 +206,16 @@ static const struct bad bads[] = {
     {"listeners: []\n" B, "t.yaml:1:12: listeners: at least one listener is needed"},
     {L B "bogus: 1\n",
      "t.yaml:8:1: bogus: unknown key (expected one of: workers, io, splice, stats_socket, "
-     "stats_socket_group, access_log, drain_timeout, user, group, max_connections, "
-     "accept_backlog, log_level, listeners, backends)"},
+     "stats_socket_group, access_log, admin, shutdown_grace, drain_timeout, user, group, "
+     "max_connections, accept_backlog, log_level, listeners, backends)"},
+    {L B "admin: {listen: 127.0.0.1}\n",
+     "t.yaml:8:17: admin.listen: expected IPV4:PORT or [IPV6]:PORT with port 1-65535, got "
+     "'127.0.0.1'"},
+    {L B "admin: {listen: \"127.0.0.1:9100\", allow: [10.0.0.1/8]}\n",
+     "t.yaml:8:43: admin.allow: '10.0.0.1/8' has bits set below the /8 prefix; did you mean "
+     "10.0.0.0/8?"},
+    {L B "shutdown_grace: soon\n",
+     "t.yaml:8:17: shutdown_grace: expected a duration like 500ms, 5s, 2m or 1h, got 'soon'"},
     {L B "access_log: {path: relative.log}\n",
      "t.yaml:8:20: access_log.path: expected an "
      "absolute path under 108 bytes or stderr, got 'relative.log'"},

@@ -67,8 +67,8 @@ def unit(ctx):
 class Notify:
     """A NOTIFY_SOCKET the relay reports to; collects the messages."""
 
-    def __init__(self, ctx):
-        self.path = os.path.join(ctx.tmpdir, "notify.sock")
+    def __init__(self, ctx, name="notify.sock"):
+        self.path = os.path.join(ctx.tmpdir, name)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
         self.sock.settimeout(0.05)

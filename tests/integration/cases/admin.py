@@ -1,0 +1,257 @@
+"""The admin HTTP listener and readiness, what a fleet's health checks,
+BGP announcers and Prometheus talk to: /ready, /metrics and /stats.json
+over TCP to the allowed addresses only; readiness that follows the default
+backends' health and the process's phase; and the graceful leave, where a
+SIGTERM makes the relay not ready at once but keeps it accepting for
+shutdown_grace before it drains."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import harness
+from harness import check
+from kit import config as cfg
+from kit.stats import query, stats_json
+from peers.backends import Listener
+from peers.helper import start_echo
+from peers.wire import recv_to_eof
+
+from .base import case
+from .drain import running
+from .service import Notify
+
+
+def http(port, path, method="GET", timeout=5):
+    """One HTTP/1.0 request to 127.0.0.1:port: (status, headers text, body)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(f"{method} {path} HTTP/1.0\r\nHost: relay\r\n\r\n".encode())
+        raw = recv_to_eof(s).decode()
+    finally:
+        s.close()
+    head, _, body = raw.partition("\r\n\r\n")
+    status = int(head.split(" ", 2)[1])
+    return status, head, body
+
+
+def metric(text, name):
+    """The value of an unlabelled sample in Prometheus text."""
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    check(m, f"no {name} in the metrics")
+    return float(m.group(1))
+
+
+def series(text):
+    """Every sample's name and labels, without its value."""
+    return sorted(line.rsplit(" ", 1)[0] for line in text.splitlines()
+                  if line and not line.startswith("#"))
+
+
+def echo_through(port, payload=b"ping\n"):
+    """A full echo through the relay at port; returns what came back."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        return recv_to_eof(s)
+    finally:
+        s.close()
+
+
+def accepts(port):
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        s.connect(("127.0.0.1", port))
+        return True
+    except ConnectionRefusedError:
+        return False
+    finally:
+        s.close()
+
+
+@case("admin_listener_serves_ready_metrics_and_json", per_io=False)
+def admin_serves(ctx):
+    """GET and HEAD /ready, /metrics and /stats.json on the admin port; the
+    metrics are the stats socket's own series; anything but those paths,
+    or a line command, gets 404 or 400; the process is ready."""
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    admin = harness.free_port()
+    cfg.start(ctx, cfg.document([cfg.listener("web", harness.free_port())],
+                                [cfg.backend("app", [start_echo(ctx).port])],
+                                stats_socket=sock, admin={"listen": f"127.0.0.1:{admin}"}))
+    status, head, body = http(admin, "/ready")
+    check(status == 200 and body == "ready\n", f"/ready: {status} {body!r}")
+    status, head, body = http(admin, "/ready", "HEAD")
+    check(status == 200 and body == "" and "Content-Length: 6" in head, f"HEAD /ready: {head}")
+    status, _, body = http(admin, "/metrics")
+    check(status == 200, f"/metrics: {status}")
+    check(series(body) == series(query(sock, "show metrics")),
+          "the admin listener's /metrics differs from the stats socket's")
+    check(metric(body, "ringrelay_ready") == 1, "ringrelay_ready is not 1")
+    status, _, body = http(admin, "/stats.json")
+    proc = json.loads(body)["process"]
+    check(status == 200 and proc["ready"] is True and proc["not_ready"] == "", f"json: {proc}")
+    status, _, body = http(admin, "/nothing")
+    check(status == 404 and "/ready" in body, f"/nothing: {status} {body!r}")
+    s = socket.create_connection(("127.0.0.1", admin), timeout=5)
+    s.sendall(b"show conns\n")
+    got = recv_to_eof(s).decode()
+    s.close()
+    check(got.startswith("HTTP/1.0 400") and "GET or HEAD /ready" in got,
+          f"a line command on the admin port got {got!r}")
+    check(query(sock, "show ready") == "ready\n", "show ready on the stats socket")
+
+
+@case("admin_listener_refuses_outside_allow", per_io=False)
+def admin_allow(ctx):
+    """The default allow list is loopback only; a client outside the list
+    is answered 403 and closed, counted and logged, and the stats socket
+    still answers."""
+    port = harness.free_port()
+    dump = subprocess.run([ctx.binary, "--listen", f"127.0.0.1:{port}", "--backend",
+                           f"127.0.0.1:{port + 1}", "--dump-config"],
+                          capture_output=True, text=True, timeout=10)
+    check('allow: ["127.0.0.0/8", "::1/128"]' in dump.stdout, f"default allow: {dump.stdout}")
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    admin = harness.free_port()
+    rl = cfg.start(ctx, cfg.document([cfg.listener("web", port)],
+                                     [cfg.backend("app", [start_echo(ctx).port])],
+                                     stats_socket=sock,
+                                     admin={"listen": f"127.0.0.1:{admin}",
+                                            "allow": ["10.0.0.0/8", "::1"]}))
+    # Answered at accept, before any request is read: a client that has sent
+    # nothing yet reads the whole refusal (one that has may see a reset).
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", admin), timeout=5)
+        got = recv_to_eof(s).decode()
+        s.close()
+        check(got.startswith("HTTP/1.0 403") and "not in admin.allow" in got, f"{got!r}")
+    check(stats_json(sock)["process"]["admin_refused"] == 3, "refusals not counted")
+    check(metric(query(sock, "show metrics"), "ringrelay_admin_clients_refused_total") == 3,
+          "refusals not in the metrics")
+    harness.wait_until(lambda: "admin listener: refused 127.0.0.1:" in rl.stderr(), 5,
+                       "the refusal to be logged")
+
+
+@case("ready_follows_the_default_backends_health", per_io=False)
+def ready_health(ctx):
+    """With the default backend's only server down, /ready is 503 naming
+    the backend and ringrelay_ready 0; once the server listens and its
+    check passes, 200 again."""
+    admin, dead = harness.free_port(), harness.free_port()
+    cfg.start(ctx, cfg.document(
+        [cfg.listener("web", harness.free_port(), default_backend="kong")],
+        [cfg.backend("kong", [dead], health_check={
+            "mode": "tcp", "interval": "100ms", "timeout": "100ms", "rise": 1, "fall": 1})],
+        admin={"listen": f"127.0.0.1:{admin}"}))
+    harness.wait_until(lambda: http(admin, "/ready")[0] == 503, 10, "/ready to fail")
+    status, _, body = http(admin, "/ready")
+    check(body == "backend kong: no server up\n", f"/ready said {body!r}")
+    check(metric(http(admin, "/metrics")[2], "ringrelay_ready") == 0, "ringrelay_ready is not 0")
+    lst = Listener("127.0.0.1", dead, 16, 5)
+    ctx.on_cleanup(lst.close)
+    harness.wait_until(lambda: http(admin, "/ready")[0] == 200, 10, "/ready to pass again")
+
+
+def leaving_relay(ctx, grace, **settings):
+    """A relay to an echo server with an admin listener and shutdown_grace,
+    reporting to a NOTIFY_SOCKET: (relay, port, admin port, notify)."""
+    port, admin = harness.free_port(), harness.free_port()
+    n = Notify(ctx, f"notify-{port}.sock")
+    path = cfg.write(ctx, cfg.document([cfg.listener("web", port)],
+                                       [cfg.backend("app", [start_echo(ctx).port])],
+                                       admin={"listen": f"127.0.0.1:{admin}"},
+                                       shutdown_grace=grace, **settings))
+    old_env = ctx.relay_env
+    ctx.relay_env = lambda: dict(old_env(), NOTIFY_SOCKET=n.path)
+    try:
+        rl = harness.start_relay(ctx, ["-c", path])
+    finally:
+        ctx.relay_env = old_env
+    n.wait("READY=1")
+    return rl, port, admin, n
+
+
+@case("shutdown_grace_fails_ready_but_keeps_accepting")
+def grace(ctx):
+    """SIGTERM with shutdown_grace 3s: /ready answers 503 'leaving' and
+    ringrelay_leaving is 1 while new connections are still relayed (the
+    readiness fails before the listeners close); then the port refuses,
+    the drain runs, and the relay exits 0. Each phase is in the log, in
+    sd_notify STATUS= and in the stats."""
+    rl, port, admin, n = leaving_relay(ctx, "3s")
+    check(echo_through(port) == b"ping\n", "no echo before SIGTERM")
+    rl.popen.send_signal(signal.SIGTERM)
+    harness.wait_until(lambda: http(admin, "/ready")[0] == 503, 5, "/ready to fail")
+    status, _, body = http(admin, "/ready")
+    check(body.startswith("leaving"), f"/ready said {body!r}")
+    metrics = http(admin, "/metrics")[2]
+    check(metric(metrics, "ringrelay_ready") == 0 and metric(metrics, "ringrelay_leaving") == 1,
+          "ready/leaving gauges")
+    # Not ready, and still serving: a new client is relayed.
+    check(echo_through(port, b"after SIGTERM\n") == b"after SIGTERM\n",
+          "a client during shutdown_grace was not relayed")
+    check(rl.alive() and accepts(port), "the port closed during shutdown_grace")
+    harness.wait_until(lambda: not accepts(port), 15, "the port to close after the grace")
+    rl.exited(15)
+    check(rl.popen.returncode == 0, f"exit status {rl.popen.returncode}")
+    log = rl.stderr()
+    order = [log.find("SIGTERM: leaving: not ready"), log.find("shutdown_grace over: draining"),
+             log.find("SIGTERM: draining"), log.find("drained: every connection finished")]
+    check(-1 not in order and order == sorted(order), f"phases in the log: {order}\n{log[-800:]}")
+    n.wait("STATUS=leaving")
+    n.wait("STATUS=draining")
+    check(n.messages.index(next(m for m in n.messages if "STATUS=leaving" in m)) <
+          n.messages.index(next(m for m in n.messages if "STATUS=draining" in m)),
+          f"sd_notify order: {n.messages}")
+
+
+@case("shutdown_grace_cut_short_by_a_second_signal", per_io=False)
+def grace_cut(ctx):
+    """A second SIGTERM during a long shutdown_grace drains at once; SIGINT
+    stops at once."""
+    for sig, line in ((signal.SIGTERM, "Terminated during shutdown_grace: draining now"),
+                      (signal.SIGINT, "Interrupt during shutdown_grace: stopping now")):
+        rl, port, admin, _ = leaving_relay(ctx, "10m")
+        rl.popen.send_signal(signal.SIGTERM)
+        harness.wait_until(lambda: "SIGTERM: leaving" in rl.stderr(), 5, "the grace to start")
+        check(http(admin, "/ready")[0] == 503, "ready during the grace")
+        rl.popen.send_signal(sig)
+        rl.exited(15)
+        check(line in rl.stderr(), f"no '{line}': {rl.stderr()[-600:]}")
+        check(("SIGTERM: draining" in rl.stderr()) == (sig == signal.SIGTERM),
+              "drained when it should not have, or not when it should")
+
+
+@case("upgrade_hands_the_admin_listener_over", per_io=False, budget=90)
+def upgrade_admin(ctx):
+    """SIGUSR2 with an admin listener and a long shutdown_grace: the
+    successor binds the same admin port beside the old process (SO_REUSEPORT),
+    and the old one, told to stop by its successor, skips the grace, closes
+    its admin listener and drains; /ready keeps answering 200 throughout."""
+    rl, port, admin, _ = leaving_relay(ctx, "10m")
+    old = rl.pid
+    rl.popen.send_signal(signal.SIGUSR2)
+    harness.wait_until(lambda: "SIGTERM from successor" in rl.stderr(), 15,
+                       "the successor to take over")
+    new_pid = int(re.search(r"SIGTERM from successor (\d+)", rl.stderr()).group(1))
+    ctx.on_cleanup(lambda: os.kill(new_pid, signal.SIGKILL) if running(new_pid) else None)
+    rl.exited(30)
+    check(rl.popen.returncode == 0, f"old process exit {rl.popen.returncode}")
+    check("SIGTERM: leaving" not in rl.stderr(), "the old process waited out the grace")
+    status, _, body = http(admin, "/stats.json")
+    check(status == 200 and json.loads(body)["process"]["pid"] == new_pid,
+          f"the admin port is not the successor's: {status} {body[:200]}")
+    check(http(admin, "/ready")[0] == 200, "the successor is not ready")
+    check(echo_through(port) == b"ping\n", "the successor does not relay")
+    os.kill(new_pid, signal.SIGINT)
+    deadline = time.monotonic() + 10
+    while running(new_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    check(not running(new_pid), "the successor did not stop on SIGINT")
