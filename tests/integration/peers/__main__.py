@@ -6,6 +6,8 @@ import argparse
 
 from .backends import echo_backend, integrity_backend
 from .clients import churn_client, integrity_client, rate_client, steady_client
+from .fleet_client import add_arguments as fleet_arguments
+from .fleet_client import fleet_client
 from .impair import delay_queue
 
 
@@ -41,11 +43,12 @@ def main():
     q.add_argument("--piece", type=int, default=512)
     q.add_argument("--gap", type=float, default=0.1)
     q.add_argument("--timeout", type=float, default=60)
+    fleet_arguments(sub.add_parser("fleet-client"))
     args = p.parse_args()
     {"integrity-backend": integrity_backend, "integrity-client": integrity_client,
      "steady-client": steady_client, "rate-client": rate_client,
      "echo-backend": echo_backend, "churn-client": churn_client,
-     "delay-queue": delay_queue}[args.cmd](args)
+     "delay-queue": delay_queue, "fleet-client": fleet_client}[args.cmd](args)
 
 
 if __name__ == "__main__":
