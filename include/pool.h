@@ -22,6 +22,7 @@ struct pool_member {
     uint32_t max_conns; /* 0: no limit */
     atomic_uint active; /* open connections, all workers */
     atomic_int up;      /* set by health checks */
+    atomic_int proven;  /* a health check has passed (or there are none): counts for readiness */
     atomic_uint fails;  /* connects failed in a row (passive checks) */
 };
 
@@ -58,6 +59,11 @@ static inline void pool_tried_add(struct pool_tried *t, int s)
 
 /* Builds p from b's servers, all up. Returns 0 or -ENOMEM. */
 int pool_build(struct pool *p, const struct config_backend *b);
+
+/* A reload's pool takes the health of the servers old had at the same
+ * address (up, proven), so that a reload neither revives a server that is
+ * down nor makes the relay unready until the next checks. */
+void pool_inherit(struct pool *p, const struct pool *old);
 void pool_free(struct pool *p);
 
 /* A worker's round-robin state for p. Returns 0 or -ENOMEM. */

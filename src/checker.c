@@ -79,6 +79,8 @@ static void check_server(struct backend_checker *bc, SSL_CTX *tls, int s)
         h->up = 0;
         h->streak = 0;
     }
+    if (ok)
+        atomic_store(&m->proven, 1);
     if (!health_feed(h, ok, be->health.rise, be->health.fall))
         return;
     atomic_store(&m->up, h->up);
@@ -127,7 +129,7 @@ struct checker *checker_start(struct runtime *rt)
         bc->stop = &ck->stop;
         bc->state = calloc((size_t)rt->cfg.backends[b].n_servers + 1, sizeof(*bc->state));
         for (int s = 0; bc->state && s < rt->cfg.backends[b].n_servers; s++)
-            bc->state[s].up = 1;
+            bc->state[s].up = atomic_load(&rt->pools[b].m[s].up); /* kept by a reload */
         if (!bc->state || pthread_create(&bc->thread, NULL, checker_main, bc) != 0) {
             log_error("backend %s: cannot start its health checks", rt->cfg.backends[b].name);
             checker_stop(ck);

@@ -234,8 +234,7 @@ static void keep_section(const struct section *sec, void *nbase, const void *oba
         changed(key, was, now);
         memcpy((char *)nbase + st->off, (const char *)obase + st->off, field_size(st));
         if (st->kind == K_CIDRS)
-            memcpy((char *)nbase + st->count_off, (const char *)obase + st->count_off,
-                   sizeof(int));
+            memcpy((char *)nbase + st->count_off, (const char *)obase + st->count_off, sizeof(int));
     }
 }
 

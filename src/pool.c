@@ -94,9 +94,22 @@ int pool_build(struct pool *p, const struct config_backend *b)
         m->max_conns = s->max_connections;
         atomic_init(&m->active, 0);
         atomic_init(&m->up, 1);
+        atomic_init(&m->proven, b->health.mode == CHECK_OFF);
         atomic_init(&m->fails, 0);
     }
     return p->balance == BALANCE_CLIENT_IP_HASH ? ring_build(p) : 0;
+}
+
+void pool_inherit(struct pool *p, const struct pool *old)
+{
+    for (int i = 0; i < p->n; i++)
+        for (int j = 0; j < old->n; j++)
+            if (strcmp(p->m[i].key, old->m[j].key) == 0) {
+                atomic_store(&p->m[i].up, atomic_load(&old->m[j].up));
+                atomic_store(&p->m[i].proven,
+                             atomic_load(&p->m[i].proven) | atomic_load(&old->m[j].proven));
+                break;
+            }
 }
 
 void pool_free(struct pool *p)

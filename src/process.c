@@ -76,13 +76,19 @@ static void readiness(const struct process *r, const struct runtime *rt, char *w
         return;
     }
     for (int l = 0; l < c->n_listeners; l++) {
-        int b = c->listeners[l].default_index, up = 0;
+        int b = c->listeners[l].default_index, up = 0, proven = 0;
         const struct pool *p = &rt->pools[b];
 
-        for (int s = 0; s < p->n && !up; s++)
-            up = atomic_load(&p->m[s].up);
-        if (!up) {
-            snprintf(why, cap, "backend %s: no server up", c->backends[b].name);
+        for (int s = 0; s < p->n && !proven; s++) {
+            int u = atomic_load(&p->m[s].up);
+            up |= u;
+            proven = u && atomic_load(&p->m[s].proven);
+        }
+        if (!proven) {
+            snprintf(why, cap,
+                     up ? "starting: backend %s: no server has passed a health check yet"
+                        : "backend %s: no server up",
+                     c->backends[b].name);
             return;
         }
     }

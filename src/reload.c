@@ -68,6 +68,18 @@ struct runtime *reload_load_runtime(const struct options *o, char *err, size_t e
     return rt;
 }
 
+/* Servers that keep their backend's name and their address keep their
+ * health across the reload. */
+static void inherit_health(struct runtime *nrt, const struct runtime *old)
+{
+    for (int b = 0; b < nrt->cfg.n_backends; b++)
+        for (int o = 0; o < old->cfg.n_backends; o++)
+            if (strcmp(nrt->cfg.backends[b].name, old->cfg.backends[o].name) == 0) {
+                pool_inherit(&nrt->pools[b], &old->pools[o]);
+                break;
+            }
+}
+
 /* Waits up to 2 s for the workers to take their updates (each does at its
  * next tick). Returns how many have none pending. */
 static int reload_wait(struct process *r)
@@ -127,6 +139,7 @@ int reload_apply(struct process *r, struct checker **checks)
         return -1;
     }
     checker_stop(*checks);
+    inherit_health(nrt, r->rt);
     stats_assign(nrt);
     for (int w = 0; w < r->n_workers; w++) {
         runtime_get(nrt);

@@ -205,3 +205,38 @@ Test(pool, a_thousand_servers_and_the_tried_ones_passed_over)
         pool_rr_fini(&rr);
     }
 }
+
+/* A reload keeps each server's health by address: one down stays down, a
+ * proven one stays proven, and a new one starts unproven. be.health.mode
+ * is 0 here (tcp): new pools start unproven. */
+Test(pool, a_reload_inherits_health_by_address)
+{
+    struct pool old;
+
+    build(BALANCE_ROUND_ROBIN, NULL, 3);
+    cr_assert_eq(atomic_load(&pool.m[0].proven), 0, "checks run: nothing proven at first");
+    atomic_store(&pool.m[0].proven, 1);
+    atomic_store(&pool.m[1].up, 0);
+    old = pool;
+    pool = (struct pool){0};
+    be.servers = servers + 1; /* 10.0.0.2, 10.0.0.3, and a new 10.0.0.9 */
+    cr_assert_eq(addr_parse("10.0.0.9:8443", &servers[3].inet), 0);
+    servers[3].weight = 1;
+    cr_assert_eq(pool_build(&pool, &be), 0);
+    pool_inherit(&pool, &old);
+    cr_assert_eq(atomic_load(&pool.m[0].up), 0, "10.0.0.2 was down and stays down");
+    cr_assert_eq(atomic_load(&pool.m[1].up), 1);
+    cr_assert_eq(atomic_load(&pool.m[2].up), 1, "a new server starts up");
+    cr_assert_eq(atomic_load(&pool.m[2].proven), 0, "and unproven");
+    be.servers = servers;
+    pool_free(&old);
+    pool_free(&pool);
+    build(BALANCE_ROUND_ROBIN, NULL, 3);
+    old = pool;
+    pool = (struct pool){0};
+    atomic_store(&old.m[2].proven, 1);
+    cr_assert_eq(pool_build(&pool, &be), 0);
+    pool_inherit(&pool, &old);
+    cr_assert_eq(atomic_load(&pool.m[2].proven), 1, "10.0.0.3 was proven and stays so");
+    pool_free(&old);
+}

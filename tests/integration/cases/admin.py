@@ -141,22 +141,42 @@ def admin_allow(ctx):
 
 @case("ready_follows_the_default_backends_health", per_io=False)
 def ready_health(ctx):
-    """With the default backend's only server down, /ready is 503 naming
-    the backend and ringrelay_ready 0; once the server listens and its
-    check passes, 200 again."""
+    """Until a server of the default backend has passed a health check the
+    relay is not ready ('starting'); with its only server down, /ready is
+    503 naming the backend and ringrelay_ready 0; once the server listens
+    and its check passes, 200 again, and a reload keeps that (the server's
+    health is kept by address, so /ready never blinks)."""
     admin, dead = harness.free_port(), harness.free_port()
-    cfg.start(ctx, cfg.document(
+    rl = cfg.start(ctx, cfg.document(
         [cfg.listener("web", harness.free_port(), default_backend="kong")],
         [cfg.backend("kong", [dead], health_check={
             "mode": "tcp", "interval": "100ms", "timeout": "100ms", "rise": 1, "fall": 1})],
         admin={"listen": f"127.0.0.1:{admin}"}))
-    harness.wait_until(lambda: http(admin, "/ready")[0] == 503, 10, "/ready to fail")
-    status, _, body = http(admin, "/ready")
-    check(body == "backend kong: no server up\n", f"/ready said {body!r}")
+    seen = set()
+
+    def down():
+        status, _, body = http(admin, "/ready")
+        seen.add(body)
+        return status == 503 and body == "backend kong: no server up\n"
+    harness.wait_until(down, 10, "/ready to say the backend has no server up")
+    check(seen <= {"backend kong: no server up\n",
+                   "starting: backend kong: no server has passed a health check yet\n"},
+          f"/ready said {seen} on the way")
     check(metric(http(admin, "/metrics")[2], "ringrelay_ready") == 0, "ringrelay_ready is not 0")
     lst = Listener("127.0.0.1", dead, 16, 5)
     ctx.on_cleanup(lst.close)
     harness.wait_until(lambda: http(admin, "/ready")[0] == 200, 10, "/ready to pass again")
+    generation = json.loads(http(admin, "/stats.json")[2])["process"]["generation"]
+    rl.popen.send_signal(signal.SIGHUP)
+    answers = set()
+
+    def reloaded():
+        status, _, body = http(admin, "/stats.json")
+        answers.add(http(admin, "/ready")[0])
+        return json.loads(body)["process"]["generation"] == generation + 1
+    harness.wait_until(reloaded, 10, "the reload")
+    answers.add(http(admin, "/ready")[0])
+    check(answers == {200}, f"/ready answered {answers} across the reload")
 
 
 def leaving_relay(ctx, grace, **settings):
