@@ -67,3 +67,184 @@ def spread(ctx):
     harness.wait_until(fleet_total, 15, f"Prometheus's fleet sum to reach {SPREAD_CONNS}")
     up = fleet.promql("sum(ringrelay_ready)")
     check(up and float(up[0]["value"][1]) == 3, f"ringrelay_ready over the fleet: {up}")
+
+
+def rate_client(fleet, name="rate", rate=50):
+    c = fleet.client(name, ["--mode", "rate", "--rate", str(rate), "--duration", "90",
+                            "--timeout", "10"])
+    c.wait_json("started", 10)
+    return c
+
+
+def stop_rate(c):
+    c.stop(signal.SIGTERM, 30)
+    return c.wait_json("done", 30)["done"]
+
+
+@case("fleet_conntrack_join_only_when_ready", per_io=False, budget=180)
+def join(ctx):
+    """A 4th relay that runs and listens but is not ready (its gateways
+    are wrong: no server up) gets no connection under 50 new connections a
+    second; once a reload points it right and /ready turns 200, new
+    connections reach it within 2 s. No connection fails meanwhile."""
+    fleet = Fleet(ctx)
+    for i in (1, 2, 3):
+        fleet.start_relay(i)
+    fleet.start_balancer([1, 2, 3, 4])
+    fleet.wait_members([1, 2, 3])
+    rate = rate_client(fleet)
+    path = fleet.relay_config(4, gateway_port=1)
+    r4 = harness.start_relay(ctx, ["-c", path], name="relay4", wrapper=fleet.prefix("r4"))
+    harness.wait_until(lambda: "no server up" in fleet.run(
+        "lb", ["curl", "-s", "--max-time", "1", f"http://{relay_addr(4)}:9100/ready"],
+        check=False).stdout, 10, "relay 4 to say its backend has no server up")
+    seen_before = len(conns(rate))
+    harness.wait_until(lambda: len(conns(rate)) >= seen_before + 100, 20,
+                       "100 more connections while relay 4 is not ready")
+    check(fleet.members_now() == [relay_addr(i) for i in (1, 2, 3)],
+          f"relay 4 became a member while not ready: {fleet.member_lines()}")
+    fleet.relay_config(4)  # the same file, the gateways' right port
+    last_503 = reloaded = time.time()
+    r4.popen.send_signal(signal.SIGHUP)
+    while fleet.ready(4) != 200:
+        last_503 = time.time()
+        check(last_503 - reloaded < 10, "relay 4 was not ready 10 s after the reload")
+    ready_at = time.time()
+    harness.wait_until(lambda: any(c["relay"] == relay_addr(4) for c in conns(rate)
+                                   if c.get("relay")), 10, "a connection to reach relay 4")
+    done = stop_rate(rate)
+    records = conns(rate)
+    via4 = sorted(c["t_open"] for c in records if c.get("relay") == relay_addr(4))
+    check(via4[0] >= last_503, f"a connection reached relay 4 {last_503 - via4[0]:.3f}s "
+                               "before it was ready")
+    check(via4[0] - ready_at <= 2.0, f"relay 4's first connection came {via4[0] - ready_at:.2f}s "
+                                     "after it was ready")
+    check(done["failed"] == 0, f"{done['failed']} connections failed: "
+                               f"{[c for c in records if not c['ok']][:3]}")
+    ctx.note(f"relay 4 took its first connection {via4[0] - ready_at:.2f}s after /ready "
+             f"turned 200; {len(via4)} of {done['ok']} in all")
+
+
+LONG_TRANSFERS = 50
+
+
+def long_client(fleet, relays, count=LONG_TRANSFERS, pace=2 << 20, name="long"):
+    """count downloads of the 24 MiB file kept in flight through relays
+    (numbers), read at pace bytes a second each (2 MiB/s: about 12 s)."""
+    c = fleet.client(name, ["--mode", "long", "--count", str(count), "--pace", str(pace),
+                            "--relay",
+                            ",".join(relay_addr(i) for i in relays), "--sha256",
+                            fleet.big_sha256, "--attempts", str(count * 12), "--timeout", "60"])
+    got = c.wait_json("inflight", 60)
+    check(got["inflight"] == count, f"only {got['inflight']} transfers through {relays}")
+    return c
+
+
+def check_long(c, since, what):
+    """Every transfer of long client c ended whole, and after since."""
+    res = c.wait_json("long", 120)["long"]
+    bad = [r for r in res if not r["ok"]]
+    check(not bad, f"{len(bad)} of {len(res)} transfers {what} broke: {bad[:3]}")
+    check(min(r["t_done"] for r in res) > since,
+          f"a transfer {what} ended before the event it was to span")
+    return res
+
+
+@case("fleet_conntrack_leave_without_loss", per_io=False, budget=240)
+def leave(ctx):
+    """SIGTERM to relay 2 (shutdown_grace 2 s) with 50 downloads in flight
+    through it and 50 new connections a second: no new connection reaches
+    it once the membership script has seen /ready fail (1 s at most after
+    the signal); the 50 downloads end byte-exact; relay 2 exits 0 once
+    drained; no connection fails anywhere. Prometheus saw ringrelay_ready
+    at 0 while relay 2 was still leaving (its listeners open)."""
+    fleet = Fleet(ctx)
+    for i in (1, 2, 3):
+        fleet.start_relay(i)
+    fleet.start_balancer([1, 2, 3])
+    fleet.wait_members([1, 2, 3])
+    fleet.start_prometheus([1, 2, 3])
+    transfers = long_client(fleet, [2])
+    rate = rate_client(fleet)
+    harness.wait_until(lambda: len(conns(rate)) >= 50, 20, "a second of new connections")
+    term = time.time()
+    fleet.relays[2].popen.send_signal(signal.SIGTERM)
+    harness.wait_until(lambda: fleet.members_now() == [relay_addr(1), relay_addr(3)], 5,
+                       "the balancer to drop relay 2")
+    dropped = time.time()
+    check(dropped - term <= 1.0, f"relay 2 was dropped {dropped - term:.2f}s after SIGTERM")
+    harness.wait_until(lambda: "shutdown_grace over" in fleet.relays[2].stderr(), 10,
+                       "relay 2's grace to end")
+    res = check_long(transfers, term, "through relay 2")
+    fleet.relays[2].exited(30)
+    done = stop_rate(rate)
+    records = conns(rate)
+    late = [c for c in records if c.get("relay") == relay_addr(2) and c["t_open"] > term + 1.0]
+    check(not late, f"{len(late)} new connections reached relay 2 over 1 s after SIGTERM")
+    check(done["failed"] == 0, f"{done['failed']} of {done['opened']} connections failed: "
+                               f"{[c for c in records if not c['ok']][:3]}")
+    inst = f'instance="{relay_addr(2)}:9100"'
+    seen = fleet.promql(f"count_over_time((ringrelay_ready{{{inst}}} == 0 and "
+                        f"ringrelay_leaving{{{inst}}} == 1)[2m:250ms])")
+    check(seen and float(seen[0]["value"][1]) >= 1,
+          f"Prometheus never saw relay 2 not ready while still accepting: {seen}")
+    via2 = sum(c.get("relay") == relay_addr(2) for c in records)
+    ctx.note(f"relay 2 left the members {dropped - term:.2f}s after SIGTERM; "
+             f"{len(res)} downloads through it finished whole; {done['ok']} new connections "
+             f"({via2} through relay 2 before it left), none failed")
+
+
+def failures_after(records, since):
+    """The failed connections opened after since, and how long after it
+    the last of them was opened."""
+    failed = [c for c in records if not c["ok"] and c["t_open"] >= since]
+    return failed, (max(c["t_open"] for c in failed) - since if failed else 0.0)
+
+
+@case("fleet_conntrack_crash_and_host_loss", per_io=False, budget=240)
+def crash(ctx):
+    """kill -9 relay 3, then (restarted) its host's link down, with
+    downloads in flight through relays 1 and 2 and 50 new connections a
+    second: the membership script drops relay 3 within a second or so each
+    time (measured: the span of new connections that failed), and nothing
+    through relays 1 and 2 breaks."""
+    fleet = Fleet(ctx)
+    for i in (1, 2, 3):
+        fleet.start_relay(i)
+    fleet.start_balancer([1, 2, 3])
+    fleet.wait_members([1, 2, 3])
+    transfers = long_client(fleet, [1, 2], count=20, pace=1 << 20)  # 24 s: both events
+    rate = rate_client(fleet)
+    harness.wait_until(lambda: len(conns(rate)) >= 50, 20, "a second of new connections")
+    killed = time.time()
+    fleet.relays[3].kill()
+    fleet.relays[3].checked = True  # killed on purpose
+    fleet.wait_members([1, 2])
+    dropped = time.time() - killed
+    harness.wait_until(lambda: len([c for c in conns(rate) if c["t_open"] > killed + 2]) >= 25,
+                       20, "half a second of connections after the drop")
+    failed, span = failures_after(conns(rate), killed)
+    check(span <= 1.5, f"connections still failed {span:.2f}s after kill -9: {failed[-3:]}")
+    check(all(c.get("relay") not in (relay_addr(1), relay_addr(2)) for c in failed),
+          f"a connection through relay 1 or 2 failed: {failed[:3]}")
+
+    fleet.start_relay(3)
+    fleet.wait_members([1, 2, 3])
+    mark = len(conns(rate))
+    harness.wait_until(lambda: any(c.get("relay") == relay_addr(3) for c in conns(rate)[mark:]),
+                       10, "relay 3 to take connections again")
+    lost = time.time()
+    fleet.run("r3", ["ip", "link", "set", "back", "down"])
+    fleet.wait_members([1, 2])
+    dropped_host = time.time() - lost
+    harness.wait_until(lambda: len([c for c in conns(rate) if c["t_open"] > lost + 2]) >= 25,
+                       20, "half a second of connections after the drop")
+    done = stop_rate(rate)
+    failed2, span2 = failures_after(conns(rate), lost)
+    check(span2 <= 1.5, f"connections still failed {span2:.2f}s after the link went down")
+    check_long(transfers, lost, "through relays 1 and 2")
+    fleet.run("r3", ["ip", "link", "set", "back", "up"])
+    ctx.note(f"kill -9: dropped after {dropped:.2f}s, {len(failed)} new connections failed "
+             f"over {span:.2f}s; link down: dropped after {dropped_host:.2f}s, {len(failed2)} "
+             f"failed over {span2:.2f}s; {done['ok']} ok in all; 20 downloads through relays "
+             f"1 and 2 whole")

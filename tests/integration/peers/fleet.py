@@ -172,11 +172,14 @@ class Fleet:
 
     # ---- relays ----
 
-    def relay_config(self, i, **settings):
+    def relay_config(self, i, gateway_port=PORT, **settings):
+        """Relay i's configuration file (gateway_port: where it thinks the
+        gateways listen)."""
         from kit import config as cfg
         doc = cfg.document(
             [cfg.listener("public", f"{relay_addr(i)}:{PORT}", default_backend="kong")],
-            [cfg.backend("kong", [f"{g}:{PORT}" for g in GATEWAYS], balance="client_ip_hash",
+            [cfg.backend("kong", [f"{g}:{gateway_port}" for g in GATEWAYS],
+                         balance="client_ip_hash",
                          health_check={"mode": "proxy_local", "interval": "500ms",
                                        "timeout": "400ms", "rise": 1, "fall": 2})],
             workers=1, admin={"listen": f"{relay_addr(i)}:{ADMIN}",

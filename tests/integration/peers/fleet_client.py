@@ -7,10 +7,10 @@ believed. Three modes:
          {"results": [...]}.
   rate   --rate R: R requests of /who a second until SIGTERM, each printed
          as {"conn": {...}} when it ends; then {"done": {...}}.
-  long   --count N --relay ADDR: downloads of /big.bin, paced (--pace
-         bytes a second each), kept only when they came through relay ADDR
-         until N are in flight ({"inflight": N}); then each is read to its
-         end and checked against --sha256: {"long": [...]}.
+  long   --count N --relay ADDR[,ADDR]: downloads of /big.bin, paced
+         (--pace bytes a second each), kept only when they came through one
+         of those relays until N are in flight ({"inflight": N}); then each
+         is read to its end and checked against --sha256: {"long": [...]}.
 
 Times are wall-clock seconds (time.time()), so the test can set them
 against the moment it sent a signal."""
@@ -114,13 +114,13 @@ async def rate(args, tls, sources):
 
 
 async def long(args, tls, sources):
-    kept = []
+    kept, wanted = [], set(args.relay.split(","))
     for i in range(args.attempts):
         if len(kept) == args.count:
             break
         reader, writer, rec = await request(args.host, args.port, sources[i % len(sources)],
                                             "/big.bin", tls, args.timeout)
-        if rec.get("relay") == args.relay and rec["status"] == 200:
+        if rec.get("relay") in wanted and rec["status"] == 200:
             kept.append((reader, writer, rec))
         else:
             writer.close()
