@@ -248,3 +248,142 @@ def crash(ctx):
              f"over {span:.2f}s; link down: dropped after {dropped_host:.2f}s, {len(failed2)} "
              f"failed over {span2:.2f}s; {done['ok']} ok in all; 20 downloads through relays "
              f"1 and 2 whole")
+
+
+def check_spread(ctx, results, relays):
+    """600 /who results: none failed, every relay over 20 %, each client
+    address on one gateway whichever relay it entered."""
+    bad = [r for r in results if not r["ok"]]
+    check(not bad, f"{len(bad)} of {len(results)} requests failed: {bad[:3]}")
+    by_relay = collections.Counter(r["relay"] for r in results)
+    check(set(by_relay) == {relay_addr(i) for i in relays}, f"relays reached: {by_relay}")
+    check(min(by_relay.values()) >= len(results) * 0.2, f"uneven spread: {by_relay}")
+    gateways = collections.defaultdict(set)
+    for r in results:
+        gateways[r["src"].rsplit(":", 1)[0]].add(r["gateway"])
+    check(all(len(g) == 1 for g in gateways.values()),
+          f"a client address reached two gateways: {dict(gateways)}")
+    return by_relay
+
+
+@case("fleet_bgp_spread_truth_and_join", per_io=False, budget=240)
+def bgp_spread(ctx):
+    """The BGP tier: BIRD on the router (ECMP, L4 hash) and on each relay
+    host, the announcer tying the announcement to /ready. 600 requests from
+    16 addresses reach all three relays (none under 20 %) with the true
+    client address at the gateway and client_ip_hash holding; a 4th relay
+    whose BGP session is up is announced only once ready, and takes new
+    connections within 2 s of it."""
+    fleet = Fleet(ctx)
+    fleet.start_router()
+    for i in (1, 2, 3):
+        fleet.start_bgp_relay(i)
+    fleet.wait_next_hops([1, 2, 3])
+    c = fleet.client("burst", ["--mode", "burst", "--count", str(SPREAD_CONNS)])
+    by_relay = check_spread(ctx, c.wait_json("results", 120)["results"], (1, 2, 3))
+    rate = rate_client(fleet)
+    fleet.start_bgp_relay(4, gateway_port=1)  # running, its session up, not ready
+    harness.wait_until(lambda: "withdrawn" in fleet.announcers[4].stdout(), 10,
+                       "relay 4's announcer to start withdrawn")
+    harness.wait_until(lambda: "Established" in fleet.run(
+        "r4", ["birdc", "-s", fleet.bird_socks[4], "show", "protocols", "upstream"]).stdout,
+        20, "relay 4's BGP session")
+    mark = len(conns(rate))
+    harness.wait_until(lambda: len(conns(rate)) >= mark + 100, 20, "100 more connections")
+    check(fleet.next_hops() == [relay_addr(i) for i in (1, 2, 3)],
+          f"relay 4 was announced while not ready: {fleet.next_hops()}")
+    fleet.relay_config(4)
+    last_503 = reloaded = time.time()
+    fleet.relays[4].popen.send_signal(signal.SIGHUP)
+    while fleet.ready(4) != 200:
+        last_503 = time.time()
+        check(last_503 - reloaded < 10, "relay 4 was not ready 10 s after the reload")
+    ready_at = time.time()
+    harness.wait_until(lambda: any(c.get("relay") == relay_addr(4) for c in conns(rate)), 10,
+                       "a connection to reach relay 4")
+    done = stop_rate(rate)
+    records = conns(rate)
+    via4 = sorted(c["t_open"] for c in records if c.get("relay") == relay_addr(4))
+    check(via4[0] >= last_503, "a connection reached relay 4 before it was ready")
+    check(via4[0] - ready_at <= 2.0,
+          f"relay 4's first connection came {via4[0] - ready_at:.2f}s after it was ready")
+    check(done["failed"] == 0, f"{done['failed']} connections failed: "
+                               f"{[c for c in records if not c['ok']][:3]}")
+    ctx.note("per relay: " + ", ".join(f"{k} {v}" for k, v in sorted(by_relay.items())) +
+             f"; relay 4 announced and took a connection {via4[0] - ready_at:.2f}s after ready")
+
+
+def broken_by_relay(results):
+    """How many of the long transfers broke, by the relay they went through."""
+    out = collections.Counter()
+    for r in results:
+        out[r["relay"]] += 0 if r["ok"] else 1
+    return out
+
+
+def long_results(c):
+    return c.wait_json("long", 120)["long"]
+
+
+def bgp_leave(ctx, resilient, leaving):
+    """SIGTERM to relay `leaving` (shutdown_grace 2 s) in the BGP tier, with
+    30 downloads in flight over the three relays and 50 new connections a
+    second: the announcer withdraws within 1 s of the signal, no new
+    connection reaches the relay after, and it exits 0 once its drain ends.
+    Its in-flight downloads lose their path when the route goes (the
+    client's packets go to another relay, which resets them; the relay
+    hears nothing back, so its drain runs to drain_timeout, 5 s here); with
+    plain ECMP the kernel may move flows of the survivors too. Measured and
+    reported, with the new connections that failed."""
+    fleet = Fleet(ctx)
+    fleet.start_router(resilient)
+    for i in (1, 2, 3):
+        fleet.start_bgp_relay(i, drain_timeout="5s")
+    fleet.wait_next_hops([1, 2, 3])
+    transfers = long_client(fleet, [1, 2, 3], count=30)
+    rate = rate_client(fleet)
+    harness.wait_until(lambda: len(conns(rate)) >= 50, 20, "a second of new connections")
+    term = time.time()
+    fleet.relays[leaving].popen.send_signal(signal.SIGTERM)
+    fleet.wait_next_hops([i for i in (1, 2, 3) if i != leaving], timeout=5)
+    withdrawn = time.time() - term
+    check(withdrawn <= 1.0, f"relay {leaving} was withdrawn {withdrawn:.2f}s after SIGTERM")
+    fleet.relays[leaving].exited(20)
+    res = long_results(transfers)
+    done = stop_rate(rate)
+    records = conns(rate)
+    late = [c for c in records
+            if c.get("relay") == relay_addr(leaving) and c["t_open"] > term + 1.0]
+    check(not late, f"{len(late)} new connections reached relay {leaving} over 1 s after SIGTERM")
+    broken = broken_by_relay(res)
+    per = collections.Counter(r["relay"] for r in res)
+    failed, span = failures_after(records, term)
+    ctx.note(f"relay {leaving} withdrawn {withdrawn:.2f}s after SIGTERM; downloads broken "
+             "(of in flight): "
+             + ", ".join(f"{k} {broken[k]}/{per[k]}" for k in sorted(per))
+             + f"; new connections failed: {len(failed)} of {done['opened']}")
+    return broken
+
+
+@case("fleet_bgp_leave_measured", per_io=False, budget=240)
+def bgp_leave_ecmp(ctx):
+    """Relay 2 leaves a plain ECMP route (BIRD's merged multipath)."""
+    bgp_leave(ctx, resilient=False, leaving=2)
+
+
+@case("fleet_bgp_leave_first_next_hop", per_io=False, budget=240)
+def bgp_leave_ecmp_first(ctx):
+    """Relay 1, the first next hop, leaves a plain ECMP route: the kernel's
+    hash-threshold split moves part of the survivors' flows as well (for
+    the middle next hop it happens not to)."""
+    bgp_leave(ctx, resilient=False, leaving=1)
+
+
+@case("fleet_bgp_leave_resilient_nexthops", per_io=False, budget=240)
+def bgp_leave_resilient(ctx):
+    """Relay 1 leaves a route through a resilient next-hop group
+    (deploy/bird/ringrelay-nexthops): only its buckets move, so no download
+    through relays 2 and 3 breaks."""
+    broken = bgp_leave(ctx, resilient=True, leaving=1)
+    check(broken[relay_addr(2)] == 0 and broken[relay_addr(3)] == 0,
+          f"downloads through the survivors broke: {dict(broken)}")

@@ -108,6 +108,8 @@ class Fleet:
         if not shutil.which("ip") or not shutil.which("nft"):
             raise TestSkip("the fleet needs ip (iproute2) and nft (nftables)")
         self.ctx = ctx
+        self.bgp = False
+        self.bird_socks, self.announcers = {}, {}
         tag = f"rrf{os.getpid() % 100000}"
         self.ns = {h: f"{tag}-{h}" for h in
                    ["net", "client", "lb", "gw"] + [f"r{i}" for i in range(1, 5)]}
@@ -174,17 +176,19 @@ class Fleet:
 
     def relay_config(self, i, gateway_port=PORT, **settings):
         """Relay i's configuration file (gateway_port: where it thinks the
-        gateways listen)."""
+        gateways listen). It listens on its own address, or on the service
+        address in the BGP tier."""
         from kit import config as cfg
+        bind = VIP if self.bgp else relay_addr(i)
         doc = cfg.document(
-            [cfg.listener("public", f"{relay_addr(i)}:{PORT}", default_backend="kong")],
+            [cfg.listener("public", f"{bind}:{PORT}", default_backend="kong")],
             [cfg.backend("kong", [f"{g}:{gateway_port}" for g in GATEWAYS],
                          balance="client_ip_hash",
                          health_check={"mode": "proxy_local", "interval": "500ms",
                                        "timeout": "400ms", "rise": 1, "fall": 2})],
-            workers=1, admin={"listen": f"{relay_addr(i)}:{ADMIN}",
-                              "allow": [f"{BACK}.0/24", "127.0.0.0/8"]},
-            shutdown_grace="2s", drain_timeout="30s", **settings)
+            **dict(dict(workers=1, admin={"listen": f"{relay_addr(i)}:{ADMIN}",
+                                          "allow": [f"{BACK}.0/24", "127.0.0.0/8"]},
+                        shutdown_grace="2s", drain_timeout="30s"), **settings))
         return cfg.write(self.ctx, doc, name=f"relay{i}.yaml")
 
     def start_relay(self, i, **settings):
@@ -226,6 +230,83 @@ class Fleet:
         want = sorted(relay_addr(i) for i in relays)
         wait_until(lambda: sorted(self.members_now() or []) == want, timeout,
                    f"the balancer's members to be {want}")
+
+    # ---- the BGP tier ----
+
+    def _bird(self, host, template, replace):
+        """BIRD on host with deploy/bird/template, its example addresses
+        replaced; returns its control socket."""
+        d = os.path.join(self.ctx.tmpdir, f"bird-{host}")
+        os.makedirs(d, exist_ok=True)
+        text = harness.read_text(os.path.join(REPO_DEPLOY, "bird", template))
+        for old, new in replace:
+            text = text.replace(old, new)
+        conf, sock, pid = (os.path.join(d, n) for n in ("bird.conf", "bird.ctl", "bird.pid"))
+        with open(conf, "w") as f:
+            f.write(text)
+        bird = Proc(f"bird-{host}", self.prefix(host) + ["bird", "-f", "-c", conf, "-s", sock,
+                                                          "-P", pid], self.ctx.tmpdir)
+        self.ctx.on_cleanup(lambda: bird.stop(timeout=5) is not None or bird.kill())
+        wait_until(lambda: os.path.exists(sock), 10, f"BIRD on {host} to open its socket")
+        return sock
+
+    def start_router(self, resilient=False):
+        """The BGP tier's front: BIRD on the front host (router.conf), ECMP
+        with an L4 hash; the service address is learnt, not local. With
+        resilient, BIRD's kernel protocol exports nothing and
+        ringrelay-nexthops routes the service address through a resilient
+        next-hop group instead."""
+        if not shutil.which("bird"):
+            raise TestSkip("bird is not installed (Debian package bird2)")
+        self.bgp = True
+        self.run("lb", ["sysctl", "-q", "-w", "net.ipv4.fib_multipath_hash_policy=1"])
+        _ip("-n", self.ns["lb"], "addr", "del", f"{VIP}/32", "dev", "lo")
+        replace = [("192.0.2.0/24", f"{BACK}.0/24"), ("192.0.2.1;", f"{BACK}.1;"),
+                   ("198.51.100.10/32", f"{VIP}/32")]
+        if resilient:
+            replace.append(("ipv4 { import none; export where source = RTS_BGP; };",
+                            "ipv4 { import none; export none; };"))
+        self.router_sock = self._bird("lb", "router.conf", replace)
+        if resilient:
+            self.nexthops = Proc("nexthops", self.prefix("lb") + [
+                "sh", os.path.join(REPO_DEPLOY, "bird", "ringrelay-nexthops"), "-i", "0.1",
+                "-s", self.router_sock, f"{VIP}/32"], self.ctx.tmpdir)
+            self.ctx.on_cleanup(self.nexthops.kill)
+
+    def start_bgp_relay(self, i, **settings):
+        """Relay i in the BGP tier: the service address on its lo, BIRD
+        (relay.conf) and the announcer beside it, the relay itself."""
+        ns = f"r{i}"
+        if _ip("-n", self.ns[ns], "addr", "show", "dev", "lo").stdout.find(VIP) < 0:
+            _ip("-n", self.ns[ns], "addr", "add", f"{VIP}/32", "dev", "lo")
+        if i not in self.bird_socks:
+            self.bird_socks[i] = self._bird(ns, "relay.conf", [
+                ("192.0.2.11;", f"{relay_addr(i)};"), ("192.0.2.1 as", f"{BACK}.1 as"),
+                ("198.51.100.10/32", f"{VIP}/32")])
+        rl = self.start_relay(i, **settings)
+        ann = Proc(f"announce{i}", self.prefix(ns) + [
+            "sh", os.path.join(REPO_DEPLOY, "bird", "ringrelay-announce"), "-s",
+            self.bird_socks[i], f"http://{relay_addr(i)}:{ADMIN}/ready"], self.ctx.tmpdir)
+        self.ctx.on_cleanup(lambda: ann.stop(timeout=5) is not None or ann.kill())
+        self.announcers[i] = ann
+        return rl
+
+    def next_hops(self):
+        """The relays the router's route to the service address leads to
+        (through a next-hop group or not)."""
+        out = self.run("lb", ["ip", "route", "show", f"{VIP}/32"], check=False).stdout
+        if "nhid" in out:
+            group = out.split("nhid")[1].split()[0]
+            ids = self.run("lb", ["ip", "nexthop", "show", "id", group]).stdout
+            ids = ids.split("group")[1].split()[0].split("/")
+            out = " ".join(self.run("lb", ["ip", "nexthop", "show", "id", i]).stdout
+                           for i in ids)
+        return sorted(w.split()[0] for w in out.split("via ")[1:])
+
+    def wait_next_hops(self, relays, timeout=20):
+        want = sorted(relay_addr(i) for i in relays)
+        wait_until(lambda: self.next_hops() == want, timeout,
+                   f"the router's next hops to be {want}")
 
     # ---- Prometheus ----
 
