@@ -141,8 +141,11 @@ run: deps all
 
 # The binary, the systemd unit (its paths set to PREFIX), the man page, and
 # the example configuration: as documentation, and as the configuration if
-# there is none yet (an existing one is never overwritten).
+# there is none yet (an existing one is never overwritten); and deploy/, the
+# fleet's files (BIRD, nftables, Prometheus, their scripts and units, paths
+# set to PREFIX), under share/ringrelay/deploy.
 SYSTEMD_DIR ?= /lib/systemd/system
+DEPLOY_FILES := $(shell find deploy -type f 2>/dev/null)
 install: all
 	install -D -m 0755 $(BUILD)/ringrelay $(DESTDIR)$(PREFIX)/bin/ringrelay
 	install -d $(DESTDIR)$(SYSTEMD_DIR) $(DESTDIR)$(PREFIX)/share/man/man8 \
@@ -155,6 +158,11 @@ install: all
 	install -m 0755 scripts/upgrade.sh $(DESTDIR)$(PREFIX)/share/doc/ringrelay/upgrade.sh
 	test -e $(DESTDIR)/etc/ringrelay/ringrelay.yaml || \
 	    install -m 0644 conf/ringrelay.yaml $(DESTDIR)/etc/ringrelay/ringrelay.yaml
+	for f in $(DEPLOY_FILES); do \
+	    d=$(DESTDIR)$(PREFIX)/share/ringrelay/$$f; mkdir -p $$(dirname $$d); \
+	    sed 's|/usr/share/ringrelay/|$(PREFIX)/share/ringrelay/|g' $$f > $$d; \
+	    if [ -x $$f ]; then chmod 0755 $$d; else chmod 0644 $$d; fi; \
+	done
 
 # Not part of make test: 30 minutes, at least a million connections.
 SOAK_MINUTES ?= 30

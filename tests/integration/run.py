@@ -154,7 +154,8 @@ def raise_fd_limit():
 
 def main(argv):
     opts = parse_args(argv)
-    tests = [t for t in cases.ALL if not opts.select or any(k in t.name for k in opts.select)]
+    tests = [t for t in cases.ALL if (not opts.select or any(k in t.name for k in opts.select))
+             and (t.sanitized or not opts.sanitizer)]
     if opts.list:
         for t in tests:
             print(t.name + (" [per io]" if t.per_io else ""))

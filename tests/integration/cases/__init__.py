@@ -5,5 +5,5 @@ and broken peers) runs last."""
 
 from . import (cli, config_model, deps, header, backends, inbound, lifecycle,  # noqa: F401
                routes, doctor, topology, pools, health, reload, stats, admin, access_log,
-               drain, service, stream, fleet, demo, faults)
+               drain, service, stream, deploy, fleet, demo, faults)
 from .base import ALL  # noqa: F401

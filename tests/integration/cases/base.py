@@ -13,18 +13,22 @@ ALL = []
 
 
 class Test:
-    def __init__(self, name, fn, per_io, budget):
+    def __init__(self, name, fn, per_io, budget, sanitized):
         self.name = name
         self.fn = fn
         self.per_io = per_io
         self.budget = budget
+        self.sanitized = sanitized
 
 
-def case(name, per_io=True, budget=60):
+def case(name, per_io=True, budget=60, sanitized=True):
     """Register fn as test name; per_io tests run once per io back end.
-    budget is a hard ceiling in seconds on top of each wait's own bound."""
+    budget is a hard ceiling in seconds on top of each wait's own bound.
+    sanitized=False: the test is not part of the sanitizer runs (run.py
+    --sanitizer does not list it), for tests of what surrounds the relay
+    that take long and would show a sanitizer nothing new."""
     def register(fn):
-        ALL.append(Test(name, fn, per_io, budget))
+        ALL.append(Test(name, fn, per_io, budget, sanitized))
         return fn
     return register
 

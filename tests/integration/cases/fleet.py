@@ -25,7 +25,7 @@ def conns(helper):
     return [o["conn"] for o in helper.json_lines() if "conn" in o]
 
 
-@case("fleet_conntrack_spread_truth_and_metrics", per_io=False, budget=180)
+@case("fleet_conntrack_spread_truth_and_metrics", per_io=False, budget=180, sanitized=False)
 def spread(ctx):
     """Three relays behind the balancer: 600 requests from 16 source
     addresses reach every relay (none under 20 %), every gateway response
@@ -81,7 +81,7 @@ def stop_rate(c):
     return c.wait_json("done", 30)["done"]
 
 
-@case("fleet_conntrack_join_only_when_ready", per_io=False, budget=180)
+@case("fleet_conntrack_join_only_when_ready", per_io=False, budget=180, sanitized=False)
 def join(ctx):
     """A 4th relay that runs and listens but is not ready (its gateways
     are wrong: no server up) gets no connection under 50 new connections a
@@ -150,7 +150,7 @@ def check_long(c, since, what):
     return res
 
 
-@case("fleet_conntrack_leave_without_loss", per_io=False, budget=240)
+@case("fleet_conntrack_leave_without_loss", per_io=False, budget=240, sanitized=False)
 def leave(ctx):
     """SIGTERM to relay 2 (shutdown_grace 2 s) with 50 downloads in flight
     through it and 50 new connections a second: no new connection reaches
@@ -201,7 +201,7 @@ def failures_after(records, since):
     return failed, (max(c["t_open"] for c in failed) - since if failed else 0.0)
 
 
-@case("fleet_conntrack_crash_and_host_loss", per_io=False, budget=240)
+@case("fleet_conntrack_crash_and_host_loss", per_io=False, budget=240, sanitized=False)
 def crash(ctx):
     """kill -9 relay 3, then (restarted) its host's link down, with
     downloads in flight through relays 1 and 2 and 50 new connections a
@@ -266,7 +266,7 @@ def check_spread(ctx, results, relays):
     return by_relay
 
 
-@case("fleet_bgp_spread_truth_and_join", per_io=False, budget=240)
+@case("fleet_bgp_spread_truth_and_join", per_io=False, budget=240, sanitized=False)
 def bgp_spread(ctx):
     """The BGP tier: BIRD on the router (ECMP, L4 hash) and on each relay
     host, the announcer tying the announcement to /ready. 600 requests from
@@ -365,13 +365,13 @@ def bgp_leave(ctx, resilient, leaving):
     return broken
 
 
-@case("fleet_bgp_leave_measured", per_io=False, budget=240)
+@case("fleet_bgp_leave_measured", per_io=False, budget=240, sanitized=False)
 def bgp_leave_ecmp(ctx):
     """Relay 2 leaves a plain ECMP route (BIRD's merged multipath)."""
     bgp_leave(ctx, resilient=False, leaving=2)
 
 
-@case("fleet_bgp_leave_first_next_hop", per_io=False, budget=240)
+@case("fleet_bgp_leave_first_next_hop", per_io=False, budget=240, sanitized=False)
 def bgp_leave_ecmp_first(ctx):
     """Relay 1, the first next hop, leaves a plain ECMP route: the kernel's
     hash-threshold split moves part of the survivors' flows as well (for
@@ -379,7 +379,7 @@ def bgp_leave_ecmp_first(ctx):
     bgp_leave(ctx, resilient=False, leaving=1)
 
 
-@case("fleet_bgp_leave_resilient_nexthops", per_io=False, budget=240)
+@case("fleet_bgp_leave_resilient_nexthops", per_io=False, budget=240, sanitized=False)
 def bgp_leave_resilient(ctx):
     """Relay 1 leaves a route through a resilient next-hop group
     (deploy/bird/ringrelay-nexthops): only its buckets move, so no download
@@ -387,3 +387,49 @@ def bgp_leave_resilient(ctx):
     broken = bgp_leave(ctx, resilient=True, leaving=1)
     check(broken[relay_addr(2)] == 0 and broken[relay_addr(3)] == 0,
           f"downloads through the survivors broke: {dict(broken)}")
+
+
+@case("fleet_bgp_crash_and_host_loss", per_io=False, budget=240, sanitized=False)
+def bgp_crash(ctx):
+    """In the BGP tier: kill -9 relay 3 (its BIRD and announcer live on:
+    /ready stops answering, the announcer withdraws), then, restarted, its
+    host's link down (BFD tells the router). Measured: how long until the
+    router stops sending new connections there, the new connections that
+    failed meanwhile, and the downloads through relays 1 and 2 that the
+    ECMP rehash broke."""
+    fleet = Fleet(ctx)
+    fleet.start_router()
+    for i in (1, 2, 3):
+        fleet.start_bgp_relay(i)
+    fleet.wait_next_hops([1, 2, 3])
+    transfers = long_client(fleet, [1, 2], count=20, pace=1 << 20)  # 24 s: both events
+    rate = rate_client(fleet)
+    harness.wait_until(lambda: len(conns(rate)) >= 50, 20, "a second of new connections")
+    killed = time.time()
+    fleet.relays[3].kill()
+    fleet.relays[3].checked = True  # killed on purpose
+    fleet.wait_next_hops([1, 2], timeout=5)
+    dropped = time.time() - killed
+    check(dropped <= 1.0, f"relay 3 was withdrawn {dropped:.2f}s after kill -9")
+    fleet.start_bgp_relay(3)
+    fleet.wait_next_hops([1, 2, 3])
+    lost = time.time()
+    fleet.run("r3", ["ip", "link", "set", "back", "down"])
+    fleet.wait_next_hops([1, 2], timeout=5)
+    dropped_host = time.time() - lost
+    check(dropped_host <= 1.0, f"relay 3's host was dropped {dropped_host:.2f}s after its link "
+                               "went down (BFD: 0.3 s)")
+    harness.wait_until(lambda: len([c for c in conns(rate) if c["t_open"] > lost + 2]) >= 25,
+                       20, "half a second of connections after the drop")
+    done = stop_rate(rate)
+    records = conns(rate)
+    failed, span = failures_after([c for c in records if c["t_open"] < lost], killed)
+    failed2, span2 = failures_after(records, lost)
+    res = long_results(transfers)
+    broken = broken_by_relay(res)
+    fleet.run("r3", ["ip", "link", "set", "back", "up"])
+    ctx.note(f"kill -9: withdrawn after {dropped:.2f}s, {len(failed)} new connections failed "
+             f"over {span:.2f}s; link down: dropped after {dropped_host:.2f}s (BFD), "
+             f"{len(failed2)} failed over {span2:.2f}s; {done['ok']} ok in all; downloads "
+             f"broken through relay 1: {broken[relay_addr(1)]}, relay 2: "
+             f"{broken[relay_addr(2)]} (of 20)")

@@ -89,17 +89,6 @@ class Gateways(Daemon):
         return self.file("access.log").splitlines()
 
 
-PROMETHEUS_CONF = """\
-global:
-  scrape_interval: 250ms
-  scrape_timeout: 200ms
-scrape_configs:
-  - job_name: ringrelay
-    static_configs:
-      - targets: [{targets}]
-"""
-
-
 class Fleet:
     """The namespaces and the daemons of one fleet test; everything is
     removed when the test ends, also when it fails."""
@@ -316,9 +305,17 @@ class Fleet:
         d = os.path.join(self.ctx.tmpdir, "prometheus")
         os.makedirs(d)
         conf = os.path.join(d, "prometheus.yml")
+        text = harness.read_text(os.path.join(REPO_DEPLOY, "prometheus", "ringrelay-fleet.yml"))
+        for old, new in (("scrape_interval: 5s", "scrape_interval: 250ms"),
+                         ("scrape_timeout: 4s", "scrape_timeout: 200ms"),
+                         ('"192.0.2.11:9100", "192.0.2.12:9100", "192.0.2.13:9100"',
+                          ", ".join(f'"{relay_addr(i)}:{ADMIN}"' for i in relays))):
+            check_in = old in text
+            if not check_in:
+                raise TestFailure(f"deploy/prometheus/ringrelay-fleet.yml has no '{old}'")
+            text = text.replace(old, new)
         with open(conf, "w") as f:
-            f.write(PROMETHEUS_CONF.format(
-                targets=", ".join(f'"{relay_addr(i)}:{ADMIN}"' for i in relays)))
+            f.write(text)
         self.prometheus = Proc("prometheus", self.prefix("lb") + [
             "prometheus", f"--config.file={conf}", f"--storage.tsdb.path={d}/data",
             "--web.listen-address=127.0.0.1:9090", "--log.level=warn"], self.ctx.tmpdir)
