@@ -160,7 +160,8 @@ install: all
 	    install -m 0644 conf/ringrelay.yaml $(DESTDIR)/etc/ringrelay/ringrelay.yaml
 	for f in $(DEPLOY_FILES); do \
 	    d=$(DESTDIR)$(PREFIX)/share/ringrelay/$$f; mkdir -p $$(dirname $$d); \
-	    sed 's|/usr/share/ringrelay/|$(PREFIX)/share/ringrelay/|g' $$f > $$d; \
+	    case $$f in *.png | *.svg) cp $$f $$d ;; \
+	    *) sed 's|/usr/share/ringrelay/|$(PREFIX)/share/ringrelay/|g' $$f > $$d ;; esac; \
 	    if [ -x $$f ]; then chmod 0755 $$d; else chmod 0644 $$d; fi; \
 	done
 

@@ -18,6 +18,7 @@ LABELS = {
     "direct": "direct",
     "rr-w1": "ringrelay 1 worker",
     "rr-w2": "ringrelay 2 workers",
+    "rr-admin": "ringrelay, admin scraped 10/s",
 }
 ORDER = list(LABELS)
 HAPROXY = ("haproxy", "haproxy-splice")
@@ -279,6 +280,15 @@ def markdown(meta, sums, ratios6, notes, target_rows):
                 "and the backend, so this ratio is a floor, not what 2 free cores would give.",
                 "",
             ]
+    cost = admin_cost(sums)
+    if cost:
+        lines += ["## The admin listener's cost", "",
+                  "ringrelay as is, and with its admin listener scraped ten times a second "
+                  "(GET /metrics and /ready, from CPU 0) while the load runs; the relay's CPU "
+                  "includes the stats thread's.", "",
+                  "| cell | figure | ringrelay | admin scraped | ratio |", "|---|---|---:|---:|---:|"]
+        lines += [f"| {c} | {m} | {fmt(a)} | {fmt(b)} | {r:.2f}x |" for c, m, a, b, r in cost]
+        lines.append("")
     lines += ["## Notes", ""]
     if scen_nginx_v1(sums):
         lines.append("- nginx stream sends PROXY protocol v1 (it cannot send v2); the others send v2.")
@@ -287,6 +297,21 @@ def markdown(meta, sums, ratios6, notes, target_rows):
     lines.append(f"![headline figures]({meta.get('name', 'results')}.png)")
     lines.append("")
     return "\n".join(lines)
+
+
+def admin_cost(sums):
+    """Rows (cell, metric, rr, rr-admin, ratio) wherever both ran: what an
+    admin listener scraped ten times a second costs the data path."""
+    rows = []
+    for scen, cases in sums.items():
+        for case, per_metric in cases.items():
+            for metric, per in per_metric.items():
+                if metric.startswith("cpu_") or metric in ("rps", "cps", "gbps", "p99_us"):
+                    a, b = per.get("rr"), per.get("rr-admin")
+                    if a and b and a["median"]:
+                        rows.append((f"{scen} {case}", METRICS.get(metric, (metric,))[0],
+                                     a["median"], b["median"], b["median"] / a["median"]))
+    return rows
 
 
 def scen_nginx_v1(sums):
@@ -302,7 +327,7 @@ PANELS = [
     ("S4", "churn", "cpu_us_per_conn", "S4 churn: relay CPU-µs/connection (lower)"),
     ("S5", "idle", "rss_mib_total", "S5 idle: relay RSS MiB with all connections open (lower)"),
 ]
-COLOURS = {"rr": 1, "rr-epoll": 1, "rr-copy": 1, "rr-splice": 1, "haproxy": 2, "haproxy-splice": 2, "nginx": 3, "direct": 4}
+COLOURS = {"rr": 1, "rr-admin": 1, "rr-epoll": 1, "rr-copy": 1, "rr-splice": 1, "haproxy": 2, "haproxy-splice": 2, "nginx": 3, "direct": 4}
 
 
 def headline_ratios(sums):

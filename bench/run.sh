@@ -143,10 +143,15 @@ HTTP_PORT=7081      # nginx: plain (direct)
 declare -A PORT=(
     [rr]=9001 [rr-epoll]=9002 [rr-copy]=9003 [rr-splice]=9004
     [haproxy]=9005 [haproxy-splice]=9006 [nginx]=9007 [rr-w1]=9008 [rr-w2]=9009
+    [rr-admin]=9010
 )
+ADMIN_PORT=9110 # rr-admin's admin listener, scraped ten times a second
 
 CONTENDERS_S1="rr rr-epoll rr-copy rr-splice haproxy haproxy-splice nginx direct"
-CONTENDERS_MAIN="rr rr-epoll haproxy haproxy-splice nginx direct"
+# rr-admin: the default relay with its admin listener scraped (/metrics,
+# /ready) ten times a second from CPU 0 while the load runs: next to rr, it
+# shows what the admin listener costs the data path.
+CONTENDERS_MAIN="rr rr-admin rr-epoll haproxy haproxy-splice nginx direct"
 CONTENDERS_S5="rr rr-epoll haproxy haproxy-splice nginx"
 CONTENDERS_S6="rr-w1 rr-w2"
 
@@ -298,6 +303,7 @@ say() {
 RELAY_MAIN= # pid to stop
 RELAY_PID=  # pid whose CPU and memory count (nginx: the worker)
 RELAY_PORT=
+SCRAPER=    # rr-admin's scraper, to stop with the relay
 
 # start_ringrelay NAME CPUS WORKERS BACKEND_PORT [ringrelay options]
 # A start refused with EADDRINUSE is noted (with the states of the sockets
@@ -399,12 +405,25 @@ start_contender() {
     rr-epoll) start_ringrelay "$name" 1 1 "$bport" --io epoll ;;
     rr-copy) start_ringrelay "$name" 1 1 "$bport" --splice never ;;
     rr-splice) start_ringrelay "$name" 1 1 "$bport" --splice always ;;
+    rr-admin) start_ringrelay "$name" 1 1 "$bport" --admin-listen "127.0.0.1:$ADMIN_PORT" &&
+        start_scraper ;;
     haproxy) start_haproxy "$name" "$bport" 0 ;;
     haproxy-splice) start_haproxy "$name" "$bport" 1 ;;
     nginx) start_nginx_stream "$name" "$bport" ;;
     *) die "unknown contender $name" ;;
     esac || { stop "$RELAY_MAIN"; RELAY_MAIN=; return 1; }
     profile_start "$name"
+}
+
+# Scrapes rr-admin's admin listener ten times a second (as a tight
+# Prometheus and a health checker would together), on CPU 0 with the load.
+start_scraper() {
+    spawn scraper 0 bash -c "while :; do
+        curl -sf -o /dev/null http://127.0.0.1:$ADMIN_PORT/metrics &&
+        curl -sf -o /dev/null http://127.0.0.1:$ADMIN_PORT/ready && echo ok
+        sleep 0.1
+    done"
+    SCRAPER=$SPAWNED
 }
 
 # --profile: samples the relay under test (every thread) while it runs.
@@ -437,6 +456,12 @@ check_relay_log() {
 stop_contender() {
     local name=$1 log
     profile_stop
+    if [[ -n $SCRAPER ]]; then
+        stop "$SCRAPER"
+        [[ $(grep -c ok "$WORK/log/scraper-$RUN_ID.out") -gt 0 ]] ||
+            note "$name: the scraper got no answer in $SCEN $CASE (rep $REP)"
+        SCRAPER=
+    fi
     [[ -n $RELAY_MAIN ]] || return 0
     if ! alive "$RELAY_MAIN"; then
         note "$name exited during $SCEN $CASE (rep $REP)"
