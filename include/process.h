@@ -27,8 +27,9 @@ struct process {
     uint64_t instance; /* random: the first part of every UNIQUE_ID */
     uint64_t start_time, start_ms;
     atomic_ullong generation, reloads, reload_failures;
-    atomic_int leaving;  /* SIGTERM came: not ready, shutdown_grace runs */
-    atomic_int draining; /* not accepting: open connections finish */
+    atomic_int leaving;     /* SIGTERM came: not ready, shutdown_grace runs */
+    atomic_int handed_over; /* a successor serves now: the host is ready, whatever we do */
+    atomic_int draining;    /* not accepting: open connections finish */
     struct stats_socket *stats;
     struct access_log *alog;
     char exe[4096]; /* the path we were started by, unresolved: an upgrade runs what it names */
@@ -37,6 +38,9 @@ struct process {
     /* The last process an upgrade started, and how it ended (a wait
      * status; -1 while it runs): for the log and the stats socket. */
     atomic_int successor, successor_wstatus;
+    uint64_t watchdog_usec;                    /* systemd's WatchdogSec; 0: none */
+    uint32_t tick_ms;                          /* how often the main thread wakes: a third of it */
+    uint64_t watchdog_seen[STATS_MAX_WORKERS]; /* each worker's tick count at the last ping */
 };
 
 /* Fills in the clock, the binary's path and the predecessor, if any. */
@@ -53,9 +57,9 @@ void process_announce(struct process *r);
 /* The STATUS= line systemd shows. */
 void process_notify_status(struct process *r, const char *state);
 
-/* Pings the watchdog if every worker ran a tick since the last call;
- * seen[] holds each worker's last count. */
-void process_watchdog(struct process *r, uint64_t *seen);
+/* Pings systemd's watchdog, if it has one, when every worker ran a tick
+ * since the last call. */
+void process_watchdog(struct process *r);
 
 /* SIGUSR2: starts the binary again as this process's successor. */
 void process_upgrade(struct process *r);

@@ -20,27 +20,35 @@ struct stats_source {
     void *ctx;
 };
 
-/* Where to serve. */
-struct stats_listen {
-    const char *path;                 /* the unix socket; NULL: none */
-    gid_t gid;                        /* its group, or -1 */
-    const union sockaddr_inet *admin; /* the admin listener; NULL: none */
-    const struct cidr *allow;         /* who may use it */
+/* The admin listener. */
+struct stats_admin {
+    const union sockaddr_inet *addr;
+    const struct cidr *allow; /* who may use it */
     int n_allow;
+    int later; /* bound, but not listening until stats_socket_admin_listen() */
 };
 
 struct stats_socket;
 
-/* Creates the unix socket at path with mode 0660 (group gid unless -1):
- * bound beside it and renamed over it, so a process taking over from
- * another never leaves the path missing. Binds the admin listener with
- * SO_REUSEPORT, so a successor binds beside it. Starts the thread. NULL
- * with err filled. */
-struct stats_socket *stats_socket_start(const struct stats_listen *at,
-                                        const struct stats_source *src, char *err, size_t errlen);
+/* Creates the server and its unix socket at path (NULL: none) with mode
+ * 0660 (group gid unless -1): bound beside it and renamed over it, so a
+ * process taking over from another never leaves the path missing. Done
+ * before privileges are dropped. NULL with err filled. */
+struct stats_socket *stats_socket_open(const char *path, gid_t gid, const struct stats_source *src,
+                                       char *err, size_t errlen);
 
-/* Closes the admin listener (a successor serves it now); the unix socket
- * stays. */
+/* Binds the admin listener (NULL: none) with SO_REUSEPORT, so that a
+ * successor, which runs as the same user, binds beside it; then starts the
+ * thread. Done after privileges are dropped. Returns 0, or -1 with err
+ * filled (stats_socket_stop() still frees s). */
+int stats_socket_serve(struct stats_socket *s, const struct stats_admin *admin, char *err,
+                       size_t errlen);
+
+/* The admin socket bound with later starts taking clients. */
+void stats_socket_admin_listen(struct stats_socket *s);
+
+/* Closes the admin listener (a successor serves it now), after taking in
+ * what is queued on it; the unix socket stays. */
 void stats_socket_close_admin(struct stats_socket *s);
 
 /* Stops the thread, closes the socket, and removes the path if it is

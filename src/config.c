@@ -255,6 +255,12 @@ static int check_listeners(struct walk *w, struct config *c)
                     if ((j < i || a < b) && same_addr(&c->listeners[j].bind[a], &l->bind[b]))
                         return fail_at(w, &l->mark, path, "bind address %s is bound twice",
                                        addr_format(&l->bind[b].sa, addrbuf, sizeof(addrbuf)));
+        for (int b = 0; b < l->n_bind; b++)
+            if (c->admin.listen.sa.sa_family && same_addr(&c->admin.listen, &l->bind[b]))
+                return fail_at(w, &l->mark, path,
+                               "bind address %s is also admin.listen: give the admin "
+                               "listener a port of its own",
+                               addr_format(&l->bind[b].sa, addrbuf, sizeof(addrbuf)));
         if (check_inbound(w, l, path) < 0 || check_routes(w, c, l, i) < 0)
             return -EINVAL;
     }

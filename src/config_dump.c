@@ -215,7 +215,8 @@ static void keep_section(const struct section *sec, void *nbase, const void *oba
                          const char *prefix,
                          void (*changed)(const char *, const char *, const char *))
 {
-    char was[CONFIG_PATH_MAX + 8], now[CONFIG_PATH_MAX + 8], key[96];
+    /* Room for the longest value: a full list of CIDR ranges. */
+    char was[CONFIG_MAX_TRUSTED * (CIDR_STRLEN + 4)], now[sizeof(was)], key[96];
 
     for (const struct setting *st = sec->settings; st->key; st++) {
         snprintf(key, sizeof(key), "%s%s", prefix, st->key);

@@ -6,8 +6,8 @@
 /* Standard streams, logs and a reopened one, signal and wake pipes, a
  * configuration file being read. */
 #define FD_BASE 16
-/* A stats socket: its listener and up to 16 clients, and one more to tell
- * busy. */
+/* A stats socket or an admin listener: the listening socket, up to 16
+ * clients of its own, and one more to tell busy. */
 #define FD_STATS 18
 
 uint32_t fd_budget_fixed(const struct fd_needs *n)

@@ -63,6 +63,8 @@ static void readiness(const struct process *r, const struct runtime *rt, char *w
     const struct config *c = &rt->cfg;
 
     why[0] = '\0';
+    if (atomic_load(&r->handed_over))
+        return; /* the last admin clients of ours ask about the host, which the successor serves */
     if (!atomic_load(&r->workers_ready)) {
         snprintf(why, cap, "starting");
         return;
@@ -274,15 +276,17 @@ void process_notify_status(struct process *r, const char *state)
 
 /* Pings systemd's watchdog only if every worker ran a tick since the last
  * ping: a stuck worker stops the pings, and systemd restarts the relay. */
-void process_watchdog(struct process *r, uint64_t *seen)
+void process_watchdog(struct process *r)
 {
     int stuck = -1;
 
+    if (!r->watchdog_usec)
+        return;
     for (int i = 0; i < r->n_workers; i++) {
         uint64_t hb = stat_get(&r->workers[i].st->w.heartbeat);
-        if (hb == seen[i])
+        if (hb == r->watchdog_seen[i])
             stuck = i;
-        seen[i] = hb;
+        r->watchdog_seen[i] = hb;
     }
     if (stuck < 0)
         service_notify("WATCHDOG=1");
@@ -343,40 +347,70 @@ static uint32_t open_total(struct process *r)
     return atomic_load(&r->active_total);
 }
 
+/* Whether a SIGTERM from pid is this process's running successor taking
+ * over; if so the admin listener is handed over. */
+static int successor_took_over(struct process *r, pid_t from)
+{
+    int successor = atomic_load(&r->successor);
+
+    if (!successor || from != successor || atomic_load(&r->successor_wstatus) != -1)
+        return 0;
+    log_info("SIGTERM from successor %d: it serves now; handing over the admin listener "
+             "and draining without shutdown_grace",
+             successor);
+    atomic_store(&r->handed_over, 1);
+    stats_socket_close_admin(r->stats);
+    return 1;
+}
+
+/* A signal that comes during shutdown_grace and does not end it. */
+static void leave_signal(struct process *r, int sig)
+{
+    if (sig == SIGCHLD)
+        process_reap(r);
+    else if (sig == SIGUSR1)
+        access_log_reopen(r->alog);
+    else if (sig == SIGHUP || sig == SIGUSR2)
+        log_warn("%s during shutdown_grace: ignored (the process is leaving)", strsignal(sig));
+}
+
 int process_leave(struct process *r, const sigset_t *sigs, pid_t from)
 {
     uint32_t grace = r->rt->cfg.shutdown_grace_ms;
-    uint64_t deadline = mono_ms() + grace, now;
-    int successor = atomic_load(&r->successor), sig;
+    uint64_t deadline = mono_ms() + grace, now, last_status;
+    int sig;
 
-    atomic_store(&r->leaving, 1);
-    if (successor && from == successor && atomic_load(&r->successor_wstatus) == -1) {
-        log_info("SIGTERM from successor %d: it serves now; handing over the admin listener "
-                 "and draining without shutdown_grace",
-                 successor);
-        stats_socket_close_admin(r->stats);
+    if (successor_took_over(r, from))
         return 0;
-    }
+    atomic_store(&r->leaving, 1);
     if (!grace)
         return 0;
     log_info("SIGTERM: leaving: not ready from now on, still accepting for %u ms "
              "(shutdown_grace) so health checks and routes move traffic away; then draining",
              grace);
     process_notify_status(r, "leaving");
+    last_status = mono_ms();
     while ((now = mono_ms()) < deadline) {
-        uint64_t left = deadline - now < 999 ? deadline - now : 999; /* status each second */
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)left * 1000000L};
+        uint64_t left = deadline - now < r->tick_ms ? deadline - now : r->tick_ms;
+        struct timespec ts = {.tv_sec = (time_t)(left / 1000),
+                              .tv_nsec = (long)(left % 1000) * 1000000L};
+        siginfo_t si = {0};
 
-        sig = sigtimedwait(sigs, NULL, &ts);
+        sig = sigtimedwait(sigs, &si, &ts);
         log_rl_flush(0);
-        if (sig == SIGCHLD)
-            process_reap(r);
+        if (sig == SIGTERM && successor_took_over(r, si.si_pid))
+            return SIGTERM;
         if (sig == SIGTERM || sig == SIGINT) {
             log_info("%s during shutdown_grace: %s now", strsignal(sig),
                      sig == SIGTERM ? "draining" : "stopping");
             return sig;
         }
-        process_notify_status(r, "leaving");
+        leave_signal(r, sig);
+        process_watchdog(r);
+        if (mono_ms() - last_status >= 1000) {
+            process_notify_status(r, "leaving");
+            last_status = mono_ms();
+        }
     }
     log_info("shutdown_grace over: draining");
     return 0;
@@ -386,7 +420,7 @@ int process_leave(struct process *r, const sigset_t *sigs, pid_t from)
  * then the rest are reset. A second SIGTERM or a SIGINT cuts it short. */
 void process_drain(struct process *r, const sigset_t *sigs)
 {
-    uint64_t deadline = mono_ms() + r->rt->cfg.drain_timeout_ms, last_status = 0;
+    uint64_t deadline = mono_ms() + r->rt->cfg.drain_timeout_ms, last_status = 0, last_tick = 0;
     struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000L};
     int sig;
 
@@ -405,6 +439,10 @@ void process_drain(struct process *r, const sigset_t *sigs)
         if (sig == SIGTERM || sig == SIGINT) {
             log_info("%s while draining: stopping now", strsignal(sig));
             break;
+        }
+        if (mono_ms() - last_tick >= r->tick_ms) {
+            process_watchdog(r);
+            last_tick = mono_ms();
         }
         if (mono_ms() - last_status >= 1000) {
             process_notify_status(r, "draining");
@@ -438,32 +476,52 @@ static int access_open(struct process *r)
     return 0;
 }
 
-/* Opens the stats socket and the admin listener if the configuration
- * names them. */
+/* Opens the stats socket if the configuration names one (before the user
+ * switch: its directory may be root's), and the server behind it. */
 static int stats_open(struct process *r)
 {
     static const struct stats_source src = {stats_fill, stats_conns, NULL};
     struct stats_source mine = src;
     const struct config *c = &r->rt->cfg;
-    struct stats_listen at = {.path = c->stats_socket[0] ? c->stats_socket : NULL,
-                              .gid = (gid_t)-1,
-                              .admin = c->admin.listen.sa.sa_family ? &c->admin.listen : NULL,
-                              .allow = c->admin.allow,
-                              .n_allow = c->admin.n_allow};
-    char err[256], addr[ADDR_STRLEN];
+    gid_t gid = (gid_t)-1;
+    char err[256];
 
-    if (!at.path && !at.admin)
+    if (!c->stats_socket[0] && !c->admin.listen.sa.sa_family)
         return 0;
     mine.ctx = r;
     if ((c->stats_socket_group[0] &&
-         service_group(c->stats_socket_group, &at.gid, err, sizeof(err)) < 0) ||
-        !(r->stats = stats_socket_start(&at, &mine, err, sizeof(err)))) {
+         service_group(c->stats_socket_group, &gid, err, sizeof(err)) < 0) ||
+        !(r->stats = stats_socket_open(c->stats_socket[0] ? c->stats_socket : NULL, gid, &mine, err,
+                                       sizeof(err)))) {
         log_error("%s", err);
         return -1;
     }
-    if (at.admin)
-        log_info("admin listener on %s: GET /ready, /metrics, /stats.json (%d allowed ranges)",
-                 addr_format(&at.admin->sa, addr, sizeof(addr)), at.n_allow);
+    return 0;
+}
+
+/* Binds the admin listener, if any, as the user the process runs as (so a
+ * successor joins its SO_REUSEPORT group), and starts serving. A successor
+ * listens only once it is ready to take over (process_announce). */
+static int stats_serve(struct process *r)
+{
+    const struct config *c = &r->rt->cfg;
+    struct stats_admin admin = {.addr = &c->admin.listen,
+                                .allow = c->admin.allow,
+                                .n_allow = c->admin.n_allow,
+                                .later = r->predecessor != 0};
+    char err[256], addr[ADDR_STRLEN];
+
+    if (!r->stats)
+        return 0;
+    if (stats_socket_serve(r->stats, c->admin.listen.sa.sa_family ? &admin : NULL, err,
+                           sizeof(err)) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    if (c->admin.listen.sa.sa_family)
+        log_info("admin listener on %s: GET /ready, /metrics, /stats.json (%d allowed ranges)%s",
+                 addr_format(&c->admin.listen.sa, addr, sizeof(addr)), c->admin.n_allow,
+                 admin.later ? "; taking clients once ready to take over" : "");
     return 0;
 }
 
@@ -491,21 +549,40 @@ static int drop_privileges(const struct config *c)
 
 /* Tells systemd and the log that we serve; a successor also takes over as
  * the service's main process and asks its predecessor to drain. */
+/* A successor waits (up to HANDOVER_WAIT_MS) until it is ready, as /ready
+ * would say, before it answers on the admin listener and asks its
+ * predecessor to drain: until then the predecessor, ready, answers alone,
+ * so a fleet's health checks never see the upgrade. */
+#define HANDOVER_WAIT_MS 10000
+
+static void hand_over(struct process *r)
+{
+    uint64_t start = mono_ms();
+    char why[128], exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+    exe[n > 0 ? n : 0] = '\0';
+    for (readiness(r, r->rt, why, sizeof(why)); why[0] && mono_ms() - start < HANDOVER_WAIT_MS;
+         readiness(r, r->rt, why, sizeof(why)))
+        usleep(20000);
+    if (why[0])
+        log_warn("upgrade: not ready after %u ms (%s); taking over from pid %d all the same",
+                 HANDOVER_WAIT_MS, why, (int)r->predecessor);
+    stats_socket_admin_listen(r->stats);
+    log_info("upgrade: serving beside pid %d as %s (ringrelay %s), ready after %llu ms; "
+             "asking it to drain",
+             (int)r->predecessor, exe, RINGRELAY_VERSION, (unsigned long long)(mono_ms() - start));
+    kill(r->predecessor, SIGTERM);
+}
+
 void process_announce(struct process *r)
 {
     atomic_store(&r->workers_ready, 1);
     log_ready(r, r->io);
     service_notify("READY=1\nMAINPID=%d", (int)getpid());
     process_notify_status(r, "running");
-    if (r->predecessor) {
-        char exe[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-
-        exe[n > 0 ? n : 0] = '\0';
-        log_info("upgrade: serving beside pid %d as %s (ringrelay %s); asking it to drain",
-                 (int)r->predecessor, exe, RINGRELAY_VERSION);
-        kill(r->predecessor, SIGTERM);
-    }
+    if (r->predecessor)
+        hand_over(r);
 }
 
 /* The path this process was started by, as given (argv[0], or the first
@@ -557,7 +634,8 @@ void process_init(struct process *r, char **argv)
 
 int process_open_outputs(struct process *r)
 {
-    if (access_open(r) < 0 || stats_open(r) < 0 || drop_privileges(&r->rt->cfg) < 0) {
+    if (access_open(r) < 0 || stats_open(r) < 0 || drop_privileges(&r->rt->cfg) < 0 ||
+        stats_serve(r) < 0) {
         process_close_outputs(r);
         return -1;
     }

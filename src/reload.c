@@ -69,13 +69,17 @@ struct runtime *reload_load_runtime(const struct options *o, char *err, size_t e
 }
 
 /* Servers that keep their backend's name and their address keep their
- * health across the reload. */
+ * health across the reload, where health checks run before and after: a
+ * backend whose checks are turned off starts with every server up, and one
+ * whose checks are turned on waits for them. */
 static void inherit_health(struct runtime *nrt, const struct runtime *old)
 {
     for (int b = 0; b < nrt->cfg.n_backends; b++)
         for (int o = 0; o < old->cfg.n_backends; o++)
             if (strcmp(nrt->cfg.backends[b].name, old->cfg.backends[o].name) == 0) {
-                pool_inherit(&nrt->pools[b], &old->pools[o]);
+                if (nrt->cfg.backends[b].health.mode != CHECK_OFF &&
+                    old->cfg.backends[o].health.mode != CHECK_OFF)
+                    pool_inherit(&nrt->pools[b], &old->pools[o]);
                 break;
             }
 }

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CLIENTS 16
+#define CLIENTS 16 /* per listening socket: an admin listener cannot crowd out the unix one */
 #define CLIENT_DEADLINE_MS 5000
 #define REQUEST_BUF 4096
 #define ACCEPT_BACKOFF_MS 200 /* after accept failed for want of a descriptor */
@@ -28,6 +28,7 @@
 #define STR(x) STR_(x)
 #define BUSY_BODY "busy: " STR(CLIENTS) " stats clients already connected; try again\n"
 #define WAKE_STOP 's'
+#define WAKE_ADMIN_LISTEN 'l'
 #define WAKE_ADMIN_CLOSE 'a'
 
 enum { LISTEN_UNIX, LISTEN_ADMIN, LISTENS };
@@ -43,16 +44,18 @@ struct client {
 };
 
 struct stats_socket {
-    int fd[LISTENS]; /* -1: not served */
-    int wake[2];     /* a byte on wake[1]: WAKE_STOP or WAKE_ADMIN_CLOSE */
+    int fd[LISTENS]; /* listening and served; -1: not (yet) */
+    int admin_fd;    /* the admin socket, bound, listening or not; -1: none */
+    int wake[2];     /* a byte on wake[1]: one of the WAKE_ */
     ino_t ino;       /* the socket this process bound, to remove only that */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     struct cidr allow[CONFIG_MAX_TRUSTED];
     int n_allow;
     struct stats_source src;
     pthread_t thread;
-    struct client c[CLIENTS];
-    uint64_t accept_resume_ms; /* accept failed: the listening sockets rest */
+    struct client c[LISTENS * CLIENTS]; /* CLIENTS for each listening socket */
+    int serving;                        /* the thread runs */
+    uint64_t accept_resume_ms;          /* accept failed: the listening sockets rest */
     /* Only this thread writes these: */
     uint64_t busy;               /* clients answered busy, every slot taken */
     uint64_t admin_refused;      /* admin clients from outside the allow list */
@@ -275,7 +278,7 @@ static void accept_client(struct stats_socket *s, int which, uint64_t now)
         admin_refuse(s, fd, &peer);
         return;
     }
-    for (int i = 0; i < CLIENTS; i++) {
+    for (int i = which * CLIENTS; i < (which + 1) * CLIENTS; i++) {
         if (s->c[i].fd < 0) {
             s->c[i].fd = fd;
             s->c[i].admin = which == LISTEN_ADMIN;
@@ -286,15 +289,39 @@ static void accept_client(struct stats_socket *s, int which, uint64_t now)
     busy_answer(s, fd);
 }
 
-/* A byte on the wake pipe: 1 to stop the thread. */
-static int woken(struct stats_socket *s)
+/* The admin socket starts listening (a successor, once it is ready) or
+ * closes (its successor took over): what is queued on it by then is
+ * accepted first, since closing a socket resets its queue. */
+static void admin_change(struct stats_socket *s, char what, uint64_t now)
 {
-    char b = WAKE_STOP;
+    if (s->admin_fd < 0)
+        return;
+    if (what == WAKE_ADMIN_LISTEN) {
+        if (listen(s->admin_fd, 64) == 0)
+            s->fd[LISTEN_ADMIN] = s->admin_fd;
+        else
+            log_error("admin listener: listen: %s", strerror(errno));
+        return;
+    }
+    if (s->fd[LISTEN_ADMIN] >= 0) {
+        struct pollfd p = {.fd = s->admin_fd, .events = POLLIN};
+        for (int i = 0; i < CLIENTS && poll(&p, 1, 0) == 1; i++)
+            accept_client(s, LISTEN_ADMIN, now);
+    }
+    close(s->admin_fd);
+    s->admin_fd = s->fd[LISTEN_ADMIN] = -1;
+}
 
-    if (read(s->wake[0], &b, 1) == 1 && b == WAKE_ADMIN_CLOSE) {
-        if (s->fd[LISTEN_ADMIN] >= 0)
-            close(s->fd[LISTEN_ADMIN]);
-        s->fd[LISTEN_ADMIN] = -1;
+/* A byte on the wake pipe: 1 to stop the thread. */
+static int woken(struct stats_socket *s, uint64_t now)
+{
+    char b;
+    ssize_t n = read(s->wake[0], &b, 1);
+
+    if (n == -1 && (errno == EINTR || errno == EAGAIN))
+        return 0;
+    if (n == 1 && (b == WAKE_ADMIN_LISTEN || b == WAKE_ADMIN_CLOSE)) {
+        admin_change(s, b, now);
         return 0;
     }
     return 1;
@@ -303,8 +330,8 @@ static int woken(struct stats_socket *s)
 static void *server_main(void *arg)
 {
     struct stats_socket *s = arg;
-    struct pollfd p[CLIENTS + 1 + LISTENS];
-    int slot[CLIENTS + 1 + LISTENS];
+    struct pollfd p[LISTENS * CLIENTS + 1 + LISTENS];
+    int slot[LISTENS * CLIENTS + 1 + LISTENS];
 
     pthread_setname_np(pthread_self(), "rr-stats");
     for (;;) {
@@ -313,7 +340,7 @@ static void *server_main(void *arg)
         p[0] = (struct pollfd){.fd = s->wake[0], .events = POLLIN};
         for (int k = 0; k < LISTENS; k++)
             p[1 + k] = (struct pollfd){.fd = resting ? -1 : s->fd[k], .events = POLLIN};
-        for (int i = 0; i < CLIENTS; i++) {
+        for (int i = 0; i < LISTENS * CLIENTS; i++) {
             if (s->c[i].fd < 0)
                 continue;
             if (now >= s->c[i].deadline_ms) {
@@ -325,7 +352,7 @@ static void *server_main(void *arg)
         }
         if (poll(p, (nfds_t)n, resting ? ACCEPT_BACKOFF_MS : 500) == -1 && errno != EINTR)
             break;
-        if (p[0].revents && woken(s))
+        if (p[0].revents && woken(s, now))
             break;
         for (int k = 1 + LISTENS; k < n; k++) {
             struct client *c = &s->c[slot[k]];
@@ -389,8 +416,9 @@ fail:
 }
 
 /* The admin listener: a TCP socket with SO_REUSEPORT (a successor binds
- * beside it during an upgrade). Returns the fd, or -1 with err filled. */
-static int admin_open(const union sockaddr_inet *a, char *err, size_t errlen)
+ * beside it during an upgrade), listening unless later. Returns the fd, or
+ * -1 with err filled. */
+static int admin_open(const union sockaddr_inet *a, int later, char *err, size_t errlen)
 {
     int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
     const char *what = "socket";
@@ -408,7 +436,7 @@ static int admin_open(const union sockaddr_inet *a, char *err, size_t errlen)
     if (bind(fd, &a->sa, addr_len(&a->sa)) == -1)
         goto fail;
     what = "listen";
-    if (listen(fd, 64) == -1)
+    if (!later && listen(fd, 64) == -1)
         goto fail;
     return fd;
 
@@ -426,15 +454,16 @@ static void server_free(struct stats_socket *s)
         close(s->wake[0]);
         close(s->wake[1]);
     }
-    for (int k = 0; k < LISTENS; k++)
-        if (s->fd[k] >= 0)
-            close(s->fd[k]);
+    if (s->fd[LISTEN_UNIX] >= 0)
+        close(s->fd[LISTEN_UNIX]);
+    if (s->admin_fd >= 0)
+        close(s->admin_fd);
     free(s->report);
     free(s);
 }
 
-struct stats_socket *stats_socket_start(const struct stats_listen *at,
-                                        const struct stats_source *src, char *err, size_t errlen)
+struct stats_socket *stats_socket_open(const char *path, gid_t gid, const struct stats_source *src,
+                                       char *err, size_t errlen)
 {
     struct stats_socket *s = calloc(1, sizeof(*s));
 
@@ -444,37 +473,54 @@ struct stats_socket *stats_socket_start(const struct stats_listen *at,
         return NULL;
     }
     s->src = *src;
-    for (int i = 0; i < CLIENTS; i++)
+    for (int i = 0; i < LISTENS * CLIENTS; i++)
         s->c[i].fd = -1;
     s->wake[0] = s->wake[1] = -1;
-    s->fd[LISTEN_UNIX] = s->fd[LISTEN_ADMIN] = -1;
-    s->n_allow = at->n_allow < CONFIG_MAX_TRUSTED ? at->n_allow : CONFIG_MAX_TRUSTED;
-    memcpy(s->allow, at->allow, (size_t)s->n_allow * sizeof(*s->allow));
-    if (at->admin && (s->fd[LISTEN_ADMIN] = admin_open(at->admin, err, errlen)) < 0) {
-        server_free(s);
-        return NULL;
-    }
-    if (at->path) {
-        snprintf(s->path, sizeof(s->path), "%s", at->path);
-        if ((s->fd[LISTEN_UNIX] = socket_open(s, at->path, at->gid, err, errlen)) < 0) {
+    s->fd[LISTEN_UNIX] = s->fd[LISTEN_ADMIN] = s->admin_fd = -1;
+    if (path) {
+        snprintf(s->path, sizeof(s->path), "%s", path);
+        if ((s->fd[LISTEN_UNIX] = socket_open(s, path, gid, err, errlen)) < 0) {
             server_free(s);
             return NULL;
         }
     }
+    return s;
+}
+
+int stats_socket_serve(struct stats_socket *s, const struct stats_admin *admin, char *err,
+                       size_t errlen)
+{
+    if (admin) {
+        s->n_allow = admin->n_allow < CONFIG_MAX_TRUSTED ? admin->n_allow : CONFIG_MAX_TRUSTED;
+        memcpy(s->allow, admin->allow, (size_t)s->n_allow * sizeof(*s->allow));
+        if ((s->admin_fd = admin_open(admin->addr, admin->later, err, errlen)) < 0)
+            return -1;
+        if (!admin->later)
+            s->fd[LISTEN_ADMIN] = s->admin_fd;
+    }
     if (pipe2(s->wake, O_CLOEXEC) == -1 ||
         (errno = pthread_create(&s->thread, NULL, server_main, s))) {
         snprintf(err, errlen, "stats thread: %s", strerror(errno));
-        if (at->path)
-            (void)unlink(at->path);
-        server_free(s);
-        return NULL;
+        if (s->wake[0] >= 0) {
+            close(s->wake[0]);
+            close(s->wake[1]);
+            s->wake[0] = s->wake[1] = -1;
+        }
+        return -1;
     }
-    return s;
+    s->serving = 1;
+    return 0;
+}
+
+void stats_socket_admin_listen(struct stats_socket *s)
+{
+    if (s && s->serving)
+        (void)!write(s->wake[1], &(char){WAKE_ADMIN_LISTEN}, 1);
 }
 
 void stats_socket_close_admin(struct stats_socket *s)
 {
-    if (s)
+    if (s && s->serving)
         (void)!write(s->wake[1], &(char){WAKE_ADMIN_CLOSE}, 1);
 }
 
@@ -484,9 +530,11 @@ void stats_socket_stop(struct stats_socket *s)
 
     if (!s)
         return;
-    (void)!write(s->wake[1], &(char){WAKE_STOP}, 1);
-    pthread_join(s->thread, NULL);
-    for (int i = 0; i < CLIENTS; i++)
+    if (s->serving) {
+        (void)!write(s->wake[1], &(char){WAKE_STOP}, 1);
+        pthread_join(s->thread, NULL);
+    }
+    for (int i = 0; i < LISTENS * CLIENTS; i++)
         if (s->c[i].fd >= 0)
             client_close(&s->c[i]);
     /* A newer process may have renamed its own socket over ours. */

@@ -106,12 +106,15 @@ static int write_file(const char *path, const char *text)
 
     snprintf(tmp, sizeof(tmp), "%s.docgen", path);
     f = fopen(tmp, "w");
-    if (!f || fputs(text, f) == EOF || fclose(f) == EOF || rename(tmp, path) == -1) {
-        fprintf(stderr, "docgen: %s: %s\n", path, strerror(errno));
-        remove(tmp);
-        return -1;
+    if (f && fputs(text, f) != EOF) {
+        if (fclose(f) != EOF && rename(tmp, path) == 0)
+            return 0;
+    } else if (f) {
+        fclose(f);
     }
-    return 0;
+    fprintf(stderr, "docgen: %s: %s\n", path, strerror(errno));
+    remove(tmp);
+    return -1;
 }
 
 int main(int argc, char **argv)

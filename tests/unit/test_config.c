@@ -214,6 +214,9 @@ static const struct bad bads[] = {
     {L B "admin: {listen: \"127.0.0.1:9100\", allow: [10.0.0.1/8]}\n",
      "t.yaml:8:43: admin.allow: '10.0.0.1/8' has bits set below the /8 prefix; did you mean "
      "10.0.0.0/8?"},
+    {L B "admin: {listen: \"127.0.0.1:8443\"}\n",
+     "t.yaml:2:11: listeners[0]: bind address 127.0.0.1:8443 is also admin.listen: give the "
+     "admin listener a port of its own"},
     {L B "shutdown_grace: soon\n",
      "t.yaml:8:17: shutdown_grace: expected a duration like 500ms, 5s, 2m or 1h, got 'soon'"},
     {L B "access_log: {path: relative.log}\n",

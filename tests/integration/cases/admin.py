@@ -5,9 +5,12 @@ backends' health and the process's phase; and the graceful leave, where a
 SIGTERM makes the relay not ready at once but keeps it accepting for
 shutdown_grace before it drains."""
 
+import collections
 import json
 import os
+import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,10 +21,11 @@ from harness import check
 from kit import config as cfg
 from kit.stats import query, stats_json
 from peers.backends import Listener
+from peers.daemons import Nginx
 from peers.helper import start_echo
 from peers.wire import recv_to_eof
 
-from .base import case
+from .base import case, listener
 from .drain import running
 from .service import Notify
 
@@ -189,7 +193,7 @@ def leaving_relay(ctx, grace, **settings):
                                        admin={"listen": f"127.0.0.1:{admin}"},
                                        shutdown_grace=grace, **settings))
     old_env = ctx.relay_env
-    ctx.relay_env = lambda: dict(old_env(), NOTIFY_SOCKET=n.path)
+    ctx.relay_env = lambda: dict(old_env(), NOTIFY_SOCKET=n.path, WATCHDOG_USEC="600000")
     try:
         rl = harness.start_relay(ctx, ["-c", path])
     finally:
@@ -204,7 +208,7 @@ def grace(ctx):
     ringrelay_leaving is 1 while new connections are still relayed (the
     readiness fails before the listeners close); then the port refuses,
     the drain runs, and the relay exits 0. Each phase is in the log, in
-    sd_notify STATUS= and in the stats."""
+    sd_notify STATUS= and in the stats, and the watchdog is fed throughout."""
     rl, port, admin, n = leaving_relay(ctx, "3s")
     check(echo_through(port) == b"ping\n", "no echo before SIGTERM")
     rl.popen.send_signal(signal.SIGTERM)
@@ -227,9 +231,12 @@ def grace(ctx):
     check(-1 not in order and order == sorted(order), f"phases in the log: {order}\n{log[-800:]}")
     n.wait("STATUS=leaving")
     n.wait("STATUS=draining")
-    check(n.messages.index(next(m for m in n.messages if "STATUS=leaving" in m)) <
-          n.messages.index(next(m for m in n.messages if "STATUS=draining" in m)),
-          f"sd_notify order: {n.messages}")
+    leave = n.messages.index(next(m for m in n.messages if "STATUS=leaving" in m))
+    drain = n.messages.index(next(m for m in n.messages if "STATUS=draining" in m))
+    check(leave < drain, f"sd_notify order: {n.messages}")
+    # systemd's watchdog (600 ms here) is still fed while the grace runs.
+    check(sum("WATCHDOG=1" in m for m in n.messages[leave:drain]) >= 3,
+          f"watchdog pings during the 3 s grace: {n.messages[leave:drain]}")
 
 
 @case("shutdown_grace_cut_short_by_a_second_signal", per_io=False)
@@ -275,3 +282,111 @@ def upgrade_admin(ctx):
     while running(new_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     check(not running(new_pid), "the successor did not stop on SIGINT")
+
+
+@case("upgrade_hands_over_only_once_ready", per_io=False, budget=90)
+def upgrade_ready(ctx):
+    """The successor of a hot upgrade takes admin clients, and asks its
+    predecessor to drain, only once it is ready itself. Its default
+    backend's first server is silent (its TLS check takes the whole 1 s
+    timeout), so it is ready a second after it starts: /ready, asked all
+    through the upgrade, never answers anything but 200."""
+    silent = listener(ctx)  # accepts and says nothing
+    nginx = Nginx(ctx, ctx.session_dir, proxy_protocol=False)
+    admin = harness.free_port()
+    rl = cfg.start(ctx, cfg.document(
+        [cfg.listener("web", harness.free_port())],
+        [cfg.backend("app", [silent.port, nginx.port4], proxy_protocol="off", health_check={
+            "mode": "tls", "interval": "2s", "timeout": "1s", "rise": 1, "fall": 1})],
+        admin={"listen": f"127.0.0.1:{admin}"}))
+    harness.wait_until(lambda: http(admin, "/ready")[0] == 200, 10, "the relay to be ready")
+    old = rl.pid
+    rl.popen.send_signal(signal.SIGUSR2)
+    answers = collections.Counter()
+    while rl.alive():
+        status, _, body = http(admin, "/ready")
+        answers[(status, body.strip())] += 1
+    rl.exited(30)
+    check(set(answers) == {(200, "ready")}, f"/ready answered {dict(answers)} during the upgrade")
+    new = json.loads(http(admin, "/stats.json")[2])["process"]["pid"]
+    ctx.on_cleanup(lambda: os.kill(new, signal.SIGKILL) if running(new) else None)
+    check(new != old and "ready after" in rl.stderr(), f"successor {new}: {rl.stderr()[-500:]}")
+    os.kill(new, signal.SIGINT)
+    ctx.note(f"{sum(answers.values())} /ready answers during the upgrade, all 200")
+
+
+@case("reload_that_turns_health_checks_off_counts_servers_up", per_io=False)
+def checks_off(ctx):
+    """A server down by its checks, then a reload with the checks off: it
+    counts as up at once (nothing would ever check it again), so the relay
+    is ready and relays to it."""
+    admin, port = harness.free_port(), harness.free_port()
+    server = harness.free_port()
+
+    def doc(mode):
+        return cfg.document([cfg.listener("web", port, default_backend="kong")],
+                            [cfg.backend("kong", [server], health_check={
+                                "mode": mode, "interval": "100ms", "timeout": "100ms",
+                                "rise": 1, "fall": 1})],
+                            admin={"listen": f"127.0.0.1:{admin}"})
+    rl = cfg.start(ctx, doc("tcp"))
+    harness.wait_until(lambda: http(admin, "/ready")[2] == "backend kong: no server up\n", 10,
+                       "the server to be down")
+    echo = Listener("127.0.0.1", server, 16, 5)
+    ctx.on_cleanup(echo.close)
+    cfg.write(ctx, doc("off"))
+    rl.popen.send_signal(signal.SIGHUP)
+    harness.wait_until(lambda: http(admin, "/ready")[0] == 200, 5,
+                       "/ready to pass after the reload turned checks off")
+
+
+@case("upgrade_as_another_user_keeps_the_admin_listener", per_io=False, budget=90)
+def upgrade_user(ctx):
+    """Started as root with user nobody: the admin socket belongs to nobody,
+    so the successor (which runs as nobody) binds beside it and takes over."""
+    if os.geteuid() != 0:
+        raise harness.TestSkip("needs root")
+    nobody = pwd.getpwnam("nobody")
+    run = os.path.join(ctx.tmpdir, "run")
+    os.mkdir(run)
+    os.chown(run, nobody.pw_uid, nobody.pw_gid)
+    os.chmod(ctx.tmpdir, 0o755)
+    binary = os.path.join(ctx.tmpdir, "ringrelay")
+    shutil.copy(os.path.realpath(ctx.binary), binary)
+    admin = harness.free_port()
+    path = cfg.write(ctx, cfg.document([cfg.listener("web", harness.free_port())],
+                                       [cfg.backend("app", [start_echo(ctx).port])],
+                                       user="nobody", stats_socket=f"{run}/stats.sock",
+                                       admin={"listen": f"127.0.0.1:{admin}"}))
+    rl = harness.start_relay(ctx, ["-c", path], binary=binary)
+    old = rl.pid
+    rl.popen.send_signal(signal.SIGUSR2)
+    harness.wait_until(lambda: "SIGTERM from successor" in rl.stderr() or
+                       "before it was ready" in rl.stderr(), 20, "the upgrade to end")
+    check("SIGTERM from successor" in rl.stderr(), f"the upgrade failed: {rl.stderr()[-600:]}")
+    rl.exited(30)
+    new = json.loads(http(admin, "/stats.json")[2])["process"]["pid"]
+    ctx.on_cleanup(lambda: os.kill(new, signal.SIGKILL) if running(new) else None)
+    check(new != old, "the admin listener is not the successor's")
+    os.kill(new, signal.SIGINT)
+
+
+@case("reload_names_a_changed_admin_allow", per_io=False)
+def allow_reload(ctx):
+    """admin.allow is start-only: a reload that changes it, even the last of
+    a long list, says so and keeps the list in force."""
+    nets = [f"2001:db8:{i}::/64" for i in range(1, 7)]
+    admin = harness.free_port()
+
+    def doc(last):
+        return cfg.document([cfg.listener("web", harness.free_port())],
+                            [cfg.backend("app", [start_echo(ctx).port])],
+                            admin={"listen": f"127.0.0.1:{admin}",
+                                   "allow": ["127.0.0.0/8"] + nets[:-1] + [last]})
+    rl = cfg.start(ctx, doc(nets[-1]))
+    cfg.write(ctx, doc("2001:db8:99::/64"))
+    rl.popen.send_signal(signal.SIGHUP)
+    harness.wait_until(lambda: "reload: " in rl.stderr() and "applied" in rl.stderr(), 10,
+                       "the reload")
+    check("reload: admin.allow: " in rl.stderr() and "2001:db8:99::/64" in rl.stderr() and
+          "needs a restart" in rl.stderr(), f"no line about admin.allow: {rl.stderr()[-600:]}")

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import harness
@@ -65,22 +66,42 @@ def unit(ctx):
 
 
 class Notify:
-    """A NOTIFY_SOCKET the relay reports to; collects the messages."""
+    """A NOTIFY_SOCKET the relay reports to; a thread collects the messages
+    as they come, as systemd would (a unix datagram socket queues only
+    net.unix.max_dgram_qlen messages, 10 by default, and then the relay's
+    sd_notify would block)."""
 
     def __init__(self, ctx, name="notify.sock"):
         self.path = os.path.join(ctx.tmpdir, name)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
         self.sock.settimeout(0.05)
-        ctx.on_cleanup(self.sock.close)
         self.messages = []
+        self.closed = threading.Event()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._collect, daemon=True)
+        self.thread.start()
+        ctx.on_cleanup(self.close)
+
+    def _collect(self):
+        while not self.closed.is_set():
+            try:
+                m = self.sock.recv(4096).decode()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.messages.append(m)
+
+    def close(self):
+        self.closed.set()
+        self.thread.join(2)
+        self.sock.close()
 
     def poll(self):
-        while True:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except socket.timeout:
-                return self.messages
+        with self.lock:
+            return list(self.messages)
 
     def wait(self, what, timeout=10, after=0):
         def seen():
