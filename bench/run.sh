@@ -416,30 +416,12 @@ start_contender() {
 }
 
 # Scrapes rr-admin's admin listener ten times a second (as a tight
-# Prometheus and a health checker would together), on CPU 0 with the load:
-# one process (a curl per request would cost CPU 0 about half its time in
-# fork and exec, and slow the load generator rather than the relay), up and
-# scraping before the load starts (Python's start-up alone took a tenth of
-# CPU 0 in a one-second measurement).
+# Prometheus and a health checker would together), on CPU 0 with the load,
+# with bench/scrape (C, one process: a curl per request cost CPU 0 about
+# half its time, and a Python loop a visible share, slowing the load
+# generator rather than the relay), up and scraping before the load starts.
 start_scraper() {
-    spawn scraper 0 python3 -c "
-import socket, sys, time
-def get(path):
-    s = socket.create_connection(('127.0.0.1', $ADMIN_PORT), timeout=2)
-    s.sendall(b'GET ' + path + b' HTTP/1.0\r\n\r\n')
-    data = b''
-    while True:
-        piece = s.recv(65536)
-        if not piece:
-            break
-        data += piece
-    s.close()
-    return data.startswith(b'HTTP/1.0 200')
-while True:
-    if get(b'/metrics') and get(b'/ready'):
-        print('ok', flush=True)
-    time.sleep(0.1)
-"
+    spawn scraper 0 "$TOOLS/scrape" --period 0.1 --paths /metrics,/ready "127.0.0.1:$ADMIN_PORT"
     SCRAPER=$SPAWNED
     wait_line "$WORK/log/scraper-$RUN_ID.out" '^ok' 500 "$SCRAPER" ||
         note "the scraper did not start ($SCEN $CASE rep $REP)"
