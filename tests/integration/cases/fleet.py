@@ -13,7 +13,7 @@ import time
 
 import harness
 from harness import check
-from peers.fleet import SOURCES, Fleet, relay_addr
+from peers.fleet import SOURCES, Fleet, gateway_lines, relay_addr
 
 from .base import case
 
@@ -57,7 +57,7 @@ def spread(ctx):
     check(sum(len(v) > 1 for v in relays_of.values()) >= len(SOURCES) // 2,
           "too few clients entered through more than one relay to show the hash holds")
     check(len({next(iter(g)) for g in gateways.values()}) == 2, "one gateway took every client")
-    log = fleet.gateways.access_lines()
+    log = gateway_lines(fleet.gateways)
     check(sum(" via " in ln and "/who" in ln for ln in log) == SPREAD_CONNS,
           f"gateway log lines: {len(log)}")
 
@@ -433,3 +433,33 @@ def bgp_crash(ctx):
              f"{len(failed2)} failed over {span2:.2f}s; {done['ok']} ok in all; downloads "
              f"broken through relay 1: {broken[relay_addr(1)]}, relay 2: "
              f"{broken[relay_addr(2)]} (of 20)")
+
+
+@case("fleet_leaves_nothing_behind", per_io=False, sanitized=False)
+def nothing_behind(ctx):
+    """Run after the fleet cases: no namespace of theirs, no process started
+    from this run's directories (BIRD, Prometheus, nginx, the scripts, the
+    relays), no BIRD control socket, and no nftables table in the machine's
+    own namespace."""
+    import os
+    import subprocess
+    tag = f"rrf{os.getpid() % 100000}-"
+    left = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                                      timeout=10).stdout.split() if n.startswith(tag)]
+    check(not left, f"namespaces left behind: {left}")
+    procs = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if ctx.session_dir in cmd and int(pid) != os.getpid() and "fleet_leaves" not in cmd:
+            procs.append(f"{pid}: {cmd[:120]}")
+    check(not procs, f"processes left behind: {procs}")
+    socks = [os.path.join(d, f) for d, _, files in os.walk(ctx.session_dir) for f in files
+             if f == "bird.ctl"]
+    check(not socks, f"BIRD sockets left behind: {socks}")
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
+                            timeout=10).stdout
+    check("ringrelay_lb" not in tables, f"an nftables table in the machine's namespace: {tables}")

@@ -52,8 +52,7 @@ http {{
     access_log {dir}/access.log fleet;
 """ + NGINX_TEMPS + """\
     server {{
-        listen {gw0}:{port} ssl proxy_protocol;
-        listen {gw1}:{port} ssl proxy_protocol;
+        listen {gw}:{port} ssl proxy_protocol;
         ssl_certificate {crt};
         ssl_certificate_key {key};
         set_real_ip_from {back}.0/24;
@@ -66,27 +65,32 @@ http {{
             return 200 "$remote_addr\\n";
         }}
         location = /big.bin {{
-            root {dir};
+            root {big_dir};
         }}
     }}
 }}
 """
 
 
-class Gateways(Daemon):
-    """nginx on the gateway host, one server on both gateway addresses."""
+class Gateway(Daemon):
+    """One gateway server: nginx on the gateway host, on address gw."""
 
-    def __init__(self, ctx, prefix):
+    def __init__(self, ctx, prefix, gw, big_dir):
         crt, key = make_cert(ctx.session_dir)
-        super().__init__(ctx, "gateways", "nginx", GATEWAY_CONF,
-                         {"gw0": GATEWAYS[0], "gw1": GATEWAYS[1], "port": PORT, "crt": crt,
-                          "key": key, "back": BACK}, prefix=prefix)
+        super().__init__(ctx, f"gateway-{gw}", "nginx", GATEWAY_CONF,
+                         {"gw": gw, "port": PORT, "crt": crt, "key": key, "back": BACK,
+                          "big_dir": big_dir}, prefix=prefix)
 
     def listening(self):
         return listening_in(self.pid, PORT)
 
     def access_lines(self):
         return self.file("access.log").splitlines()
+
+
+def gateway_lines(gateways):
+    """Every access-log line of the gateway servers."""
+    return [ln for g in gateways for ln in g.access_lines()]
 
 
 class Fleet:
@@ -122,8 +126,10 @@ class Fleet:
         _ip("-n", self.ns["gw"], "addr", "add", f"{GATEWAYS[1]}/24", "dev", "back")
         for i in range(1, 5):
             self._host(f"r{i}", [("back", relay_addr(i))], via=f"{BACK}.1")
-        self.gateways = Gateways(ctx, self.prefix("gw"))
-        self.big = os.path.join(self.gateways.dir, "big.bin")
+        big_dir = os.path.join(ctx.tmpdir, "www")
+        os.makedirs(big_dir)
+        os.chmod(big_dir, 0o755)
+        self.big = os.path.join(big_dir, "big.bin")
         # Every MiB differs, so a piece repeated or skipped changes the digest.
         digest = hashlib.sha256()
         with open(self.big, "wb") as f:
@@ -133,6 +139,7 @@ class Fleet:
                 digest.update(block)
         os.chmod(self.big, 0o644)
         self.big_sha256 = digest.hexdigest()
+        self.gateways = [Gateway(ctx, self.prefix("gw"), gw, big_dir) for gw in GATEWAYS]
 
     def _host(self, host, links, via=None):
         """Namespace host with one veth per (net, address) on that net's
