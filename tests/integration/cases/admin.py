@@ -26,7 +26,7 @@ from peers.helper import start_echo
 from peers.wire import recv_to_eof
 
 from .base import case, listener
-from .drain import running
+from .drain import refused, running
 from .service import Notify
 
 
@@ -63,18 +63,6 @@ def echo_through(port, payload=b"ping\n"):
         s.sendall(payload)
         s.shutdown(socket.SHUT_WR)
         return recv_to_eof(s)
-    finally:
-        s.close()
-
-
-def accepts(port):
-    s = socket.socket()
-    s.settimeout(2)
-    try:
-        s.connect(("127.0.0.1", port))
-        return True
-    except ConnectionRefusedError:
-        return False
     finally:
         s.close()
 
@@ -221,8 +209,8 @@ def grace(ctx):
     # Not ready, and still serving: a new client is relayed.
     check(echo_through(port, b"after SIGTERM\n") == b"after SIGTERM\n",
           "a client during shutdown_grace was not relayed")
-    check(rl.alive() and accepts(port), "the port closed during shutdown_grace")
-    harness.wait_until(lambda: not accepts(port), 15, "the port to close after the grace")
+    check(rl.alive() and not refused(port), "the port closed during shutdown_grace")
+    harness.wait_until(lambda: refused(port), 15, "the port to close after the grace")
     rl.exited(15)
     check(rl.popen.returncode == 0, f"exit status {rl.popen.returncode}")
     log = rl.stderr()

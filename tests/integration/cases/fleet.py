@@ -8,7 +8,9 @@ losing a byte, and one that crashes or loses its host stops getting new
 connections within a second or so while the others lose nothing."""
 
 import collections
+import os
 import signal
+import subprocess
 import time
 
 import harness
@@ -194,6 +196,14 @@ def leave(ctx):
              f"({via2} through relay 2 before it left), none failed")
 
 
+def kill_relay(fleet, i):
+    """kill -9 relay i on purpose; returns when it was done."""
+    killed = time.time()
+    fleet.relays[i].kill()
+    fleet.relays[i].checked = True  # its end is not a failure
+    return killed
+
+
 def failures_after(records, since):
     """The failed connections opened after since, and how long after it
     the last of them was opened."""
@@ -216,9 +226,7 @@ def crash(ctx):
     transfers = long_client(fleet, [1, 2], count=20, pace=1 << 20)  # 24 s: both events
     rate = rate_client(fleet)
     harness.wait_until(lambda: len(conns(rate)) >= 50, 20, "a second of new connections")
-    killed = time.time()
-    fleet.relays[3].kill()
-    fleet.relays[3].checked = True  # killed on purpose
+    killed = kill_relay(fleet, 3)
     fleet.wait_members([1, 2])
     dropped = time.time() - killed
     harness.wait_until(lambda: len([c for c in conns(rate) if c["t_open"] > killed + 2]) >= 25,
@@ -405,9 +413,7 @@ def bgp_crash(ctx):
     transfers = long_client(fleet, [1, 2], count=20, pace=1 << 20)  # 24 s: both events
     rate = rate_client(fleet)
     harness.wait_until(lambda: len(conns(rate)) >= 50, 20, "a second of new connections")
-    killed = time.time()
-    fleet.relays[3].kill()
-    fleet.relays[3].checked = True  # killed on purpose
+    killed = kill_relay(fleet, 3)
     fleet.wait_next_hops([1, 2], timeout=5)
     dropped = time.time() - killed
     check(dropped <= 1.0, f"relay 3 was withdrawn {dropped:.2f}s after kill -9")
@@ -441,8 +447,6 @@ def nothing_behind(ctx):
     from this run's directories (BIRD, Prometheus, nginx, the scripts, the
     relays), no BIRD control socket, and no nftables table in the machine's
     own namespace."""
-    import os
-    import subprocess
     tag = f"rrf{os.getpid() % 100000}-"
     left = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                                       timeout=10).stdout.split() if n.startswith(tag)]

@@ -13,14 +13,17 @@ Nothing is added to the machine's own namespace: both nets are bridges in
 a namespace of their own."""
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 
 import harness
 from harness import Proc, TestFailure, TestSkip, wait_until
+from kit import config as cfg
 
 from .daemons import NGINX_TEMPS, NGINX_TOP, Daemon, make_cert
+from .helper import Helper
 from .netns import listening_in
 
 VIP = "10.78.0.100"
@@ -174,7 +177,6 @@ class Fleet:
         """Relay i's configuration file (gateway_port: where it thinks the
         gateways listen). It listens on its own address, or on the service
         address in the BGP tier."""
-        from kit import config as cfg
         bind = VIP if self.bgp else relay_addr(i)
         doc = cfg.document(
             [cfg.listener("public", f"{bind}:{PORT}", default_backend="kong")],
@@ -317,8 +319,7 @@ class Fleet:
                          ("scrape_timeout: 4s", "scrape_timeout: 200ms"),
                          ('"192.0.2.11:9100", "192.0.2.12:9100", "192.0.2.13:9100"',
                           ", ".join(f'"{relay_addr(i)}:{ADMIN}"' for i in relays))):
-            check_in = old in text
-            if not check_in:
+            if old not in text:
                 raise TestFailure(f"deploy/prometheus/ringrelay-fleet.yml has no '{old}'")
             text = text.replace(old, new)
         with open(conf, "w") as f:
@@ -332,7 +333,6 @@ class Fleet:
 
     def promql(self, query, at=None):
         """The result vector of an instant query."""
-        import json
         args = ["curl", "-sf", "--max-time", "5", "http://127.0.0.1:9090/api/v1/query",
                 "--data-urlencode", f"query={query}"]
         if at is not None:
@@ -345,7 +345,6 @@ class Fleet:
     # ---- clients ----
 
     def client(self, name, args):
-        from .helper import Helper
         return Helper(self.ctx, name, ["fleet-client", "--target", f"{VIP}:{PORT}",
                                        "--sources", ",".join(SOURCES), *args],
                       prefix=self.prefix("client"))
