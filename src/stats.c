@@ -7,48 +7,59 @@
 #include <string.h>
 
 const struct end_reason stats_end[END_KINDS] = {
-    [END_NONE] = {"none", "not ended yet (never in the access log)", 0},
-    [END_CLIENT_CLOSED] = {"client_closed",
-                           "the client finished first (FIN), or closed before sending a byte", 1},
-    [END_BACKEND_CLOSED] = {"backend_closed", "the server finished first (FIN)", 1},
-    [END_CLIENT_RESET] = {"client_reset", "the client reset the connection, or a read or write "
-                                          "on its side failed; the server side was reset too"},
-    [END_BACKEND_RESET] = {"backend_reset",
-                           "the server reset the connection, or a read or write on its side "
-                           "failed; the client was reset too (before the server's first byte: "
-                           "see the diagnosis of a backend that refuses the PROXY header)"},
-    [END_CONNECT_FAILED] = {"connect_failed",
-                            "the connect to the server failed (refused, unreachable) and no "
-                            "other server could be tried"},
-    [END_CONNECT_TIMEOUT] = {"connect_timeout",
-                             "the connect to the server took longer than connect_timeout and "
-                             "no other server could be tried"},
-    [END_NO_SERVER] = {"no_server",
-                       "no server of the backend could take it: every one down, full or "
-                       "tried already"},
-    [END_IDLE_TIMEOUT] = {"idle_timeout",
-                          "nothing moved for idle_timeout (30 s at most once one side has "
-                          "finished)"},
-    [END_HEADER_TIMEOUT] = {"header_timeout",
-                            "a trusted source sent no whole PROXY header within header_timeout"},
-    [END_BAD_HEADER] = {"bad_header",
-                        "a trusted source sent something that is not a valid PROXY header"},
-    [END_UNTRUSTED_HEADER] = {"untrusted_header",
-                              "a client that is not a trusted source sent a PROXY header "
-                              "(a forged address, or a proxy missing from trusted_sources)"},
-    [END_PEEK_TIMEOUT] = {"peek_timeout",
-                          "no whole TLS ClientHello within peek_timeout on a listener that "
-                          "reads it (routes, or the authority and alpn TLVs)"},
-    [END_REFUSED_LIMIT] = {"refused_limit", "refused at once: max_connections were open"},
-    [END_SOURCE_LIMIT] = {"source_limit",
-                          "refused at once: its address had max_connections_per_source open"},
-    [END_STOPPED] = {"stopped", "reset when the relay stopped: a drain ran out, or SIGINT"},
-    [END_LOCAL_ERROR] = {"local_error",
-                         "the relay could not go on: out of descriptors or memory for it, or "
-                         "no descriptor for its backend socket within connect_timeout"},
-    [END_HANDSHAKE_CLOSED] = {"handshake_closed",
-                              "the client sent its FIN with its PROXY header or ClientHello "
-                              "incomplete: ended at once, not at the timeout"},
+    [END_NONE] = {.name = "none", .what = "not ended yet (never in the access log)"},
+    [END_CLIENT_CLOSED] = {.name = "client_closed",
+                           .what =
+                               "the client finished first (FIN), or closed before sending a byte",
+                           .normal = 1},
+    [END_BACKEND_CLOSED] = {.name = "backend_closed",
+                            .what = "the server finished first (FIN)",
+                            .normal = 1},
+    [END_CLIENT_RESET] = {.name = "client_reset",
+                          .what = "the client reset the connection, or a read or write on its side "
+                                  "failed; the server side was reset too"},
+    [END_BACKEND_RESET] = {.name = "backend_reset",
+                           .what =
+                               "the server reset the connection, or a read or write on its side "
+                               "failed; the client was reset too (before the server's first byte: "
+                               "see the diagnosis of a backend that refuses the PROXY header)"},
+    [END_CONNECT_FAILED] = {.name = "connect_failed",
+                            .what = "the connect to the server failed (refused, unreachable) and "
+                                    "no other server could be tried"},
+    [END_CONNECT_TIMEOUT] = {.name = "connect_timeout",
+                             .what = "the connect to the server took longer than connect_timeout "
+                                     "and no other server could be tried"},
+    [END_NO_SERVER] =
+        {.name = "no_server",
+         .what = "no server of the backend could take it: every one down, full or tried already"},
+    [END_IDLE_TIMEOUT] =
+        {.name = "idle_timeout",
+         .what = "nothing moved for idle_timeout (30 s at most once one side has finished)"},
+    [END_HEADER_TIMEOUT] =
+        {.name = "header_timeout",
+         .what = "a trusted source sent no whole PROXY header within header_timeout"},
+    [END_BAD_HEADER] = {.name = "bad_header",
+                        .what = "a trusted source sent something that is not a valid PROXY header"},
+    [END_UNTRUSTED_HEADER] = {.name = "untrusted_header",
+                              .what =
+                                  "a client that is not a trusted source sent a PROXY header (a "
+                                  "forged address, or a proxy missing from trusted_sources)"},
+    [END_PEEK_TIMEOUT] = {.name = "peek_timeout",
+                          .what = "no whole TLS ClientHello within peek_timeout on a listener that "
+                                  "reads it (routes, or the authority and alpn TLVs)"},
+    [END_REFUSED_LIMIT] = {.name = "refused_limit",
+                           .what = "refused at once: max_connections were open"},
+    [END_SOURCE_LIMIT] = {.name = "source_limit",
+                          .what =
+                              "refused at once: its address had max_connections_per_source open"},
+    [END_STOPPED] = {.name = "stopped",
+                     .what = "reset when the relay stopped: a drain ran out, or SIGINT"},
+    [END_LOCAL_ERROR] = {.name = "local_error",
+                         .what = "the relay could not go on: out of descriptors or memory for it, "
+                                 "or no descriptor for its backend socket within connect_timeout"},
+    [END_HANDSHAKE_CLOSED] = {.name = "handshake_closed",
+                              .what = "the client sent its FIN with its PROXY header or "
+                                      "ClientHello incomplete: ended at once, not at the timeout"},
 };
 
 const char *const stats_fail_name[FAIL_KINDS] = {
