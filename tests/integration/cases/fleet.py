@@ -59,9 +59,7 @@ def spread(ctx):
     check(sum(len(v) > 1 for v in relays_of.values()) >= len(SOURCES) // 2,
           "too few clients entered through more than one relay to show the hash holds")
     check(len({next(iter(g)) for g in gateways.values()}) == 2, "one gateway took every client")
-    log = gateway_lines(fleet.gateways)
-    check(sum(" via " in ln and "/who" in ln for ln in log) == SPREAD_CONNS,
-          f"gateway log lines: {len(log)}")
+    check_gateway_log(fleet, results)
 
     def fleet_total():
         got = fleet.promql('sum(ringrelay_listener_accepted_connections_total{listener="public"})')
@@ -258,6 +256,18 @@ def crash(ctx):
              f"1 and 2 whole")
 
 
+def check_gateway_log(fleet, results):
+    """Each gateway server logged every request it took with the client's
+    own address and port (from the PROXY header), the relay it came
+    through, and itself."""
+    log = set(gateway_lines(fleet.gateways))
+    missing = [r for r in results
+               if f"{r['src']} via {r['relay']} to {r['gateway']} /who 200" not in log]
+    check(not missing and len(log) == len(results),
+          f"{len(missing)} requests not in the gateways' logs as made, {len(log)} lines: "
+          f"{missing[:2]} {sorted(log)[:2]}")
+
+
 def check_spread(ctx, results, relays):
     """600 /who results: none failed, every relay over 20 %, each client
     address on one gateway whichever relay it entered."""
@@ -288,7 +298,9 @@ def bgp_spread(ctx):
         fleet.start_bgp_relay(i)
     fleet.wait_next_hops([1, 2, 3])
     c = fleet.client("burst", ["--mode", "burst", "--count", str(SPREAD_CONNS)])
-    by_relay = check_spread(ctx, c.wait_json("results", 120)["results"], (1, 2, 3))
+    results = c.wait_json("results", 120)["results"]
+    by_relay = check_spread(ctx, results, (1, 2, 3))
+    check_gateway_log(fleet, results)
     rate = rate_client(fleet)
     fleet.start_bgp_relay(4, gateway_port=1)  # running, its session up, not ready
     harness.wait_until(lambda: "withdrawn" in fleet.announcers[4].stdout(), 10,
