@@ -15,7 +15,7 @@ import time
 
 import harness
 from harness import check
-from peers.fleet import SOURCES, Fleet, gateway_lines, relay_addr
+from peers.fleet import SOURCES, Fleet, gateway_lines, relay_addr, relay_addr6
 
 from .base import case
 
@@ -301,6 +301,17 @@ def bgp_spread(ctx):
     results = c.wait_json("results", 120)["results"]
     by_relay = check_spread(ctx, results, (1, 2, 3))
     check_gateway_log(fleet, results)
+    # The /128 too: over IPv6 from 4 addresses, through every relay, the
+    # gateway told each client's own IPv6 address and port.
+    want6 = sorted(relay_addr6(i) for i in (1, 2, 3))
+    harness.wait_until(lambda: fleet.next_hops6() == want6, 20,
+                       f"the router's IPv6 next hops to be {want6}")
+    c6 = fleet.client("burst6", ["--mode", "burst", "--count", "120"], v6=True)
+    results6 = c6.wait_json("results", 60)["results"]
+    bad6 = [r for r in results6 if not r["ok"]]
+    check(not bad6, f"{len(bad6)} of 120 IPv6 requests failed: {bad6[:3]}")
+    check({r["relay"] for r in results6} == {relay_addr(i) for i in (1, 2, 3)},
+          f"IPv6 requests reached {collections.Counter(r['relay'] for r in results6)}")
     rate = rate_client(fleet)
     fleet.start_bgp_relay(4, gateway_port=1)  # running, its session up, not ready
     harness.wait_until(lambda: "withdrawn" in fleet.announcers[4].stdout(), 10,
@@ -327,10 +338,15 @@ def bgp_spread(ctx):
     check(via4[0] >= last_503, "a connection reached relay 4 before it was ready")
     check(via4[0] - ready_at <= 2.0,
           f"relay 4's first connection came {via4[0] - ready_at:.2f}s after it was ready")
-    check(done["failed"] == 0, f"{done['failed']} connections failed: "
-                               f"{[c for c in records if not c['ok']][:3]}")
+    # A next hop added to a plain ECMP route moves some flows: a connection
+    # in flight just then may be reset, and only then.
+    failed = [c for c in records if not c["ok"]]
+    check(all(abs(c["t_open"] - ready_at) <= 2.0 for c in failed),
+          f"connections failed away from the join: {failed[:3]}")
     ctx.note("per relay: " + ", ".join(f"{k} {v}" for k, v in sorted(by_relay.items())) +
-             f"; relay 4 announced and took a connection {via4[0] - ready_at:.2f}s after ready")
+             f"; 120 over IPv6, all ok; relay 4 announced and took a connection "
+             f"{via4[0] - ready_at:.2f}s after ready; {len(failed)} of {done['opened']} new "
+             f"connections reset as the route changed")
 
 
 def broken_by_relay(results):

@@ -8,6 +8,9 @@ believe, the relay it came through and which of them answered.
     front net 10.78.1.0/24: client .2 (and .100-.115), balancer .1
     back net  10.78.2.0/24: balancer .1, relays .11-.14, gateways .50 .51
     service address 10.78.0.100 (on the balancer's lo)
+    BGP tier, IPv6 too: front fd78:1::/64 (client ::2, ::100-::103, router
+    ::1), back fd78:2::/64 (router ::1, relays ::11-::14), service address
+    fd78::100
 
 Nothing is added to the machine's own namespace: both nets are bridges in
 a namespace of their own."""
@@ -31,9 +34,16 @@ PORT = 8443
 ADMIN = 9100
 FRONT, BACK = "10.78.1", "10.78.2"
 SOURCES = [f"{FRONT}.{100 + i}" for i in range(16)]
+VIP6, FRONT6, BACK6 = "fd78::100", "fd78:1:", "fd78:2:"
+SOURCES6 = [f"{FRONT6}:{100 + i}" for i in range(4)]
 GATEWAYS = [f"{BACK}.50", f"{BACK}.51"]
 BIG_BYTES = 24 << 20
 REPO_DEPLOY = os.path.join(harness.REPO, "deploy")
+
+
+def relay_addr6(i):
+    """Relay i's IPv6 address on the back net (BGP tier)."""
+    return f"{BACK6}:{10 + i}"
 
 
 def relay_addr(i):
@@ -177,9 +187,9 @@ class Fleet:
         """Relay i's configuration file (gateway_port: where it thinks the
         gateways listen). It listens on its own address, or on the service
         address in the BGP tier."""
-        bind = VIP if self.bgp else relay_addr(i)
+        bind = [f"{VIP}:{PORT}", f"[{VIP6}]:{PORT}"] if self.bgp else f"{relay_addr(i)}:{PORT}"
         doc = cfg.document(
-            [cfg.listener("public", f"{bind}:{PORT}", default_backend="kong")],
+            [cfg.listener("public", bind, default_backend="kong")],
             [cfg.backend("kong", [f"{g}:{gateway_port}" for g in GATEWAYS],
                          balance="client_ip_hash",
                          health_check={"mode": "proxy_local", "interval": "500ms",
@@ -257,10 +267,17 @@ class Fleet:
         if not shutil.which("bird"):
             raise TestSkip("bird is not installed (Debian package bird2)")
         self.bgp = True
-        self.run("lb", ["sysctl", "-q", "-w", "net.ipv4.fib_multipath_hash_policy=1"])
+        self.run("lb", ["sysctl", "-q", "-w", "net.ipv4.fib_multipath_hash_policy=1",
+                        "net.ipv6.fib_multipath_hash_policy=1", "net.ipv6.conf.all.forwarding=1"])
         _ip("-n", self.ns["lb"], "addr", "del", f"{VIP}/32", "dev", "lo")
+        self._add6("client", "front", f"{FRONT6}:2", via=f"{FRONT6}:1")
+        for a in SOURCES6:
+            self._add6("client", "front", a)
+        self._add6("lb", "front", f"{FRONT6}:1")
+        self._add6("lb", "back", f"{BACK6}:1")
         replace = [("192.0.2.0/24", f"{BACK}.0/24"), ("192.0.2.1;", f"{BACK}.1;"),
-                   ("198.51.100.10/32", f"{VIP}/32")]
+                   ("198.51.100.10/32", f"{VIP}/32"), ("2001:db8:2::/64", f"{BACK6}:/64"),
+                   ("2001:db8::100/128", f"{VIP6}/128")]
         if resilient:
             replace.append(("ipv4 { import none; export where source = RTS_BGP; };",
                             "ipv4 { import none; export none; };"))
@@ -271,16 +288,27 @@ class Fleet:
                 "-s", self.router_sock, f"{VIP}/32"], self.ctx.tmpdir)
             self.ctx.on_cleanup(self.nexthops.kill)
 
+    def _add6(self, host, dev, addr, via=None):
+        """An IPv6 address (no duplicate detection: usable at once)."""
+        _ip("-n", self.ns[host], "-6", "addr", "add", f"{addr}/{128 if dev == 'lo' else 64}",
+            "dev", dev, "nodad")
+        if via:
+            _ip("-n", self.ns[host], "-6", "route", "add", "default", "via", via)
+
     def start_bgp_relay(self, i, **settings):
-        """Relay i in the BGP tier: the service address on its lo, BIRD
-        (relay.conf) and the announcer beside it, the relay itself."""
+        """Relay i in the BGP tier: the service addresses on its lo, BIRD
+        (relay.conf, both sessions) and the announcer beside it, the relay
+        itself."""
         ns = f"r{i}"
         if _ip("-n", self.ns[ns], "addr", "show", "dev", "lo").stdout.find(VIP) < 0:
             _ip("-n", self.ns[ns], "addr", "add", f"{VIP}/32", "dev", "lo")
+            self._add6(ns, "lo", VIP6)
+            self._add6(ns, "back", relay_addr6(i), via=f"{BACK6}:1")
         if i not in self.bird_socks:
             self.bird_socks[i] = self._bird(ns, "relay.conf", [
                 ("192.0.2.11;", f"{relay_addr(i)};"), ("192.0.2.1 as", f"{BACK}.1 as"),
-                ("198.51.100.10/32", f"{VIP}/32")])
+                ("198.51.100.10/32", f"{VIP}/32"), ("2001:db8:2::1 as", f"{BACK6}:1 as"),
+                ("2001:db8::100/128", f"{VIP6}/128")])
         rl = self.start_relay(i, **settings)
         ann = Proc(f"announce{i}", self.prefix(ns) + [
             "sh", os.path.join(REPO_DEPLOY, "bird", "ringrelay-announce"), "-s",
@@ -288,6 +316,11 @@ class Fleet:
         self.ctx.on_cleanup(lambda: ann.stop(timeout=5) is not None or ann.kill())
         self.announcers[i] = ann
         return rl
+
+    def next_hops6(self):
+        """The relays the router's IPv6 route to the service address leads to."""
+        out = self.run("lb", ["ip", "-6", "route", "show", f"{VIP6}/128"], check=False).stdout
+        return sorted(w.split()[0] for w in out.split("via ")[1:])
 
     def next_hops(self):
         """The relays the router's route to the service address leads to
@@ -344,9 +377,10 @@ class Fleet:
 
     # ---- clients ----
 
-    def client(self, name, args):
-        return Helper(self.ctx, name, ["fleet-client", "--target", f"{VIP}:{PORT}",
-                                       "--sources", ",".join(SOURCES), *args],
+    def client(self, name, args, v6=False):
+        target, sources = (f"[{VIP6}]:{PORT}", SOURCES6) if v6 else (f"{VIP}:{PORT}", SOURCES)
+        return Helper(self.ctx, name, ["fleet-client", "--target", target,
+                                       "--sources", ",".join(sources), *args],
                       prefix=self.prefix("client"))
 
     def teardown(self):

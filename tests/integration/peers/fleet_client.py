@@ -153,8 +153,8 @@ async def long(args, tls, sources):
 
 
 def fleet_client(args):
-    args.host, port = args.target.rsplit(":", 1)
-    args.port = int(port)
+    host, port = args.target.rsplit(":", 1)
+    args.host, args.port = host.strip("[]"), int(port)
     args.deadline = time.time() + args.duration
     sources = args.sources.split(",")
     mode = {"burst": burst, "rate": rate, "long": long}[args.mode]
