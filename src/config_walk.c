@@ -488,8 +488,13 @@ static int apply_default(struct walk *w, const struct setting *st, void *base)
         w->doc = outer;
         w->origin = outer_origin;
         yaml_document_delete(&doc);
+    } else {
+        root = NULL;
     }
     yaml_parser_delete(&parser);
+    if (!root) /* a table row's mistake, not the user's: still one line that says so */
+        snprintf(w->err, w->errlen, "internal: the default of %s, '%s', is not YAML", st->key,
+                 st->def);
     return ret;
 }
 

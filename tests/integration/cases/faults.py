@@ -5,6 +5,7 @@ say, and that no descriptor is left behind once the fault is over.
 They run last, with the rest of the integration suite."""
 
 import os
+import select
 import signal
 import socket
 import threading
@@ -614,6 +615,10 @@ def flood(ctx):
     ctx.on_cleanup(lambda: [s.close() for s in socks])
     harness.wait_until(lambda: listener_stats(rl.sock, "web")["accepted"] == FLOOD,
                        10, "every flood connection to be accepted")
+    # The resets have all arrived before any socket is judged: a 50 ms look
+    # at each is then enough to tell open from reset, however slow the build.
+    harness.wait_until(lambda: len(select.select(socks, [], [], 0)[0]) >= FLOOD - PER_SOURCE,
+                       10, f"{FLOOD - PER_SOURCE} flood connections to be reset")
     ends = [outcome(s, 0.05) for s in socks]
     still = [s for s, how in zip(socks, ends) if how == "open"]
     check(len(still) == PER_SOURCE and ends.count("reset") == FLOOD - PER_SOURCE,
