@@ -44,7 +44,8 @@ struct stats_socket *stats_socket_open(const char *path, gid_t gid, const struct
 int stats_socket_serve(struct stats_socket *s, const struct stats_admin *admin, char *err,
                        size_t errlen);
 
-/* The admin socket bound with later starts taking clients. */
+/* The admin socket bound with later listens (before this returns) and is
+ * served. */
 void stats_socket_admin_listen(struct stats_socket *s);
 
 /* Closes the admin listener (a successor serves it now), after taking in

@@ -291,18 +291,16 @@ static void accept_client(struct stats_socket *s, int which, uint64_t now)
     busy_answer(s, fd);
 }
 
-/* The admin socket starts listening (a successor, once it is ready) or
- * closes (its successor took over): what is queued on it by then is
- * accepted first, since closing a socket resets its queue. */
+/* The admin socket, listening already, is served from now on (a
+ * successor, once it is ready) or closes (its successor took over): what is
+ * queued on it by then is accepted first, since closing a socket resets its
+ * queue. */
 static void admin_change(struct stats_socket *s, char what, uint64_t now)
 {
     if (s->admin_fd < 0)
         return;
     if (what == WAKE_ADMIN_LISTEN) {
-        if (listen(s->admin_fd, 64) == 0)
-            s->fd[LISTEN_ADMIN] = s->admin_fd;
-        else
-            log_error("admin listener: listen: %s", strerror(errno));
+        s->fd[LISTEN_ADMIN] = s->admin_fd;
         return;
     }
     if (s->fd[LISTEN_ADMIN] >= 0) {
@@ -520,8 +518,16 @@ int stats_socket_serve(struct stats_socket *s, const struct stats_admin *admin, 
 
 void stats_socket_admin_listen(struct stats_socket *s)
 {
-    if (s && s->serving)
-        (void)!write(s->wake[1], &(char){WAKE_ADMIN_LISTEN}, 1);
+    if (!s || !s->serving || s->admin_fd < 0)
+        return;
+    /* Here, not in the thread: the socket takes clients (into its queue)
+     * before this returns, so a predecessor told to let go right after
+     * never leaves the port without a listener. */
+    if (listen(s->admin_fd, 64) == -1) {
+        log_error("admin listener: listen: %s", strerror(errno));
+        return;
+    }
+    (void)!write(s->wake[1], &(char){WAKE_ADMIN_LISTEN}, 1);
 }
 
 void stats_socket_close_admin(struct stats_socket *s)
