@@ -178,6 +178,16 @@ class Relay(Proc):
         super().__init__(name, argv, ctx.tmpdir, env=ctx.relay_env())
         self.ctx = ctx
         self.checked = False
+        # Registered before finish(), so it runs after it: a successor an
+        # upgrade started is in the relay's process group, and outlives the
+        # relay when a test fails before it stops the successor itself.
+        ctx.on_cleanup(self.kill_group)
+
+    def kill_group(self):
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def wait_ready(self, timeout=10):
         def ready():
