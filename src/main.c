@@ -169,15 +169,8 @@ static int load_runtime(struct process *r)
  * the signal that stops the process, and who sent it in *from. */
 static int run(struct process *r, const sigset_t *sigs, struct checker **checks, pid_t *from)
 {
-    uint64_t wd = r->watchdog_usec = service_watchdog_usec();
-    long period_ms = wd ? (long)(wd / 3000) : 1000;
-    struct timespec ts;
+    struct timespec ts = {.tv_sec = r->tick_ms / 1000, .tv_nsec = r->tick_ms % 1000 * 1000000L};
 
-    if (period_ms < 200)
-        period_ms = 200;
-    r->tick_ms = (uint32_t)period_ms;
-    ts.tv_sec = period_ms / 1000;
-    ts.tv_nsec = period_ms % 1000 * 1000000L;
     for (;;) {
         siginfo_t si = {0};
         int sig = sigtimedwait(sigs, &si, &ts);

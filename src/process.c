@@ -57,7 +57,7 @@ static void wait_text(int status, char *out, size_t len)
 
 /* Why the process is not ready, into why ("" when it is): /ready's answer.
  * Ready means accepting, and every listener's default backend has a
- * server up. */
+ * server that is up and has passed a health check (or has none). */
 static void readiness(const struct process *r, const struct runtime *rt, char *why, size_t cap)
 {
     const struct config *c = &rt->cfg;
@@ -377,7 +377,7 @@ static void leave_signal(struct process *r, int sig)
 int process_leave(struct process *r, const sigset_t *sigs, pid_t from)
 {
     uint32_t grace = r->rt->cfg.shutdown_grace_ms;
-    uint64_t deadline = mono_ms() + grace, now, last_status;
+    uint64_t deadline = mono_ms() + grace, now, last_status, last_tick;
     int sig;
 
     if (successor_took_over(r, from))
@@ -389,7 +389,7 @@ int process_leave(struct process *r, const sigset_t *sigs, pid_t from)
              "(shutdown_grace) so health checks and routes move traffic away; then draining",
              grace);
     process_notify_status(r, "leaving");
-    last_status = mono_ms();
+    last_status = last_tick = mono_ms();
     while ((now = mono_ms()) < deadline) {
         uint64_t left = deadline - now < r->tick_ms ? deadline - now : r->tick_ms;
         struct timespec ts = {.tv_sec = (time_t)(left / 1000),
@@ -406,7 +406,10 @@ int process_leave(struct process *r, const sigset_t *sigs, pid_t from)
             return sig;
         }
         leave_signal(r, sig);
-        process_watchdog(r);
+        if (mono_ms() - last_tick >= r->tick_ms) {
+            process_watchdog(r);
+            last_tick = mono_ms();
+        }
         if (mono_ms() - last_status >= 1000) {
             process_notify_status(r, "leaving");
             last_status = mono_ms();
@@ -557,14 +560,19 @@ static int drop_privileges(const struct config *c)
 
 static void hand_over(struct process *r)
 {
-    uint64_t start = mono_ms();
+    uint64_t start = mono_ms(), last_tick = start;
     char why[128], exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
     exe[n > 0 ? n : 0] = '\0';
     for (readiness(r, r->rt, why, sizeof(why)); why[0] && mono_ms() - start < HANDOVER_WAIT_MS;
-         readiness(r, r->rt, why, sizeof(why)))
+         readiness(r, r->rt, why, sizeof(why))) {
         usleep(20000);
+        if (mono_ms() - last_tick >= r->tick_ms) { /* READY=1 is sent: the watchdog runs */
+            process_watchdog(r);
+            last_tick = mono_ms();
+        }
+    }
     if (why[0])
         log_warn("upgrade: not ready after %u ms (%s); taking over from pid %d all the same",
                  HANDOVER_WAIT_MS, why, (int)r->predecessor);
@@ -630,6 +638,12 @@ void process_init(struct process *r, char **argv)
     r->argv = argv;
     start_path(r->exe, sizeof(r->exe), argv[0]);
     r->predecessor = service_predecessor();
+    /* The main thread wakes three times per watchdog period (once a second
+     * without one, and not more than five times a second). */
+    r->watchdog_usec = service_watchdog_usec();
+    r->tick_ms = r->watchdog_usec ? (uint32_t)(r->watchdog_usec / 3000) : 1000;
+    if (r->tick_ms < 200)
+        r->tick_ms = 200;
 }
 
 int process_open_outputs(struct process *r)
