@@ -95,6 +95,23 @@ def _alarm(signum, frame):
     raise TestTimeout("test exceeded its time budget")
 
 
+class Interrupted(Exception):
+    pass
+
+
+INTERRUPTED = []
+
+
+def _interrupt(signum, frame):
+    """SIGTERM or SIGINT (CI giving up, Ctrl-C): the test at hand fails and
+    its cleanups run, so no namespace, daemon or relay outlives the run;
+    no further test starts. A second signal is ignored while cleaning up."""
+    INTERRUPTED.append(signum)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+
+
 def run_one(test, io, opts, session_dir):
     """Run one test; returns (status, message) with status PASS, FAIL or SKIP."""
     ctx = Context(opts, io, session_dir)
@@ -167,6 +184,8 @@ def main(argv):
     opts.binary = os.path.abspath(opts.binary)
     raise_fd_limit()
     signal.signal(signal.SIGALRM, _alarm)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     ios = IO_BACK_ENDS if opts.io == "both" else (opts.io,)
     uring_ok = io_uring_available()
     counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
@@ -177,6 +196,8 @@ def main(argv):
         plan = [(t, None) for t in tests if not t.per_io]
         plan += [(t, io) for io in ios for t in tests if t.per_io]
         for test, io in plan:
+            if INTERRUPTED:
+                break
             label = f"{test.name} [{io}]" if io else test.name
             if io == "uring" and not uring_ok:
                 status, message = "SKIP", "io_uring_setup is not permitted on this kernel"
@@ -189,6 +210,9 @@ def main(argv):
                 print(f"PASS {label}" + (f" ({message})" if message else ""), flush=True)
             else:
                 print(f"{status} {label}: {message}", flush=True)
+    except Interrupted as e:  # between two tests
+        counts["FAIL"] += 1
+        print(f"FAIL {e}", flush=True)
     finally:
         if not opts.keep:
             shutil.rmtree(session_dir, ignore_errors=True)
