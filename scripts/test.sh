@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 MAKE=${MAKE:-make}
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
+trap 'exit 1' INT TERM HUP # so that the EXIT trap runs
 passed=0 failed=0 skipped=0
 
 # stage NAME KIND COMMAND...: runs COMMAND with its output shown and kept,

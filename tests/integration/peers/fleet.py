@@ -222,7 +222,8 @@ class Fleet:
         self.members = Proc("members", self.prefix("lb") + [
             "sh", os.path.join(REPO_DEPLOY, "nftables", "ringrelay-lb-members"),
             *[f"{relay_addr(i)}:{ADMIN}" for i in relays]], self.ctx.tmpdir)
-        self.ctx.on_cleanup(self.members.kill)
+        self.ctx.on_cleanup(lambda: self.members.stop(timeout=5) is not None or
+                            self.members.kill())
         return self.members
 
     def member_lines(self):
@@ -286,7 +287,8 @@ class Fleet:
             self.nexthops = Proc("nexthops", self.prefix("lb") + [
                 "sh", os.path.join(REPO_DEPLOY, "bird", "ringrelay-nexthops"), "-i", "0.1",
                 "-s", self.router_sock, f"{VIP}/32"], self.ctx.tmpdir)
-            self.ctx.on_cleanup(self.nexthops.kill)
+            self.ctx.on_cleanup(lambda: self.nexthops.stop(timeout=5) is not None or
+                                self.nexthops.kill())
 
     def _add6(self, host, dev, addr, via=None):
         """An IPv6 address (no duplicate detection: usable at once)."""
