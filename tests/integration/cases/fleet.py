@@ -1,11 +1,14 @@
-"""A fleet of relays behind the engines operators run (peers/fleet.py):
-the connection-tracking tier (nftables DNAT by hash over the ready relays,
-deploy/nftables) and Prometheus scraping every relay's admin listener.
-What is asserted: connections spread over every relay, the gateways see
-each client's true address, client_ip_hash keeps a client on one gateway
-whichever relay it entered, a relay joins only once ready, leaves without
-losing a byte, and one that crashes or loses its host stops getting new
-connections within a second or so while the others lose nothing."""
+"""A fleet of relays behind the engines operators run (peers/fleet.py,
+the files of deploy/): the connection-tracking tier (nftables DNAT by
+hash over the ready relays), the BGP tier (BIRD on the router and on every
+relay host, ECMP, a resilient next-hop group), and Prometheus scraping
+every relay's admin listener. What is asserted: connections spread over
+every relay, the gateways see each client's true address, client_ip_hash
+keeps a client on one gateway whichever relay it entered, a relay joins
+only once ready; on the connection-tracking tier a relay leaves without
+losing a byte and one that crashes or loses its host costs the others
+nothing; on the BGP tier, what a leave or a crash breaks is measured and
+reported. The last case checks that nothing was left behind."""
 
 import collections
 import os
@@ -42,23 +45,8 @@ def spread(ctx):
     fleet.start_prometheus([1, 2, 3])
     c = fleet.client("burst", ["--mode", "burst", "--count", str(SPREAD_CONNS)])
     results = c.wait_json("results", 120)["results"]
-    bad = [r for r in results if not r["ok"]]
-    check(not bad, f"{len(bad)} of {len(results)} requests failed: {bad[:3]}")
-    by_relay = collections.Counter(r["relay"] for r in results)
+    by_relay = check_spread(ctx, results, (1, 2, 3))
     ctx.note("per relay: " + ", ".join(f"{k} {v}" for k, v in sorted(by_relay.items())))
-    check(set(by_relay) == {relay_addr(i) for i in (1, 2, 3)}, f"relays reached: {by_relay}")
-    check(min(by_relay.values()) >= SPREAD_CONNS * 0.2, f"uneven spread: {by_relay}")
-    gateways = collections.defaultdict(set)
-    relays_of = collections.defaultdict(set)
-    for r in results:
-        src = r["src"].rsplit(":", 1)[0]
-        gateways[src].add(r["gateway"])
-        relays_of[src].add(r["relay"])
-    check(all(len(g) == 1 for g in gateways.values()),
-          f"a client address reached two gateways: {dict(gateways)}")
-    check(sum(len(v) > 1 for v in relays_of.values()) >= len(SOURCES) // 2,
-          "too few clients entered through more than one relay to show the hash holds")
-    check(len({next(iter(g)) for g in gateways.values()}) == 2, "one gateway took every client")
     check_gateway_log(fleet, results)
 
     def fleet_total():
@@ -271,17 +259,25 @@ def check_gateway_log(fleet, results):
 
 def check_spread(ctx, results, relays):
     """600 /who results: none failed, every relay over 20 %, each client
-    address on one gateway whichever relay it entered."""
+    address on one gateway whichever relay it entered (and most entered
+    through more than one, so that this shows something), both gateways
+    used. Returns the count by relay."""
     bad = [r for r in results if not r["ok"]]
     check(not bad, f"{len(bad)} of {len(results)} requests failed: {bad[:3]}")
     by_relay = collections.Counter(r["relay"] for r in results)
     check(set(by_relay) == {relay_addr(i) for i in relays}, f"relays reached: {by_relay}")
     check(min(by_relay.values()) >= len(results) * 0.2, f"uneven spread: {by_relay}")
     gateways = collections.defaultdict(set)
+    relays_of = collections.defaultdict(set)
     for r in results:
-        gateways[r["src"].rsplit(":", 1)[0]].add(r["gateway"])
+        src = r["src"].rsplit(":", 1)[0]
+        gateways[src].add(r["gateway"])
+        relays_of[src].add(r["relay"])
     check(all(len(g) == 1 for g in gateways.values()),
           f"a client address reached two gateways: {dict(gateways)}")
+    check(sum(len(v) > 1 for v in relays_of.values()) >= len(SOURCES) // 2,
+          "too few clients entered through more than one relay to show the hash holds")
+    check(len({next(iter(g)) for g in gateways.values()}) == 2, "one gateway took every client")
     return by_relay
 
 
