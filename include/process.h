@@ -40,7 +40,8 @@ struct process {
     atomic_int successor, successor_wstatus;
     uint64_t watchdog_usec;                    /* systemd's WatchdogSec; 0: none */
     uint32_t tick_ms;                          /* how often the main thread wakes: a third of it */
-    uint64_t watchdog_seen[STATS_MAX_WORKERS]; /* each worker's tick count at the last ping */
+    uint64_t watchdog_seen[STATS_MAX_WORKERS]; /* each worker's tick count at the last check */
+    uint64_t watchdog_checked_ms;              /* when that was */
 };
 
 /* Fills in the clock, the binary's path and the predecessor, if any. */
@@ -58,7 +59,9 @@ void process_announce(struct process *r);
 void process_notify_status(struct process *r, const char *state);
 
 /* Pings systemd's watchdog, if it has one, when every worker ran a tick
- * since the last call. */
+ * since the last check. Call it as often as convenient: it checks at most
+ * once a main-thread tick, so that workers (which tick every 100 ms) are
+ * never judged over a shorter span. */
 void process_watchdog(struct process *r);
 
 /* SIGUSR2: starts the binary again as this process's successor. */

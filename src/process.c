@@ -278,10 +278,12 @@ void process_notify_status(struct process *r, const char *state)
  * ping: a stuck worker stops the pings, and systemd restarts the relay. */
 void process_watchdog(struct process *r)
 {
+    uint64_t now = mono_ms();
     int stuck = -1;
 
-    if (!r->watchdog_usec)
+    if (!r->watchdog_usec || now - r->watchdog_checked_ms < r->tick_ms * 3 / 4)
         return;
+    r->watchdog_checked_ms = now;
     for (int i = 0; i < r->n_workers; i++) {
         uint64_t hb = stat_get(&r->workers[i].st->w.heartbeat);
         if (hb == r->watchdog_seen[i])
@@ -377,7 +379,7 @@ static void leave_signal(struct process *r, int sig)
 int process_leave(struct process *r, const sigset_t *sigs, pid_t from)
 {
     uint32_t grace = r->rt->cfg.shutdown_grace_ms;
-    uint64_t deadline = mono_ms() + grace, now, last_status, last_tick;
+    uint64_t deadline = mono_ms() + grace, now, last_status;
     int sig;
 
     if (successor_took_over(r, from))
@@ -389,7 +391,7 @@ int process_leave(struct process *r, const sigset_t *sigs, pid_t from)
              "(shutdown_grace) so health checks and routes move traffic away; then draining",
              grace);
     process_notify_status(r, "leaving");
-    last_status = last_tick = mono_ms();
+    last_status = mono_ms();
     while ((now = mono_ms()) < deadline) {
         uint64_t left = deadline - now < r->tick_ms ? deadline - now : r->tick_ms;
         struct timespec ts = {.tv_sec = (time_t)(left / 1000),
@@ -406,10 +408,7 @@ int process_leave(struct process *r, const sigset_t *sigs, pid_t from)
             return sig;
         }
         leave_signal(r, sig);
-        if (mono_ms() - last_tick >= r->tick_ms) {
-            process_watchdog(r);
-            last_tick = mono_ms();
-        }
+        process_watchdog(r);
         if (mono_ms() - last_status >= 1000) {
             process_notify_status(r, "leaving");
             last_status = mono_ms();
@@ -423,7 +422,7 @@ int process_leave(struct process *r, const sigset_t *sigs, pid_t from)
  * then the rest are reset. A second SIGTERM or a SIGINT cuts it short. */
 void process_drain(struct process *r, const sigset_t *sigs)
 {
-    uint64_t deadline = mono_ms() + r->rt->cfg.drain_timeout_ms, last_status = 0, last_tick = 0;
+    uint64_t deadline = mono_ms() + r->rt->cfg.drain_timeout_ms, last_status = 0;
     struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000L};
     int sig;
 
@@ -443,10 +442,7 @@ void process_drain(struct process *r, const sigset_t *sigs)
             log_info("%s while draining: stopping now", strsignal(sig));
             break;
         }
-        if (mono_ms() - last_tick >= r->tick_ms) {
-            process_watchdog(r);
-            last_tick = mono_ms();
-        }
+        process_watchdog(r);
         if (mono_ms() - last_status >= 1000) {
             process_notify_status(r, "draining");
             last_status = mono_ms();
@@ -560,7 +556,7 @@ static int drop_privileges(const struct config *c)
 
 static void hand_over(struct process *r)
 {
-    uint64_t start = mono_ms(), last_tick = start;
+    uint64_t start = mono_ms();
     char why[128], exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
@@ -568,10 +564,7 @@ static void hand_over(struct process *r)
     for (readiness(r, r->rt, why, sizeof(why)); why[0] && mono_ms() - start < HANDOVER_WAIT_MS;
          readiness(r, r->rt, why, sizeof(why))) {
         usleep(20000);
-        if (mono_ms() - last_tick >= r->tick_ms) { /* READY=1 is sent: the watchdog runs */
-            process_watchdog(r);
-            last_tick = mono_ms();
-        }
+        process_watchdog(r); /* READY=1 is sent: the watchdog runs */
     }
     if (why[0])
         log_warn("upgrade: not ready after %u ms (%s); taking over from pid %d all the same",
