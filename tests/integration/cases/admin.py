@@ -8,7 +8,6 @@ shutdown_grace before it drains."""
 import collections
 import json
 import os
-import pwd
 import re
 import shutil
 import signal
@@ -27,7 +26,7 @@ from peers.wire import recv_to_eof
 
 from .base import case, listener
 from .drain import refused, running
-from .service import Notify
+from .service import Notify, nobody_dir
 
 
 def http(port, path, method="GET", timeout=5):
@@ -332,13 +331,7 @@ def checks_off(ctx):
 def upgrade_user(ctx):
     """Started as root with user nobody: the admin socket belongs to nobody,
     so the successor (which runs as nobody) binds beside it and takes over."""
-    if os.geteuid() != 0:
-        raise harness.TestSkip("needs root")
-    nobody = pwd.getpwnam("nobody")
-    run = os.path.join(ctx.tmpdir, "run")
-    os.mkdir(run)
-    os.chown(run, nobody.pw_uid, nobody.pw_gid)
-    os.chmod(ctx.tmpdir, 0o755)
+    run = nobody_dir(ctx)
     binary = os.path.join(ctx.tmpdir, "ringrelay")
     shutil.copy(os.path.realpath(ctx.binary), binary)
     admin = harness.free_port()

@@ -30,6 +30,29 @@ def conns(helper):
     return [o["conn"] for o in helper.json_lines() if "conn" in o]
 
 
+def conntrack_fleet(ctx, members=(1, 2, 3), prometheus=False):
+    """Relays 1-3 behind the balancer, whose members script also watches
+    the relays in members; returns once 1-3 are members."""
+    fleet = Fleet(ctx)
+    for i in (1, 2, 3):
+        fleet.start_relay(i)
+    fleet.start_balancer(list(members))
+    fleet.wait_members([1, 2, 3])
+    if prometheus:
+        fleet.start_prometheus([1, 2, 3])
+    return fleet
+
+
+def bgp_fleet(ctx, resilient=False, **settings):
+    """Relays 1-3 announced to the router; returns once it routes to all."""
+    fleet = Fleet(ctx)
+    fleet.start_router(resilient)
+    for i in (1, 2, 3):
+        fleet.start_bgp_relay(i, **settings)
+    fleet.wait_next_hops([1, 2, 3])
+    return fleet
+
+
 @case("fleet_conntrack_spread_truth_and_metrics", per_io=False, budget=180, sanitized=False)
 def spread(ctx):
     """Three relays behind the balancer: 600 requests from 16 source
@@ -37,12 +60,7 @@ def spread(ctx):
     names the client's own address and port, each client address always
     lands on the same gateway server whichever relay carried it, and
     Prometheus's sum of accepted connections over the fleet is 600."""
-    fleet = Fleet(ctx)
-    for i in (1, 2, 3):
-        fleet.start_relay(i)
-    fleet.start_balancer([1, 2, 3])
-    fleet.wait_members([1, 2, 3])
-    fleet.start_prometheus([1, 2, 3])
+    fleet = conntrack_fleet(ctx, prometheus=True)
     c = fleet.client("burst", ["--mode", "burst", "--count", str(SPREAD_CONNS)])
     results = c.wait_json("results", 120)["results"]
     by_relay = check_spread(ctx, results, (1, 2, 3))
@@ -75,11 +93,7 @@ def join(ctx):
     are wrong: no server up) gets no connection under 50 new connections a
     second; once a reload points it right and /ready turns 200, new
     connections reach it within 2 s. No connection fails meanwhile."""
-    fleet = Fleet(ctx)
-    for i in (1, 2, 3):
-        fleet.start_relay(i)
-    fleet.start_balancer([1, 2, 3, 4])
-    fleet.wait_members([1, 2, 3])
+    fleet = conntrack_fleet(ctx, members=(1, 2, 3, 4))
     rate = rate_client(fleet)
     path = fleet.relay_config(4, gateway_port=1)
     r4 = harness.start_relay(ctx, ["-c", path], name="relay4", wrapper=fleet.prefix("r4"))
@@ -146,12 +160,7 @@ def leave(ctx):
     the signal); the 50 downloads end byte-exact; relay 2 exits 0 once
     drained; no connection fails anywhere. Prometheus saw ringrelay_ready
     at 0 while relay 2 was still leaving (its listeners open)."""
-    fleet = Fleet(ctx)
-    for i in (1, 2, 3):
-        fleet.start_relay(i)
-    fleet.start_balancer([1, 2, 3])
-    fleet.wait_members([1, 2, 3])
-    fleet.start_prometheus([1, 2, 3])
+    fleet = conntrack_fleet(ctx, prometheus=True)
     transfers = long_client(fleet, [2])
     rate = rate_client(fleet)
     harness.wait_until(lambda: len(conns(rate)) >= 50, 20, "a second of new connections")
@@ -204,11 +213,7 @@ def crash(ctx):
     second: the membership script drops relay 3 within a second or so each
     time (measured: the span of new connections that failed), and nothing
     through relays 1 and 2 breaks."""
-    fleet = Fleet(ctx)
-    for i in (1, 2, 3):
-        fleet.start_relay(i)
-    fleet.start_balancer([1, 2, 3])
-    fleet.wait_members([1, 2, 3])
+    fleet = conntrack_fleet(ctx)
     transfers = long_client(fleet, [1, 2], count=20, pace=1 << 20)  # 24 s: both events
     rate = rate_client(fleet)
     harness.wait_until(lambda: len(conns(rate)) >= 50, 20, "a second of new connections")
@@ -289,11 +294,7 @@ def bgp_spread(ctx):
     client address at the gateway and client_ip_hash holding; a 4th relay
     whose BGP session is up is announced only once ready, and takes new
     connections within 2 s of it."""
-    fleet = Fleet(ctx)
-    fleet.start_router()
-    for i in (1, 2, 3):
-        fleet.start_bgp_relay(i)
-    fleet.wait_next_hops([1, 2, 3])
+    fleet = bgp_fleet(ctx)
     c = fleet.client("burst", ["--mode", "burst", "--count", str(SPREAD_CONNS)])
     results = c.wait_json("results", 120)["results"]
     by_relay = check_spread(ctx, results, (1, 2, 3))
@@ -368,11 +369,7 @@ def bgp_leave(ctx, resilient, leaving):
     hears nothing back, so its drain runs to drain_timeout, 5 s here); with
     plain ECMP the kernel may move flows of the survivors too. Measured and
     reported, with the new connections that failed."""
-    fleet = Fleet(ctx)
-    fleet.start_router(resilient)
-    for i in (1, 2, 3):
-        fleet.start_bgp_relay(i, drain_timeout="5s")
-    fleet.wait_next_hops([1, 2, 3])
+    fleet = bgp_fleet(ctx, resilient, drain_timeout="5s")
     transfers = long_client(fleet, [1, 2, 3], count=30)
     rate = rate_client(fleet)
     harness.wait_until(lambda: len(conns(rate)) >= 50, 20, "a second of new connections")
@@ -430,11 +427,7 @@ def bgp_crash(ctx):
     router stops sending new connections there, the new connections that
     failed meanwhile, and the downloads through relays 1 and 2 that the
     ECMP rehash broke."""
-    fleet = Fleet(ctx)
-    fleet.start_router()
-    for i in (1, 2, 3):
-        fleet.start_bgp_relay(i)
-    fleet.wait_next_hops([1, 2, 3])
+    fleet = bgp_fleet(ctx)
     transfers = long_client(fleet, [1, 2], count=20, pace=1 << 20)  # 24 s: both events
     rate = rate_client(fleet)
     harness.wait_until(lambda: len(conns(rate)) >= 50, 20, "a second of new connections")

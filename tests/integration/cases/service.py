@@ -184,18 +184,27 @@ def status_field(pid, task, field):
     return None
 
 
+def nobody_dir(ctx):
+    """For a relay started as root with user nobody: a directory of the
+    test's that nobody owns (for the stats socket), the test's directory
+    open to it; returns the directory. Skips the test unless run as root."""
+    if os.geteuid() != 0:
+        raise harness.TestSkip("needs root")
+    nobody = pwd.getpwnam("nobody")
+    run = os.path.join(ctx.tmpdir, "run")
+    os.mkdir(run)
+    os.chown(run, nobody.pw_uid, nobody.pw_gid)
+    os.chmod(ctx.tmpdir, 0o755)
+    return run
+
+
 @case("runs_as_user_keeps_only_bind_capability")
 def privileges(ctx):
     """Started as root with user nobody: every thread runs as nobody, the
     main thread keeps only CAP_NET_BIND_SERVICE (a reload binds port
     1000-1023), the workers have no capability, and it relays."""
-    if os.geteuid() != 0:
-        raise harness.TestSkip("needs root")
+    sock_dir = nobody_dir(ctx)
     nobody = pwd.getpwnam("nobody")
-    sock_dir = os.path.join(ctx.tmpdir, "run")
-    os.mkdir(sock_dir)
-    os.chown(sock_dir, nobody.pw_uid, nobody.pw_gid)
-    os.chmod(ctx.tmpdir, 0o755)
     echo = start_echo(ctx).port
     port = harness.free_port()
     low = next(p for p in range(1023, 999, -1) if not harness.is_listening(p))
