@@ -102,14 +102,17 @@ int pool_build(struct pool *p, const struct config_backend *b)
 
 void pool_inherit(struct pool *p, const struct pool *old)
 {
-    for (int i = 0; i < p->n; i++)
-        for (int j = 0; j < old->n; j++)
-            if (strcmp(p->m[i].key, old->m[j].key) == 0) {
-                atomic_store(&p->m[i].up, atomic_load(&old->m[j].up));
-                atomic_store(&p->m[i].proven,
-                             atomic_load(&p->m[i].proven) | atomic_load(&old->m[j].proven));
-                break;
-            }
+    for (int i = 0; i < p->n; i++) {
+        /* Most reloads keep the list's order: the same place first. */
+        int j = i < old->n && strcmp(p->m[i].key, old->m[i].key) == 0 ? i : 0;
+
+        for (; j < old->n && strcmp(p->m[i].key, old->m[j].key) != 0; j++)
+            ;
+        if (j == old->n)
+            continue;
+        atomic_store(&p->m[i].up, atomic_load(&old->m[j].up));
+        atomic_store(&p->m[i].proven, atomic_load(&old->m[j].proven));
+    }
 }
 
 void pool_free(struct pool *p)
