@@ -42,7 +42,7 @@ FUZZ_SRCS := src/proxy_parse.c src/crc32c.c src/sniff.c src/addr.c src/cidr.c sr
              src/clienthello.c src/config.c src/config_args.c src/config_dump.c \
              src/config_table.c src/config_walk.c src/route.c \
              src/options.c src/log.c \
-             src/stats_report.c src/stats.c
+             src/stats_report.c src/stats.c src/admin_cmd.c src/pool.c
 FUZZ_SECONDS ?= 15
 
 ifeq ($(V),1)
@@ -83,11 +83,11 @@ build/tools/%: tests/tools/%.c
 
 # The lists in README.md and the man page made from the code's own tables
 # (the end reasons); an integration test checks them with --check.
-build/tools/docgen: tests/tools/docgen.c src/stats.c include/stats.h
+build/tools/docgen: tests/tools/docgen.c src/stats.c src/log.c include/stats.h
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
 	$(Q)$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -Iinclude -D_GNU_SOURCE -o $@ \
-	    tests/tools/docgen.c src/stats.c -lpthread
+	    tests/tools/docgen.c src/stats.c src/log.c -lpthread
 
 docs: build/tools/docgen
 	$(Q)build/tools/docgen README.md man/ringrelay.8

@@ -51,6 +51,9 @@ enum balance { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN, BALANCE_CLIENT_IP_HASH }
 enum check_mode { CHECK_TCP, CHECK_PROXY_LOCAL, CHECK_TLS, CHECK_OFF, CHECK_AUTO };
 enum access_log_mode { ACCESS_LOG_ALL, ACCESS_LOG_ERRORS, ACCESS_LOG_OFF };
 enum access_log_format { ACCESS_LOG_TEXT, ACCESS_LOG_JSON };
+/* What clients of the stats socket may do: read, or also change servers
+ * and listeners (set server, shutdown sessions, disable listener). */
+enum stats_level { STATS_LEVEL_READ, STATS_LEVEL_ADMIN };
 
 /* One line per finished connection. */
 struct config_access_log {
@@ -72,6 +75,7 @@ struct config_mark {
 };
 
 struct config_server {
+    char name[CONFIG_NAME_MAX]; /* "": none; the runtime API then knows it by its address */
     int is_unix;
     union sockaddr_inet inet;
     char path[CONFIG_PATH_MAX]; /* for unix: servers */
@@ -117,7 +121,10 @@ struct config_listener {
     struct cidr trusted[CONFIG_MAX_TRUSTED];
     int n_trusted;
     uint32_t header_timeout_ms, header_max_size, peek_timeout_ms;
-    uint32_t max_per_source;     /* open connections per client address; 0: no limit */
+    uint32_t max_per_source;  /* open connections per client address; 0: no limit */
+    uint32_t rate_per_source; /* new connections per second per client address; 0: no limit */
+    struct cidr allow[CONFIG_MAX_TRUSTED], deny[CONFIG_MAX_TRUSTED]; /* who may connect */
+    int n_allow, n_deny;
     struct config_route *routes; /* n_routes, allocated by config_load */
     int n_routes;
     char default_backend[CONFIG_NAME_MAX];
@@ -131,6 +138,7 @@ struct config {
     enum splice_mode splice;
     char stats_socket[CONFIG_PATH_MAX]; /* "": none */
     char stats_socket_group[CONFIG_NAME_MAX];
+    enum stats_level stats_socket_level;
     struct config_access_log access_log;
     struct config_admin admin;
     uint32_t shutdown_grace_ms; /* on SIGTERM: not ready, still accepting, this long */

@@ -16,9 +16,28 @@
 #define POOL_POINTS_PER_WEIGHT 100
 #define POOL_RING_MAX (1U << 20)
 
+/* What an operator sets on a server at runtime (the stats socket's set
+ * server): no new connections in drain, nor health checks in maint, and
+ * the weight picks use. One per server slot, shared by every
+ * configuration that has the server, so a reload keeps it and a restart
+ * does not. */
+enum server_admin { SERVER_READY, SERVER_DRAIN, SERVER_MAINT };
+
+struct server_ctl {
+    atomic_int admin;    /* enum server_admin */
+    atomic_uint weight;  /* what picks use: as configured until set */
+    uint32_t weight_cfg; /* as configured, when the slot was last assigned */
+    int weight_set;      /* set at runtime */
+};
+
+extern const char *const server_admin_name[3];
+
 struct pool_member {
     char key[CONFIG_PATH_MAX + 8]; /* the address as text: what the ring hashes */
-    uint32_t weight;
+    char name[CONFIG_NAME_MAX];    /* from the configuration, or "" */
+    uint32_t weight;               /* as configured: the ring's points */
+    struct server_ctl *ctl;        /* own, until the server's slot is assigned */
+    struct server_ctl own;
     uint32_t max_conns; /* 0: no limit */
     atomic_uint active; /* open connections, all workers */
     atomic_int up;      /* set by health checks */
@@ -57,6 +76,14 @@ static inline void pool_tried_add(struct pool_tried *t, int s)
         t->s[t->n++] = (int16_t)s;
 }
 
+/* Whether m takes new connections as an operator set it: ready, with a
+ * weight. */
+static inline int pool_admin_open(const struct pool_member *m)
+{
+    return atomic_load_explicit(&m->ctl->admin, memory_order_relaxed) == SERVER_READY &&
+           atomic_load_explicit(&m->ctl->weight, memory_order_relaxed) > 0;
+}
+
 /* Builds p from b's servers, all up. Returns 0 or -ENOMEM. */
 int pool_build(struct pool *p, const struct config_backend *b);
 
@@ -71,7 +98,8 @@ int pool_rr_init(struct pool_rr *rr, const struct pool *p);
 void pool_rr_fini(struct pool_rr *rr);
 
 /* Picks a server for client (its address only; the port does not count):
- * up, below its max_conns, and not in skip (NULL: none tried). Returns the
+ * up, open (pool_admin_open), below its max_conns, and not in skip (NULL:
+ * none tried). Returns the
  * server's index, or -1 when no server qualifies. */
 int pool_pick(const struct pool *p, struct pool_rr *rr, const struct sockaddr *client,
               const struct pool_tried *skip);

@@ -24,4 +24,8 @@ void relay_fd_wait_retry(struct worker *w);
 /* Resets every open connection of w (the drain deadline passed). */
 void relay_close_all(struct worker *w);
 
+/* Resets w's connections to the server in counter slot slot (shutdown
+ * sessions server), each ended as server_shutdown. Returns how many. */
+uint32_t relay_close_server(struct worker *w, int slot);
+
 #endif

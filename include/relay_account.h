@@ -19,10 +19,11 @@ struct conn_extra *conn_extra(struct conn *c);
  * what it adds to its listener's, backend's and server's counters. */
 void account_conn_end(struct worker *w, struct conn *c);
 
-/* A client on listen_fd[bind] refused before it had a slot (the worker is
- * at --max-connections): its counters, and its access log line. fd is
- * still open. */
-void account_refused(struct worker *w, int fd, int bind);
+/* A client on listen_fd[bind] refused before it had a slot, for end
+ * (END_REFUSED_LIMIT: the worker is at --max-connections;
+ * END_LISTENER_OFF: the listener is disabled): its counters, and its
+ * access log line. fd is still open. */
+void account_refused(struct worker *w, int fd, int bind, enum conn_end end);
 
 /* c's connect failed with res (-errno): counted by cause for its server. */
 void account_connect_failed(struct worker *w, struct conn *c, int res);

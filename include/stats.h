@@ -42,6 +42,10 @@ enum conn_end {
     END_STOPPED,
     END_LOCAL_ERROR,
     END_HANDSHAKE_CLOSED, /* FIN before its PROXY header or ClientHello was whole */
+    END_DENIED,           /* by the listener's allow and deny lists */
+    END_RATE_LIMITED,     /* by max_connection_rate_per_source */
+    END_LISTENER_OFF,     /* disable listener */
+    END_SERVER_SHUTDOWN,  /* shutdown sessions server */
     END_KINDS
 };
 
@@ -158,7 +162,8 @@ void stats_sum(struct stats_block *out);
 int stats_worker_read(int id, struct stats_worker *out);
 
 /* Gives rt's listeners, backends and servers their slots (rt->st_*): a
- * name seen before keeps its slot. Main thread, before workers see rt. */
+ * name seen before keeps its slot, and a server its runtime state (struct
+ * server_ctl). Main thread, before workers see rt. */
 void stats_assign(struct runtime *rt);
 
 /* The names behind the slots, for readers. */
@@ -176,6 +181,10 @@ struct stats_names {
 };
 
 void stats_names_read(struct stats_names *out);
+
+/* Set while a listener slot is disabled (disable listener): its clients
+ * are reset as they arrive. */
+atomic_int *stats_listener_off(int listener_slot);
 
 /* Health changes of a server slot, counted by the checkers. */
 void stats_health_changed(int server_slot);

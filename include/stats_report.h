@@ -34,7 +34,19 @@ struct stats_report {
     /* Servers of the running configuration, by slot: 1 up, 0 down, -1 not in it. */
     int8_t server_up[STATS_MAX_SERVERS];
     uint64_t health_changes[STATS_MAX_SERVERS];
+    /* What operators set, by slot: enum server_admin, and the weight in
+     * use and as configured. */
+    int8_t server_admin[STATS_MAX_SERVERS];
+    uint32_t server_weight[STATS_MAX_SERVERS], server_weight_cfg[STATS_MAX_SERVERS];
+    char server_name[STATS_MAX_SERVERS][CONFIG_NAME_MAX]; /* "": none */
+    int8_t listener_off[STATS_MAX_LISTENERS];             /* disable listener */
+    uint64_t commands, commands_refused; /* write commands done, and refused at level read */
 };
+
+/* A server's state in one word, what an operator reads first: gone (not
+ * in the running configuration), maint, drain (also at weight 0), down
+ * (health checks), or up. */
+const char *stats_server_state(const struct stats_report *r, int slot);
 
 void stats_report_text(const struct stats_report *r, FILE *out);
 void stats_report_servers(const struct stats_report *r, FILE *out);
@@ -52,6 +64,7 @@ enum stats_cmd {
     STATS_CMD_CONNS,
     STATS_CMD_METRICS,
     STATS_CMD_READY,
+    STATS_CMD_WRITE,    /* set server, shutdown sessions, disable or enable listener */
     STATS_CMD_UNKNOWN,  /* a line command not in the list */
     STATS_CMD_NOT_FOUND /* an HTTP request for another path */
 };

@@ -13,10 +13,15 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+struct admin_cmd;
+
 /* What the server asks of the process. */
 struct stats_source {
     void (*fill)(struct stats_report *r, void *ctx); /* all but sum, names, stats_busy */
     void (*conns)(FILE *out, void *ctx);             /* show conns */
+    /* A write command from who ("uid=0 pid=42"): does it and writes one
+     * line, "ok: ..." or "error: ...". Returns 0 if done. */
+    int (*command)(const struct admin_cmd *cmd, const char *who, FILE *out, void *ctx);
     void *ctx;
 };
 
@@ -32,10 +37,11 @@ struct stats_socket;
 
 /* Creates the server and its unix socket at path (NULL: none) with mode
  * 0660 (group gid unless -1): bound beside it and renamed over it, so a
- * process taking over from another never leaves the path missing. Done
- * before privileges are dropped. NULL with err filled. */
-struct stats_socket *stats_socket_open(const char *path, gid_t gid, const struct stats_source *src,
-                                       char *err, size_t errlen);
+ * process taking over from another never leaves the path missing. Its
+ * clients may use the write commands only at level STATS_LEVEL_ADMIN.
+ * Done before privileges are dropped. NULL with err filled. */
+struct stats_socket *stats_socket_open(const char *path, gid_t gid, enum stats_level level,
+                                       const struct stats_source *src, char *err, size_t errlen);
 
 /* Binds the admin listener (NULL: none) with SO_REUSEPORT, so that a
  * successor, which runs as the same user, binds beside it; then starts the

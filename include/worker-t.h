@@ -73,6 +73,10 @@ struct worker {
      * connections written to it and dump_done set. */
     _Atomic(FILE *) dump;
     atomic_int dump_done;
+    /* shutdown sessions server: 1 + the server's slot, taken (set to 0)
+     * at a tick, then how many were reset in shut_count, and shut_done. */
+    atomic_int shut_slot, shut_done;
+    atomic_uint shut_count;
     /* Stopping: main sets drain (stop accepting, close the listeners, let
      * connections finish), then maybe close_all (reset what is left). */
     atomic_int drain, close_all;

@@ -33,6 +33,11 @@ int worker_ms_to_tick(struct worker *w);
  * timeout_ms for it to start. Returns 0, or -ETIMEDOUT (out was not used). */
 int worker_dump_conns(struct worker *w, FILE *out, int timeout_ms);
 
+/* Has w reset its connections to the server in counter slot slot at its
+ * next tick; waits up to timeout_ms for it. Returns how many, or
+ * -ETIMEDOUT (then nothing was done). */
+int worker_close_server(struct worker *w, int slot, int timeout_ms);
+
 /* Runs timers and accept back-off; the back end calls it when a tick is due. */
 void worker_tick(struct worker *w);
 

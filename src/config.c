@@ -89,6 +89,12 @@ static int check_backends(struct walk *w, struct config *c)
             return fail_at(w, &b->mark, path, "name '%s' is used by an earlier backend", b->name);
         if (b->n_servers == 0)
             return fail_at(w, &b->mark, path, "backend '%s' has no servers", b->name);
+        for (int s = 0; s < b->n_servers; s++)
+            for (int t = 0; b->servers[s].name[0] && t < s; t++)
+                if (strcmp(b->servers[s].name, b->servers[t].name) == 0)
+                    return fail_at(w, &b->mark, path,
+                                   "server name '%s' is used twice in backend '%s'",
+                                   b->servers[s].name, b->name);
         /* A bare connect is, to a server that expects a PROXY header, a
          * client that never sent one: nginx logs it as an error. */
         if (b->health.mode == CHECK_AUTO)

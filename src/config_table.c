@@ -14,6 +14,7 @@ static const char *const check_names[] = {"tcp", "proxy_local", "tls", "off", "a
 const char *const config_tlv_names[] = {"authority", "alpn", "unique_id", "crc32c", NULL};
 static const char *const access_mode_names[] = {"all", "errors", "off", NULL};
 static const char *const access_format_names[] = {"text", "json", NULL};
+static const char *const stats_level_names[] = {"read", "admin", NULL};
 const char *const config_level_names[] = {"error", "warn", "info", "debug", NULL};
 
 /* The rows read best one setting to a few lines: clang-format would put
@@ -27,6 +28,7 @@ const char *const config_level_names[] = {"error", "warn", "info", "debug", NULL
 static const struct setting server_settings[] = {
     {.key = "address", .kind = K_SERVER_ADDR, .flag = "--backend", .arg = "ADDR:PORT",
      .describes = 1, .help = "where to relay connections (or unix:/path)"},
+    {.key = "name", .kind = K_NAME, AT(struct config_server, name), .def = "\"\""},
     {.key = "weight", .kind = K_UINT, AT(struct config_server, weight), .min = 1, .max = 1000,
      .def = "1"},
     {.key = "max_connections", .kind = K_UINT, AT(struct config_server, max_connections),
@@ -139,6 +141,19 @@ static const struct setting listener_settings[] = {
      .flag = "--max-connections-per-source", .arg = "N",
      .help = "open connections one client address may hold; more are refused at once "
              "(0: no limit)"},
+    {.key = "max_connection_rate_per_source", .kind = K_UINT,
+     AT(struct config_listener, rate_per_source), .max = 10000000, .def = "0",
+     .flag = "--max-connection-rate-per-source", .arg = "N",
+     .help = "new connections one client address may open per second; more are reset "
+             "(0: no limit)"},
+    {.key = "deny", .kind = K_CIDRS, AT(struct config_listener, deny),
+     .count_off = offsetof(struct config_listener, n_deny), .max_elems = CONFIG_MAX_TRUSTED,
+     .def = "[]", .flag = "--deny", .arg = "CIDR",
+     .help = "client addresses refused at once (repeatable; checked before --allow)"},
+    {.key = "allow", .kind = K_CIDRS, AT(struct config_listener, allow),
+     .count_off = offsetof(struct config_listener, n_allow), .max_elems = CONFIG_MAX_TRUSTED,
+     .def = "[]", .flag = "--allow", .arg = "CIDR",
+     .help = "when given, only these client addresses are served (repeatable)"},
     {.key = "peek_timeout", .kind = K_DURATION, AT(struct config_listener, peek_timeout_ms),
      .min = 1, .max = 3600000, .def = "5s", .flag = "--peek-timeout", .arg = "DUR",
      .help = "wait this long for the ClientHello"},
@@ -171,6 +186,9 @@ static const struct setting top_settings[] = {
     {.key = "stats_socket_group", .kind = K_NAME, AT(struct config, stats_socket_group),
      .def = "\"\"", .flag = "--stats-socket-group", .arg = "NAME", .restart = 1,
      .help = "the group that may read it (mode 0660)"},
+    {.key = "stats_socket_level", .kind = K_CHOICE, AT(struct config, stats_socket_level),
+     .choices = stats_level_names, .def = "read", .flag = "--stats-socket-level", .restart = 1,
+     .help = "read: counters only; admin: also set server, shutdown sessions, disable listener"},
     {.key = "access_log", .kind = K_MAP, AT(struct config, access_log), .sub = &access_log_section,
      .def = "{}"},
     {.key = "admin", .kind = K_MAP, AT(struct config, admin), .sub = &admin_section,

@@ -196,7 +196,7 @@ static int run(struct process *r, const sigset_t *sigs, struct checker **checks,
 }
 
 /* The command line: returns -1 to run, or the exit status of a command
- * that ends here (doctor, stats, --help, --version, -t, --dump-config, or
+ * that ends here (doctor, stats, server, --help, --version, -t, --dump-config, or
  * bad input). */
 static int command(struct process *r, int argc, char **argv)
 {
@@ -206,6 +206,8 @@ static int command(struct process *r, int argc, char **argv)
         return doctor_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "stats") == 0)
         return stats_client_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "server") == 0)
+        return server_client_main(argc - 1, argv + 1);
     switch (options_parse(&r->opt, argc, argv, err, sizeof(err))) {
     case OPTIONS_RUN:
         break;

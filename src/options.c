@@ -13,6 +13,7 @@ void options_usage(FILE *out)
           "       ringrelay --dump-config [-c FILE]  print it with every default, and exit\n"
           "       ringrelay doctor ADDR:PORT [--sni NAME]\n"
           "       ringrelay stats [--socket PATH] [--json|--prometheus|--servers|--conns]\n"
+          "       ringrelay server [--socket PATH] drain|ready|maint|weight BACKEND/SRV [N]\n"
           "\n"
           "Accepts TCP connections, connects each to the backend, writes a PROXY protocol\n"
           "header carrying the client's address, then relays the bytes both ways untouched.\n"

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *const server_admin_name[3] = {"ready", "drain", "maint"};
+
 uint64_t pool_hash(const void *data, size_t len)
 {
     const uint8_t *p = data;
@@ -90,7 +92,12 @@ int pool_build(struct pool *p, const struct config_backend *b)
             snprintf(m->key, sizeof(m->key), "unix:%s", s->path);
         else
             snprintf(m->key, sizeof(m->key), "%s", addr_format(&s->inet.sa, addr, sizeof(addr)));
+        snprintf(m->name, sizeof(m->name), "%s", s->name);
         m->weight = s->weight;
+        m->ctl = &m->own;
+        atomic_init(&m->own.admin, SERVER_READY);
+        atomic_init(&m->own.weight, s->weight);
+        m->own.weight_cfg = s->weight;
         m->max_conns = s->max_connections;
         atomic_init(&m->active, 0);
         atomic_init(&m->up, 1);
@@ -153,7 +160,8 @@ static int usable(const struct pool *p, int i, const struct pool_tried *skip)
 {
     const struct pool_member *m = &p->m[i];
 
-    if (!atomic_load_explicit(&m->up, memory_order_relaxed) || tried(skip, i))
+    if (!atomic_load_explicit(&m->up, memory_order_relaxed) || !pool_admin_open(m) ||
+        tried(skip, i))
         return 0;
     return !m->max_conns || atomic_load_explicit(&m->active, memory_order_relaxed) < m->max_conns;
 }
@@ -175,8 +183,9 @@ static int pick_round_robin(const struct pool *p, struct pool_rr *rr, const stru
     for (int i = 0; i < p->n; i++) {
         if (!usable(p, i, skip))
             continue;
-        rr->current[i] += p->m[i].weight;
-        total += p->m[i].weight;
+        int64_t weight = atomic_load_explicit(&p->m[i].ctl->weight, memory_order_relaxed);
+        rr->current[i] += weight;
+        total += weight;
         if (best < 0 || rr->current[i] > rr->current[best])
             best = i;
     }
@@ -194,13 +203,14 @@ static int pick_least_conn(const struct pool *p, struct pool_rr *rr, const struc
     for (int k = 0; k < p->n; k++) {
         int i = (int)((rr->next + (unsigned)k) % (unsigned)p->n);
         uint64_t act = atomic_load_explicit(&p->m[i].active, memory_order_relaxed);
+        uint64_t weight = atomic_load_explicit(&p->m[i].ctl->weight, memory_order_relaxed);
         if (!usable(p, i, skip))
             continue;
         /* act / weight < best_num / best_den, without division */
-        if (best < 0 || act * best_den < best_num * p->m[i].weight) {
+        if (best < 0 || act * best_den < best_num * weight) {
             best = i;
             best_num = act;
-            best_den = p->m[i].weight;
+            best_den = weight;
         }
     }
     rr->next++;

@@ -3,6 +3,7 @@
 #include "process.h"
 
 #include "access_log.h"
+#include "control.h"
 #include "log.h"
 #include "service.h"
 #include "stats.h"
@@ -81,15 +82,20 @@ static void readiness(const struct process *r, const struct runtime *rt, char *w
         int b = c->listeners[l].default_index, up = 0, proven = 0;
         const struct pool *p = &rt->pools[b];
 
+        int closed = 0; /* up, but an operator set it drain or maint */
+
         for (int s = 0; s < p->n && !proven; s++) {
-            int u = atomic_load(&p->m[s].up);
-            up |= u;
-            proven = u && atomic_load(&p->m[s].proven);
+            int u = atomic_load(&p->m[s].up), open = pool_admin_open(&p->m[s]);
+            up |= u && open;
+            closed |= u && !open;
+            proven = u && open && atomic_load(&p->m[s].proven);
         }
         if (!proven) {
             snprintf(why, cap,
-                     up ? "starting: backend %s: no server has passed a health check yet"
-                        : "backend %s: no server up",
+                     up       ? "starting: backend %s: no server has passed a health check yet"
+                     : closed ? "backend %s: no server up and ready (the rest set to drain or "
+                                "maint, or weight 0)"
+                              : "backend %s: no server up",
                      c->backends[b].name);
             return;
         }
@@ -129,12 +135,19 @@ static void stats_fill(struct stats_report *rep, void *ctx)
     readiness(r, rt, rep->not_ready, sizeof(rep->not_ready));
     for (int i = 0; i < STATS_MAX_SERVERS; i++) {
         int at = rep->names.server_index[i];
-        rep->server_up[i] =
-            at < 0 ? -1
-                   : (int8_t)atomic_load(
-                         &rt->pools[at / CONFIG_MAX_SERVERS].m[at % CONFIG_MAX_SERVERS].up);
+        const struct pool_member *m =
+            at < 0 ? NULL : &rt->pools[at / CONFIG_MAX_SERVERS].m[at % CONFIG_MAX_SERVERS];
+        rep->server_up[i] = m ? (int8_t)atomic_load(&m->up) : -1;
         rep->health_changes[i] = stats_health_changes(i);
+        if (!m)
+            continue;
+        rep->server_admin[i] = (int8_t)atomic_load(&m->ctl->admin);
+        rep->server_weight[i] = atomic_load(&m->ctl->weight);
+        rep->server_weight_cfg[i] = m->weight;
+        snprintf(rep->server_name[i], sizeof(rep->server_name[i]), "%s", m->name);
     }
+    for (int i = 0; i < STATS_MAX_LISTENERS; i++)
+        rep->listener_off[i] = (int8_t)atomic_load(stats_listener_off(i));
     runtime_put(rt);
 }
 
@@ -150,6 +163,12 @@ static void stats_conns(FILE *out, void *ctx)
     for (int i = 0; i < r->n_workers; i++)
         if (worker_dump_conns(&r->workers[i], out, 1000) < 0)
             fprintf(out, "worker %d: did not answer within 1 s\n", i);
+}
+
+/* A write command on the stats socket (stats_source.command). */
+static int stats_command(const struct admin_cmd *cmd, const char *who, FILE *out, void *ctx)
+{
+    return control_command(ctx, cmd, who, out);
 }
 
 /* A backend as logs name it: its address when it has one server. */
@@ -479,7 +498,7 @@ static int access_open(struct process *r)
  * switch: its directory may be root's), and the server behind it. */
 static int stats_open(struct process *r)
 {
-    static const struct stats_source src = {stats_fill, stats_conns, NULL};
+    static const struct stats_source src = {stats_fill, stats_conns, stats_command, NULL};
     struct stats_source mine = src;
     const struct config *c = &r->rt->cfg;
     gid_t gid = (gid_t)-1;
@@ -490,8 +509,8 @@ static int stats_open(struct process *r)
     mine.ctx = r;
     if ((c->stats_socket_group[0] &&
          service_group(c->stats_socket_group, &gid, err, sizeof(err)) < 0) ||
-        !(r->stats = stats_socket_open(c->stats_socket[0] ? c->stats_socket : NULL, gid, &mine, err,
-                                       sizeof(err)))) {
+        !(r->stats = stats_socket_open(c->stats_socket[0] ? c->stats_socket : NULL, gid,
+                                       c->stats_socket_level, &mine, err, sizeof(err)))) {
         log_error("%s", err);
         return -1;
     }

@@ -383,22 +383,42 @@ static void handshake_act(struct worker *w, struct conn *c, enum hs_next next)
 /* Full: a reset at once tells the client (or the balancer in front) to go
  * elsewhere, where a paused accept would leave it waiting in the backlog,
  * or its SYN unanswered once the backlog is full too. */
-static void accept_refuse(struct worker *w, int fd, int bind)
+static void accept_refuse(struct worker *w, int fd, int bind, enum conn_end end)
 {
-    account_refused(w, fd, bind);
+    const struct runtime *rt = w->gens[w->cur_gen].rt;
+
+    account_refused(w, fd, bind, end);
     reset_on_close(fd);
     close(fd);
-    log_rl(LOG_LEVEL_WARN, "worker %d: --max-connections %u reached: connection reset", w->id,
-           w->pool.n_conns);
+    if (end == END_LISTENER_OFF)
+        log_rl(LOG_LEVEL_INFO, "listener %s is disabled (disable listener): connection reset",
+               rt->cfg.listeners[w->listen_li[bind]].name);
+    else
+        log_rl(LOG_LEVEL_WARN, "worker %d: --max-connections %u reached: connection reset", w->id,
+               w->pool.n_conns);
+}
+
+/* Whether an operator disabled the listener of listen_fd[bind]. */
+static int listener_off(const struct worker *w, int bind)
+{
+    const struct runtime *rt = w->gens[w->cur_gen].rt;
+
+    return atomic_load_explicit(stats_listener_off(rt->st_listener[w->listen_li[bind]]),
+                                memory_order_relaxed);
 }
 
 void relay_on_accept(struct worker *w, int fd, int bind)
 {
-    struct conn *c = conn_alloc(w);
     socklen_t len = sizeof(union sockaddr_inet);
+    struct conn *c;
 
+    if (listener_off(w, bind)) {
+        accept_refuse(w, fd, bind, END_LISTENER_OFF);
+        return;
+    }
+    c = conn_alloc(w);
     if (!c) {
-        accept_refuse(w, fd, bind);
+        accept_refuse(w, fd, bind, END_REFUSED_LIMIT);
         return;
     }
     accepting_reset(w);
@@ -756,6 +776,22 @@ void relay_timers_run(struct worker *w)
             for (int o = 0; o < TIMER_OWNERS; o++)
                 while ((c = timer_expired(w, g, k, o)))
                     relay_on_timeout(w, c);
+}
+
+uint32_t relay_close_server(struct worker *w, int slot)
+{
+    uint32_t n = 0;
+
+    for (uint32_t i = 0; i < w->pool.n_used; i++) {
+        struct conn *c = &w->pool.conns[i];
+        if (c->state == CONN_FREE || c->state == CONN_CLOSING || c->server < 0 ||
+            conn_rt(w, c)->st_server[c->be_index][c->server] != slot)
+            continue;
+        conn_end(c, END_SERVER_SHUTDOWN);
+        conn_close(w, c, 1);
+        n++;
+    }
+    return n;
 }
 
 void relay_close_all(struct worker *w)

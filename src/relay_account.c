@@ -103,7 +103,7 @@ static void access_record(struct worker *w, struct conn *c)
 
 /* ---- counters ---- */
 
-void account_refused(struct worker *w, int fd, int bind)
+void account_refused(struct worker *w, int fd, int bind, enum conn_end end)
 {
     const struct runtime *rt = w->gens[w->cur_gen].rt;
     uint16_t slot = rt->st_listener[w->listen_li[bind]];
@@ -112,15 +112,16 @@ void account_refused(struct worker *w, int fd, int bind)
     socklen_t len = sizeof(peer);
     uint32_t id = ++w->pool.next_id; /* every accepted socket has an id of its own */
 
-    if (access_wanted(w, &rt->cfg, END_REFUSED_LIMIT)) {
-        struct access_head h = {mono_us(), id, END_REFUSED_LIMIT, slot, &peer};
+    if (access_wanted(w, &rt->cfg, end)) {
+        struct access_head h = {mono_us(), id, end, slot, &peer};
         memset(&peer, 0, sizeof(peer));
         (void)getpeername(fd, &peer.sa, &len);
         if (access_open(w, &h))
             access_ring_commit(w->alog);
     }
-    stat_inc(&sl->refused);
-    stat_inc(&sl->ends[END_REFUSED_LIMIT]);
+    if (end == END_REFUSED_LIMIT)
+        stat_inc(&sl->refused);
+    stat_inc(&sl->ends[end]);
 }
 
 void account_conn_end(struct worker *w, struct conn *c)

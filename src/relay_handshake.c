@@ -1,6 +1,7 @@
 /* The handshake of a client connection, before its backend connection:
  * a trusted client's inbound PROXY header, the ClientHello peek that routes
- * by server name, the per-source limit, and the outbound PROXY header.
+ * by server name, who may connect (allow and deny lists, per-source
+ * limits), and the outbound PROXY header.
  * Every step returns what the state machine does next (enum hs_next);
  * none starts an io operation or closes a connection itself. */
 #include "relay_handshake.h"
@@ -278,19 +279,75 @@ static enum hs_next conn_route(struct worker *w, struct conn *c)
     return conn_prepare(w, c, l->default_index, NULL);
 }
 
-/* ---- the per-source limit ---- */
+/* ---- who may connect: allow and deny lists, per-source limits ---- */
 
-/* Counts c against its client address's share of the listener's
- * max_connections_per_source. Returns 1 if that is full (c refused:
- * counted and logged; reset it), else 0. */
-static int source_over_limit(struct worker *w, struct conn *c)
+/* The first range of n in list that holds sa, or NULL. */
+static const struct cidr *cidr_find(const struct cidr *list, int n, const struct sockaddr *sa)
 {
-    uint32_t limit = conn_listener(w, c)->max_per_source;
+    for (int i = 0; i < n; i++)
+        if (cidr_match(&list[i], sa))
+            return &list[i];
+    return NULL;
+}
+
+/* The listener's deny list, then its allow list (when it has one): returns
+ * 1 if c's client is refused (counted and logged; reset it), else 0. */
+static int source_denied(struct worker *w, struct conn *c)
+{
+    const struct config_listener *l = conn_listener(w, c);
+    const struct cidr *hit = cidr_find(l->deny, l->n_deny, &c->peer.sa);
+    char addr[ADDR_STRLEN], range[CIDR_STRLEN];
+
+    if (!hit && (!l->n_allow || cidr_find(l->allow, l->n_allow, &c->peer.sa)))
+        return 0;
+    conn_end(c, END_DENIED);
+    addr_format(&c->peer.sa, addr, sizeof(addr));
+    if (hit)
+        log_rl(LOG_LEVEL_INFO, "c%u.%u client %s: denied by listener %s: deny %s", w->id, c->id,
+               addr, l->name, cidr_format(hit, range, sizeof(range)));
+    else
+        log_rl(LOG_LEVEL_INFO, "c%u.%u client %s: denied by listener %s: not in its allow list",
+               w->id, c->id, addr, l->name);
+    return 1;
+}
+
+/* Counts a new connection from c's client against the listener's
+ * max_connection_rate_per_source: returns 1 if it is over (c refused:
+ * counted and logged; reset it), else 0. */
+static int source_over_rate(struct worker *w, struct conn *c, uint64_t key)
+{
+    uint32_t limit = conn_listener(w, c)->rate_per_source;
     char addr[ADDR_STRLEN];
 
-    if (!limit)
+    if (srclimit_rate(key, limit, (uint32_t)(w->now_ms / 1000)) == 0)
+        return 0;
+    conn_end(c, END_RATE_LIMITED);
+    log_rl(LOG_LEVEL_WARN,
+           "c%u.%u client %s: more than %u new connections this second from this address "
+           "(max_connection_rate_per_source): reset",
+           w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)), limit);
+    return 1;
+}
+
+/* Who may connect, in order: the deny and allow lists, the rate of new
+ * connections per source, then the open ones per source, each on the real
+ * client's address. Returns 1 if c is refused (counted and logged; reset
+ * it), else 0. */
+static int source_refused(struct worker *w, struct conn *c)
+{
+    const struct config_listener *l = conn_listener(w, c);
+    uint32_t limit = l->max_per_source;
+    char addr[ADDR_STRLEN];
+
+    if ((l->n_deny || l->n_allow) && source_denied(w, c))
+        return 1;
+    if (!limit && !l->rate_per_source)
         return 0;
     c->src_key = srclimit_key(&c->peer.sa);
+    if (l->rate_per_source && source_over_rate(w, c, c->src_key))
+        return 1;
+    if (!limit)
+        return 0;
     if (srclimit_take(c->src_key, limit) == 0) {
         c->flags |= CONN_SRC_COUNTED;
         return 0;
@@ -369,9 +426,9 @@ static enum hs_next header_done(struct worker *w, struct conn *c, const struct p
         c->peer = h->src;
         c->dst = h->dst;
         c->flags |= CONN_HAS_DST;
-        if (source_over_limit(w, c))
+        if (source_refused(w, c))
             return HS_RESET;
-    } /* else LOCAL or UNKNOWN: the connection's own endpoints */
+    } /* else LOCAL or UNKNOWN: the trusted proxy's own connection (its checks) */
     /* Keep the TLVs a backend may copy until one is chosen. */
     if (conn_rt(w, c)->any_tlv_pass && h->tlv_len && (c->hdr_in = malloc(h->tlv_len))) {
         memcpy(c->hdr_in, h->tlv, h->tlv_len);
@@ -455,7 +512,7 @@ enum hs_next handshake_begin(struct worker *w, struct conn *c)
         w->io->attach(w, c, SIDE_CLIENT);
         return header_start(w, c);
     }
-    if (source_over_limit(w, c))
+    if (source_refused(w, c))
         return HS_RESET;
     w->io->attach(w, c, SIDE_CLIENT);
     if (l->proxy_protocol_in != PROXY_IN_OFF)

@@ -4,6 +4,7 @@
 
 #include "checker.h"
 #include "config.h"
+#include "control.h"
 #include "listeners.h"
 #include "log.h"
 #include "stats.h"
@@ -143,6 +144,10 @@ int reload_apply(struct process *r, struct checker **checks)
         return -1;
     }
     checker_stop(*checks);
+    /* Held from here to the swap: a command on the stats socket (which
+     * takes it too) lands wholly before the new servers take health and
+     * runtime state from the old, or wholly after, on the new ones. */
+    pthread_mutex_lock(&r->rt_lock);
     inherit_health(nrt, r->rt);
     stats_assign(nrt);
     for (int w = 0; w < r->n_workers; w++) {
@@ -151,10 +156,10 @@ int reload_apply(struct process *r, struct checker **checks)
     }
     free(u);
     *checks = checker_start(nrt);
-    pthread_mutex_lock(&r->rt_lock);
     runtime_put(r->rt);
     r->rt = nrt;
     pthread_mutex_unlock(&r->rt_lock);
+    control_log_kept(nrt);
     atomic_fetch_add(&r->generation, 1);
     atomic_fetch_add(&r->reloads, 1);
     log_level = nrt->cfg.log_level;

@@ -1,8 +1,11 @@
 /* The stats socket's answers, and its request parser. */
 #include "stats_report.h"
 
+#include "admin_cmd.h"
+
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #define REQUEST_MAX 4096
@@ -16,8 +19,14 @@ const char stats_help[] =
     "  show metrics      the Prometheus text format\n"
     "  show ready        ready, or why not (what /ready answers)\n"
     "  help              this list\n"
-    "HTTP/1.x: GET (or HEAD) /metrics (Prometheus), /stats.json, /ready (200 or "
-    "503)\n";
+    "with stats_socket_level: admin, also (one line answered ok: or error:):\n"
+    "  set server BACKEND/SERVER state ready|drain|maint\n"
+    "  set server BACKEND/SERVER weight N        0 to 1000\n"
+    "  shutdown sessions server BACKEND/SERVER   reset its open connections\n"
+    "  disable listener NAME / enable listener NAME\n"
+    "  (SERVER: ADDR:PORT as show servers prints it, or its name)\n"
+    "HTTP/1.x: GET (or HEAD) / (a status page), /metrics (Prometheus), /stats.json, "
+    "/ready (200 or 503)\n";
 
 static const char *const from_name[2] = {"client", "server"};
 
@@ -35,9 +44,29 @@ static uint64_t active(const _Atomic uint64_t *opened, const _Atomic uint64_t *c
     return stat_get(opened) - stat_get(closed);
 }
 
-static const char *server_state(const struct stats_report *r, int i)
+const char *stats_server_state(const struct stats_report *r, int i)
 {
-    return r->server_up[i] < 0 ? "gone" : r->server_up[i] ? "up" : "down";
+    if (r->server_up[i] < 0)
+        return "gone";
+    if (r->server_admin[i] != SERVER_READY)
+        return server_admin_name[r->server_admin[i]];
+    if (r->server_weight[i] == 0)
+        return "drain";
+    return r->server_up[i] ? "up" : "down";
+}
+
+static const char *server_health(const struct stats_report *r, int i)
+{
+    return r->server_up[i] < 0 ? "-" : r->server_up[i] ? "up" : "down";
+}
+
+/* "5/1": the weight in use, then as configured. */
+static const char *server_weight(const struct stats_report *r, int i, char *buf, size_t cap)
+{
+    if (r->server_up[i] < 0)
+        return "-";
+    snprintf(buf, cap, "%u/%u", r->server_weight[i], r->server_weight_cfg[i]);
+    return buf;
 }
 
 static uint64_t server_fails(const struct stats_server *s)
@@ -113,17 +142,22 @@ static void text_backends(const struct stats_report *r, FILE *out)
 
 void stats_report_servers(const struct stats_report *r, FILE *out)
 {
-    fprintf(out, "%-16s %-24s %-5s %8s %8s %8s %8s %14s %14s\n", "BACKEND", "SERVER", "STATE",
-            "conns", "active", "fails", "noproxy", "bytes_client", "bytes_server");
+    char weight[32];
+
+    fprintf(out, "%-16s %-24s %-16s %-5s %-6s %-5s %-11s %8s %8s %8s %8s %14s %14s\n", "BACKEND",
+            "SERVER", "NAME", "STATE", "HEALTH", "ADMIN", "WEIGHT", "conns", "active", "fails",
+            "noproxy", "bytes_client", "bytes_server");
     for (int i = 0; i < r->names.n_servers; i++) {
         const struct stats_server *s = &r->sum.s[i];
-        fprintf(out, "%-16s %-24s %-5s %8llu %8llu %8llu %8llu %14llu %14llu\n",
-                r->names.backend[r->names.server[i].backend], r->names.server[i].key,
-                server_state(r, i), (unsigned long long)stat_get(&s->conns),
-                (unsigned long long)active(&s->conns, &s->closed),
-                (unsigned long long)server_fails(s), (unsigned long long)stat_get(&s->no_proxy),
-                (unsigned long long)stat_get(&s->bytes[0]),
-                (unsigned long long)stat_get(&s->bytes[1]));
+        fprintf(
+            out, "%-16s %-24s %-16s %-5s %-6s %-5s %-11s %8llu %8llu %8llu %8llu %14llu %14llu\n",
+            r->names.backend[r->names.server[i].backend], r->names.server[i].key,
+            r->server_name[i][0] ? r->server_name[i] : "-", stats_server_state(r, i),
+            server_health(r, i), r->server_up[i] < 0 ? "-" : server_admin_name[r->server_admin[i]],
+            server_weight(r, i, weight, sizeof(weight)), (unsigned long long)stat_get(&s->conns),
+            (unsigned long long)active(&s->conns, &s->closed), (unsigned long long)server_fails(s),
+            (unsigned long long)stat_get(&s->no_proxy), (unsigned long long)stat_get(&s->bytes[0]),
+            (unsigned long long)stat_get(&s->bytes[1]));
     }
 }
 
@@ -180,6 +214,8 @@ static void json_process(const struct stats_report *r, FILE *out)
     json_u64(out, "reload_failures", r->reload_failures, 1);
     json_u64(out, "stats_busy", r->stats_busy, 1);
     json_u64(out, "admin_refused", r->admin_refused, 1);
+    json_u64(out, "commands", r->commands, 1);
+    json_u64(out, "commands_refused", r->commands_refused, 1);
     json_u64(out, "max_connections", r->max_connections, 1);
     json_u64(out, "active", stat_get(&r->sum.w.active), 1);
     fprintf(out, ",\"draining\":%s,\"leaving\":%s,\"ready\":%s,\"not_ready\":",
@@ -222,7 +258,9 @@ static void json_listeners(const struct stats_report *r, FILE *out)
         const struct stats_listener *l = &r->sum.l[i];
         fprintf(out, "%s{\"name\":", i ? "," : "");
         json_str(out, r->names.listener[i]);
-        fprintf(out, ",\"configured\":%s", r->names.listener_index[i] >= 0 ? "true" : "false");
+        fprintf(out, ",\"configured\":%s,\"disabled\":%s",
+                r->names.listener_index[i] >= 0 ? "true" : "false",
+                r->listener_off[i] ? "true" : "false");
         json_u64(out, "accepted", stat_get(&l->accepted), 1);
         json_u64(out, "active", active(&l->accepted, &l->closed), 1);
         json_u64(out, "refused", stat_get(&l->refused), 1);
@@ -247,7 +285,12 @@ static void json_server(const struct stats_report *r, int i, int comma, FILE *ou
 
     fprintf(out, "%s{\"name\":", comma ? "," : "");
     json_str(out, r->names.server[i].key);
-    fprintf(out, ",\"state\":\"%s\"", server_state(r, i));
+    fprintf(out, ",\"server_name\":");
+    json_str(out, r->server_name[i]);
+    fprintf(out, ",\"state\":\"%s\",\"health\":\"%s\",\"admin\":\"%s\"", stats_server_state(r, i),
+            server_health(r, i), r->server_up[i] < 0 ? "-" : server_admin_name[r->server_admin[i]]);
+    json_u64(out, "weight", r->server_weight[i], 1);
+    json_u64(out, "weight_configured", r->server_weight_cfg[i], 1);
     json_u64(out, "health_changes", r->health_changes[i], 1);
     json_u64(out, "conns", stat_get(&s->conns), 1);
     json_u64(out, "active", active(&s->conns, &s->closed), 1);
@@ -356,6 +399,14 @@ static void prom_process(const struct stats_report *r, FILE *out)
               "Admin listener clients refused: their address is not in admin.allow.");
     fprintf(out, "ringrelay_admin_clients_refused_total %llu\n",
             (unsigned long long)r->admin_refused);
+    prom_head(out, "stats_commands_total", "counter",
+              "Write commands done on the stats socket (set server, shutdown sessions, "
+              "disable and enable listener).");
+    fprintf(out, "ringrelay_stats_commands_total %llu\n", (unsigned long long)r->commands);
+    prom_head(out, "stats_commands_refused_total", "counter",
+              "Write commands refused: the stats socket is read-only (stats_socket_level: read).");
+    fprintf(out, "ringrelay_stats_commands_refused_total %llu\n",
+            (unsigned long long)r->commands_refused);
     if (!r->have_memory)
         return;
     prom_head(out, "memory_allocated_bytes", "gauge",
@@ -440,6 +491,15 @@ static void prom_all_listeners(const struct stats_report *r, FILE *out)
     prom_listeners(r, out, "listener_routed_connections_total", "counter",
                    "Connections sent to a backend by an SNI route.", L_OFF(routed), -1);
     prom_listener_ends(r, out);
+    prom_head(out, "listener_disabled", "gauge",
+              "1 while an operator has the listener disabled: its clients are reset.");
+    for (int i = 0; i < r->names.n_listeners; i++) {
+        if (r->names.listener_index[i] < 0)
+            continue;
+        fprintf(out, "ringrelay_listener_disabled{listener=");
+        prom_label(out, r->names.listener[i]);
+        fprintf(out, "} %d\n", r->listener_off[i]);
+    }
 }
 
 static void prom_backend_label(const struct stats_report *r, FILE *out, const char *name, int i)
@@ -549,6 +609,22 @@ static void prom_all_servers(const struct stats_report *r, FILE *out)
             continue;
         prom_server_label(r, out, "server_up", i);
         fprintf(out, "} %d\n", r->server_up[i]);
+    }
+    prom_head(out, "server_weight", "gauge",
+              "The weight picks use: as configured, or as set on the stats socket.");
+    for (int i = 0; i < r->names.n_servers; i++) {
+        if (r->server_up[i] < 0)
+            continue;
+        prom_server_label(r, out, "server_weight", i);
+        fprintf(out, "} %u\n", r->server_weight[i]);
+    }
+    prom_head(out, "server_admin_state", "gauge",
+              "1 for the state an operator set (set server ... state): ready, drain or maint.");
+    for (int i = 0; i < r->names.n_servers; i++) {
+        for (int a = 0; r->server_up[i] >= 0 && a < 3; a++) {
+            prom_server_label(r, out, "server_admin_state", i);
+            fprintf(out, ",state=\"%s\"} %d\n", server_admin_name[a], r->server_admin[i] == a);
+        }
     }
     prom_head(out, "server_health_changes_total", "counter", "Times the server went up or down.");
     for (int i = 0; i < r->names.n_servers; i++) {
@@ -674,6 +750,8 @@ int stats_request_parse(const char *buf, size_t len, enum stats_cmd *cmd, int *h
         while (n && buf[n - 1] == ' ')
             n--;
         *cmd = command_named(buf, n, 0);
+        if (*cmd == STATS_CMD_UNKNOWN && admin_cmd_is_write(buf, n))
+            *cmd = STATS_CMD_WRITE;
         return (int)(nl - buf) + 1;
     }
     if ((*http = http_request(buf, n, cmd)) < 0) {

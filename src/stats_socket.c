@@ -3,6 +3,7 @@
  * answers are built whole, then written as the client takes them. */
 #include "stats_socket.h"
 
+#include "admin_cmd.h"
 #include "log.h"
 #include "syserr.h"
 
@@ -36,8 +37,9 @@
 enum { LISTEN_UNIX, LISTEN_ADMIN, LISTENS };
 
 struct client {
-    int fd;    /* -1: free */
-    int admin; /* from the admin listener: HTTP only */
+    int fd;       /* -1: free */
+    int admin;    /* from the admin listener: HTTP only */
+    char who[48]; /* "uid=N pid=N" of a unix socket client (SO_PEERCRED) */
     uint64_t deadline_ms;
     char in[REQUEST_BUF];
     size_t in_len;
@@ -53,15 +55,17 @@ struct stats_socket {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     struct cidr allow[CONFIG_MAX_TRUSTED];
     int n_allow;
+    enum stats_level level;
     struct stats_source src;
     pthread_t thread;
     struct client c[LISTENS * CLIENTS]; /* CLIENTS for each listening socket */
     int serving;                        /* the thread runs */
     uint64_t accept_resume_ms;          /* accept failed: the listening sockets rest */
     /* Only this thread writes these: */
-    uint64_t busy;               /* clients answered busy, every slot taken */
-    uint64_t admin_refused;      /* admin clients from outside the allow list */
-    struct stats_report *report; /* big: allocated once */
+    uint64_t busy;                       /* clients answered busy, every slot taken */
+    uint64_t admin_refused;              /* admin clients from outside the allow list */
+    uint64_t commands, commands_refused; /* write commands done; refused at level read */
+    struct stats_report *report;         /* big: allocated once */
 };
 
 static uint64_t now_ms(void)
@@ -88,11 +92,39 @@ static void report_fill(struct stats_socket *s)
     s->src.fill(s->report, s->src.ctx);
     s->report->stats_busy = s->busy;
     s->report->admin_refused = s->admin_refused;
+    s->report->commands = s->commands;
+    s->report->commands_refused = s->commands_refused;
+}
+
+/* A write command: refused at level read, else parsed and done. The
+ * request's first line is in c->in. */
+static void answer_write(struct stats_socket *s, struct client *c, FILE *out)
+{
+    const char *nl = memchr(c->in, '\n', c->in_len);
+    size_t n = nl ? (size_t)(nl - c->in) : c->in_len;
+    struct admin_cmd cmd;
+    char err[200];
+
+    while (n && (c->in[n - 1] == '\r' || c->in[n - 1] == ' '))
+        n--;
+    if (s->level != STATS_LEVEL_ADMIN) {
+        s->commands_refused++;
+        log_rl(LOG_LEVEL_WARN, "stats socket: %.*s (%s): refused: the socket is read-only",
+               (int)(n < 200 ? n : 200), c->in, c->who);
+        fprintf(out, "permission denied: stats socket is read-only (stats_socket_level: read)\n");
+        return;
+    }
+    if (admin_cmd_parse(c->in, n, &cmd, err, sizeof(err)) < 0) {
+        fprintf(out, "error: %s; nothing changed\n", err);
+        return;
+    }
+    if (s->src.command(&cmd, c->who, out, s->src.ctx) == 0)
+        s->commands++;
 }
 
 /* The body for cmd, and its content type; the status when it is not 200. */
-static void answer_body(struct stats_socket *s, enum stats_cmd cmd, FILE *out, const char **type,
-                        const char **status)
+static void answer_body(struct stats_socket *s, struct client *c, enum stats_cmd cmd, FILE *out,
+                        const char **type, const char **status)
 {
     *type = "text/plain; charset=utf-8";
     switch (cmd) {
@@ -105,9 +137,12 @@ static void answer_body(struct stats_socket *s, enum stats_cmd cmd, FILE *out, c
     case STATS_CMD_UNKNOWN:
         fprintf(out, "unknown command; try: help\n");
         return;
+    case STATS_CMD_WRITE:
+        answer_write(s, c, out);
+        return;
     case STATS_CMD_NOT_FOUND:
         *status = "404 Not Found";
-        fprintf(out, "not found: try /ready, /metrics or /stats.json\n");
+        fprintf(out, "not found: try /, /ready, /metrics or /stats.json\n");
         return;
     default:
         break;
@@ -150,10 +185,14 @@ static void client_answer(struct stats_socket *s, struct client *c, int ret, enu
     }
     if (ret < 0) {
         status = "400 Bad Request";
-        fprintf(out, c->admin ? "bad request: GET or HEAD /ready, /metrics or /stats.json\n"
-                              : "bad request: a command line or GET /metrics, under 4 KiB\n");
+        fprintf(out, c->admin ? "bad request: GET or HEAD /, /ready, /metrics or /stats.json\n"
+                              : "error: a request is one command line or an HTTP GET, under 4 KiB; "
+                                "nothing done\n");
+    } else if (http && cmd == STATS_CMD_WRITE) {
+        status = "404 Not Found"; /* the write commands are lines, never HTTP */
+        fprintf(out, "not found: try /, /ready, /metrics or /stats.json\n");
     } else {
-        answer_body(s, cmd, out, &type, &status);
+        answer_body(s, c, cmd, out, &type, &status);
     }
     fclose(out);
     if (http)
@@ -209,8 +248,13 @@ static void client_write(struct client *c)
         return;
     }
     c->out_off += (size_t)n;
-    if (c->out_off == c->out_len)
+    if (c->out_off == c->out_len) {
+        /* What is left unread of a request too long would turn the close
+         * into a reset, which can cost the client the answer. */
+        for (int i = 0; i < 16 && recv(c->fd, c->in, sizeof(c->in), MSG_DONTWAIT) > 0; i++)
+            ;
         client_close(c);
+    }
 }
 
 /* Every slot taken: answers fd at once, in HTTP if the request that has
@@ -282,9 +326,15 @@ static void accept_client(struct stats_socket *s, int which, uint64_t now)
     }
     for (int i = which * CLIENTS; i < (which + 1) * CLIENTS; i++) {
         if (s->c[i].fd < 0) {
+            struct ucred cred = {0};
+            socklen_t clen = sizeof(cred);
             s->c[i].fd = fd;
             s->c[i].admin = which == LISTEN_ADMIN;
             s->c[i].deadline_ms = now + CLIENT_DEADLINE_MS;
+            if (which == LISTEN_UNIX && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0)
+                snprintf(s->c[i].who, sizeof(s->c[i].who), "uid=%u pid=%d", cred.uid, cred.pid);
+            else
+                snprintf(s->c[i].who, sizeof(s->c[i].who), "admin listener");
             return;
         }
     }
@@ -466,8 +516,8 @@ static void server_free(struct stats_socket *s)
     free(s);
 }
 
-struct stats_socket *stats_socket_open(const char *path, gid_t gid, const struct stats_source *src,
-                                       char *err, size_t errlen)
+struct stats_socket *stats_socket_open(const char *path, gid_t gid, enum stats_level level,
+                                       const struct stats_source *src, char *err, size_t errlen)
 {
     struct stats_socket *s = calloc(1, sizeof(*s));
 
@@ -477,6 +527,7 @@ struct stats_socket *stats_socket_open(const char *path, gid_t gid, const struct
         return NULL;
     }
     s->src = *src;
+    s->level = level;
     for (int i = 0; i < LISTENS * CLIENTS; i++)
         s->c[i].fd = -1;
     s->wake[0] = s->wake[1] = -1;

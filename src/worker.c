@@ -198,6 +198,28 @@ int worker_dump_conns(struct worker *w, FILE *out, int timeout_ms)
     return 0;
 }
 
+static void shut_step(struct worker *w)
+{
+    int slot = atomic_exchange(&w->shut_slot, 0);
+
+    if (!slot)
+        return;
+    atomic_store(&w->shut_count, relay_close_server(w, slot - 1));
+    atomic_store(&w->shut_done, 1);
+}
+
+int worker_close_server(struct worker *w, int slot, int timeout_ms)
+{
+    atomic_store(&w->shut_done, 0);
+    atomic_store(&w->shut_slot, slot + 1);
+    for (int waited = 0; !atomic_load(&w->shut_done); waited++) {
+        if (waited >= timeout_ms && atomic_exchange(&w->shut_slot, 0) == slot + 1)
+            return -ETIMEDOUT;
+        usleep(1000);
+    }
+    return (int)atomic_load(&w->shut_count);
+}
+
 void worker_tick(struct worker *w)
 {
     worker_clock(w);
@@ -208,6 +230,7 @@ void worker_tick(struct worker *w)
     relay_timers_run(w);
     reload_step(w);
     dump_step(w);
+    shut_step(w);
     drain_step(w);
     relay_fd_wait_retry(w); /* before new clients: these came first */
     accepting_tick(w);

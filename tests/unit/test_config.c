@@ -206,7 +206,8 @@ static const struct bad bads[] = {
     {"listeners: []\n" B, "t.yaml:1:12: listeners: at least one listener is needed"},
     {L B "bogus: 1\n",
      "t.yaml:8:1: bogus: unknown key (expected one of: workers, io, splice, stats_socket, "
-     "stats_socket_group, access_log, admin, shutdown_grace, drain_timeout, user, group, "
+     "stats_socket_group, stats_socket_level, access_log, admin, shutdown_grace, drain_timeout, "
+     "user, group, "
      "max_connections, accept_backlog, log_level, listeners, backends)"},
     {L B "admin: {listen: 127.0.0.1}\n",
      "t.yaml:8:17: admin.listen: expected IPV4:PORT or [IPV6]:PORT with port 1-65535, got "
@@ -294,7 +295,8 @@ static const struct bad bads[] = {
      "t.yaml:7:41: backends[0].servers[0].weight: expected a whole number from 1 to 1000, got "
      "'0'"},
     {L "backends:\n  - name: b\n    servers:\n      - { address: 127.0.0.1:1, port: 2 }\n",
-     "t.yaml:7:33: backends[0].servers[0].port: unknown key (expected one of: address, weight, "
+     "t.yaml:7:33: backends[0].servers[0].port: unknown key (expected one of: address, name, "
+     "weight, "
      "max_connections)"},
     {L "backends:\n  - name: b\n    balance: random\n    servers:\n      - address: 127.0.0.1:1\n",
      "t.yaml:6:14: backends[0].balance: expected one of round_robin, least_conn, "

@@ -240,3 +240,21 @@ Test(pool, a_reload_inherits_health_by_address)
     cr_assert_eq(atomic_load(&pool.m[2].proven), 1, "10.0.0.3 was proven and stays so");
     pool_free(&old);
 }
+
+Test(pool, drain_maint_and_weight_set_at_runtime)
+{
+    struct pool_rr rr;
+    int got[3] = {0};
+
+    build(BALANCE_ROUND_ROBIN, NULL, 3);
+    cr_assert_eq(pool_rr_init(&rr, &pool), 0);
+    atomic_store(&pool.m[0].ctl->admin, SERVER_DRAIN);
+    atomic_store(&pool.m[1].ctl->weight, 3);
+    for (int i = 0; i < 8; i++)
+        got[pool_pick(&pool, &rr, NULL, NULL)]++;
+    cr_assert(got[0] == 0 && got[1] == 6 && got[2] == 2, "%d %d %d", got[0], got[1], got[2]);
+    atomic_store(&pool.m[1].ctl->admin, SERVER_MAINT);
+    atomic_store(&pool.m[2].ctl->weight, 0);
+    cr_assert_eq(pool_pick(&pool, &rr, NULL, NULL), -1, "drain, maint and weight 0: none");
+    pool_rr_fini(&rr);
+}

@@ -53,3 +53,16 @@ Test(srclimit, many_sources_each_get_their_limit)
     }
     cr_assert_eq(refused, 0, "%d of 15000 refused", refused);
 }
+
+Test(srclimit, rate_per_second_starts_over)
+{
+    uint64_t flood = key_of("203.0.113.9:1"), other = key_of("203.0.113.10:1");
+    int taken = 0;
+
+    for (int i = 0; i < 2000; i++)
+        taken += srclimit_rate(flood, 50, 1000) == 0;
+    cr_assert_eq(taken, 50, "a second holds the limit, no more");
+    cr_assert_eq(srclimit_rate(other, 50, 1000), 0, "another address is not held back");
+    cr_assert_eq(srclimit_rate(flood, 50, 999), -1, "a worker a moment behind counts in it too");
+    cr_assert_eq(srclimit_rate(flood, 50, 1001), 0, "the next second starts over");
+}

@@ -108,6 +108,7 @@ static struct stats_report *sample(void)
     stats_hist_add(&r->sum.b[0].connect, 3000000);
     atomic_store(&r->sum.s[0].fails[FAIL_REFUSED], 2);
     r->server_up[0] = 1;
+    r->server_weight[0] = r->server_weight_cfg[0] = 1;
     return r;
 }
 
@@ -143,8 +144,10 @@ Test(stats_report, json_escapes_and_nests)
     char *text = render(stats_report_json, r);
 
     cr_assert(strstr(text, "\"name\":\"tls\\\"in\""), "%s", text);
-    cr_assert(strstr(text, "\"servers\":[{\"name\":\"10.0.0.1:8443\",\"state\":\"up\""), "%s",
-              text);
+    cr_assert(
+        strstr(text,
+               "\"servers\":[{\"name\":\"10.0.0.1:8443\",\"server_name\":\"\",\"state\":\"up\""),
+        "%s", text);
     cr_assert(strstr(text, "\"connect_failures\":{\"refused\":2,"), "%s", text);
     cr_assert(strstr(text, "\"reload_failures\":0,\"stats_busy\":2,"), "%s", text);
     cr_assert_eq(text[strlen(text) - 1], '\n');

@@ -94,7 +94,7 @@ def admin_serves(ctx):
     s.sendall(b"show conns\n")
     got = recv_to_eof(s).decode()
     s.close()
-    check(got.startswith("HTTP/1.0 400") and "GET or HEAD /ready" in got,
+    check(got.startswith("HTTP/1.0 400") and "GET or HEAD /, /ready" in got,
           f"a line command on the admin port got {got!r}")
     check(query(sock, "show ready") == "ready\n", "show ready on the stats socket")
 

@@ -1,0 +1,207 @@
+/* The runtime API on the running configuration. The state it sets lives
+ * in the counter slots (struct server_ctl, stats_listener_off()), so
+ * every configuration that has the server or listener, older ones still
+ * finishing connections included, sees it, and a reload keeps it. */
+#include "control.h"
+
+#include "log.h"
+#include "stats.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+__attribute__((format(printf, 2, 3))) static int refuse(FILE *out, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("error: ", out);
+    va_start(ap, fmt);
+    vfprintf(out, fmt, ap);
+    va_end(ap);
+    fputs("; nothing changed\n", out);
+    return -1;
+}
+
+static int backend_named(const struct config *c, const char *name)
+{
+    for (int b = 0; b < c->n_backends; b++)
+        if (strcmp(c->backends[b].name, name) == 0)
+            return b;
+    return -1;
+}
+
+/* The server of pool p that ref names (its address as show servers
+ * prints it, or its name), or -1. */
+static int server_named(const struct pool *p, const char *ref)
+{
+    for (int s = 0; s < p->n; s++)
+        if (strcmp(p->m[s].key, ref) == 0 || (p->m[s].name[0] && strcmp(p->m[s].name, ref) == 0))
+            return s;
+    return -1;
+}
+
+/* Backend and server of cmd in rt; -1 (out written) if either is unknown. */
+static int find_server(const struct runtime *rt, const struct admin_cmd *cmd, FILE *out, int *b,
+                       int *s)
+{
+    *b = backend_named(&rt->cfg, cmd->backend);
+    if (*b < 0)
+        return refuse(out, "no backend '%s' (show stats lists them)", cmd->backend);
+    *s = server_named(&rt->pools[*b], cmd->server);
+    if (*s < 0)
+        return refuse(out, "no server '%s' in backend '%s' (show servers lists them)", cmd->server,
+                      cmd->backend);
+    return 0;
+}
+
+static int set_state(struct runtime *rt, const struct admin_cmd *cmd, int b, int s, const char *who,
+                     FILE *out)
+{
+    const struct config_backend *be = &rt->cfg.backends[b];
+    struct pool_member *m = &rt->pools[b].m[s];
+    int was = atomic_exchange(&m->ctl->admin, (int)cmd->state);
+    /* Out of maint, a server with health checks has to pass them again. */
+    if (was == SERVER_MAINT && cmd->state != SERVER_MAINT && be->health.mode != CHECK_OFF &&
+        atomic_exchange(&m->up, 0))
+        stats_health_changed(rt->st_server[b][s]);
+    log_info("stats socket (%s): backend %s: server %s: state %s (was %s)%s", who, be->name, m->key,
+             server_admin_name[cmd->state], server_admin_name[was],
+             was == SERVER_MAINT && cmd->state != SERVER_MAINT && be->health.mode != CHECK_OFF
+                 ? "; down until its health checks pass"
+                 : "");
+    fprintf(out, "ok: %s/%s state %s (was %s); %u open connections continue\n", be->name, m->key,
+            server_admin_name[cmd->state], server_admin_name[was], atomic_load(&m->active));
+    return 0;
+}
+
+static int set_weight(struct runtime *rt, const struct admin_cmd *cmd, int b, int s,
+                      const char *who, FILE *out)
+{
+    const struct config_backend *be = &rt->cfg.backends[b];
+    struct pool_member *m = &rt->pools[b].m[s];
+    char cfg[16];
+    unsigned was;
+
+    snprintf(cfg, sizeof(cfg), "%u", m->weight);
+    /* The ring's points are fixed when the pool is built. */
+    if (be->balance == BALANCE_CLIENT_IP_HASH && cmd->weight && cmd->weight != m->weight)
+        return refuse(out,
+                      "backend '%s' balances by client_ip_hash, whose ring is built from the "
+                      "configured weights: set 0 (no new connections) or %s (as configured)",
+                      be->name, cfg);
+    was = atomic_exchange(&m->ctl->weight, cmd->weight);
+    m->ctl->weight_set = cmd->weight != m->weight;
+    log_info("stats socket (%s): backend %s: server %s: weight %u (was %u, configured %u)", who,
+             be->name, m->key, cmd->weight, was, m->weight);
+    fprintf(out, "ok: %s/%s weight %u (was %u, configured %u)\n", be->name, m->key, cmd->weight,
+            was, m->weight);
+    return 0;
+}
+
+/* Every worker resets its connections to the server in slot (the
+ * runtime lock not held: this waits for the workers' ticks). */
+static int shutdown_sessions(struct process *r, int slot, const char *name, const char *who,
+                             FILE *out)
+{
+    long total = 0;
+    int late = 0;
+
+    for (int w = 0; w < r->n_workers; w++) {
+        int n = worker_close_server(&r->workers[w], slot, 1000);
+        if (n < 0)
+            late++;
+        else
+            total += n;
+    }
+    log_info("stats socket (%s): server %s: shutdown sessions: %ld connections reset%s", who, name,
+             total, late ? " (some workers did not answer within 1 s)" : "");
+    if (late) {
+        fprintf(out, "error: %s: %ld connections reset, but %d workers did not answer within 1 s\n",
+                name, total, late);
+        return -1;
+    }
+    fprintf(out, "ok: %s: %ld connections reset\n", name, total);
+    return 0;
+}
+
+static int set_listener(struct runtime *rt, const struct admin_cmd *cmd, const char *who, FILE *out)
+{
+    const struct config *c = &rt->cfg;
+    int off = cmd->op == ADMIN_LISTENER_DISABLE, was;
+
+    for (int l = 0; l < c->n_listeners; l++) {
+        if (strcmp(c->listeners[l].name, cmd->listener) != 0)
+            continue;
+        was = atomic_exchange(stats_listener_off(rt->st_listener[l]), off);
+        log_info("stats socket (%s): listener %s %s%s", who, cmd->listener,
+                 off ? "disabled: new clients are reset" : "enabled",
+                 was == off ? " (it was already)" : "");
+        fprintf(out, "ok: listener %s %s%s\n", cmd->listener,
+                off ? "disabled: new clients are reset, open connections continue" : "enabled",
+                was == off ? " (it was already)" : "");
+        return 0;
+    }
+    return refuse(out, "no listener '%s' (show stats lists them)", cmd->listener);
+}
+
+int control_command(struct process *r, const struct admin_cmd *cmd, const char *who, FILE *out)
+{
+    struct runtime *rt;
+    char name[sizeof(cmd->backend) + sizeof(cmd->server) + 1];
+    int b = -1, s = -1, ret, slot = -1;
+
+    if (!atomic_load(&r->workers_ready)) {
+        fprintf(out, "error: starting; nothing changed\n");
+        return -1;
+    }
+    /* Held while the state changes: a reload binds its servers to the same
+     * state under it, so none of a change is lost to one. */
+    pthread_mutex_lock(&r->rt_lock);
+    rt = r->rt;
+    if (cmd->op == ADMIN_LISTENER_DISABLE || cmd->op == ADMIN_LISTENER_ENABLE)
+        ret = set_listener(rt, cmd, who, out);
+    else if ((ret = find_server(rt, cmd, out, &b, &s)) < 0)
+        ;
+    else if (cmd->op == ADMIN_SERVER_STATE)
+        ret = set_state(rt, cmd, b, s, who, out);
+    else if (cmd->op == ADMIN_SERVER_WEIGHT)
+        ret = set_weight(rt, cmd, b, s, who, out);
+    else {
+        slot = rt->st_server[b][s];
+        snprintf(name, sizeof(name), "%s/%s", rt->cfg.backends[b].name, rt->pools[b].m[s].key);
+    }
+    pthread_mutex_unlock(&r->rt_lock);
+    return slot < 0 ? ret : shutdown_sessions(r, slot, name, who, out);
+}
+
+void control_log_kept(const struct runtime *rt)
+{
+    char line[1024];
+    size_t n = 0;
+    int kept = 0;
+
+    line[0] = '\0';
+    for (int b = 0; b < rt->cfg.n_backends; b++) {
+        for (int s = 0; s < rt->pools[b].n; s++) {
+            const struct pool_member *m = &rt->pools[b].m[s];
+            int admin = atomic_load(&m->ctl->admin);
+            if (admin == SERVER_READY && !m->ctl->weight_set)
+                continue;
+            kept++;
+            if (n < sizeof(line) - 1)
+                n += (size_t)snprintf(line + n, sizeof(line) - n, "%s %s/%s %s weight %u",
+                                      kept > 1 ? "," : "", rt->cfg.backends[b].name, m->key,
+                                      server_admin_name[admin], atomic_load(&m->ctl->weight));
+        }
+    }
+    for (int l = 0; l < rt->cfg.n_listeners; l++) {
+        if (!atomic_load(stats_listener_off(rt->st_listener[l])))
+            continue;
+        kept++;
+        if (n < sizeof(line) - 1)
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "%s listener %s disabled",
+                                  kept > 1 ? "," : "", rt->cfg.listeners[l].name);
+    }
+    if (kept)
+        log_info("reload: kept the runtime state of %d servers and listeners:%s", kept, line);
+}
