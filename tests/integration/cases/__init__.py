@@ -4,6 +4,7 @@ order of the run; ALL lists them all. The fault suite (faults.py: hostile
 and broken peers) runs last."""
 
 from . import (cli, config_model, deps, header, backends, inbound, lifecycle,  # noqa: F401
-               routes, doctor, topology, pools, health, reload, stats, admin, control, access_log,
+               routes, doctor, topology, pools, health, reload, stats, admin, control, admission,
+               access_log,
                drain, service, stream, deploy, fleet, demo, faults)
 from .base import ALL  # noqa: F401

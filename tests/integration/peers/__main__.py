@@ -5,7 +5,8 @@ tests/integration on the path. Each prints JSON lines on stdout."""
 import argparse
 
 from .backends import echo_backend, integrity_backend
-from .clients import churn_client, integrity_client, rate_client, steady_client
+from .clients import (churn_client, integrity_client, rate_client, sources_client,
+                      steady_client)
 from .fleet_client import add_arguments as fleet_arguments
 from .fleet_client import fleet_client
 from .impair import delay_queue
@@ -36,6 +37,11 @@ def main():
     q.add_argument("--target", required=True)
     q.add_argument("--rate", type=float, default=200)
     q.add_argument("--timeout", type=float, default=10)
+    q.add_argument("--source", help="the address to connect from")
+    q = sub.add_parser("sources-client")
+    q.add_argument("--target", required=True)
+    q.add_argument("--sources", required=True)
+    q.add_argument("--timeout", type=float, default=5)
     q = sub.add_parser("steady-client")
     q.add_argument("--target", required=True)
     q.add_argument("--conns", type=int, default=2000)
@@ -48,7 +54,8 @@ def main():
     {"integrity-backend": integrity_backend, "integrity-client": integrity_client,
      "steady-client": steady_client, "rate-client": rate_client,
      "echo-backend": echo_backend, "churn-client": churn_client,
-     "delay-queue": delay_queue, "fleet-client": fleet_client}[args.cmd](args)
+     "delay-queue": delay_queue, "fleet-client": fleet_client,
+     "sources-client": sources_client}[args.cmd](args)
 
 
 if __name__ == "__main__":

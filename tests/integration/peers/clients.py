@@ -3,9 +3,11 @@ in a process of their own, the integrity, steady, churn and rate clients
 that load the relay and report JSON."""
 
 import asyncio
+import errno
 import os
 import random
 import signal
+import socket
 import threading
 import time
 
@@ -200,11 +202,16 @@ def rate_client(args):
     errors = {}
     host, port = args.target.rsplit(":", 1)
 
+    source = (args.source, 0) if args.source else None
+
+    took = []
+
     async def one(i):
         msg = b"%015d\n" % i
         writer = None
+        begin = time.monotonic()
         try:
-            reader, writer = await asyncio.open_connection(host, int(port))
+            reader, writer = await asyncio.open_connection(host, int(port), local_addr=source)
             writer.write(msg)
             if await reader.readexactly(len(msg)) != msg:
                 raise ValueError("echo mismatch")
@@ -212,6 +219,7 @@ def rate_client(args):
             if await reader.read(1):
                 raise ValueError("data after echo")
             counts["ok"] += 1
+            took.append(time.monotonic() - begin)
             if counts["ok"] == 1:
                 emit({"started": 1})
         except Exception as e:
@@ -225,17 +233,59 @@ def rate_client(args):
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         tasks, i = set(), 0
+        start = time.monotonic()
+        # A batch every 10 ms at high rates: one sleep per connection would
+        # cap the rate at what the event loop's timer allows.
+        batch = max(1, int(args.rate / 100))
         while not stop.is_set():
-            t = asyncio.create_task(asyncio.wait_for(one(i), args.timeout))
-            tasks.add(t)
-            t.add_done_callback(tasks.discard)
-            i += 1
+            for _ in range(batch):
+                t = asyncio.create_task(asyncio.wait_for(one(i), args.timeout))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+                i += 1
+            due = start + i / args.rate - time.monotonic()
             try:
-                await asyncio.wait_for(stop.wait(), 1 / args.rate)
+                await asyncio.wait_for(stop.wait(), max(due, 0.0005))
             except asyncio.TimeoutError:
                 pass
+        seconds = time.monotonic() - start
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        emit({"done": dict(counts, errors=errors, opened=i)})
+        took.sort()
+        p99_ms = round(took[int(len(took) * 0.99)] * 1000, 2) if took else None
+        emit({"done": dict(counts, errors=errors, opened=i, seconds=round(seconds, 3),
+                           p99_ms=p99_ms)})
 
     asyncio.run(main())
+
+
+def sources_client(args):
+    """One echo round trip from each of args.sources (comma separated) to
+    args.target; reports each source's outcome: served (its line echoed),
+    reset, or closed (EOF without the echo)."""
+    host, port = args.target.rsplit(":", 1)
+    host = host.strip("[]")
+    results = {}
+    for src in args.sources.split(","):
+        family = socket.AF_INET6 if ":" in src else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.settimeout(args.timeout)
+        try:
+            s.bind((src, 0))
+            s.connect((host, int(port)))
+            s.sendall(b"hello\n")
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            results[src] = "served" if got == b"hello\n" else "closed"
+        except (ConnectionResetError, BrokenPipeError):
+            results[src] = "reset"
+        except OSError as e:
+            results[src] = "reset" if e.errno == errno.ENOTCONN else type(e).__name__
+        finally:
+            s.close()
+    emit({"results": results})
