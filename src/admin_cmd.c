@@ -56,12 +56,16 @@ static int copy(const struct words *ws, int i, char *out, size_t cap)
     return 0;
 }
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
-                                                      ...)
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Writes the problem into err; returns -EINVAL. */
+static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
+    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): a false report
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     return -EINVAL;
@@ -87,7 +91,7 @@ static int server_ref(const struct words *ws, int i, struct admin_cmd *out, char
         return fail(err, errlen, "'%s': backend or server name too long", ref);
     memcpy(out->backend, ref, (size_t)(slash - ref));
     out->backend[slash - ref] = '\0';
-    strcpy(out->server, slash + 1);
+    memcpy(out->server, slash + 1, strlen(slash + 1) + 1);
     return 0;
 }
 

@@ -10,12 +10,16 @@
 #include <stdarg.h>
 #include <string.h>
 
-__attribute__((format(printf, 2, 3))) static int refuse(FILE *out, const char *fmt, ...)
+static int refuse(FILE *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* One line, "error: ...; nothing changed". Returns -1. */
+static int refuse(FILE *out, const char *fmt, ...)
 {
     va_list ap;
 
     fputs("error: ", out);
     va_start(ap, fmt);
+    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): a false report
     vfprintf(out, fmt, ap);
     va_end(ap);
     fputs("; nothing changed\n", out);
