@@ -41,6 +41,12 @@ struct stats_report {
     char server_name[STATS_MAX_SERVERS][CONFIG_NAME_MAX]; /* "": none */
     int8_t listener_off[STATS_MAX_LISTENERS];             /* disable listener */
     uint64_t commands, commands_refused; /* write commands done, and refused at level read */
+    /* Per second, over the span since the status page's previous sample
+     * (have_rates 0: no such sample yet): the status page's own. */
+    int have_rates;
+    double listener_rate[STATS_MAX_LISTENERS]; /* connections accepted */
+    double backend_rate[STATS_MAX_BACKENDS];   /* connections given to it */
+    double backend_bps[STATS_MAX_BACKENDS][2]; /* bytes from clients, from servers */
 };
 
 /* A server's state in one word, what an operator reads first: gone (not
@@ -52,6 +58,9 @@ void stats_report_text(const struct stats_report *r, FILE *out);
 void stats_report_servers(const struct stats_report *r, FILE *out);
 void stats_report_json(const struct stats_report *r, FILE *out);
 void stats_report_prometheus(const struct stats_report *r, FILE *out);
+/* The status page: self-contained HTML that fetches itself again every
+ * two seconds. */
+void stats_report_html(const struct stats_report *r, FILE *out);
 /* "ready", or the one line that says why not. */
 void stats_report_ready(const struct stats_report *r, FILE *out);
 
@@ -65,6 +74,7 @@ enum stats_cmd {
     STATS_CMD_METRICS,
     STATS_CMD_READY,
     STATS_CMD_WRITE,    /* set server, shutdown sessions, disable or enable listener */
+    STATS_CMD_PAGE,     /* GET /: the status page */
     STATS_CMD_UNKNOWN,  /* a line command not in the list */
     STATS_CMD_NOT_FOUND /* an HTTP request for another path */
 };

@@ -698,6 +698,7 @@ static const struct {
     {"show conns", NULL, STATS_CMD_CONNS},
     {"show metrics", "/metrics", STATS_CMD_METRICS},
     {"show ready", "/ready", STATS_CMD_READY},
+    {NULL, "/", STATS_CMD_PAGE},
 };
 
 static enum stats_cmd command_named(const char *s, size_t n, int http)

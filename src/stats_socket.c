@@ -47,6 +47,17 @@ struct client {
     size_t out_len, out_off;
 };
 
+/* The status page's rates: the counters they are made from at the last
+ * sample, and what they gave. */
+struct page_rates {
+    uint64_t at_ms; /* 0: no sample yet */
+    uint64_t accepted[STATS_MAX_LISTENERS], conns[STATS_MAX_BACKENDS];
+    uint64_t bytes[STATS_MAX_BACKENDS][2];
+    int have;
+    double listener[STATS_MAX_LISTENERS], backend[STATS_MAX_BACKENDS];
+    double bps[STATS_MAX_BACKENDS][2];
+};
+
 struct stats_socket {
     int fd[LISTENS]; /* listening and served; -1: not (yet) */
     int admin_fd;    /* the admin socket, bound, listening or not; -1: none */
@@ -66,6 +77,7 @@ struct stats_socket {
     uint64_t admin_refused;              /* admin clients from outside the allow list */
     uint64_t commands, commands_refused; /* write commands done; refused at level read */
     struct stats_report *report;         /* big: allocated once */
+    struct page_rates rates;
 };
 
 static uint64_t now_ms(void)
@@ -94,6 +106,40 @@ static void report_fill(struct stats_socket *s)
     s->report->admin_refused = s->admin_refused;
     s->report->commands = s->commands;
     s->report->commands_refused = s->commands_refused;
+}
+
+/* The rates for the status page, into the report just filled: made anew
+ * when the last sample is at least a second old (so pages fetched more
+ * often share them), over at most five minutes. */
+static void page_rates(struct stats_socket *s)
+{
+    struct page_rates *p = &s->rates;
+    struct stats_report *r = s->report;
+    uint64_t now = now_ms(), dt = now - p->at_ms;
+
+    if (!p->at_ms || dt >= 1000) {
+        p->have = p->at_ms && dt <= 300000;
+        for (int i = 0; i < STATS_MAX_LISTENERS; i++) {
+            uint64_t v = stat_get(&r->sum.l[i].accepted);
+            p->listener[i] = p->have ? (double)(v - p->accepted[i]) * 1000 / (double)dt : 0;
+            p->accepted[i] = v;
+        }
+        for (int i = 0; i < STATS_MAX_BACKENDS; i++) {
+            uint64_t v = stat_get(&r->sum.b[i].conns);
+            p->backend[i] = p->have ? (double)(v - p->conns[i]) * 1000 / (double)dt : 0;
+            p->conns[i] = v;
+            for (int d = 0; d < 2; d++) {
+                v = stat_get(&r->sum.b[i].bytes[d]);
+                p->bps[i][d] = p->have ? (double)(v - p->bytes[i][d]) * 1000 / (double)dt : 0;
+                p->bytes[i][d] = v;
+            }
+        }
+        p->at_ms = now;
+    }
+    r->have_rates = p->have;
+    memcpy(r->listener_rate, p->listener, sizeof(r->listener_rate));
+    memcpy(r->backend_rate, p->backend, sizeof(r->backend_rate));
+    memcpy(r->backend_bps, p->bps, sizeof(r->backend_bps));
 }
 
 /* A write command: refused at level read, else parsed and done. The
@@ -156,7 +202,11 @@ static void answer_body(struct stats_socket *s, struct client *c, enum stats_cmd
         stats_report_text(s->report, out);
     else if (cmd == STATS_CMD_SERVERS)
         stats_report_servers(s->report, out);
-    else if (cmd == STATS_CMD_METRICS) {
+    else if (cmd == STATS_CMD_PAGE) {
+        *type = "text/html; charset=utf-8";
+        page_rates(s);
+        stats_report_html(s->report, out);
+    } else if (cmd == STATS_CMD_METRICS) {
         *type = "text/plain; version=0.0.4; charset=utf-8";
         stats_report_prometheus(s->report, out);
     } else {
