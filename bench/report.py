@@ -19,6 +19,7 @@ LABELS = {
     "rr-w1": "ringrelay 1 worker",
     "rr-w2": "ringrelay 2 workers",
     "rr-admin": "ringrelay, admin scraped 10/s",
+    "rr-acl": "ringrelay, allow/deny + rate limit",
 }
 ORDER = list(LABELS)
 HAPROXY = ("haproxy", "haproxy-splice")
@@ -280,13 +281,23 @@ def markdown(meta, sums, ratios6, notes, target_rows):
                 "and the backend, so this ratio is a floor, not what 2 free cores would give.",
                 "",
             ]
-    cost = admin_cost(sums)
+    cost = beside(sums, "rr-admin")
     if cost:
         lines += ["## The admin listener's cost", "",
                   "ringrelay as is, and with its admin listener scraped ten times a second "
                   "(GET /metrics and /ready, from CPU 0) while the load runs; the relay's CPU "
                   "includes the stats thread's.", "",
                   "| cell | figure | ringrelay | admin scraped | ratio |", "|---|---|---:|---:|---:|"]
+        lines += [f"| {c} | {m} | {fmt(a)} | {fmt(b)} | {r:.2f}x |" for c, m, a, b, r in cost]
+        lines.append("")
+    cost = beside(sums, "rr-acl")
+    if cost:
+        lines += ["## What the access rules cost", "",
+                  "ringrelay as is, and with a deny list of four ranges, an allow list the "
+                  "clients are in, and max_connection_rate_per_source set too high to refuse "
+                  "anyone: every new connection is checked against both lists and counted in "
+                  "the rate sketch.", "",
+                  "| cell | figure | ringrelay | with the rules | ratio |", "|---|---|---:|---:|---:|"]
         lines += [f"| {c} | {m} | {fmt(a)} | {fmt(b)} | {r:.2f}x |" for c, m, a, b, r in cost]
         lines.append("")
     lines += ["## Notes", ""]
@@ -299,15 +310,15 @@ def markdown(meta, sums, ratios6, notes, target_rows):
     return "\n".join(lines)
 
 
-def admin_cost(sums):
-    """Rows (cell, metric, rr, rr-admin, ratio) wherever both ran: what an
-    admin listener scraped ten times a second costs the data path."""
+def beside(sums, other):
+    """Rows (cell, metric, rr, other, ratio) wherever both ran: what the
+    variant other of the default relay costs the data path."""
     rows = []
     for scen, cases in sums.items():
         for case, per_metric in cases.items():
             for metric, per in per_metric.items():
                 if metric.startswith("cpu_") or metric in ("rps", "cps", "gbps", "p99_us"):
-                    a, b = per.get("rr"), per.get("rr-admin")
+                    a, b = per.get("rr"), per.get(other)
                     if a and b and a["median"]:
                         rows.append((f"{scen} {case}", METRICS.get(metric, (metric,))[0],
                                      a["median"], b["median"], b["median"] / a["median"]))
@@ -327,7 +338,7 @@ PANELS = [
     ("S4", "churn", "cpu_us_per_conn", "S4 churn: relay CPU-µs/connection (lower)"),
     ("S5", "idle", "rss_mib_total", "S5 idle: relay RSS MiB with all connections open (lower)"),
 ]
-COLOURS = {"rr": 1, "rr-admin": 1, "rr-epoll": 1, "rr-copy": 1, "rr-splice": 1, "haproxy": 2, "haproxy-splice": 2, "nginx": 3, "direct": 4}
+COLOURS = {"rr": 1, "rr-admin": 1, "rr-acl": 1, "rr-epoll": 1, "rr-copy": 1, "rr-splice": 1, "haproxy": 2, "haproxy-splice": 2, "nginx": 3, "direct": 4}
 
 
 def headline_ratios(sums):

@@ -19,9 +19,9 @@ CPU 1, load generators and backends on CPU 0, one worker per relay.
   --only LIST   run only these scenarios, e.g. --only S1,S5
   --contenders LIST
                 run only these contenders where they apply: rr, rr-epoll,
-                rr-copy, rr-splice, haproxy, haproxy-splice, nginx, direct,
-                rr-w1, rr-w2 (a partial run: no ratio is complete without
-                the anchors)
+                rr-copy, rr-splice, rr-admin, rr-acl (S4 only), haproxy,
+                haproxy-splice, nginx, direct, rr-w1, rr-w2 (a partial run:
+                no ratio is complete without the anchors)
   --relay PATH  ringrelay binary (default build/ringrelay)
   --out NAME    results base name in bench/results/ (default
                 <YYYY-MM-DD>-<short hash>, with -quick appended for --quick)
@@ -116,6 +116,7 @@ settings() {
         CONTENDERS_MAIN=$(pick "$CONTENDERS_MAIN")
         CONTENDERS_S5=$(pick "$CONTENDERS_S5")
         CONTENDERS_S6=$(pick "$CONTENDERS_S6")
+        CONTENDERS_S4_EXTRA=$(pick "$CONTENDERS_S4_EXTRA")
     fi
     local s
     for s in $SCENARIOS; do
@@ -143,7 +144,7 @@ HTTP_PORT=7081      # nginx: plain (direct)
 declare -A PORT=(
     [rr]=9001 [rr-epoll]=9002 [rr-copy]=9003 [rr-splice]=9004
     [haproxy]=9005 [haproxy-splice]=9006 [nginx]=9007 [rr-w1]=9008 [rr-w2]=9009
-    [rr-admin]=9010
+    [rr-admin]=9010 [rr-acl]=9011
 )
 ADMIN_PORT=9110 # rr-admin's admin listener, scraped ten times a second
 
@@ -152,6 +153,10 @@ CONTENDERS_S1="rr rr-epoll rr-copy rr-splice haproxy haproxy-splice nginx direct
 # /ready) ten times a second from CPU 0 while the load runs: next to rr, it
 # shows what the admin listener costs the data path.
 CONTENDERS_MAIN="rr rr-admin rr-epoll haproxy haproxy-splice nginx direct"
+# rr-acl: the default relay with a listener's deny and allow lists and its
+# per-source rate limit in force (none refuses anyone), in S4, where every
+# request is a new connection: next to rr, it shows what they cost.
+CONTENDERS_S4_EXTRA="rr-acl"
 CONTENDERS_S5="rr rr-epoll haproxy haproxy-splice nginx"
 CONTENDERS_S6="rr-w1 rr-w2"
 
@@ -407,6 +412,9 @@ start_contender() {
     rr-splice) start_ringrelay "$name" 1 1 "$bport" --splice always ;;
     rr-admin) start_ringrelay "$name" 1 1 "$bport" --admin-listen "127.0.0.1:$ADMIN_PORT" &&
         start_scraper ;;
+    rr-acl) start_ringrelay "$name" 1 1 "$bport" --deny 192.0.2.0/24 --deny 198.51.100.0/24 \
+        --deny 203.0.113.0/24 --deny 2001:db8::/32 --allow 127.0.0.0/8 --allow ::1/128 \
+        --max-connection-rate-per-source 10000000 ;;
     haproxy) start_haproxy "$name" "$bport" 0 ;;
     haproxy-splice) start_haproxy "$name" "$bport" 1 ;;
     nginx) start_nginx_stream "$name" "$bport" ;;
@@ -740,6 +748,9 @@ run_rep() {
         S3 | S4)
             CASE=$SCEN
             for c in $CONTENDERS_MAIN; do wrk_scenario "$SCEN" "$c"; done
+            if [[ $SCEN == S4 ]]; then
+                for c in $CONTENDERS_S4_EXTRA; do wrk_scenario "$SCEN" "$c"; done
+            fi
             ;;
         S5)
             CASE=idle
