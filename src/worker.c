@@ -119,6 +119,13 @@ static void gens_release(struct worker *w)
     }
 }
 
+/* Runs the next tick in a millisecond, not TICK_MS: a step is waiting for
+ * the accepts in flight to be cancelled, with accepting paused. */
+static void soon(struct worker *w)
+{
+    w->next_tick_ms = w->now_ms + 1;
+}
+
 /* Takes a new configuration from main: stops accepting, waits for accepts
  * in flight, swaps the listening sockets and the runtime new connections
  * get, and accepts again. Connections already open keep theirs. */
@@ -136,8 +143,10 @@ static void reload_step(struct worker *w)
     if (slot < 0)
         return; /* every generation still has connections: next tick */
     accepting_pause(w, ACCEPT_PAUSE_RELOAD);
-    if (!w->io->accept_idle(w))
+    if (!w->io->accept_idle(w)) {
+        soon(w); /* new clients wait in the queue until the swap: not a whole tick */
         return;
+    }
     for (int i = 0; i < u->n_close; i++)
         close(u->close_fd[i]);
     memcpy(w->listen_fd, u->listen_fd, sizeof(w->listen_fd));
