@@ -11,7 +11,7 @@ CC       ?= cc
 WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter -Wpedantic
 CFLAGS_COMMON := -std=gnu11 $(WARN) -Iinclude -D_GNU_SOURCE -DRINGRELAY_VERSION=\"$(VERSION)\" -MMD -MP
-LIBS     := -luring -lssl -lcrypto -lyaml -lsystemd -lpthread
+LIBS     := -luring -lssl -lcrypto -lyaml -lsystemd -lcares -lpthread
 
 ifeq ($(MODE),release)
   CFLAGS_MODE := -O2 -g -fno-plt

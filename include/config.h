@@ -31,7 +31,9 @@
 /* Retries per connection, and so the servers one connection tries. */
 #define CONFIG_MAX_RETRIES 10
 #define CONFIG_MAX_TLV_PASS 16
-#define CONFIG_PATH_MAX 108 /* sun_path */
+#define CONFIG_MAX_RESOLVERS 8 /* DNS servers per backend, or for all */
+#define CONFIG_HOST_MAX 254    /* a DNS name, with its NUL */
+#define CONFIG_PATH_MAX 108    /* sun_path */
 /* The most of a stream looked at for a ClientHello. */
 #define CONFIG_PEEK_MAX 16384U
 /* An inbound v2 header must fit one relay buffer. */
@@ -77,6 +79,10 @@ struct config_mark {
 struct config_server {
     char name[CONFIG_NAME_MAX]; /* "": none; the runtime API then knows it by its address */
     int is_unix;
+    /* A DNS name ("" for an address): in the file, inet holds only the
+     * port; in a runtime, the server is one of the name's addresses, or
+     * (sa_family 0) stands for a name that has none yet, and stays down. */
+    char host[CONFIG_HOST_MAX];
     union sockaddr_inet inet;
     char path[CONFIG_PATH_MAX]; /* for unix: servers */
     uint32_t weight;
@@ -103,6 +109,11 @@ struct config_backend {
     struct config_health health;
     struct config_server *servers; /* n_servers, allocated by config_load */
     int n_servers;
+    /* For servers given by DNS name: the DNS servers to ask (none: the
+     * process's) and how often (0: the process's). */
+    union sockaddr_inet resolvers[CONFIG_MAX_RESOLVERS];
+    int n_resolvers;
+    uint32_t resolve_interval_ms;
 };
 
 struct config_route {
@@ -142,6 +153,11 @@ struct config {
     struct config_access_log access_log;
     struct config_admin admin;
     uint32_t shutdown_grace_ms; /* on SIGTERM: not ready, still accepting, this long */
+    /* DNS for servers given by name: whom to ask (none: /etc/resolv.conf)
+     * and how often; a backend may say otherwise. */
+    union sockaddr_inet resolvers[CONFIG_MAX_RESOLVERS];
+    int n_resolvers;
+    uint32_t resolve_interval_ms;
     uint32_t drain_timeout_ms;
     char user[CONFIG_NAME_MAX], group[CONFIG_NAME_MAX]; /* to run as, once bound; "": stay */
     uint32_t max_connections;                           /* 0: fit the open-file limit */

@@ -28,6 +28,7 @@ enum kind {
     K_BINDS,       /* one ADDR:PORT or a list of them */
     K_CIDRS,       /* a list of CIDR ranges: off, count_off, max_elems */
     K_INET_ADDR,   /* one IPV4:PORT or [IPV6]:PORT, or "" for none */
+    K_ADDRS,       /* a list of IPV4:PORT or [IPV6]:PORT: off, count_off, max_elems */
     K_TLVS,        /* a list of TLV names and type numbers */
     K_SERVER_ADDR, /* ADDR:PORT or unix:/path */
     K_MAP,         /* a nested section */

@@ -34,7 +34,8 @@ extern const char *const server_admin_name[3];
 
 struct pool_member {
     char key[CONFIG_PATH_MAX + 8]; /* the address as text: what the ring hashes */
-    char name[CONFIG_NAME_MAX];    /* from the configuration, or "" */
+    char name[CONFIG_NAME_MAX];    /* from the configuration, or the DNS name, or "" */
+    int unresolved;                /* a DNS name with no address yet: always down */
     uint32_t weight;               /* as configured: the ring's points */
     struct server_ctl *ctl;        /* own, until the server's slot is assigned */
     struct server_ctl own;

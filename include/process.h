@@ -30,6 +30,9 @@ struct process {
     atomic_int leaving;     /* SIGTERM came: not ready, shutdown_grace runs */
     atomic_int handed_over; /* a successor serves now: the host is ready, whatever we do */
     atomic_int draining;    /* not accepting: open connections finish */
+    struct resolver *dns;   /* servers given by name; NULL if it could not be made */
+    char *config_text;      /* the file the running configuration was read from */
+    size_t config_len;
     struct stats_socket *stats;
     struct access_log *alog;
     char exe[4096]; /* the path we were started by, unresolved: an upgrade runs what it names */

@@ -5,6 +5,7 @@
 #ifndef RINGRELAY_STATS_REPORT_H
 #define RINGRELAY_STATS_REPORT_H
 
+#include "resolver.h"
 #include "stats.h"
 
 #include <stdio.h>
@@ -41,6 +42,8 @@ struct stats_report {
     char server_name[STATS_MAX_SERVERS][CONFIG_NAME_MAX]; /* "": none */
     int8_t listener_off[STATS_MAX_LISTENERS];             /* disable listener */
     uint64_t commands, commands_refused; /* write commands done, and refused at level read */
+    int n_dns;                           /* servers given by name: each name's state */
+    struct resolver_stat dns[RESOLVER_MAX_NAMES];
     /* Per second, over the span since the status page's previous sample
      * (have_rates 0: no such sample yet): the status page's own. */
     int have_rates;
@@ -48,6 +51,9 @@ struct stats_report {
     double backend_rate[STATS_MAX_BACKENDS];   /* connections given to it */
     double backend_bps[STATS_MAX_BACKENDS][2]; /* bytes from clients, from servers */
 };
+
+/* A DNS name's state as the reports spell it, by enum resolver_state. */
+extern const char *const stats_dns_state[3];
 
 /* A server's state in one word, what an operator reads first: gone (not
  * in the running configuration), maint, drain (also at weight 0), down

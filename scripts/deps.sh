@@ -9,7 +9,7 @@ set -eu
 PKGS="gcc make pkg-config liburing-dev libjemalloc-dev libcriterion-dev libssl-dev
 libyaml-dev libsystemd-dev nginx libnginx-mod-stream haproxy wrk openssl curl
 python3 iproute2 gnuplot-nox clang libclang-rt-14-dev prometheus systemd linux-perf nftables
-iptables bird2 chromium fonts-dejavu-core"
+iptables bird2 chromium fonts-dejavu-core libc-ares-dev dnsmasq-base"
 
 missing=""
 for p in $PKGS; do

@@ -68,8 +68,8 @@ static void check_server(struct backend_checker *bc, SSL_CTX *tls, int s)
     char why[200];
     int ok;
 
-    if (atomic_load(&m->ctl->admin) == SERVER_MAINT)
-        return; /* maint: no checks until an operator sets it ready or drain */
+    if (m->unresolved || atomic_load(&m->ctl->admin) == SERVER_MAINT)
+        return; /* no address yet; or maint: no checks until set ready or drain */
     p.salen = addr_len(p.sa);
     ok = probe_run(&p, why, sizeof(why));
     if (ok < 0) {

@@ -89,6 +89,11 @@ static int check_backends(struct walk *w, struct config *c)
             return fail_at(w, &b->mark, path, "name '%s' is used by an earlier backend", b->name);
         if (b->n_servers == 0)
             return fail_at(w, &b->mark, path, "backend '%s' has no servers", b->name);
+        if (b->resolve_interval_ms && b->resolve_interval_ms < 1000)
+            return fail_at(w, &b->mark, path,
+                           "resolve_interval: at least 1s, or 0s for the top level's (backend "
+                           "'%s')",
+                           b->name);
         for (int s = 0; s < b->n_servers; s++)
             for (int t = 0; b->servers[s].name[0] && t < s; t++)
                 if (strcmp(b->servers[s].name, b->servers[t].name) == 0)

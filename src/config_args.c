@@ -244,7 +244,7 @@ static int argdoc_describe(struct walk *w, struct argdoc *d)
  * to it (and --tlvs takes several at once, comma-separated). */
 static int list_kind(enum kind k)
 {
-    return k == K_BINDS || k == K_CIDRS || k == K_TLVS;
+    return k == K_BINDS || k == K_CIDRS || k == K_ADDRS || k == K_TLVS;
 }
 
 /* The value node for st from its flags: a list of every value given, or

@@ -51,6 +51,8 @@ static void dump_list(FILE *out, const struct setting *st, const void *base)
     if (st->kind == K_SERVER_ADDR) {
         if (sv->is_unix)
             dump_string(out, "unix:", sv->path);
+        else if (sv->host[0])
+            fprintf(out, "\"%s:%u\"", sv->host, ntohs(sv->inet.in.sin_port));
         else
             fprintf(out, "\"%s\"", addr_format(&sv->inet.sa, buf, sizeof(buf)));
         return;
@@ -59,6 +61,13 @@ static void dump_list(FILE *out, const struct setting *st, const void *base)
     if (st->kind == K_BINDS)
         for (int i = 0; i < l->n_bind; i++)
             fprintf(out, "%s\"%s\"", i ? ", " : "", addr_format(&l->bind[i].sa, buf, sizeof(buf)));
+    if (st->kind == K_ADDRS) {
+        const union sockaddr_inet *list =
+            (const union sockaddr_inet *)(const void *)((const char *)base + st->off);
+        int count = config_seq_count(st, base);
+        for (int i = 0; i < count; i++)
+            fprintf(out, "%s\"%s\"", i ? ", " : "", addr_format(&list[i].sa, buf, sizeof(buf)));
+    }
     if (st->kind == K_CIDRS) {
         const struct cidr *list = (const struct cidr *)(const void *)((const char *)base + st->off);
         int count = config_seq_count(st, base);
@@ -118,6 +127,7 @@ static void dump_value(FILE *out, const struct setting *st, const void *base)
         break;
     case K_BINDS:
     case K_CIDRS:
+    case K_ADDRS:
     case K_TLVS:
     case K_SERVER_ADDR:
         dump_list(out, st, base);

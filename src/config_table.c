@@ -27,7 +27,8 @@ const char *const config_level_names[] = {"error", "warn", "info", "debug", NULL
 
 static const struct setting server_settings[] = {
     {.key = "address", .kind = K_SERVER_ADDR, .flag = "--backend", .arg = "ADDR:PORT",
-     .describes = 1, .help = "where to relay connections (or unix:/path)"},
+     .describes = 1, .help = "where to relay connections (or NAME:PORT, resolved by DNS, or "
+                             "unix:/path)"},
     {.key = "name", .kind = K_NAME, AT(struct config_server, name), .def = "\"\""},
     {.key = "weight", .kind = K_UINT, AT(struct config_server, weight), .min = 1, .max = 1000,
      .def = "1"},
@@ -102,6 +103,11 @@ static const struct setting backend_settings[] = {
     {.key = "sni", .kind = K_HOST, AT(struct config_backend, sni), .def = "\"\""},
     {.key = "health_check", .kind = K_MAP, AT(struct config_backend, health),
      .sub = &health_section, .def = "{}"},
+    {.key = "resolvers", .kind = K_ADDRS, AT(struct config_backend, resolvers),
+     .count_off = offsetof(struct config_backend, n_resolvers), .max_elems = CONFIG_MAX_RESOLVERS,
+     .def = "[]"},
+    {.key = "resolve_interval", .kind = K_DURATION,
+     AT(struct config_backend, resolve_interval_ms), .max = DAY_MS, .def = "0s"},
     {.key = "servers", .kind = K_SEQ, AT(struct config_backend, servers), .sub = &server_section,
      .count_off = offsetof(struct config_backend, n_servers), .grow = 1,
      .elem_size = sizeof(struct config_server), .max_elems = CONFIG_MAX_SERVERS},
@@ -197,6 +203,13 @@ static const struct setting top_settings[] = {
      .max = DAY_MS, .def = "0s", .flag = "--shutdown-grace", .arg = "DUR",
      .help = "on SIGTERM, report not ready but keep accepting this long before draining "
              "(time for health checks and BGP to move traffic away)"},
+    {.key = "resolvers", .kind = K_ADDRS, AT(struct config, resolvers),
+     .count_off = offsetof(struct config, n_resolvers), .max_elems = CONFIG_MAX_RESOLVERS,
+     .def = "[]", .flag = "--resolver", .arg = "ADDR:PORT",
+     .help = "DNS server for servers given by name (repeatable; none: /etc/resolv.conf)"},
+    {.key = "resolve_interval", .kind = K_DURATION, AT(struct config, resolve_interval_ms),
+     .min = 1000, .max = DAY_MS, .def = "10s", .flag = "--resolve-interval", .arg = "DUR",
+     .help = "how often servers given by name are resolved again"},
     {.key = "drain_timeout", .kind = K_DURATION, AT(struct config, drain_timeout_ms),
      .max = DAY_MS, .def = "30s", .flag = "--drain-timeout", .arg = "DUR",
      .help = "on SIGTERM, let open connections finish this long; SIGINT stops at once"},

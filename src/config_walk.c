@@ -196,6 +196,29 @@ static int set_cidrs(struct walk *w, const struct setting *st, yaml_node_t *n, v
     return 0;
 }
 
+/* A list of ADDR:PORT into st's array (off) and count (count_off). */
+static int set_addrs(struct walk *w, const struct setting *st, yaml_node_t *n, void *base)
+{
+    union sockaddr_inet *list = (union sockaddr_inet *)(void *)((char *)base + st->off);
+    yaml_node_item_t *it, *end;
+    const char *s;
+    int count = 0;
+
+    if (seq_items(w, n, st->key, &it, &end) < 0)
+        return -EINVAL;
+    for (; it < end; it++, count++) {
+        yaml_node_t *v = yaml_document_get_node(w->doc, *it);
+        if (count == st->max_elems)
+            return config_fail(w, &v->start_mark, st->key, "at most %d addresses", st->max_elems);
+        if (!(s = scalar(v)) || addr_parse(s, &list[count]) < 0)
+            return config_fail(w, &v->start_mark, st->key,
+                               "expected IPV4:PORT or [IPV6]:PORT with port 1-65535, got '%s'",
+                               s ? s : "a non-scalar");
+    }
+    memcpy((char *)base + st->count_off, &count, sizeof(count));
+    return 0;
+}
+
 /* The TLV type each name in config_tlv_names writes. */
 static const uint8_t tlv_name_types[] = {PROXY_TLV_AUTHORITY, PROXY_TLV_ALPN, PROXY_TLV_UNIQUE_ID,
                                          PROXY_TLV_CRC32C};
@@ -241,6 +264,29 @@ static int set_tlvs(struct walk *w, yaml_node_t *n, struct config_backend *b)
     return 0;
 }
 
+/* "kong-1.internal:8443": a DNS name (as an SNI would be, no wildcard,
+ * not an IPv4 address) and a port 1-65535, into sv. Returns 0 or -EINVAL. */
+static int dns_name_port(const char *s, struct config_server *sv)
+{
+    const char *colon = strrchr(s, ':');
+    size_t n = colon ? (size_t)(colon - s) : 0;
+    uint32_t port;
+    int digits_only = 1;
+
+    if (!colon || n == 0 || n >= sizeof(sv->host) || route_name_check(s, n) != 0 ||
+        parse_u32(colon + 1, &port) < 0 || port == 0 || port > 65535)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        digits_only &= (s[i] >= '0' && s[i] <= '9') || s[i] == '.';
+    if (digits_only) /* a malformed address, not a name */
+        return -EINVAL;
+    memcpy(sv->host, s, n);
+    sv->host[n] = '\0';
+    memset(&sv->inet, 0, sizeof(sv->inet));
+    sv->inet.in.sin_port = htons((uint16_t)port);
+    return 0;
+}
+
 static int set_server_addr(struct walk *w, const yaml_mark_t *m, const char *s,
                            struct config_server *sv)
 {
@@ -252,12 +298,16 @@ static int set_server_addr(struct walk *w, const yaml_mark_t *m, const char *s,
         strcpy(sv->path, s + 5); // NOLINT: length checked above
         return 0;
     }
-    if (addr_parse(s, &sv->inet) < 0)
-        return config_fail(w, m, "address",
-                           "expected IPV4:PORT, [IPV6]:PORT (port 1-65535) or unix:/path, got '%s'",
-                           s);
     sv->is_unix = 0;
-    return 0;
+    sv->host[0] = '\0';
+    if (addr_parse(s, &sv->inet) == 0)
+        return 0;
+    if (dns_name_port(s, sv) == 0)
+        return 0;
+    return config_fail(w, m, "address",
+                       "expected IPV4:PORT, [IPV6]:PORT, NAME:PORT (port 1-65535) or unix:/path, "
+                       "got '%s'",
+                       s);
 }
 
 /* A number: K_UINT, K_DURATION, or K_WORKERS (which also takes "auto"). */
@@ -446,6 +496,8 @@ int config_apply(struct walk *w, const struct setting *st, yaml_node_t *v, void 
         return set_binds(w, v, base);
     case K_CIDRS:
         return set_cidrs(w, st, v, base);
+    case K_ADDRS:
+        return set_addrs(w, st, v, base);
     case K_TLVS:
         return set_tlvs(w, v, base);
     case K_SEQ:

@@ -36,22 +36,24 @@ static int backend_named(const struct config *c, const char *name)
 
 /* The server of pool p that ref names (its address as show servers
  * prints it, or its name), or -1. */
-static int server_named(const struct pool *p, const char *ref)
+static int server_named(const struct pool *p, const char *ref, int from)
 {
-    for (int s = 0; s < p->n; s++)
+    for (int s = from; s < p->n; s++)
         if (strcmp(p->m[s].key, ref) == 0 || (p->m[s].name[0] && strcmp(p->m[s].name, ref) == 0))
             return s;
     return -1;
 }
 
-/* Backend and server of cmd in rt; -1 (out written) if either is unknown. */
+/* Backend and first server of cmd in rt; -1 (out written) if either is
+ * unknown. A name may stand for several servers (a DNS name's
+ * addresses): server_named() from *s + 1 finds the others. */
 static int find_server(const struct runtime *rt, const struct admin_cmd *cmd, FILE *out, int *b,
                        int *s)
 {
     *b = backend_named(&rt->cfg, cmd->backend);
     if (*b < 0)
         return refuse(out, "no backend '%s' (show stats lists them)", cmd->backend);
-    *s = server_named(&rt->pools[*b], cmd->server);
+    *s = server_named(&rt->pools[*b], cmd->server, 0);
     if (*s < 0)
         return refuse(out, "no server '%s' in backend '%s' (show servers lists them)", cmd->server,
                       cmd->backend);
@@ -148,11 +150,25 @@ static int set_listener(struct runtime *rt, const struct admin_cmd *cmd, const c
     return refuse(out, "no listener '%s' (show stats lists them)", cmd->listener);
 }
 
+/* Each server cmd names, from the first one s (one line each). */
+static int each_server(struct runtime *rt, const struct admin_cmd *cmd, int b, int s,
+                       const char *who, FILE *out)
+{
+    int ret = 0;
+
+    for (; s >= 0 && ret == 0; s = server_named(&rt->pools[b], cmd->server, s + 1))
+        ret = cmd->op == ADMIN_SERVER_STATE ? set_state(rt, cmd, b, s, who, out)
+                                            : set_weight(rt, cmd, b, s, who, out);
+    return ret;
+}
+
+#define SHUT_MAX 64 /* servers one shutdown sessions resets */
+
 int control_command(struct process *r, const struct admin_cmd *cmd, const char *who, FILE *out)
 {
     struct runtime *rt;
-    char name[sizeof(cmd->backend) + sizeof(cmd->server) + 1];
-    int b = -1, s = -1, ret, slot = -1;
+    char name[SHUT_MAX][CONFIG_NAME_MAX + CONFIG_PATH_MAX + 10];
+    int b = -1, s = -1, ret, slot[SHUT_MAX], n_slots = 0;
 
     if (!atomic_load(&r->workers_ready)) {
         fprintf(out, "error: starting; nothing changed\n");
@@ -166,16 +182,18 @@ int control_command(struct process *r, const struct admin_cmd *cmd, const char *
         ret = set_listener(rt, cmd, who, out);
     else if ((ret = find_server(rt, cmd, out, &b, &s)) < 0)
         ;
-    else if (cmd->op == ADMIN_SERVER_STATE)
-        ret = set_state(rt, cmd, b, s, who, out);
-    else if (cmd->op == ADMIN_SERVER_WEIGHT)
-        ret = set_weight(rt, cmd, b, s, who, out);
-    else {
-        slot = rt->st_server[b][s];
-        snprintf(name, sizeof(name), "%s/%s", rt->cfg.backends[b].name, rt->pools[b].m[s].key);
-    }
+    else if (cmd->op != ADMIN_SHUTDOWN_SESSIONS)
+        ret = each_server(rt, cmd, b, s, who, out);
+    else
+        for (; s >= 0 && n_slots < SHUT_MAX; s = server_named(&rt->pools[b], cmd->server, s + 1)) {
+            slot[n_slots] = rt->st_server[b][s];
+            snprintf(name[n_slots++], sizeof(name[0]), "%s/%s", rt->cfg.backends[b].name,
+                     rt->pools[b].m[s].key);
+        }
     pthread_mutex_unlock(&r->rt_lock);
-    return slot < 0 ? ret : shutdown_sessions(r, slot, name, who, out);
+    for (int i = 0; i < n_slots && ret == 0; i++) /* the workers' ticks: not under the lock */
+        ret = shutdown_sessions(r, slot[i], name[i], who, out);
+    return ret;
 }
 
 void control_log_kept(const struct runtime *rt)

@@ -11,6 +11,7 @@
 #include "process.h"
 #include "relay.h"
 #include "reload.h"
+#include "resolver.h"
 #include "service.h"
 #include "stats.h"
 #include "stats_client.h"
@@ -157,7 +158,11 @@ static int load_runtime(struct process *r)
 {
     char err[512];
 
-    r->rt = reload_load_runtime(&r->opt, err, sizeof(err));
+    r->dns = resolver_new();
+    if (!r->dns)
+        fprintf(stderr, "ringrelay: cannot set up DNS resolution: servers given by name stay "
+                        "down\n");
+    r->rt = reload_load_runtime(&r->opt, r->dns, &r->config_text, &r->config_len, err, sizeof(err));
     if (!r->rt) {
         fprintf(stderr, "ringrelay: %s\n", err);
         return -EINVAL;
@@ -192,6 +197,8 @@ static int run(struct process *r, const sigset_t *sigs, struct checker **checks,
             *from = si.si_pid;
             return sig;
         }
+        if (resolver_changed(r->dns))
+            (void)reload_resolved(r, checks);
     }
 }
 
@@ -268,6 +275,8 @@ static int start(struct process *r, const int *cpus, int n_cpus, struct checker 
         failed |= r->workers[i].init_result < 0;
     if (failed || !(*checks = checker_start(r->rt)))
         return -1;
+    if (r->dns && resolver_start(r->dns) < 0)
+        log_error("dns: cannot start the resolver thread: names are not resolved again");
     process_announce(r);
     return 0;
 }
@@ -282,13 +291,16 @@ static void stop(struct process *r, int sig, pid_t from, const sigset_t *sigs,
     else if (sig != SIGTERM)
         log_info("%s: stopping", strsignal(sig));
     service_notify("STOPPING=1");
+    resolver_stop(r->dns);
     checker_stop(checks);
     for (int i = 0; i < r->n_workers; i++)
         atomic_store(&r->workers[i].stop, 1);
     for (int i = 0; i < r->n_workers; i++)
         pthread_join(r->workers[i].thread, NULL);
     log_rl_flush(1);
-    process_close_outputs(r);
+    process_close_outputs(r); /* the stats thread, which reads the resolver, is gone */
+    resolver_free(r->dns);
+    free(r->config_text);
     process_log_totals(r);
     for (int i = 0; i < r->n_workers; i++)
         worker_fini(&r->workers[i]);

@@ -88,11 +88,19 @@ int pool_build(struct pool *p, const struct config_backend *b)
     for (int i = 0; i < p->n; i++) {
         const struct config_server *s = &b->servers[i];
         struct pool_member *m = &p->m[i];
+        int unresolved = !s->is_unix && !s->inet.sa.sa_family; /* a name with no address */
         if (s->is_unix)
             snprintf(m->key, sizeof(m->key), "unix:%s", s->path);
+        else if (unresolved)
+            snprintf(m->key, sizeof(m->key), "%.*s:%u", (int)(sizeof(m->key) - 7), s->host,
+                     ntohs(s->inet.in.sin_port));
         else
             snprintf(m->key, sizeof(m->key), "%s", addr_format(&s->inet.sa, addr, sizeof(addr)));
-        snprintf(m->name, sizeof(m->name), "%s", s->name);
+        /* The runtime API knows a server by its name, or by the DNS name it
+         * came from: all of its addresses at once. */
+        snprintf(m->name, sizeof(m->name), "%.*s", (int)sizeof(m->name) - 1,
+                 s->name[0] ? s->name : s->host);
+        m->unresolved = unresolved;
         m->weight = s->weight;
         m->ctl = &m->own;
         atomic_init(&m->own.admin, SERVER_READY);
@@ -100,8 +108,8 @@ int pool_build(struct pool *p, const struct config_backend *b)
         m->own.weight_cfg = s->weight;
         m->max_conns = s->max_connections;
         atomic_init(&m->active, 0);
-        atomic_init(&m->up, 1);
-        atomic_init(&m->proven, b->health.mode == CHECK_OFF);
+        atomic_init(&m->up, !unresolved);
+        atomic_init(&m->proven, b->health.mode == CHECK_OFF && !unresolved);
         atomic_init(&m->fails, 0);
     }
     return p->balance == BALANCE_CLIENT_IP_HASH ? ring_build(p) : 0;
@@ -115,7 +123,7 @@ void pool_inherit(struct pool *p, const struct pool *old)
 
         for (; j < old->n && strcmp(p->m[i].key, old->m[j].key) != 0; j++)
             ;
-        if (j == old->n)
+        if (j == old->n || p->m[i].unresolved)
             continue;
         atomic_store(&p->m[i].up, atomic_load(&old->m[j].up));
         atomic_store(&p->m[i].proven, atomic_load(&old->m[j].proven));

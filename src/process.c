@@ -149,6 +149,7 @@ static void stats_fill(struct stats_report *rep, void *ctx)
     for (int i = 0; i < STATS_MAX_LISTENERS; i++)
         rep->listener_off[i] = (int8_t)atomic_load(stats_listener_off(i));
     runtime_put(rt);
+    rep->n_dns = resolver_report(r->dns, rep->dns, RESOLVER_MAX_NAMES);
 }
 
 /* show conns: each worker writes its own, at its next tick. */

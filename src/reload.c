@@ -7,6 +7,7 @@
 #include "control.h"
 #include "listeners.h"
 #include "log.h"
+#include "resolver.h"
 #include "stats.h"
 
 #include <errno.h>
@@ -42,29 +43,47 @@ char *reload_read_file(const char *path, size_t *len, char *err, size_t errlen)
     return buf;
 }
 
-/* A runtime from -c FILE (with the flags over it) or from the flags; NULL
- * with err filled. */
-struct runtime *reload_load_runtime(const struct options *o, char *err, size_t errlen)
+/* A runtime from text (len bytes of -c FILE, or NULL: the flags alone)
+ * with the flags over it, its servers given by name made of the addresses
+ * dns (if any) has for them; with sync, dns takes in the configuration's
+ * names first (its thread stopped) and resolves the new ones. NULL with
+ * err filled. */
+static struct runtime *build(const struct options *o, struct resolver *dns, int sync,
+                             const char *text, size_t len, char *err, size_t errlen)
 {
     struct runtime *rt = calloc(1, sizeof(*rt));
-    size_t len = 0;
-    char *text = NULL;
 
     if (!rt) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     atomic_init(&rt->refs, 1);
-    if ((o->config_path && !(text = reload_read_file(o->config_path, &len, err, errlen))) ||
-        config_load(&rt->cfg, o->config_path, text, len, o->args, o->n_args, err, errlen) < 0) {
-        free(text);
+    if (config_load(&rt->cfg, o->config_path, text, len, o->args, o->n_args, err, errlen) < 0) {
         free(rt);
         return NULL;
     }
-    free(text);
-    if (runtime_build(rt, err, errlen) < 0) {
+    if ((dns && ((sync && resolver_sync(dns, &rt->cfg, err, errlen) < 0) ||
+                 resolver_expand(dns, &rt->cfg, err, errlen) < 0)) ||
+        runtime_build(rt, err, errlen) < 0) {
         runtime_put(rt);
         return NULL;
+    }
+    return rt;
+}
+
+struct runtime *reload_load_runtime(const struct options *o, struct resolver *dns, char **text,
+                                    size_t *len, char *err, size_t errlen)
+{
+    struct runtime *rt;
+
+    *text = NULL;
+    *len = 0;
+    if (o->config_path && !(*text = reload_read_file(o->config_path, len, err, errlen)))
+        return NULL;
+    rt = build(o, dns, 1, *text, *len, err, errlen);
+    if (!rt) {
+        free(*text);
+        *text = NULL;
     }
     return rt;
 }
@@ -107,31 +126,17 @@ static void start_only_changed(const char *key, const char *was, const char *now
     log_warn("reload: %s: %s -> %s needs a restart; kept %s", key, was, now, was);
 }
 
-/* SIGHUP: re-reads the file. A bad file changes nothing; a good one goes
- * to the workers for new connections, while open ones finish on the
- * configuration they started with. What the process is built around (the
- * keys the table marks start-only) stays, each change named in the log. */
-int reload_apply(struct process *r, struct checker **checks)
+/* Hands nrt to the workers for new connections and makes it the running
+ * one; open connections finish on the configuration they started with.
+ * What the process is built around (the keys the table marks start-only)
+ * stays, each change named in the log. what names the change in the log.
+ * Returns 0, or -1 (nrt dropped) when the listeners cannot follow. */
+static int swap_in(struct process *r, struct checker **checks, struct runtime *nrt,
+                   const char *what)
 {
     struct worker_update **u;
-    struct runtime *nrt;
-    char err[512];
     int took;
 
-    if (!r->opt.config_path) {
-        log_warn("SIGHUP: started from the command line: no file to reload");
-        return -1;
-    }
-    if (reload_wait(r) < r->n_workers) {
-        log_warn("reload: workers are still on the previous one (their connections from "
-                 "older reloads hold every slot); try again when those end");
-        return -1;
-    }
-    nrt = reload_load_runtime(&r->opt, err, sizeof(err));
-    if (!nrt) {
-        log_error("reload: %s; keeping the running configuration", err);
-        return -1;
-    }
     config_keep_start_only(&nrt->cfg, &r->rt->cfg, start_only_changed);
     nrt->max_connections = r->rt->max_connections;
     nrt->pipes_per_worker = r->rt->pipes_per_worker;
@@ -161,15 +166,80 @@ int reload_apply(struct process *r, struct checker **checks)
     pthread_mutex_unlock(&r->rt_lock);
     control_log_kept(nrt);
     atomic_fetch_add(&r->generation, 1);
-    atomic_fetch_add(&r->reloads, 1);
     log_level = nrt->cfg.log_level;
     took = reload_wait(r);
     if (took == r->n_workers)
-        log_info("reload: %s applied: %d listeners, %d backends", r->opt.config_path,
-                 nrt->cfg.n_listeners, nrt->cfg.n_backends);
+        log_info("%s applied: %d listeners, %d backends", what, nrt->cfg.n_listeners,
+                 nrt->cfg.n_backends);
     else
-        log_warn("reload: %s applied by %d of %d workers so far; the rest follow when their "
+        log_warn("%s applied by %d of %d workers so far; the rest follow when their "
                  "connections from older reloads end",
-                 r->opt.config_path, took, r->n_workers);
+                 what, took, r->n_workers);
     return 0;
+}
+
+/* Whether the workers have taken the last configuration; says why not. */
+static int workers_caught_up(struct process *r, const char *what)
+{
+    if (reload_wait(r) == r->n_workers)
+        return 1;
+    log_warn("%s: workers are still on the previous configuration (their connections from "
+             "older reloads hold every slot); %s",
+             what, strcmp(what, "reload") == 0 ? "try again when those end" : "trying again later");
+    return 0;
+}
+
+/* SIGHUP: re-reads the file. A bad file changes nothing; a good one goes
+ * to the workers for new connections, while open ones finish on the
+ * configuration they started with. What the process is built around (the
+ * keys the table marks start-only) stays, each change named in the log. */
+int reload_apply(struct process *r, struct checker **checks)
+{
+    struct runtime *nrt;
+    char err[512], what[CONFIG_PATH_MAX + 16], *text;
+    size_t len;
+    int ret = -1;
+
+    if (!r->opt.config_path) {
+        log_warn("SIGHUP: started from the command line: no file to reload");
+        return -1;
+    }
+    if (!workers_caught_up(r, "reload"))
+        return -1;
+    resolver_stop(r->dns);
+    nrt = reload_load_runtime(&r->opt, r->dns, &text, &len, err, sizeof(err));
+    snprintf(what, sizeof(what), "reload: %s", r->opt.config_path);
+    if (!nrt)
+        log_error("reload: %s; keeping the running configuration", err);
+    else if ((ret = swap_in(r, checks, nrt, what)) == 0) {
+        free(r->config_text);
+        r->config_text = text;
+        r->config_len = len;
+        text = NULL;
+        atomic_fetch_add(&r->reloads, 1);
+    }
+    free(text);
+    if (ret < 0 && r->dns) /* the names of the running configuration, again */
+        (void)resolver_sync(r->dns, &r->rt->cfg, err, sizeof(err));
+    if (r->dns && resolver_start(r->dns) < 0)
+        log_error("dns: cannot start the resolver thread: names are no longer resolved again");
+    return ret;
+}
+
+int reload_resolved(struct process *r, struct checker **checks)
+{
+    struct runtime *nrt;
+    char err[512];
+
+    if (!workers_caught_up(r, "dns")) {
+        resolver_mark_changed(r->dns); /* the next tick tries again */
+        return -1;
+    }
+    nrt = build(&r->opt, r->dns, 0, r->config_text, r->config_len, err, sizeof(err));
+    if (!nrt) {
+        log_error("dns: the servers could not follow their names: %s; keeping them as they are",
+                  err);
+        return -1;
+    }
+    return swap_in(r, checks, nrt, "dns: new addresses");
 }

@@ -92,12 +92,14 @@ static const char server_usage[] =
     "Sets a server's state or weight in a running relay through its stats socket "
     "(default " DEFAULT_SOCKET "), which needs stats_socket_level: admin. SERVER is ADDR:PORT as\n"
     "ringrelay stats --servers prints it, or the server's name. Prints the relay's one-line\n"
-    "answer; exits 0 when it is ok, 1 when not.\n";
+    "answer (a line per server a name stands for); exits 0 when all are ok, 1 when not.\n";
 
 int server_client_main(int argc, char **argv)
 {
     const char *path = DEFAULT_SOCKET, *words[3] = {NULL, NULL, NULL};
-    char cmd[1024], answer[1024];
+    char cmd[1024], answer[16384];
+    const char *line, *next;
+    int ok = 1;
     int n = 0, ret;
 
     for (int i = 1; i < argc; i++) {
@@ -132,11 +134,20 @@ int server_client_main(int argc, char **argv)
     ret = ask("ringrelay server", path, cmd, NULL, answer, sizeof(answer));
     if (ret)
         return ret;
-    answer[strcspn(answer, "\n")] = '\0';
-    if (strncmp(answer, "ok:", 3) == 0) {
-        printf("%s\n", answer);
-        return 0;
+    if (!answer[0]) {
+        fprintf(stderr, "ringrelay server: no answer\n");
+        return 1;
     }
-    fprintf(stderr, "ringrelay server: %s\n", answer[0] ? answer : "no answer");
-    return 1;
+    /* One line per server the name stands for (a DNS name's addresses). */
+    for (line = answer; *line; line = next) {
+        int len = (int)strcspn(line, "\n");
+        next = line[len] ? line + len + 1 : line + len;
+        if (strncmp(line, "ok:", 3) == 0) {
+            printf("%.*s\n", len, line);
+        } else {
+            fprintf(stderr, "ringrelay server: %.*s\n", len, line);
+            ok = 0;
+        }
+    }
+    return ok ? 0 : 1;
 }

@@ -222,12 +222,42 @@ static void backends(const struct stats_report *r, FILE *out)
     }
 }
 
+static void dns(const struct stats_report *r, FILE *out)
+{
+    if (!r->n_dns)
+        return;
+    fputs("<h2>Servers given by DNS name</h2>\n<table id=\"dns\"><tr><th class=\"l\">backend</th>"
+          "<th class=\"l\">name</th><th class=\"l\">state</th><th>addresses</th>"
+          "<th>resolutions</th><th>failures</th><th>changes</th><th class=\"l\">last error</th>"
+          "</tr>\n",
+          out);
+    for (int i = 0; i < r->n_dns; i++) {
+        const struct resolver_stat *d = &r->dns[i];
+        fprintf(out, "<tr class=\"%s\"><td class=\"l\">", d->state == RESOLVER_OK ? "up" : "down");
+        html(out, d->backend);
+        fputs("</td><td class=\"l\">", out);
+        html(out, d->host);
+        fprintf(out, "</td><td class=\"state\">%s</td><td>%d</td><td>", stats_dns_state[d->state],
+                d->addresses);
+        count(out, d->resolutions);
+        fputs("</td><td>", out);
+        count(out, d->failures);
+        fputs("</td><td>", out);
+        count(out, d->changes);
+        fputs("</td><td class=\"l\">", out);
+        html(out, d->error);
+        fputs("</td></tr>\n", out);
+    }
+    fputs("</table>\n", out);
+}
+
 void stats_report_html(const struct stats_report *r, FILE *out)
 {
     fputs(page_head, out);
     process(r, out);
     listeners(r, out);
     backends(r, out);
+    dns(r, out);
     fputs("<p class=\"muted\">Refreshes every 2 s. The same numbers: <a href=\"/metrics\">"
           "/metrics</a>, <a href=\"/stats.json\">/stats.json</a>, <a href=\"/ready\">/ready</a>."
           "</p>\n</body></html>\n",

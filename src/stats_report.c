@@ -161,12 +161,30 @@ void stats_report_servers(const struct stats_report *r, FILE *out)
     }
 }
 
+const char *const stats_dns_state[3] = {"never resolved", "ok", "failing"};
+
+static void text_dns(const struct stats_report *r, FILE *out)
+{
+    if (!r->n_dns)
+        return;
+    fprintf(out, "\n%-16s %-32s %-14s %5s %10s %8s %7s  %s\n", "BACKEND", "DNS NAME", "STATE",
+            "addrs", "resolved", "failed", "changed", "last error");
+    for (int i = 0; i < r->n_dns; i++) {
+        const struct resolver_stat *d = &r->dns[i];
+        fprintf(out, "%-16s %-32s %-14s %5d %10llu %8llu %7llu  %s\n", d->backend, d->host,
+                stats_dns_state[d->state], d->addresses, (unsigned long long)d->resolutions,
+                (unsigned long long)d->failures, (unsigned long long)d->changes,
+                d->error[0] ? d->error : "-");
+    }
+}
+
 void stats_report_text(const struct stats_report *r, FILE *out)
 {
     text_process(r, out);
     text_listeners(r, out);
     text_backends(r, out);
     stats_report_servers(r, out);
+    text_dns(r, out);
 }
 
 /* ---- JSON ---- */
@@ -331,6 +349,26 @@ static void json_backends(const struct stats_report *r, FILE *out)
     fprintf(out, "]");
 }
 
+static void json_dns(const struct stats_report *r, FILE *out)
+{
+    fprintf(out, ",\"dns\":[");
+    for (int i = 0; i < r->n_dns; i++) {
+        const struct resolver_stat *d = &r->dns[i];
+        fprintf(out, "%s{\"backend\":", i ? "," : "");
+        json_str(out, d->backend);
+        fprintf(out, ",\"name\":");
+        json_str(out, d->host);
+        fprintf(out, ",\"state\":\"%s\",\"addresses\":%d", stats_dns_state[d->state], d->addresses);
+        json_u64(out, "resolutions", d->resolutions, 1);
+        json_u64(out, "failures", d->failures, 1);
+        json_u64(out, "changes", d->changes, 1);
+        fprintf(out, ",\"error\":");
+        json_str(out, d->error);
+        fputc('}', out);
+    }
+    fputc(']', out);
+}
+
 void stats_report_json(const struct stats_report *r, FILE *out)
 {
     fputc('{', out);
@@ -338,6 +376,7 @@ void stats_report_json(const struct stats_report *r, FILE *out)
     json_workers(r, out);
     json_listeners(r, out);
     json_backends(r, out);
+    json_dns(r, out);
     fprintf(out, "}\n");
 }
 
@@ -658,6 +697,42 @@ static void prom_all_servers(const struct stats_report *r, FILE *out)
     }
 }
 
+/* One sample per name of the resolver_stat field at offset off. */
+static void prom_dns(const struct stats_report *r, FILE *out, const char *name, const char *type,
+                     const char *help, size_t off)
+{
+    prom_head(out, name, type, help);
+    for (int i = 0; i < r->n_dns; i++) {
+        const char *d = (const char *)&r->dns[i];
+        fprintf(out, "ringrelay_%s{backend=", name);
+        prom_label(out, r->dns[i].backend);
+        fprintf(out, ",name=");
+        prom_label(out, r->dns[i].host);
+        if (off == offsetof(struct resolver_stat, addresses))
+            fprintf(out, "} %d\n", r->dns[i].addresses);
+        else
+            fprintf(out, "} %llu\n",
+                    (unsigned long long)*(const uint64_t *)(const void *)(d + off));
+    }
+}
+
+#define D_OFF(f) offsetof(struct resolver_stat, f)
+
+static void prom_all_dns(const struct stats_report *r, FILE *out)
+{
+    if (!r->n_dns)
+        return;
+    prom_dns(r, out, "dns_addresses", "gauge",
+             "Addresses a server's DNS name has now (the last good answer while it fails).",
+             D_OFF(addresses));
+    prom_dns(r, out, "dns_resolutions_total", "counter", "Answers and failures, both.",
+             D_OFF(resolutions));
+    prom_dns(r, out, "dns_failures_total", "counter",
+             "Resolutions that failed (NXDOMAIN, SERVFAIL, timeout, no address).", D_OFF(failures));
+    prom_dns(r, out, "dns_changes_total", "counter",
+             "Times the name's addresses changed, and its servers with them.", D_OFF(changes));
+}
+
 #define W_OFF(f) offsetof(struct stats_worker, f)
 
 void stats_report_prometheus(const struct stats_report *r, FILE *out)
@@ -678,6 +753,7 @@ void stats_report_prometheus(const struct stats_report *r, FILE *out)
     prom_all_listeners(r, out);
     prom_all_backends(r, out);
     prom_all_servers(r, out);
+    prom_all_dns(r, out);
 }
 
 void stats_report_ready(const struct stats_report *r, FILE *out)

@@ -174,7 +174,7 @@ def echo_backend(args):
             stats["open"] -= 1
 
     async def main():
-        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)
+        server = await asyncio.start_server(handle, args.host, args.port, backlog=4096)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)

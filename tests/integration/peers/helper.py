@@ -44,9 +44,10 @@ class Helper(Proc):
         return wait_until(found, timeout, f"{self.name} to report '{key}'", interval=0.02)
 
 
-def start_echo(ctx, name="echo"):
+def start_echo(ctx, name="echo", host="127.0.0.1", port=0):
     """The echo backend (strips the PROXY header, echoes to EOF) in its own
-    process; its port is .port, and stopping it makes it report "stats"."""
-    helper = Helper(ctx, name, ["echo-backend"])
+    process, on host (port 0: any); its port is .port, and stopping it
+    makes it report "stats"."""
+    helper = Helper(ctx, name, ["echo-backend", "--host", host, "--port", str(port)])
     helper.port = helper.wait_json("port", 10)["port"]
     return helper
