@@ -252,8 +252,11 @@ static int pump(struct resolver *rs, int wait_ms)
         int bits = ares_getsock(rs->chans[c], socks, ARES_GETSOCK_MAXNUM);
         struct timeval max = {.tv_sec = 0, .tv_usec = wait_ms * 1000}, tv, *t;
         for (int k = 0; k < ARES_GETSOCK_MAXNUM; k++) {
-            short ev = (short)((ARES_GETSOCK_READABLE(bits, k) ? POLLIN : 0) |
-                               (ARES_GETSOCK_WRITABLE(bits, k) ? POLLOUT : 0));
+            /* ares_getsock()'s bits, as its macros read them but unsigned:
+             * theirs shift an int by up to 31. */
+            unsigned readable = (unsigned)bits & 1U << k;
+            unsigned writable = (unsigned)bits & 1U << (k + ARES_GETSOCK_MAXNUM);
+            short ev = (short)((readable ? POLLIN : 0) | (writable ? POLLOUT : 0));
             if (!ev)
                 continue;
             p[n] = (struct pollfd){.fd = socks[k], .events = ev};

@@ -206,7 +206,8 @@ static const struct bad bads[] = {
     {"listeners: []\n" B, "t.yaml:1:12: listeners: at least one listener is needed"},
     {L B "bogus: 1\n",
      "t.yaml:8:1: bogus: unknown key (expected one of: workers, io, splice, stats_socket, "
-     "stats_socket_group, stats_socket_level, access_log, admin, shutdown_grace, drain_timeout, "
+     "stats_socket_group, stats_socket_level, access_log, admin, shutdown_grace, resolvers, "
+     "resolve_interval, drain_timeout, "
      "user, group, "
      "max_connections, accept_backlog, log_level, listeners, backends)"},
     {L B "admin: {listen: 127.0.0.1}\n",
@@ -286,8 +287,8 @@ static const struct bad bads[] = {
     {L "backends:\n  - name: b\n    servers: []\n",
      "t.yaml:5:11: backends[0]: backend 'b' has no servers"},
     {L "backends:\n  - name: b\n    servers:\n      - address: 192.168.0.5:70000\n",
-     "t.yaml:7:18: backends[0].servers[0].address: expected IPV4:PORT, [IPV6]:PORT (port "
-     "1-65535) or unix:/path, got '192.168.0.5:70000'"},
+     "t.yaml:7:18: backends[0].servers[0].address: expected IPV4:PORT, [IPV6]:PORT, NAME:PORT "
+     "(port 1-65535) or unix:/path, got '192.168.0.5:70000'"},
     {L "backends:\n  - name: b\n    servers:\n      - address: unix:run/x.sock\n",
      "t.yaml:7:18: backends[0].servers[0].address: expected unix:/absolute/path (under 108 "
      "bytes)"},

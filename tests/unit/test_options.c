@@ -187,8 +187,9 @@ static const struct bad bads[] = {
      "--listen: expected IPV4:PORT or [IPV6]:PORT with port 1-65535, got 'foo'"},
     {{"--listen", "127.0.0.1:0", "--backend", "1.1.1.1:1"}, "--listen: expected IPV4:PORT"},
     {{"--listen", "127.0.0.1:70000", "--backend", "1.1.1.1:1"}, "--listen: "},
-    {{"--listen", "127.0.0.1:1", "--backend", "x:1"},
-     "--backend: expected IPV4:PORT, [IPV6]:PORT (port 1-65535) or unix:/path, got 'x:1'"},
+    {{"--listen", "127.0.0.1:1", "--backend", "x..y:1"},
+     "--backend: expected IPV4:PORT, [IPV6]:PORT, NAME:PORT (port 1-65535) or unix:/path, got "
+     "'x..y:1'"},
     {{"--listen", "127.0.0.1:1"}, "--backend: required"},
     {{"--backend", "127.0.0.1:1"}, "--listen: required"},
     {{"--bogus"}, "--bogus: unknown option"},
@@ -231,11 +232,14 @@ static const struct bad bads[] = {
      "*.suffix, like api.example.com=10.0.0.5:8443, got "
      "'example.com'"},
     {{"--route", "a.com=nowhere", "--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1"},
-     "--route: expected IPV4:PORT, [IPV6]:PORT (port 1-65535) or unix:/path, got 'nowhere'"},
+     "--route: expected IPV4:PORT, [IPV6]:PORT, NAME:PORT (port 1-65535) or unix:/path, got "
+     "'nowhere'"},
     {{"--route", "a.com=10.0.0.1", "--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1"},
-     "--route: expected IPV4:PORT, [IPV6]:PORT (port 1-65535) or unix:/path, got '10.0.0.1'"},
-    {{"--route", "a.com=host:443", "--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1"},
-     "--route: expected IPV4:PORT, [IPV6]:PORT (port 1-65535) or unix:/path, got 'host:443'"},
+     "--route: expected IPV4:PORT, [IPV6]:PORT, NAME:PORT (port 1-65535) or unix:/path, got "
+     "'10.0.0.1'"},
+    {{"--route", "a.com=host:99999", "--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1"},
+     "--route: expected IPV4:PORT, [IPV6]:PORT, NAME:PORT (port 1-65535) or unix:/path, got "
+     "'host:99999'"},
     {{"--route", "=10.0.0.1:443", "--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1"},
      "--route: expected a host name or *.suffix, got ''"},
     {{"--route", "a..com=1.1.1.1:1", "--listen", "127.0.0.1:1", "--backend", "1.1.1.1:1"},

@@ -164,7 +164,9 @@ def admission_rate(ctx):
         d = o.wait_json("done", 15)["done"]
         check(d["failed"] == 0 and d["ok"] > 0, f"{o.name} lost connections to the flood: {d}")
         p99.append(d["p99_ms"])
-    seconds = int(f["seconds"]) + 2  # the windows its run touched
+    # The one-second windows its run touched, and one more for the
+    # connections the relay took from its queue a moment after.
+    seconds = int(f["seconds"]) + 3
     check(0 < f["ok"] <= 100 * seconds, f"the flood got {f['ok']} in {f['seconds']} s")
     limited = listener_stats(sock, "web")["ends"]["rate_limited"]
     check(f["failed"] == limited and set(f["errors"]) <= {"ConnectionResetError",
