@@ -19,7 +19,7 @@ CPU 1, load generators and backends on CPU 0, one worker per relay.
   --only LIST   run only these scenarios, e.g. --only S1,S5
   --contenders LIST
                 run only these contenders where they apply: rr, rr-epoll,
-                rr-copy, rr-splice, rr-admin, rr-acl (S4 only), haproxy,
+                rr-copy, rr-splice, rr-admin, rr-acl (S4, after rr), haproxy,
                 haproxy-splice, nginx, direct, rr-w1, rr-w2 (a partial run:
                 no ratio is complete without the anchors)
   --relay PATH  ringrelay binary (default build/ringrelay)
@@ -731,7 +731,7 @@ s6_run() {
 
 # One repetition: every scenario, each contender in turn.
 run_rep() {
-    local c spec size conns
+    local c x spec size conns
     for SCEN in $SCENARIOS; do
         case $SCEN in
         S1)
@@ -747,10 +747,15 @@ run_rep() {
             ;;
         S3 | S4)
             CASE=$SCEN
-            for c in $CONTENDERS_MAIN; do wrk_scenario "$SCEN" "$c"; done
-            if [[ $SCEN == S4 ]]; then
-                for c in $CONTENDERS_S4_EXTRA; do wrk_scenario "$SCEN" "$c"; done
-            fi
+            for c in $CONTENDERS_MAIN; do
+                wrk_scenario "$SCEN" "$c"
+                # Right after rr: the pair meets the same TIME_WAIT backlog,
+                # which S4 grows with every contender and which makes
+                # connect() dearer for whoever runs once it is full.
+                if [[ $SCEN == S4 && $c == rr ]]; then
+                    for x in $CONTENDERS_S4_EXTRA; do wrk_scenario "$SCEN" "$x"; done
+                fi
+            done
             ;;
         S5)
             CASE=idle

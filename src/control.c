@@ -67,14 +67,13 @@ static int set_state(struct runtime *rt, const struct admin_cmd *cmd, int b, int
     struct pool_member *m = &rt->pools[b].m[s];
     int was = atomic_exchange(&m->ctl->admin, (int)cmd->state);
     /* Out of maint, a server with health checks has to pass them again. */
-    if (was == SERVER_MAINT && cmd->state != SERVER_MAINT && be->health.mode != CHECK_OFF &&
-        atomic_exchange(&m->up, 0))
+    int recheck = was == SERVER_MAINT && cmd->state != SERVER_MAINT && be->health.mode != CHECK_OFF;
+
+    if (recheck && atomic_exchange(&m->up, 0))
         stats_health_changed(rt->st_server[b][s]);
     log_info("stats socket (%s): backend %s: server %s: state %s (was %s)%s", who, be->name, m->key,
              server_admin_name[cmd->state], server_admin_name[was],
-             was == SERVER_MAINT && cmd->state != SERVER_MAINT && be->health.mode != CHECK_OFF
-                 ? "; down until its health checks pass"
-                 : "");
+             recheck ? "; down until its health checks pass" : "");
     fprintf(out, "ok: %s/%s state %s (was %s); %u open connections continue\n", be->name, m->key,
             server_admin_name[cmd->state], server_admin_name[was], atomic_load(&m->active));
     return 0;
@@ -178,18 +177,18 @@ int control_command(struct process *r, const struct admin_cmd *cmd, const char *
      * state under it, so none of a change is lost to one. */
     pthread_mutex_lock(&r->rt_lock);
     rt = r->rt;
-    if (cmd->op == ADMIN_LISTENER_DISABLE || cmd->op == ADMIN_LISTENER_ENABLE)
+    if (cmd->op == ADMIN_LISTENER_DISABLE || cmd->op == ADMIN_LISTENER_ENABLE) {
         ret = set_listener(rt, cmd, who, out);
-    else if ((ret = find_server(rt, cmd, out, &b, &s)) < 0)
-        ;
-    else if (cmd->op != ADMIN_SHUTDOWN_SESSIONS)
-        ret = each_server(rt, cmd, b, s, who, out);
-    else
-        for (; s >= 0 && n_slots < SHUT_MAX; s = server_named(&rt->pools[b], cmd->server, s + 1)) {
+    } else if ((ret = find_server(rt, cmd, out, &b, &s)) == 0) {
+        if (cmd->op != ADMIN_SHUTDOWN_SESSIONS)
+            ret = each_server(rt, cmd, b, s, who, out);
+        for (; cmd->op == ADMIN_SHUTDOWN_SESSIONS && s >= 0 && n_slots < SHUT_MAX;
+             s = server_named(&rt->pools[b], cmd->server, s + 1)) {
             slot[n_slots] = rt->st_server[b][s];
             snprintf(name[n_slots++], sizeof(name[0]), "%s/%s", rt->cfg.backends[b].name,
                      rt->pools[b].m[s].key);
         }
+    }
     pthread_mutex_unlock(&r->rt_lock);
     for (int i = 0; i < n_slots && ret == 0; i++) /* the workers' ticks: not under the lock */
         ret = shutdown_sessions(r, slot[i], name[i], who, out);

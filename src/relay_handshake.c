@@ -311,15 +311,15 @@ static int source_denied(struct worker *w, struct conn *c)
     return 1;
 }
 
-/* Counts a new connection from c's client against the listener's
- * max_connection_rate_per_source: returns 1 if it is over (c refused:
- * counted and logged; reset it), else 0. */
-static int source_over_rate(struct worker *w, struct conn *c, uint64_t key)
+/* Counts a new connection from c's client (src_key) against the
+ * listener's max_connection_rate_per_source: returns 1 if it is over (c
+ * refused: counted and logged; reset it), else 0. */
+static int source_over_rate(struct worker *w, struct conn *c)
 {
     uint32_t limit = conn_listener(w, c)->rate_per_source;
     char addr[ADDR_STRLEN];
 
-    if (srclimit_rate(key, limit, (uint32_t)(w->now_ms / 1000)) == 0)
+    if (srclimit_rate(c->src_key, limit, (uint32_t)(w->now_ms / 1000)) == 0)
         return 0;
     conn_end(c, END_RATE_LIMITED);
     log_rl(LOG_LEVEL_WARN,
@@ -329,25 +329,14 @@ static int source_over_rate(struct worker *w, struct conn *c, uint64_t key)
     return 1;
 }
 
-/* Who may connect, in order: the deny and allow lists, the rate of new
- * connections per source, then the open ones per source, each on the real
- * client's address. Returns 1 if c is refused (counted and logged; reset
- * it), else 0. */
-static int source_refused(struct worker *w, struct conn *c)
+/* Counts c against its client address's (src_key) share of the
+ * listener's max_connections_per_source. Returns 1 if that is full (c
+ * refused: counted and logged; reset it), else 0. */
+static int source_over_open(struct worker *w, struct conn *c)
 {
-    const struct config_listener *l = conn_listener(w, c);
-    uint32_t limit = l->max_per_source;
+    uint32_t limit = conn_listener(w, c)->max_per_source;
     char addr[ADDR_STRLEN];
 
-    if ((l->n_deny || l->n_allow) && source_denied(w, c))
-        return 1;
-    if (!limit && !l->rate_per_source)
-        return 0;
-    c->src_key = srclimit_key(&c->peer.sa);
-    if (l->rate_per_source && source_over_rate(w, c, c->src_key))
-        return 1;
-    if (!limit)
-        return 0;
     if (srclimit_take(c->src_key, limit) == 0) {
         c->flags |= CONN_SRC_COUNTED;
         return 0;
@@ -359,6 +348,23 @@ static int source_refused(struct worker *w, struct conn *c)
            "(max_connections_per_source): refused",
            w->id, c->id, addr_format(&c->peer.sa, addr, sizeof(addr)), limit);
     return 1;
+}
+
+/* Who may connect, in order: the deny and allow lists, the rate of new
+ * connections per source, then the open ones per source, each on the real
+ * client's address. Returns 1 if c is refused (counted and logged; reset
+ * it), else 0. */
+static int source_refused(struct worker *w, struct conn *c)
+{
+    const struct config_listener *l = conn_listener(w, c);
+
+    if ((l->n_deny || l->n_allow) && source_denied(w, c))
+        return 1;
+    if (!l->rate_per_source && !l->max_per_source)
+        return 0;
+    c->src_key = srclimit_key(&c->peer.sa);
+    return (l->rate_per_source && source_over_rate(w, c)) ||
+           (l->max_per_source && source_over_open(w, c));
 }
 
 /* ---- a trusted client's inbound PROXY header ----
