@@ -14,9 +14,9 @@
  * changed). Returns 0 if done, -1 if not. The stats thread calls it. */
 int control_command(struct process *r, const struct admin_cmd *cmd, const char *who, FILE *out);
 
-/* After a reload: one log line listing the servers and listeners whose
- * runtime state (not ready, a weight set, disabled) the new configuration
- * kept. */
-void control_log_kept(const struct runtime *rt);
+/* After a reload (what: "reload: FILE", say): one log line listing the
+ * servers and listeners whose runtime state (not ready, a weight set,
+ * disabled) the new configuration kept. */
+void control_log_kept(const struct runtime *rt, const char *what);
 
 #endif

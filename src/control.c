@@ -195,7 +195,7 @@ int control_command(struct process *r, const struct admin_cmd *cmd, const char *
     return ret;
 }
 
-void control_log_kept(const struct runtime *rt)
+void control_log_kept(const struct runtime *rt, const char *what)
 {
     char line[1024];
     size_t n = 0;
@@ -224,5 +224,5 @@ void control_log_kept(const struct runtime *rt)
                                   kept > 1 ? "," : "", rt->cfg.listeners[l].name);
     }
     if (kept)
-        log_info("reload: kept the runtime state of %d servers and listeners:%s", kept, line);
+        log_info("%s: kept the runtime state of %d servers and listeners:%s", what, kept, line);
 }

@@ -189,9 +189,9 @@ static int pick_round_robin(const struct pool *p, struct pool_rr *rr, const stru
         return best;
     }
     for (int i = 0; i < p->n; i++) {
+        int64_t weight = atomic_load_explicit(&p->m[i].ctl->weight, memory_order_relaxed);
         if (!usable(p, i, skip))
             continue;
-        int64_t weight = atomic_load_explicit(&p->m[i].ctl->weight, memory_order_relaxed);
         rr->current[i] += weight;
         total += weight;
         if (best < 0 || rr->current[i] > rr->current[best])

@@ -164,7 +164,7 @@ static int swap_in(struct process *r, struct checker **checks, struct runtime *n
     runtime_put(r->rt);
     r->rt = nrt;
     pthread_mutex_unlock(&r->rt_lock);
-    control_log_kept(nrt);
+    control_log_kept(nrt, what);
     atomic_fetch_add(&r->generation, 1);
     log_level = nrt->cfg.log_level;
     took = reload_wait(r);
@@ -178,14 +178,15 @@ static int swap_in(struct process *r, struct checker **checks, struct runtime *n
     return 0;
 }
 
-/* Whether the workers have taken the last configuration; says why not. */
-static int workers_caught_up(struct process *r, const char *what)
+/* Whether the workers have taken the last configuration; says why not,
+ * and then what (the caller does). */
+static int workers_caught_up(struct process *r, const char *what, const char *then)
 {
     if (reload_wait(r) == r->n_workers)
         return 1;
     log_warn("%s: workers are still on the previous configuration (their connections from "
              "older reloads hold every slot); %s",
-             what, strcmp(what, "reload") == 0 ? "try again when those end" : "trying again later");
+             what, then);
     return 0;
 }
 
@@ -204,7 +205,7 @@ int reload_apply(struct process *r, struct checker **checks)
         log_warn("SIGHUP: started from the command line: no file to reload");
         return -1;
     }
-    if (!workers_caught_up(r, "reload"))
+    if (!workers_caught_up(r, "reload", "try again when those end"))
         return -1;
     resolver_stop(r->dns);
     nrt = reload_load_runtime(&r->opt, r->dns, &text, &len, err, sizeof(err));
@@ -231,7 +232,7 @@ int reload_resolved(struct process *r, struct checker **checks)
     struct runtime *nrt;
     char err[512];
 
-    if (!workers_caught_up(r, "dns")) {
+    if (!workers_caught_up(r, "dns", "trying again at the next tick")) {
         resolver_mark_changed(r->dns); /* the next tick tries again */
         return -1;
     }

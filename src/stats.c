@@ -164,7 +164,7 @@ static int slot_find(int *n, int max, const int32_t *live, int (*same)(int i, co
 /* Server m takes the runtime state of its slot: a new one starts ready at
  * its configured weight; one kept drops a weight set at runtime if the
  * file's weight changed (the file is the newer word). */
-static void ctl_bind(struct pool_member *m, int slot, int fresh)
+static void ctl_bind(struct pool_member *m, const char *backend, int slot, int fresh)
 {
     struct server_ctl *ctl = &server_ctl[slot];
 
@@ -172,9 +172,9 @@ static void ctl_bind(struct pool_member *m, int slot, int fresh)
         atomic_store(&ctl->admin, SERVER_READY);
         ctl->weight_set = 0;
     } else if (ctl->weight_cfg != m->weight && ctl->weight_set) {
-        log_warn("backend server %s: weight set to %u at runtime dropped: the configured "
+        log_warn("backend %s: server %s: weight set to %u at runtime dropped: the configured "
                  "weight changed from %u to %u",
-                 m->key, atomic_load(&ctl->weight), ctl->weight_cfg, m->weight);
+                 backend, m->key, atomic_load(&ctl->weight), ctl->weight_cfg, m->weight);
         ctl->weight_set = 0;
     }
     if (!ctl->weight_set)
@@ -240,7 +240,7 @@ void stats_assign(struct runtime *rt)
             struct server_id id = {rt->st_backend[b], key};
             int i = slot_find(&names.n_servers, STATS_MAX_SERVERS, names.server_index, same_server,
                               &id, &fresh);
-            ctl_bind(&rt->pools[b].m[s], i, fresh);
+            ctl_bind(&rt->pools[b].m[s], c->backends[b].name, i, fresh);
             names.server[i].backend = rt->st_backend[b];
             snprintf(names.server[i].key, sizeof(names.server[i].key), "%s", key);
             names.server_index[i] = (int32_t)(b * CONFIG_MAX_SERVERS + s);

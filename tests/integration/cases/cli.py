@@ -125,7 +125,7 @@ def config_check_bad(ctx):
         {"name": "b", "servers": [cfg.server("192.168.0.5:70000")]}]), name="bad.yaml")
     rc, _, err = run_cli(ctx, ["-t", "-c", bad])
     want = (f"ringrelay: {bad}:7:18: backends[0].servers[0].address: expected IPV4:PORT, "
-            "[IPV6]:PORT (port 1-65535) or unix:/path, got '192.168.0.5:70000'\n")
+            "[IPV6]:PORT, NAME:PORT (port 1-65535) or unix:/path, got '192.168.0.5:70000'\n")
     check(rc == 2 and err == want, f"exit {rc}, stderr {err!r}, want {want!r}")
     rc, _, err = run_cli(ctx, ["-t", "-c", os.path.join(ctx.tmpdir, "missing.yaml")])
     check(rc == 2 and "missing.yaml: No such file or directory" in err, f"exit {rc}: {err!r}")

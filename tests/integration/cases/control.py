@@ -360,7 +360,7 @@ def control_reload(ctx):
         harness.wait_until(lambda: stats_json(sock)["process"]["reloads"] == n, 5, "the reload")
 
     reloaded(1)
-    check("reload: kept the runtime state of 3 servers and listeners:" in rl.stderr(),
+    check(": kept the runtime state of 3 servers and listeners:" in rl.stderr(),
           f"the reload does not say what it kept: {harness.tail(rl.stderr())}")
     sa, sb = server_json(sock, "app", a_key), server_json(sock, "app", b_key)
     check((sa["admin"], sb["weight"]) == ("drain", 7), f"after the reload: {sa} {sb}")

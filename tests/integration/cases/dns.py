@@ -83,18 +83,19 @@ def round_trip_ms(port, payload=b"ping\n"):
 @case("dns_servers_follow_their_names_with_dnsmasq", per_io=False, budget=150)
 def dns_follow(ctx):
     """kong.internal (1 s interval, asked of dnsmasq by the backend's own
-    resolvers: the top level's is dead) goes from one address to two to
-    the other one while a client opens 40 connections a second (none may
-    fail) and one connection stays open on the address that goes away;
+    resolvers: the top level's is dead) goes from an A record to an A and
+    an AAAA, then the AAAA alone, while a client opens 40 connections a
+    second (none may fail) and one connection stays open on the address
+    that goes away;
     a 5 s SIGSTOP of dnsmasq and then a dnsmasq that answers SERVFAIL keep
     the servers; ghost.internal never resolves and is a down server."""
     a = start_echo(ctx, "echo-a", host="127.0.0.2")
-    b = start_echo(ctx, "echo-b", host="127.0.0.3", port=a.port)
+    b = start_echo(ctx, "echo-b", host="::1", port=a.port)
     dns_port, dead_port = harness.free_port(), harness.free_port()
     ns = Dnsmasq(ctx, dns_port, {"kong.internal": ["127.0.0.2"]})
     sock = os.path.join(ctx.tmpdir, "stats.sock")
     port = harness.free_port()
-    key_a, key_b = f"127.0.0.2:{a.port}", f"127.0.0.3:{a.port}"
+    key_a, key_b = f"127.0.0.2:{a.port}", f"[::1]:{b.port}"
     rl = cfg.start(ctx, cfg.document(
         stats_socket=sock, resolvers=[f"127.0.0.1:{dead_port}"], resolve_interval="1s",
         listeners=[cfg.listener("web", port)],
@@ -115,13 +116,13 @@ def dns_follow(ctx):
     check(held.recv(64) == b"held 1\n", "no echo on the held connection")
     check(backend_stats(sock, "kong")["servers"][0]["active"] >= 1, "the held one is not on a")
 
-    ns.set({"kong.internal": ["127.0.0.2", "127.0.0.3"]})
-    harness.wait_until(lambda: servers(sock).get(key_b) == "up", 10, "127.0.0.3 to be added")
-    check(f"kong.internal: 2 addresses (was 1): +127.0.0.3" in rl.stderr(), "no log of the change")
+    ns.set({"kong.internal": ["127.0.0.2", "::1"]})
+    harness.wait_until(lambda: servers(sock).get(key_b) == "up", 10, "::1 (AAAA) to be added")
+    check("kong.internal: 2 addresses (was 1): +[::1]" in rl.stderr(), "no log of the change")
     harness.wait_until(lambda: any(s["name"] == key_b and s["conns"] > 0
                                    for s in backend_stats(sock, "kong")["servers"]), 10,
                        "the new server to take connections")
-    ns.set({"kong.internal": ["127.0.0.3"]})
+    ns.set({"kong.internal": ["::1"]})
     harness.wait_until(lambda: key_a not in servers(sock), 10, "127.0.0.2 to be removed")
     held.sendall(b"held 2\n")
     check(held.recv(64) == b"held 2\n", "the connection to the removed address stopped")
