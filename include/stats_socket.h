@@ -17,8 +17,10 @@ struct admin_cmd;
 
 /* What the server asks of the process. */
 struct stats_source {
-    void (*fill)(struct stats_report *r, void *ctx); /* all but sum, names, stats_busy */
-    void (*conns)(FILE *out, void *ctx);             /* show conns */
+    /* All but sum and the socket's own counts; names with the
+     * configuration they name, read together (a reload reassigns them). */
+    void (*fill)(struct stats_report *r, void *ctx);
+    void (*conns)(FILE *out, void *ctx); /* show conns */
     /* A write command from who ("uid=0 pid=42"): does it and writes one
      * line, "ok: ..." or "error: ...". Returns 0 if done. */
     int (*command)(const struct admin_cmd *cmd, const char *who, FILE *out, void *ctx);

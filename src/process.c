@@ -127,16 +127,21 @@ static void stats_fill(struct stats_report *rep, void *ctx)
     if (rep->successor && status != -1)
         wait_text(status, rep->successor_end, sizeof(rep->successor_end));
     rep->have_memory = memory_read(&rep->mem_allocated, &rep->mem_resident);
+    /* The slots' names and the configuration they index, as one: a reload
+     * assigns the slots and swaps the configuration under this lock. */
     pthread_mutex_lock(&r->rt_lock);
     rt = r->rt;
     runtime_get(rt);
+    stats_names_read(&rep->names);
     pthread_mutex_unlock(&r->rt_lock);
     rep->max_connections = rt->max_connections;
     readiness(r, rt, rep->not_ready, sizeof(rep->not_ready));
     for (int i = 0; i < STATS_MAX_SERVERS; i++) {
-        int at = rep->names.server_index[i];
+        int at = rep->names.server_index[i], b = at / CONFIG_MAX_SERVERS;
         const struct pool_member *m =
-            at < 0 ? NULL : &rt->pools[at / CONFIG_MAX_SERVERS].m[at % CONFIG_MAX_SERVERS];
+            at >= 0 && b < rt->cfg.n_backends && at % CONFIG_MAX_SERVERS < rt->pools[b].n
+                ? &rt->pools[b].m[at % CONFIG_MAX_SERVERS]
+                : NULL;
         rep->server_up[i] = m ? (int8_t)atomic_load(&m->up) : -1;
         rep->health_changes[i] = stats_health_changes(i);
         if (!m)

@@ -100,7 +100,6 @@ static void report_fill(struct stats_socket *s)
 {
     memset(s->report, 0, sizeof(*s->report));
     stats_sum(&s->report->sum);
-    stats_names_read(&s->report->names);
     s->src.fill(s->report, s->src.ctx);
     s->report->stats_busy = s->busy;
     s->report->admin_refused = s->admin_refused;

@@ -4,10 +4,12 @@ not one fails and not one byte differs. A bad file changes nothing."""
 
 import os
 import signal
+import threading
 
 import harness
 from harness import check
 from kit import config as cfg
+from kit.stats import stats_json
 from peers.helper import Helper, start_echo
 
 from .base import case, listener, served_by
@@ -75,3 +77,46 @@ def reload_listeners(ctx):
     harness.wait_until(lambda: "keeping the running configuration" in rl.stderr(), 5,
                        "the bad file to be refused")
     check(served_by([be], "127.0.0.2", b"d", p2) == 0, "a bad file broke the running relay")
+
+
+@case("reload_while_stats_are_read", per_io=False, budget=90)
+def reload_read(ctx):
+    """Reloads that shrink and grow a pool (3 servers, 1, 3, ...) while
+    three clients read show stats json without a pause: every answer is
+    whole JSON whose servers are the running configuration's, and the relay
+    lives (the stats thread once read the new pool with the old slots)."""
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    ports = [harness.free_port() for _ in range(3)]
+
+    def doc(n):
+        return cfg.document([cfg.listener("l", port)], [cfg.backend("b", ports[:n])],
+                            stats_socket=sock)
+
+    port = harness.free_port()
+    path = cfg.write(ctx, doc(3))
+    rl = harness.start_relay(ctx, ["-c", path])
+    stop, bad, answers = threading.Event(), [], [0]
+
+    def read():
+        while not stop.is_set():
+            try:
+                servers = [s["state"] for s in stats_json(sock)["backends"][0]["servers"]]
+                answers[0] += 1
+                live = [s for s in servers if s != "gone"]
+                if len(servers) != 3 or len(live) not in (1, 3) or set(live) != {"up"}:
+                    bad.append(servers)
+            except (OSError, ValueError) as e:
+                bad.append(repr(e))
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    try:
+        for i in range(1, 31):
+            reload_to(ctx, rl, doc(1 if i % 2 else 3), i)
+    finally:
+        stop.set()
+        for t in readers:
+            t.join()
+    check(not bad, f"{len(bad)} bad answers, the first: {bad[:1]}")
+    check(rl.alive() and answers[0] > 30, f"alive {rl.alive()}, {answers[0]} answers")
