@@ -148,14 +148,18 @@ static void answer_write(struct stats_socket *s, struct client *c, FILE *out)
     const char *nl = memchr(c->in, '\n', c->in_len);
     size_t n = nl ? (size_t)(nl - c->in) : c->in_len;
     struct admin_cmd cmd;
-    char err[200];
+    char err[200], line[128];
 
     while (n && (c->in[n - 1] == '\r' || c->in[n - 1] == ' '))
         n--;
     if (s->level != STATS_LEVEL_ADMIN) {
         s->commands_refused++;
-        log_rl(LOG_LEVEL_WARN, "stats socket: %.*s (%s): refused: the socket is read-only",
-               (int)(n < 200 ? n : 200), c->in, c->who);
+        for (size_t i = 0; i < sizeof(line); i++) /* the client's bytes, as one printable line */
+            line[i] = i + 1 == sizeof(line) || i >= n    ? '\0'
+                      : c->in[i] < ' ' || c->in[i] > '~' ? '?'
+                                                         : c->in[i];
+        log_rl(LOG_LEVEL_WARN, "stats socket: '%s' (%s): refused: the socket is read-only", line,
+               c->who);
         fprintf(out, "permission denied: stats socket is read-only (stats_socket_level: read)\n");
         return;
     }
@@ -237,9 +241,6 @@ static void client_answer(struct stats_socket *s, struct client *c, int ret, enu
         fprintf(out, c->admin ? "bad request: GET or HEAD /, /ready, /metrics or /stats.json\n"
                               : "error: a request is one command line or an HTTP GET, under 4 KiB; "
                                 "nothing done\n");
-    } else if (http && cmd == STATS_CMD_WRITE) {
-        status = "404 Not Found"; /* the write commands are lines, never HTTP */
-        fprintf(out, "not found: try /, /ready, /metrics or /stats.json\n");
     } else {
         answer_body(s, c, cmd, out, &type, &status);
     }
