@@ -107,6 +107,16 @@ static void report_fill(struct stats_socket *s)
     s->report->commands_refused = s->commands_refused;
 }
 
+/* now's rate per second since *was, dt ms ago (0 without have), and now
+ * kept in *was for the next sample. */
+static double per_second(uint64_t now, uint64_t *was, uint64_t dt, int have)
+{
+    double r = have ? (double)(now - *was) * 1000 / (double)dt : 0;
+
+    *was = now;
+    return r;
+}
+
 /* The rates for the status page, into the report just filled: made anew
  * when the last sample is at least a second old (so pages fetched more
  * often share them), over at most five minutes. */
@@ -118,20 +128,14 @@ static void page_rates(struct stats_socket *s)
 
     if (!p->at_ms || dt >= 1000) {
         p->have = p->at_ms && dt <= 300000;
-        for (int i = 0; i < STATS_MAX_LISTENERS; i++) {
-            uint64_t v = stat_get(&r->sum.l[i].accepted);
-            p->listener[i] = p->have ? (double)(v - p->accepted[i]) * 1000 / (double)dt : 0;
-            p->accepted[i] = v;
-        }
+        for (int i = 0; i < STATS_MAX_LISTENERS; i++)
+            p->listener[i] =
+                per_second(stat_get(&r->sum.l[i].accepted), &p->accepted[i], dt, p->have);
         for (int i = 0; i < STATS_MAX_BACKENDS; i++) {
-            uint64_t v = stat_get(&r->sum.b[i].conns);
-            p->backend[i] = p->have ? (double)(v - p->conns[i]) * 1000 / (double)dt : 0;
-            p->conns[i] = v;
-            for (int d = 0; d < 2; d++) {
-                v = stat_get(&r->sum.b[i].bytes[d]);
-                p->bps[i][d] = p->have ? (double)(v - p->bytes[i][d]) * 1000 / (double)dt : 0;
-                p->bytes[i][d] = v;
-            }
+            p->backend[i] = per_second(stat_get(&r->sum.b[i].conns), &p->conns[i], dt, p->have);
+            for (int d = 0; d < 2; d++)
+                p->bps[i][d] =
+                    per_second(stat_get(&r->sum.b[i].bytes[d]), &p->bytes[i][d], dt, p->have);
         }
         p->at_ms = now;
     }
