@@ -4,7 +4,9 @@
 
 PREFIX   ?= /usr/local
 DESTDIR  ?=
-VERSION  := 0.1.0
+# The version is debian/changelog's newest entry: one place for the package
+# and for what ringrelay --version prints.
+VERSION  := $(shell head -n 1 debian/changelog | cut -d ' ' -f 2 | tr -d '()')
 MODE     ?= release
 
 CC       ?= cc
@@ -52,7 +54,7 @@ else
 endif
 
 .PHONY: all asan debug test unit integration run install format lint clean deps docs \
-        bench bench-quick bench-tools fuzz soak
+        bench bench-quick bench-tools fuzz soak deb test-deb
 
 all: $(BUILD)/ringrelay
 ifeq ($(MODE),release)
@@ -63,12 +65,12 @@ endif
 
 $(BUILD)/ringrelay: $(OBJS)
 	@echo "  LD      $@"
-	$(Q)$(CC) -o $@ $^ $(LIBS_MODE) $(LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_MODE) $(LIBS)
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
-	$(Q)$(CC) $(CFLAGS_COMMON) $(CFLAGS_MODE) $(CFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS_COMMON) $(CFLAGS_MODE) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS)
 	@mkdir -p $(dir $@)
@@ -139,23 +141,27 @@ fuzz: $(FUZZ_BINS)
 run: deps all
 	$(Q)sh scripts/demo.sh build/ringrelay
 
-# The binary, the systemd unit (its paths set to PREFIX), the man page, and
-# the example configuration: as documentation, and as the configuration if
-# there is none yet (an existing one is never overwritten); and deploy/, the
-# fleet's files (BIRD, nftables, Prometheus, their scripts and units, paths
-# set to PREFIX), under share/ringrelay/deploy.
+# The binary, the systemd unit (its paths set to PREFIX), the man page, the
+# example configuration (as documentation, and as the configuration if there
+# is none yet: an existing one is never overwritten), upgrade.sh, and
+# deploy/ (the fleet's files: BIRD, nftables, Prometheus rules, the Grafana
+# dashboard, their scripts and units, paths set to PREFIX) under
+# share/ringrelay. Installed on the machine itself (no DESTDIR), it also
+# makes the system user the unit runs as; the Debian package's postinst does
+# that there (make deb).
 SYSTEMD_DIR ?= /lib/systemd/system
 DEPLOY_FILES := $(shell find deploy -type f 2>/dev/null)
 install: all
 	install -D -m 0755 $(BUILD)/ringrelay $(DESTDIR)$(PREFIX)/bin/ringrelay
 	install -d $(DESTDIR)$(SYSTEMD_DIR) $(DESTDIR)$(PREFIX)/share/man/man8 \
-	    $(DESTDIR)$(PREFIX)/share/doc/ringrelay $(DESTDIR)/etc/ringrelay
+	    $(DESTDIR)$(PREFIX)/share/doc/ringrelay $(DESTDIR)$(PREFIX)/share/ringrelay \
+	    $(DESTDIR)/etc/ringrelay
 	sed 's|/usr/local/bin/ringrelay|$(PREFIX)/bin/ringrelay|g' systemd/ringrelay.service \
 	    > $(DESTDIR)$(SYSTEMD_DIR)/ringrelay.service
 	chmod 0644 $(DESTDIR)$(SYSTEMD_DIR)/ringrelay.service
 	install -m 0644 man/ringrelay.8 $(DESTDIR)$(PREFIX)/share/man/man8/ringrelay.8
 	install -m 0644 conf/ringrelay.yaml $(DESTDIR)$(PREFIX)/share/doc/ringrelay/ringrelay.yaml
-	install -m 0755 scripts/upgrade.sh $(DESTDIR)$(PREFIX)/share/doc/ringrelay/upgrade.sh
+	install -m 0755 scripts/upgrade.sh $(DESTDIR)$(PREFIX)/share/ringrelay/upgrade.sh
 	test -e $(DESTDIR)/etc/ringrelay/ringrelay.yaml || \
 	    install -m 0644 conf/ringrelay.yaml $(DESTDIR)/etc/ringrelay/ringrelay.yaml
 	for f in $(DEPLOY_FILES); do \
@@ -164,6 +170,34 @@ install: all
 	    *) sed 's|/usr/share/ringrelay/|$(PREFIX)/share/ringrelay/|g' $$f > $$d ;; esac; \
 	    if [ -x $$f ]; then chmod 0755 $$d; else chmod 0644 $$d; fi; \
 	done
+ifeq ($(DESTDIR),)
+	getent passwd ringrelay >/dev/null || \
+	    useradd --system --user-group --home-dir /nonexistent --no-create-home \
+	        --shell /usr/sbin/nologin --comment "ringrelay L4 relay" ringrelay
+endif
+
+# The Debian package, built from a copy of this tree (no build/, no .git) so
+# that dpkg-buildpackage's clean never touches the working tree; the .debs
+# (ringrelay and ringrelay-dbgsym) and lintian's report land in build/deb/.
+# lintian's errors fail the build; its warnings are printed (README lists
+# them with their reasons).
+DEB_DIR := build/deb
+deb:
+	$(Q)sh scripts/deps.sh build
+	$(Q)rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/ringrelay-$(VERSION)
+	$(Q)tar --exclude=./build --exclude=./.git --exclude=./bench/build --exclude=__pycache__ \
+	    -cf - . | tar -xf - -C $(DEB_DIR)/ringrelay-$(VERSION)
+	$(Q)cd $(DEB_DIR)/ringrelay-$(VERSION) && \
+	    dpkg-buildpackage -us -uc -b -j$$(nproc) >../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
+	$(Q)lintian --fail-on error --tag-display-limit 0 $(DEB_DIR)/ringrelay_$(VERSION)_*.changes \
+	    >$(DEB_DIR)/lintian.txt 2>&1; rc=$$?; grep -v 'root privileges' $(DEB_DIR)/lintian.txt; \
+	    [ $$rc -eq 0 ] || { echo "make deb: lintian reports errors"; exit 1; }
+	$(Q)ls -1 $(DEB_DIR)/*.deb
+
+# The package as an operator meets it (tests/integration/cases/package.py):
+# built, installed with apt-get, run, upgraded, purged. Root; make test runs it.
+test-deb: all $(TOOL_BINS)
+	$(Q)python3 tests/integration/run.py --binary $(BUILD)/ringrelay --suite package $(ARGS)
 
 # Not part of make test: 30 minutes, at least a million connections.
 SOAK_MINUTES ?= 30

@@ -6,10 +6,18 @@
 # a daemon this script did not start is never stopped by it.
 set -eu
 
-PKGS="gcc make pkg-config liburing-dev libjemalloc-dev libcriterion-dev libssl-dev
-libyaml-dev libsystemd-dev nginx libnginx-mod-stream haproxy wrk openssl curl
+# What building the relay and its Debian package takes (scripts/deps.sh
+# build, as make deb runs it), then what the tests and benchmarks add.
+BUILD_PKGS="gcc make pkg-config liburing-dev libjemalloc-dev libssl-dev libyaml-dev
+libsystemd-dev libc-ares-dev debhelper dpkg-dev lintian"
+PKGS="$BUILD_PKGS libcriterion-dev nginx libnginx-mod-stream haproxy wrk openssl curl
 python3 iproute2 gnuplot-nox clang libclang-rt-14-dev prometheus systemd linux-perf nftables
-iptables bird2 chromium fonts-dejavu-core libc-ares-dev dnsmasq-base"
+iptables bird2 chromium fonts-dejavu-core dnsmasq-base"
+case ${1:-all} in
+build) PKGS=$BUILD_PKGS ;;
+all) ;;
+*) echo "usage: scripts/deps.sh [build|all]" >&2; exit 2 ;;
+esac
 
 missing=""
 for p in $PKGS; do

@@ -154,6 +154,8 @@ def parse_args(argv):
     p.add_argument("--sanitizer", action="store_true",
                    help="fail a test whose relay stderr shows an ASan/LSan/UBSan report")
     p.add_argument("--io", choices=("uring", "epoll", "both"), default="both")
+    p.add_argument("--suite", choices=("relay", "package"), default="relay",
+                   help="the relay's tests, or the Debian package's (make test-deb)")
     p.add_argument("-k", dest="select", action="append", default=[],
                    help="run only tests whose name contains SUBSTR (repeatable)")
     p.add_argument("--keep", action="store_true", help="keep temp dirs for inspection")
@@ -172,7 +174,7 @@ def raise_fd_limit():
 def main(argv):
     opts = parse_args(argv)
     tests = [t for t in cases.ALL if (not opts.select or any(k in t.name for k in opts.select))
-             and (t.sanitized or not opts.sanitizer)]
+             and (t.sanitized or not opts.sanitizer) and t.suite == opts.suite]
     if opts.list:
         for t in tests:
             print(t.name + (" [per io]" if t.per_io else ""))

@@ -13,22 +13,25 @@ ALL = []
 
 
 class Test:
-    def __init__(self, name, fn, per_io, budget, sanitized):
+    def __init__(self, name, fn, per_io, budget, sanitized, suite):
         self.name = name
         self.fn = fn
         self.per_io = per_io
         self.budget = budget
         self.sanitized = sanitized
+        self.suite = suite
 
 
-def case(name, per_io=True, budget=60, sanitized=True):
+def case(name, per_io=True, budget=60, sanitized=True, suite="relay"):
     """Register fn as test name; per_io tests run once per io back end.
     budget is a hard ceiling in seconds on top of each wait's own bound.
     sanitized=False: the test is not part of the sanitizer runs (run.py
     --sanitizer does not list it), for tests of what surrounds the relay
-    that take long and would show a sanitizer nothing new."""
+    that take long and would show a sanitizer nothing new. suite="package":
+    a test of the Debian package, run once by make test-deb (run.py --suite
+    package), not with each build's integration run."""
     def register(fn):
-        ALL.append(Test(name, fn, per_io, budget, sanitized))
+        ALL.append(Test(name, fn, per_io, budget, sanitized, suite))
         return fn
     return register
 

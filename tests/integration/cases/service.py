@@ -23,7 +23,7 @@ from peers.helper import start_echo
 from .base import case, client
 
 REQUIRED = ["Type=notify", "WatchdogSec=", "ExecReload=/bin/kill -HUP $MAINPID",
-            "LimitNOFILE=", "DynamicUser=yes", "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+            "LimitNOFILE=", "User=ringrelay", "AmbientCapabilities=CAP_NET_BIND_SERVICE",
             "CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "NoNewPrivileges=yes",
             "ProtectSystem=strict", "PrivateTmp=yes", "RuntimeDirectory=ringrelay",
             "io_uring_setup io_uring_enter io_uring_register"]
@@ -40,7 +40,7 @@ def unit(ctx):
     check(got.returncode == 0, f"make install: {got.stderr}")
     for path in ["usr/bin/ringrelay", "lib/systemd/system/ringrelay.service",
                  "usr/share/man/man8/ringrelay.8", "etc/ringrelay/ringrelay.yaml",
-                 "usr/share/doc/ringrelay/ringrelay.yaml", "usr/share/doc/ringrelay/upgrade.sh"]:
+                 "usr/share/doc/ringrelay/ringrelay.yaml", "usr/share/ringrelay/upgrade.sh"]:
         check(os.path.exists(os.path.join(dest, path)), f"make install did not put {path}")
     text = harness.read_text(os.path.join(dest, "lib/systemd/system/ringrelay.service"))
     check("/usr/local" not in text and "ExecStart=/usr/bin/ringrelay -c" in text,
