@@ -2,7 +2,8 @@
 # make test: every stage runs even when an earlier one fails, and the last
 # line sums them all up: "N passed, N failed" (", N skipped" when any was).
 #   unit:         Criterion's "Synthesis: ... Passing: P | Failing: F | Crashing: C"
-#   integration:  run.py's own "N passed, N failed[, N skipped]"
+#   integration:  run.py's own "N passed, N failed[, N skipped]" (also the
+#                 Debian package's test, make test-deb)
 #   fuzz:         one per target, passed when it ran its time with no finding
 set -u
 cd "$(dirname "$0")/.."
@@ -45,6 +46,7 @@ stage() {
 
 stage release-unit unit $MAKE --no-print-directory MODE=release unit
 stage release-integration integration $MAKE --no-print-directory MODE=release integration
+stage package integration $MAKE --no-print-directory MODE=release test-deb
 stage asan-unit unit $MAKE --no-print-directory MODE=asan unit
 stage asan-integration integration $MAKE --no-print-directory MODE=asan integration ARGS=--sanitizer
 stage tsan-integration integration $MAKE --no-print-directory MODE=tsan integration ARGS=--sanitizer

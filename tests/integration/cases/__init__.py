@@ -6,5 +6,5 @@ and broken peers) runs last."""
 from . import (cli, config_model, deps, header, backends, inbound, lifecycle,  # noqa: F401
                routes, doctor, topology, pools, health, reload, stats, admin, control, admission,
                status_page, dns, access_log,
-               drain, service, stream, deploy, fleet, demo, faults, package)
+               drain, service, stream, deploy, observability, fleet, demo, faults, package)
 from .base import ALL  # noqa: F401

@@ -46,7 +46,9 @@ def files(ctx):
     for path in ("bird/relay.conf", "bird/router.conf", "bird/ringrelay-announce",
                  "bird/ringrelay-nexthops", "bird/ringrelay-announce.service",
                  "nftables/ringrelay-lb.nft", "nftables/ringrelay-lb-members",
-                 "nftables/ringrelay-lb-members.service", "prometheus/ringrelay-fleet.yml"):
+                 "nftables/ringrelay-lb-members.service", "prometheus/ringrelay-fleet.yml",
+                 "prometheus/ringrelay.rules.yml", "prometheus/ringrelay.rules.test.yml",
+                 "grafana/ringrelay.json"):
         check(os.path.exists(os.path.join(share, path)), f"make install did not put {path}")
     for script in ("bird/ringrelay-announce", "bird/ringrelay-nexthops",
                    "nftables/ringrelay-lb-members"):
