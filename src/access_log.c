@@ -17,7 +17,7 @@
 
 #define RING_SIZE 4096 /* records per worker: a power of two */
 #define WRITER_PERIOD_MS 20
-#define LINE_MAX_BYTES 1024
+#define LINE_MAX_BYTES 2048
 
 struct access_ring {
     _Alignas(64) atomic_uint_fast64_t head; /* written by the worker */
@@ -84,7 +84,9 @@ static void put(struct line *l, const char *fmt, ...)
 }
 
 /* A value from the wire (SNI, ALPN) or the configuration: printable ASCII
- * only, quotes and backslashes escaped for JSON, '-' when empty. */
+ * only; any other byte as \xHH in text (the line stays one field per word)
+ * and as \u00HH in JSON (the only escape JSON has for it), quotes and
+ * backslashes escaped for JSON; '-' (text) or null (JSON) when empty. */
 static void put_text(struct line *l, const char *s, int json)
 {
     if (!*s) {
@@ -96,7 +98,7 @@ static void put_text(struct line *l, const char *s, int json)
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
         if (ch < 0x21 || ch > 0x7e)
-            put(l, "\\x%02x", ch);
+            put(l, json ? "\\u%04x" : "\\x%02x", ch);
         else if (json && (ch == '"' || ch == '\\'))
             put(l, "\\%c", ch);
         else

@@ -92,9 +92,30 @@ Test(access_log, wire_bytes_escaped_and_line_cut, .init = setup, .fini = teardow
     strcpy(r.sni, "a b\"\n\\");
     n = access_log_format(&r, ACCESS_LOG_JSON, 1, OFFSET_US, names, buf, sizeof(buf));
     buf[n] = '\0';
-    cr_assert(strstr(buf, "\"sni\":\"a\\x20b\\\"\\x0a\\\\\""), "%s", buf);
+    cr_assert(strstr(buf, "\"sni\":\"a\\u0020b\\\"\\u000a\\\\\""), "%s", buf);
+    n = access_log_format(&r, ACCESS_LOG_TEXT, 1, OFFSET_US, names, buf, sizeof(buf));
+    buf[n] = '\0';
+    cr_assert(strstr(buf, " sni=a\\x20b\"\\x0a\\ "), "%s", buf);
     cr_assert_eq(strchr(buf, '\n'), buf + n - 1, "one line");
     n = access_log_format(&r, ACCESS_LOG_TEXT, 1, OFFSET_US, names, small, sizeof(small));
     cr_assert_eq(n, sizeof(small), "cut to the buffer");
     cr_assert_eq(small[n - 1], '\n', "still ends the line");
+}
+
+/* The longest values the record holds, every byte escaped, still make one
+ * whole JSON object in the writer's line (2048 bytes). */
+Test(access_log, longest_json_line_is_whole, .init = setup, .fini = teardown)
+{
+    struct access_record r = sample();
+    char buf[2048];
+    size_t n;
+
+    memset(r.sni, 0x01, sizeof(r.sni) - 1);
+    r.sni[sizeof(r.sni) - 1] = '\0';
+    memset(r.alpn, 0x7f, sizeof(r.alpn) - 1);
+    r.alpn[sizeof(r.alpn) - 1] = '\0';
+    n = access_log_format(&r, ACCESS_LOG_JSON, 1, OFFSET_US, names, buf, sizeof(buf));
+    cr_assert_lt(n, sizeof(buf), "cut at %zu bytes", n);
+    cr_assert_eq(buf[n - 2], '}', "the object is closed");
+    cr_assert_eq(buf[n - 1], '\n');
 }

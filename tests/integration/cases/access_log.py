@@ -181,6 +181,15 @@ def reasons(ctx):
     read_proxy_header(b)
     b.close()
     settle(rl, tls)
+    # An ALPN name a client made up: bytes JSON must escape (a space, a
+    # quote, DEL), and still one object json.loads reads.
+    odd = to("tls")
+    addr_odd = addr(odd)
+    odd.sendall(client_hello("api.example.com", ['x y"\x7f']))
+    b = be.accept()
+    read_proxy_header(b)
+    b.close()
+    settle(rl, odd)
     # The only server is full.
     first = to("single")
     first.sendall(b"1")
@@ -211,9 +220,11 @@ def reasons(ctx):
     check(rec["client"] == "192.0.2.9:5555" and rec["end"] == "backend_closed", f"proxied: {rec}")
     rec = by_client(records, addr_tls)
     check(rec["sni"] == "api.example.com" and rec["alpn"] == "h2", f"tls: {rec}")
+    rec = by_client(records, addr_odd)
+    check(rec["alpn"] == 'x y"\x7f', f"escaped alpn: {rec}")
     check(all(r["id"].count("-") == 1 and r["time"].endswith("Z") for r in records), "ids, times")
-    # Each reason's connection, plus the proxied one and the TLS one.
-    check(len(records) == len(want) + 2, f"{len(records)} lines for {len(want) + 2} connections")
+    # Each reason's connection, plus the proxied one and the two TLS ones.
+    check(len(records) == len(want) + 3, f"{len(records)} lines for {len(want) + 3} connections")
     ctx.note(f"{len(want)} reasons, each from its fault")
 
 
