@@ -139,6 +139,10 @@ def package(ctx):
     lintian = harness.read_text(os.path.join(REPO, "build", "deb", "lintian.txt"))
     check(not [line for line in lintian.splitlines() if line.startswith("E:")],
           f"lintian: {lintian}")
+    readme = harness.read_text(os.path.join(REPO, "README.md"))
+    unlisted = [line for line in lintian.splitlines() if line.startswith("W:")
+                and f"`{line.split()[2]}`" not in readme]
+    check(not unlisted, f"lintian warnings the README does not list: {unlisted}")
     # apt's own user (_apt) reads the file: a directory it may enter.
     debs = os.path.join(ctx.tmpdir, "debs")
     os.makedirs(debs)
