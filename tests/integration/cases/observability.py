@@ -5,7 +5,9 @@ Then Debian's Prometheus scrapes a relay under a mixed load (good traffic,
 a server that refuses the PROXY header, a backend whose only server is
 gone, clients forging PROXY headers) and evaluates the rules; every PromQL
 expression of the dashboard and of the rules is run there, and each must
-return data: no panel is silently dead because a metric was renamed."""
+return data: no panel is silently dead because a metric was renamed. The
+relay's /metrics follows Prometheus's naming guidelines (promtool check
+metrics, _total counters, _seconds histograms)."""
 
 import json
 import os
@@ -153,6 +155,23 @@ def has_data(result):
     return any(r["value"][1] not in ("NaN", "+Inf", "-Inf") for r in result)
 
 
+def naming(admin_port):
+    """/metrics as Prometheus's naming guidelines have it: promtool check
+    metrics says nothing, counters end in _total and nothing else does,
+    histograms are in seconds."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as r:
+        text = r.read()
+    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                       timeout=30)
+    check(p.returncode == 0 and not p.stdout and not p.stderr,
+          f"promtool check metrics: {p.stdout!r} {p.stderr!r}")
+    types = re.findall(r"^# TYPE (\S+) (\S+)$", text.decode(), re.M)
+    check(len(types) > 40, f"only {len(types)} metrics")
+    for name, kind in types:
+        check((kind == "counter") == name.endswith("_total"), f"{kind} {name}")
+        check(kind != "histogram" or name.endswith("_seconds"), f"{kind} {name}")
+
+
 class MixedLoad(threading.Thread):
     """Good clients, clients of a server that refuses PROXY headers, of a
     backend with no server, and clients forging PROXY headers, in rounds
@@ -209,6 +228,7 @@ def dashboard(ctx):
         admin={"listen": f"127.0.0.1:{ports['admin']}"},
         access_log={"path": os.path.join(ctx.tmpdir, "access.log"), "mode": "all"})
     cfg.start(ctx, conf)
+    naming(ports["admin"])
     prom = Prometheus(ctx, f"127.0.0.1:{ports['admin']}")
 
     load = MixedLoad(ports)
