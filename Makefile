@@ -178,7 +178,8 @@ endif
 
 # The Debian package, built from a copy of this tree (no build/, no .git) so
 # that dpkg-buildpackage's clean never touches the working tree; the .debs
-# (ringrelay and ringrelay-dbgsym) and lintian's report land in build/deb/.
+# (ringrelay and ringrelay-dbgsym) and lintian's report land in build/deb/,
+# and the temporary files lintian leaves behind in build/deb/tmp, not /tmp.
 # lintian's errors fail the build; its warnings are printed (README lists
 # them with their reasons).
 DEB_DIR := build/deb
@@ -189,7 +190,8 @@ deb:
 	    -cf - . | tar -xf - -C $(DEB_DIR)/ringrelay-$(VERSION)
 	$(Q)cd $(DEB_DIR)/ringrelay-$(VERSION) && \
 	    dpkg-buildpackage -us -uc -b -j$$(nproc) >../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
-	$(Q)lintian --fail-on error --tag-display-limit 0 $(DEB_DIR)/ringrelay_$(VERSION)_*.changes \
+	$(Q)mkdir -p $(DEB_DIR)/tmp && TMPDIR=$$(pwd)/$(DEB_DIR)/tmp \
+	    lintian --fail-on error --tag-display-limit 0 $(DEB_DIR)/ringrelay_$(VERSION)_*.changes \
 	    >$(DEB_DIR)/lintian.txt 2>&1; rc=$$?; grep -v 'root privileges' $(DEB_DIR)/lintian.txt; \
 	    [ $$rc -eq 0 ] || { echo "make deb: lintian reports errors"; exit 1; }
 	$(Q)ls -1 $(DEB_DIR)/*.deb

@@ -130,7 +130,10 @@ def package(ctx):
         raise harness.TestSkip("ringrelay is installed on this machine already ("
                                + ", ".join(there) + "); the test will not replace it")
 
+    tmp_before = set(os.listdir("/tmp"))
     out = ok(["make", "-s", "deb"], "make deb", timeout=300)
+    left = set(os.listdir("/tmp")) - tmp_before
+    check(not left, f"make deb left {sorted(left)} in /tmp")
     version = harness.read_text(os.path.join(REPO, "debian", "changelog")).split()[1].strip("()")
     built = glob.glob(os.path.join(REPO, "build", "deb", f"ringrelay_{version}_*.deb"))
     check(len(built) == 1, f"make deb made {built}: {out}")
