@@ -32,12 +32,13 @@ static const char usage[] =
     "\n"
     "Opens N connections to HOST:PORT and writes CHUNK-byte blocks on each as fast\n"
     "as they are taken, for DURATION, then closes them and prints one line:\n"
-    "  connections=N seconds=S bytes=B gbps=G errors=E [cpu_s=C]\n"
+    "  connections=N seconds=S bytes=B gbps=G errors=E [cpu_s=C] sys_cpu_s=S\n"
     "\n"
     "  -c, --connections N   connections (default 4)\n"
     "  -d, --duration DUR    how long to write: 10, 10s, 500ms (default 10s)\n"
     "  -b, --chunk BYTES     bytes per write (default 65536)\n"
-    "  -p, --cpu-pid PID     also print PID's CPU seconds over the run\n"
+    "  -p, --cpu-pid PID     also print PID's CPU seconds over the run (sys_cpu_s:\n"
+    "                        the whole machine's, always)\n"
     "  -h, --help\n";
 
 /* Fills b from argv. Returns 0, or -1 after printing why. */
@@ -107,7 +108,7 @@ int main(int argc, char **argv)
     if (ep == -1 || tool_connect_watch("blaster", &b.addr, ep, EPOLLOUT, b.fds, b.conns) != 0)
         return 1;
     b.live = b.conns;
-    if (b.cpu_pid && tool_cpu_read(b.cpu_pid, &cpu0) != 0)
+    if (tool_cpu_read((pid_t)b.cpu_pid, &cpu0) != 0)
         fprintf(stderr, "blaster: cannot read CPU time of pid %d\n", (int)b.cpu_pid);
     t0 = tool_now_ns();
     run(&b, ep, buf, tool_deadline(b.duration));

@@ -48,7 +48,7 @@ static const char usage[] =
     "Each sends an S-byte message, waits until all S bytes came back, and sends\n"
     "the next. After WARMUP it measures for DURATION and prints one line:\n"
     "  connections=C size=S seconds=D requests=N rps=R mean_us=M p50_us=P\n"
-    "  p99_us=P max_us=X errors=E [cpu_s=C]\n"
+    "  p99_us=P p999_us=Q max_us=X errors=E [cpu_s=C] sys_cpu_s=S\n"
     "Only round trips that start after the warm-up and end within the window\n"
     "count.\n"
     "\n"
@@ -200,8 +200,7 @@ static void run(struct pingpong *p, struct tool_cpu *cpu0)
 
         if (!snapped && now >= p->warm_end) {
             snapped = true;
-            if (p->cpu_pid)
-                tool_cpu_read(p->cpu_pid, cpu0);
+            tool_cpu_read((pid_t)p->cpu_pid, cpu0);
         }
         n = epoll_wait(p->ep, evs, 512, ms);
         for (int k = 0; k < n; k++) {
@@ -220,9 +219,10 @@ static void report(const struct pingpong *p, const struct tool_cpu *cpu0)
     double mean = p->requests ? p->sum_us / (double)p->requests : 0;
 
     printf("connections=%ld size=%ld seconds=%.3f requests=%llu rps=%.1f mean_us=%.1f "
-           "p50_us=%.0f p99_us=%.0f max_us=%.0f errors=%llu",
+           "p50_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f errors=%llu",
            p->conns, p->size, p->duration, p->requests, (double)p->requests / p->duration, mean,
-           percentile(p, 0.50), percentile(p, 0.99), (double)p->max_ns / 1000, p->errors);
+           percentile(p, 0.50), percentile(p, 0.99), percentile(p, 0.999), (double)p->max_ns / 1000,
+           p->errors);
     tool_end_line((pid_t)p->cpu_pid, cpu0);
 }
 

@@ -13,7 +13,9 @@ usage: bench/run.sh [--quick] [--reps N] [--only S1,S2,...] [--contenders LIST]
 Runs the benchmark in a fresh network namespace: the relay under test on
 CPU 1, load generators and backends on CPU 0, one worker per relay.
 
-  (no option)   full run: S1-S6, 5 interleaved repetitions (under 10 minutes)
+  (no option)   full run: S1-S6, 5 interleaved repetitions (under 10 minutes),
+                and SC: syscalls per request (S2 64 B x 50) and per connection
+                (S4) of each contender, counted by perf in the first repetition
   --quick       one repetition of a subset, shorter (under 2 minutes)
   --reps N      repetitions (default 5; 1 with --quick)
   --only LIST   run only these scenarios, e.g. --only S1,S5
@@ -23,6 +25,10 @@ CPU 1, load generators and backends on CPU 0, one worker per relay.
                 haproxy-splice, nginx, direct, rr-w1, rr-w2 (a partial run:
                 no ratio is complete without the anchors)
   --relay PATH  ringrelay binary (default build/ringrelay)
+  --baseline PATH
+                another ringrelay binary (the code before a change), run as
+                contender rr-base right after rr wherever rr runs; the
+                results pair the two within each repetition
   --out NAME    results base name in bench/results/ (default
                 <YYYY-MM-DD>-<short hash>, with -quick appended for --quick)
   --keep        keep the work directory (configs, logs, raw numbers)
@@ -47,6 +53,7 @@ REPS=
 ONLY=
 PICK=
 RELAY=$ROOT/build/ringrelay
+BASELINE= # another ringrelay binary: contender rr-base, right after rr
 OUT=
 KEEP=0
 PROFILE=0
@@ -65,6 +72,7 @@ parse_args() {
         --only) ONLY=${2:?--only needs a list}; shift ;;
         --contenders) PICK=${2:?--contenders needs a list}; shift ;;
         --relay) RELAY=${2:?--relay needs a path}; shift ;;
+        --baseline) BASELINE=${2:?--baseline needs a path}; shift ;;
         --out) OUT=${2:?--out needs a name}; shift ;;
         --keep) KEEP=1 ;;
         --profile) PROFILE=1 ;;
@@ -84,7 +92,7 @@ preflight() {
     for t in haproxy nginx wrk gnuplot openssl unshare taskset ip ss python3; do
         command -v "$t" >/dev/null || die "$t not found: run scripts/deps.sh"
     done
-    [[ $PROFILE == 0 ]] || command -v perf >/dev/null || die "--profile: perf not found (linux-perf)"
+    command -v perf >/dev/null || die "perf not found (linux-perf): --profile and the syscall counts use it"
     [[ -f $NGINX_STREAM_MODULE ]] || die "$NGINX_STREAM_MODULE missing: install libnginx-mod-stream"
     make --no-print-directory -C "$ROOT/bench" tools >/dev/null || die "building the load tools failed"
 }
@@ -103,7 +111,7 @@ settings() {
     WRK_CONNS=64
     S2_CASES="64:50 64:500 1024:50 1024:500"
     S6_CASES="S2:64:500 S4"
-    SCENARIOS="S1 S2 S3 S4 S5 S6"
+    SCENARIOS="S1 S2 S3 S4 S5 S6 SC"
     if [[ $MODE == quick ]]; then
         S2_CASES="64:50 1024:500"
         S6_CASES="S4"
@@ -111,16 +119,23 @@ settings() {
     fi
     : "${REPS:=5}"
     [[ -n $ONLY ]] && SCENARIOS=${ONLY//,/ }
+    if [[ -n $BASELINE ]]; then
+        CONTENDERS_S1=${CONTENDERS_S1/rr /rr rr-base }
+        CONTENDERS_MAIN=${CONTENDERS_MAIN/rr /rr rr-base }
+        CONTENDERS_S5=${CONTENDERS_S5/rr /rr rr-base }
+        CONTENDERS_SC=${CONTENDERS_SC/rr /rr rr-base }
+    fi
     if [[ -n $PICK ]]; then
         CONTENDERS_S1=$(pick "$CONTENDERS_S1")
         CONTENDERS_MAIN=$(pick "$CONTENDERS_MAIN")
         CONTENDERS_S5=$(pick "$CONTENDERS_S5")
         CONTENDERS_S6=$(pick "$CONTENDERS_S6")
         CONTENDERS_S4_EXTRA=$(pick "$CONTENDERS_S4_EXTRA")
+        CONTENDERS_SC=$(pick "$CONTENDERS_SC")
     fi
     local s
     for s in $SCENARIOS; do
-        [[ $s =~ ^S[1-6]$ ]] || die "unknown scenario $s"
+        [[ $s =~ ^S[1-6]$|^SC$ ]] || die "unknown scenario $s"
     done
 }
 
@@ -144,7 +159,7 @@ HTTP_PORT=7081      # nginx: plain (direct)
 declare -A PORT=(
     [rr]=9001 [rr-epoll]=9002 [rr-copy]=9003 [rr-splice]=9004
     [haproxy]=9005 [haproxy-splice]=9006 [nginx]=9007 [rr-w1]=9008 [rr-w2]=9009
-    [rr-admin]=9010 [rr-acl]=9011
+    [rr-admin]=9010 [rr-acl]=9011 [rr-base]=9012
 )
 ADMIN_PORT=9110 # rr-admin's admin listener, scraped ten times a second
 
@@ -159,6 +174,7 @@ CONTENDERS_MAIN="rr rr-admin rr-epoll haproxy haproxy-splice nginx direct"
 CONTENDERS_S4_EXTRA="rr-acl"
 CONTENDERS_S5="rr rr-epoll haproxy haproxy-splice nginx"
 CONTENDERS_S6="rr-w1 rr-w2"
+CONTENDERS_SC="rr rr-epoll haproxy haproxy-splice nginx"
 
 # ----------------------------------------------------------- process control
 
@@ -258,6 +274,20 @@ cpu_ticks() {
     echo "$sum $group"
 }
 
+# The whole machine's busy ticks (/proc/stat's first line: user, nice,
+# system, irq, softirq, steal; not idle or iowait): the system view, where
+# work in softirq, kernel threads and the peers is counted too.
+sys_ticks() {
+    local _cpu user nice system idle iowait irq softirq steal
+    read -r _cpu user nice system idle iowait irq softirq steal _ </proc/stat
+    echo $((user + nice + system + irq + softirq + steal))
+}
+
+# CPU seconds between two sys_ticks readings.
+sys_seconds() {
+    calc "($2 - $1) / $HZ"
+}
+
 # CPU seconds between two cpu_ticks readings: the larger of the two views.
 cpu_seconds() {
     awk -v a="$1" -v b="$2" -v hz="$HZ" 'BEGIN {
@@ -317,7 +347,7 @@ start_ringrelay() {
     local name=$1 cpus=$2 workers=$3 bport=$4 log try
     shift 4
     for try in 1 2; do
-        spawn "$name" "$cpus" "$RELAY" --listen "127.0.0.1:${PORT[$name]}" \
+        spawn "$name" "$cpus" "${RELAY_BIN:-$RELAY}" --listen "127.0.0.1:${PORT[$name]}" \
             --backend "127.0.0.1:$bport" --workers "$workers" "$@"
         RELAY_MAIN=$SPAWNED RELAY_PID=$SPAWNED
         log=$WORK/log/$name-$RUN_ID.err
@@ -406,6 +436,7 @@ start_contender() {
     case $name in
     direct) return 0 ;;
     rr | rr-w1) start_ringrelay "$name" 1 1 "$bport" ;;
+    rr-base) RELAY_BIN=$BASELINE start_ringrelay "$name" 1 1 "$bport" ;;
     rr-w2) start_ringrelay "$name" 0,1 2 "$bport" ;;
     rr-epoll) start_ringrelay "$name" 1 1 "$bport" --io epoll ;;
     rr-copy) start_ringrelay "$name" 1 1 "$bport" --splice never ;;
@@ -576,7 +607,7 @@ sink_final() {
 
 # S1 bulk: blaster (4 connections, 64 KiB writes) -> relay -> sink.
 s1_run() {
-    local c=$1 out st i cpu bytes sbytes hdrs
+    local c=$1 out st i cpu sys bytes sbytes hdrs
     start_sink
     if ! start_contender "$c" $SINK_PORT $SINK_PORT; then
         stop "$SINK_PID"
@@ -592,7 +623,7 @@ s1_run() {
     done
     stop_contender "$c"
     st=$(sink_final)
-    bytes=$(kv bytes "$out") sbytes=$(kv bytes "$st") cpu=$(kv cpu_s "$out")
+    bytes=$(kv bytes "$out") sbytes=$(kv bytes "$st") cpu=$(kv cpu_s "$out") sys=$(kv sys_cpu_s "$out")
     hdrs=$(($(kv hdr_v1 "$st") + $(kv hdr_v2 "$st")))
     say "S1 $c: $out | sink: $st"
     [[ -z $bytes || $bytes == 0 ]] && { note "S1 $c rep $REP: no bytes sent ($out)"; return; }
@@ -602,28 +633,31 @@ s1_run() {
         note "S1 $c rep $REP: sink saw $hdrs PROXY headers on $(kv accepted "$st") connections"
     emit S1 bulk "$c" "$REP" gbps "$(kv gbps "$out")"
     [[ -n $cpu ]] && emit S1 bulk "$c" "$REP" cpu_s_per_gb "$(calc "$cpu / ($bytes / 1e9)")"
+    [[ -n $sys ]] && emit S1 bulk "$c" "$REP" sys_cpu_s_per_gb "$(calc "$sys / ($bytes / 1e9)")"
 }
 
 # S2 small messages: pingpong -> relay -> echo. s2_run CONTENDER SIZE CONNS [SCEN CASE]
 s2_run() {
-    local c=$1 size=$2 conns=$3 scen=${4:-S2} case=${5:-$2B-$3c} out req cpu
+    local c=$1 size=$2 conns=$3 scen=${4:-S2} case=${5:-$2B-$3c} out req cpu sys
     start_contender "$c" $ECHO_PORT $ECHO_PORT || return
     out=$(taskset -c 0 "$TOOLS/pingpong" -c "$conns" -s "$size" -d "$D_PING" -w "$W_PING" \
         ${RELAY_PID:+--cpu-pid "$RELAY_PID"} "127.0.0.1:$RELAY_PORT")
     stop_contender "$c"
     say "$scen $case $c: $out"
-    req=$(kv requests "$out") cpu=$(kv cpu_s "$out")
+    req=$(kv requests "$out") cpu=$(kv cpu_s "$out") sys=$(kv sys_cpu_s "$out")
     [[ -z $req || $req == 0 ]] && { note "$scen $case $c rep $REP: no requests ($out)"; return; }
     [[ $(kv errors "$out") == 0 ]] || note "$scen $case $c rep $REP: pingpong errors ($out)"
     emit "$scen" "$case" "$c" "$REP" rps "$(kv rps "$out")"
     [[ -n $cpu ]] && emit "$scen" "$case" "$c" "$REP" cpu_us_per_req "$(calc "$cpu * 1e6 / $req")"
     emit "$scen" "$case" "$c" "$REP" mean_us "$(kv mean_us "$out")"
     emit "$scen" "$case" "$c" "$REP" p99_us "$(kv p99_us "$out")"
+    emit "$scen" "$case" "$c" "$REP" p999_us "$(kv p999_us "$out")"
+    [[ -n $sys ]] && emit "$scen" "$case" "$c" "$REP" sys_cpu_us_per_req "$(calc "$sys * 1e6 / $req")"
 }
 
 # Runs wrk on CPU 0 and prints its figures as "requests= rps= p50_us= ...".
 wrk_run() {
-    taskset -c 0 wrk -t1 -c"$WRK_CONNS" -d"${D_WRK}s" --latency "$@" 2>&1 |
+    taskset -c 0 wrk -t1 -c"$WRK_CONNS" -d"${D_WRK}s" --latency -s "$ROOT/bench/wrk-p999.lua" "$@" 2>&1 |
         tee -a "$WORK/log/wrk.log" | awk '
         function us(v) {
             if (v ~ /us$/) return v + 0
@@ -638,8 +672,9 @@ wrk_run() {
         /Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
         /Non-2xx or 3xx/ { err += $5 }
         /^Requests\/sec:/ { rps = $2 }
-        END { printf "requests=%s rps=%s p50_us=%s p90_us=%s p99_us=%s errors=%d\n",
-              req, rps, p50, p90, p99, err }'
+        /^p999_us=/ { p999 = substr($1, 9) }
+        END { printf "requests=%s rps=%s p50_us=%s p90_us=%s p99_us=%s p999_us=%s errors=%d\n",
+              req, rps, p50, p90, p99, p999, err }'
 }
 
 # TIME_WAIT sockets in the namespace (S4 leaves many behind).
@@ -652,6 +687,7 @@ time_wait_count() {
 # figures go under SCEN and CASE (default: KIND, and tls or churn).
 wrk_scenario() {
     local kind=$1 c=$2 scen=${3:-$1} case=${4:-} bport dport url out req cpu='' before after tw
+    local sys0 sys
     case $kind in
     S3) bport=$HTTPS_PP_PORT dport=$HTTPS_PORT case=${case:-tls} ;;
     S4) bport=$HTTP_PP_PORT dport=$HTTP_PORT case=${case:-churn} ;;
@@ -666,10 +702,12 @@ wrk_scenario() {
     fi
     tw=$(time_wait_count)
     [[ -n $RELAY_PID ]] && before=$(cpu_ticks "$RELAY_PID")
+    sys0=$(sys_ticks)
     out=$(wrk_run "$@" "$url")
+    sys=$(sys_seconds "$sys0" "$(sys_ticks)")
     [[ -n $RELAY_PID ]] && after=$(cpu_ticks "$RELAY_PID") && cpu=$(cpu_seconds "$before" "$after")
     stop_contender "$c"
-    say "$scen $case $c: $out${cpu:+ cpu_s=$cpu} (TIME_WAIT before: $tw)"
+    say "$scen $case $c: $out${cpu:+ cpu_s=$cpu} sys_cpu_s=$sys (TIME_WAIT before: $tw)"
     req=$(kv requests "$out")
     [[ -z $req || $req == 0 ]] && { note "$scen $case $c rep $REP: wrk made no requests"; return; }
     [[ $(kv errors "$out") == 0 ]] || note "$scen $case $c rep $REP: wrk errors ($out)"
@@ -677,10 +715,75 @@ wrk_scenario() {
         emit "$scen" "$case" "$c" "$REP" rps "$(kv rps "$out")"
         [[ -n $cpu ]] && emit "$scen" "$case" "$c" "$REP" cpu_us_per_req "$(calc "$cpu * 1e6 / $req")"
         emit "$scen" "$case" "$c" "$REP" p99_us "$(kv p99_us "$out")"
+        emit "$scen" "$case" "$c" "$REP" p999_us "$(kv p999_us "$out")"
+        emit "$scen" "$case" "$c" "$REP" sys_cpu_us_per_req "$(calc "$sys * 1e6 / $req")"
     else
         emit "$scen" "$case" "$c" "$REP" cps "$(kv rps "$out")"
         [[ -n $cpu ]] && emit "$scen" "$case" "$c" "$REP" cpu_us_per_conn "$(calc "$cpu * 1e6 / $req")"
+        emit "$scen" "$case" "$c" "$REP" sys_cpu_us_per_conn "$(calc "$sys * 1e6 / $req")"
     fi
+}
+
+# ---- syscalls per unit of work (scenario SC, first repetition only)
+#
+# perf counts every syscall the contender's process makes, all threads,
+# while the load runs: it starts with its counters off, is switched on
+# right before the load and off right after it (perf's control fifo, each
+# command acknowledged), so the counts are the load's alone. The relay's
+# io_uring operations are not syscalls; what they save shows here.
+SC_PERF=
+
+syscalls_on() {
+    local ctl=$WORK/log/sc-ctl ack=$WORK/log/sc-ack
+    rm -f "$ctl" "$ack" && mkfifo "$ctl" "$ack"
+    perf stat -x, -e 'syscalls:sys_enter_*' --delay=-1 --control "fifo:$ctl,$ack" \
+        -p "$RELAY_PID" -o "$WORK/log/sc-$RUN_ID.csv" >/dev/null 2>&1 &
+    SC_PERF=$!
+    exec {SC_CTL}>"$ctl" {SC_ACK}<"$ack"
+    echo enable >&"$SC_CTL"
+    read -r -t 10 -u "$SC_ACK" _ || note "SC: perf did not acknowledge enable"
+}
+
+# syscalls_off SCEN CASE CONTENDER UNITS: the counts per unit, total as the
+# metric syscalls_per_unit and each call's in syscalls.tsv.
+syscalls_off() {
+    local scen=$1 case=$2 c=$3 units=$4 csv=$WORK/log/sc-$RUN_ID.csv
+    echo disable >&"$SC_CTL"
+    read -r -t 10 -u "$SC_ACK" _ || note "SC: perf did not acknowledge disable"
+    kill -INT "$SC_PERF" 2>/dev/null
+    wait "$SC_PERF" 2>/dev/null
+    exec {SC_CTL}>&- {SC_ACK}<&-
+    SC_PERF=
+    ((units > 0)) || return
+    awk -F, -v units="$units" -v cs="$case" -v c="$c" -v out="$WORK/syscalls.tsv" '
+        $3 ~ /^syscalls:sys_enter_/ && $1 ~ /^[0-9]+$/ && $1 > 0 {
+            name = substr($3, 20); total += $1
+            printf "%s\t%s\t%s\t%.4f\n", cs, c, name, $1 / units >> out
+        }
+        END { printf "%.4f\n", total / units }' "$csv" >"$WORK/log/sc-total"
+    emit "$scen" "$case" "$c" "$REP" syscalls_per_unit "$(cat "$WORK/log/sc-total")"
+    say "$scen $case $c: $(cat "$WORK/log/sc-total") syscalls per unit over $units"
+}
+
+sc_run() {
+    local c=$1 kind=$2 out units
+    case $kind in
+    S2)
+        start_contender "$c" $ECHO_PORT $ECHO_PORT || return
+        syscalls_on
+        out=$(taskset -c 0 "$TOOLS/pingpong" -c 50 -s 64 -d "$D_PING" -w 0 "127.0.0.1:$RELAY_PORT")
+        units=$(kv requests "$out")
+        syscalls_off SC S2-64B-50c-per-request "$c" "${units:-0}"
+        ;;
+    S4)
+        start_contender "$c" "$HTTP_PP_PORT" "$HTTP_PORT" || return
+        syscalls_on
+        out=$(wrk_run -H 'Connection: close' "http://127.0.0.1:$RELAY_PORT/1k")
+        units=$(kv requests "$out")
+        syscalls_off SC S4-churn-per-connection "$c" "${units:-0}"
+        ;;
+    esac
+    stop_contender "$c"
 }
 
 # S5 idle: N connections that send nothing; RSS and fds of the relay before
@@ -767,6 +870,13 @@ run_rep() {
                 for c in $CONTENDERS_S6; do s6_run "$c" "$spec"; done
             done
             ;;
+        SC)
+            ((REP == 1)) || continue
+            for spec in S2 S4; do
+                CASE=$spec
+                for c in $CONTENDERS_SC; do sc_run "$c" "$spec"; done
+            done
+            ;;
         esac
     done
 }
@@ -785,6 +895,7 @@ write_meta() {
         echo "relay_tree_dirty=$(git -C "$ROOT" status --porcelain -- src include Makefile 2>/dev/null | wc -l)"
         echo "relay_version=$("$RELAY" --version 2>&1 | head -n 1)"
         echo "relay_sha256=$(sha256sum "$RELAY" | cut -c1-12)"
+        [[ -z $BASELINE ]] || echo "baseline_sha256=$(sha256sum "$BASELINE" | cut -c1-12)"
         for c in "${!RR_IO[@]}"; do echo "relay_io_$c=${RR_IO[$c]}"; done
         echo "haproxy=$(haproxy -v 2>&1 | head -n 1 | awk '{print $3}')"
         echo "nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///')"
@@ -803,9 +914,10 @@ report() {
     local dir=$ROOT/bench/results term ext
     mkdir -p "$dir"
     write_meta
-    touch "$WORK/raw.tsv" "$WORK/notes.txt"
+    touch "$WORK/raw.tsv" "$WORK/notes.txt" "$WORK/syscalls.tsv"
     python3 "$ROOT/bench/report.py" --raw "$WORK/raw.tsv" --meta "$WORK/meta.env" \
-        --notes "$WORK/notes.txt" --out "$dir/$OUT" --plot-dir "$WORK/plot" ||
+        --notes "$WORK/notes.txt" --syscalls "$WORK/syscalls.tsv" --out "$dir/$OUT" \
+        --plot-dir "$WORK/plot" ||
         die "report failed"
     term=png
     gnuplot -e 'set terminal pngcairo' 2>/dev/null && term=pngcairo
@@ -854,6 +966,10 @@ main() {
     # Every run uses the same binary, even if build/ is rebuilt meanwhile.
     cp "$(readlink -f "$RELAY")" "$WORK/ringrelay" || die "cannot copy $RELAY"
     RELAY=$WORK/ringrelay
+    if [[ -n $BASELINE ]]; then
+        cp "$(readlink -f "$BASELINE")" "$WORK/ringrelay-base" || die "cannot copy $BASELINE"
+        BASELINE=$WORK/ringrelay-base
+    fi
 
     REP=0
     echo "bench: $MODE run, $REPS repetition(s) of $SCENARIOS, results $OUT" >&2

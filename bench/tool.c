@@ -358,6 +358,29 @@ static long long stat_ticks(const char *path)
     return (long long)(ut + st);
 }
 
+/* The machine's busy ticks over all CPUs: the first line of /proc/stat,
+ * "cpu user nice system idle iowait irq softirq steal ...", without idle
+ * and iowait (guest time is inside user already); -1 when unreadable. */
+static long long system_ticks(void)
+{
+    char buf[256];
+    unsigned long long v[8];
+    ssize_t n;
+    int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+
+    if (fd == -1)
+        return -1;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    if (sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+               &v[4], &v[5], &v[6], &v[7]) != 8)
+        return -1;
+    return (long long)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]);
+}
+
 int tool_cpu_read(pid_t pid, struct tool_cpu *c)
 {
     char path[64];
@@ -365,6 +388,9 @@ int tool_cpu_read(pid_t pid, struct tool_cpu *c)
     struct dirent *e;
     long long t;
 
+    c->system = system_ticks();
+    if (pid == 0)
+        return c->system < 0 ? -EIO : 0;
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     c->group = stat_ticks(path);
     if (c->group < 0)
@@ -398,9 +424,15 @@ double tool_cpu_seconds(const struct tool_cpu *before, const struct tool_cpu *af
 void tool_end_line(pid_t pid, const struct tool_cpu *before)
 {
     struct tool_cpu after;
+    long hz = sysconf(_SC_CLK_TCK);
 
-    if (pid && tool_cpu_read(pid, &after) == 0)
-        printf(" cpu_s=%.3f", tool_cpu_seconds(before, &after));
+    if (tool_cpu_read(pid, &after) == 0) {
+        if (pid)
+            printf(" cpu_s=%.3f", tool_cpu_seconds(before, &after));
+        if (before->system > 0 && after.system >= before->system)
+            printf(" sys_cpu_s=%.3f",
+                   (double)(after.system - before->system) / (double)(hz > 0 ? hz : 100));
+    }
     printf("\n");
     fflush(stdout);
 }

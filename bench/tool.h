@@ -34,12 +34,15 @@ struct tool_opt {
     long min, max; /* TOOL_OPT_COUNT only */
 };
 
-/* CPU time of a process in clock ticks, read two ways: summed over its live
- * threads (/proc/PID/task/N/stat) and for the whole thread group
- * (/proc/PID/stat, which keeps the time of threads that have exited). */
+/* CPU time in clock ticks: of a process, read two ways (summed over its
+ * live threads, /proc/PID/task/N/stat, and for the whole thread group,
+ * /proc/PID/stat, which keeps the time of threads that have exited); and of
+ * the whole machine (/proc/stat: every CPU busy in user, nice, system, irq,
+ * softirq or steal), where no work can hide in a kernel thread. */
 struct tool_cpu {
     long long tasks;
     long long group;
+    long long system;
 };
 
 /* Parses "1.2.3.4:80", "[::1]:80" or "name:80". Returns 0 or -EINVAL. */
@@ -107,7 +110,8 @@ enum { TOOL_SIG_USR1 = 1, TOOL_SIG_STOP = 2 };
  * SIGUSR1 was among them, TOOL_SIG_STOP if SIGTERM or SIGINT was, both or 0. */
 int tool_signal_take(int sfd);
 
-/* Reads pid's CPU time. Returns 0 or -errno. */
+/* Reads the machine's CPU time, and pid's unless pid is 0. Returns 0 or
+ * -errno. */
 int tool_cpu_read(pid_t pid, struct tool_cpu *c);
 
 /* Seconds of CPU between two readings: the larger of the two views, so a
@@ -115,7 +119,8 @@ int tool_cpu_read(pid_t pid, struct tool_cpu *c);
 double tool_cpu_seconds(const struct tool_cpu *before, const struct tool_cpu *after);
 
 /* Ends a result line on stdout: " cpu_s=C", pid's CPU seconds since *before,
- * when pid is not 0 and can still be read, then a newline; flushes. */
+ * when pid is not 0 and can still be read, and " sys_cpu_s=S", the whole
+ * machine's, when *before has it; then a newline; flushes. */
 void tool_end_line(pid_t pid, const struct tool_cpu *before);
 
 /* The epoll server under sink and echo. */
