@@ -40,6 +40,10 @@ struct io_backend {
     /* c's client socket joined the worker (for back ends that register
      * sockets; connect() registers the backend socket itself). */
     void (*attach)(struct worker *w, struct conn *c, int side);
+    /* A non-blocking socket of family for c's backend side; completes with
+     * relay_on_socket(). */
+    void (*socket)(struct worker *w, struct conn *c, int family);
+    /* TCP_NODELAY on fd[SIDE_BACKEND] (an IP socket), then connect to sa. */
     void (*connect)(struct worker *w, struct conn *c, const struct sockaddr *sa);
     /* Gives up c's connect in progress (to retry elsewhere): returns 1 if it
      * is gone at once, 0 if it will complete, with -ECANCELED. */
@@ -62,6 +66,9 @@ struct io_backend {
     int (*cancel)(struct worker *w, struct conn *c);
     /* Gives a buffer back to the pool the back end receives into. */
     void (*buf_put)(struct worker *w, uint16_t bid);
+    /* Closes fd, which nothing uses any more (no operation on it is in
+     * flight); reset: with SO_LINGER 0, so the peer gets RST, not FIN. */
+    void (*close)(struct worker *w, int fd, int reset);
 };
 
 extern const struct io_backend io_uring_backend;
@@ -74,6 +81,7 @@ int io_uring_usable(void);
  * BUF_NONE when no buffer. */
 /* A client on the worker's listening socket listen_fd[bind]. */
 void relay_on_accept(struct worker *w, int fd, int bind);
+void relay_on_socket(struct worker *w, struct conn *c, int res);
 void relay_on_connect(struct worker *w, struct conn *c, int res);
 void relay_on_recv(struct worker *w, struct conn *c, int d, int res, uint16_t bid);
 void relay_on_send(struct worker *w, struct conn *c, int d, int res);

@@ -107,6 +107,7 @@ struct conn {
     struct pool_tried tried; /* servers tried so far */
     uint8_t rgen;            /* the worker's runtime generation it runs on */
     uint8_t end;             /* why it ended (enum conn_end): the first cause wins */
+    uint8_t reset;           /* closed with a reset: its sockets close with SO_LINGER 0 */
     uint64_t src_key;        /* its client's key in the per-source count */
     /* Microseconds: when it was accepted, then after that when its last
      * connect began, when that completed, and when the backend's first
@@ -115,7 +116,8 @@ struct conn {
     uint32_t t_connect, t_open, t_first;
     struct dir dir[2];
     union sockaddr_inet peer; /* the client: from a trusted inbound header, or the socket */
-    union sockaddr_inet dst;
+    union sockaddr_inet dst;  /* a trusted inbound header's destination, or the listener's
+                               * own address; AF_UNSPEC until known */
     uint8_t hdr[PROXY_HDR_MAX];
 };
 

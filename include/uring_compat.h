@@ -14,4 +14,12 @@
 #define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
 #endif
 
+/* Socket commands (IORING_OP_URING_CMD on a socket, Linux 6.7): liburing
+ * 2.5 has io_uring_prep_cmd_sock(); 2.3's SQE lacks the names of the
+ * fields they use (cmd_op in off, level and optname in addr, optlen in
+ * splice_fd_in, optval in addr3). */
+#ifndef SOCKET_URING_OP_SETSOCKOPT
+#define SOCKET_URING_OP_SETSOCKOPT 3
+#endif
+
 #endif

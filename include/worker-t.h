@@ -53,6 +53,10 @@ struct worker {
 
     int listen_fd[RUNTIME_MAX_BINDS];
     uint8_t listen_li[RUNTIME_MAX_BINDS]; /* the listener each socket belongs to */
+    /* Each socket's own address when it is bound to one, the destination
+     * of every client it accepts (no getsockname per connection);
+     * AF_UNSPEC for a wildcard bind. */
+    union sockaddr_inet listen_local[RUNTIME_MAX_BINDS];
     int n_listen;
     uint8_t accept_paused; /* ACCEPT_PAUSE_* reasons */
     uint64_t accept_resume_ms;

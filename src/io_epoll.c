@@ -11,6 +11,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,10 +171,20 @@ static void ep_attach(struct worker *w, struct conn *c, int side)
         log_rl(LOG_LEVEL_ERROR, "c%u.%u: epoll_ctl: %s", w->id, c->id, strerror(errno));
 }
 
+static void ep_socket(struct worker *w, struct conn *c, int family)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    relay_on_socket(w, c, fd >= 0 ? fd : -errno);
+}
+
 static void ep_connect(struct worker *w, struct conn *c, const struct sockaddr *sa)
 {
+    static const int one = 1;
     uint16_t *f = &c->io.flags[SIDE_BACKEND];
 
+    if (sa->sa_family != AF_UNIX)
+        (void)setsockopt(c->fd[SIDE_BACKEND], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     *f |= W_CONN;
     if (connect(c->fd[SIDE_BACKEND], sa, addr_len(sa)) == 0) {
         c->io.res[SIDE_BACKEND] = 0;
@@ -431,6 +442,15 @@ static void ep_run(struct worker *w)
     }
 }
 
+static void ep_close(struct worker *w, int fd, int reset)
+{
+    static const struct linger rst = {.l_onoff = 1, .l_linger = 0};
+
+    if (reset)
+        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+    close(fd);
+}
+
 const struct io_backend io_epoll_backend = {
     .name = "epoll",
     .init = ep_init,
@@ -440,6 +460,7 @@ const struct io_backend io_epoll_backend = {
     .accept_stop = ep_accept_stop,
     .accept_idle = ep_accept_idle,
     .attach = ep_attach,
+    .socket = ep_socket,
     .connect = ep_connect,
     .connect_abandon = ep_connect_abandon,
     .recv = ep_recv,
@@ -449,4 +470,5 @@ const struct io_backend io_epoll_backend = {
     .poll_out = ep_poll_out,
     .cancel = ep_cancel,
     .buf_put = ep_buf_put,
+    .close = ep_close,
 };

@@ -112,6 +112,11 @@ static void conn_free(struct worker *w, struct conn *c)
         buf_release(w, &c->dir[d]);
         pipe_release(w, &c->dir[d]);
     }
+    for (int s = 0; s < 2; s++) {
+        if (c->fd[s] >= 0)
+            w->io->close(w, c->fd[s], c->reset);
+        c->fd[s] = -1;
+    }
     conn_discard(c);
     conn_slot_put(w, c);
 }
@@ -123,22 +128,11 @@ static void conn_op_done(struct worker *w, struct conn *c)
         conn_free(w, c);
 }
 
-/* Makes close(fd) send RST instead of FIN. */
-static void reset_on_close(int fd)
-{
-    static const struct linger rst = {.l_onoff = 1, .l_linger = 0};
-
-    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
-}
-
 void conn_close(struct worker *w, struct conn *c, int abort)
 {
     if (c->state == CONN_CLOSING || c->state == CONN_FREE)
         return;
-    if (abort)
-        for (int s = 0; s < 2; s++)
-            if (c->fd[s] >= 0)
-                reset_on_close(c->fd[s]);
+    c->reset = (uint8_t)(abort != 0); /* the sockets close once nothing is in flight */
     log_debug("c%u.%u closed%s: %llu bytes from client, %llu from backend", w->id, c->id,
               abort ? " with reset" : "", (unsigned long long)c->dir[0].moved,
               (unsigned long long)c->dir[1].moved);
@@ -165,13 +159,6 @@ static void conn_abort(struct worker *w, struct conn *c, int side, int err)
 }
 
 /* ---- connect ---- */
-
-static void set_nodelay(int fd)
-{
-    static const int one = 1;
-
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
 
 /* Takes a server of c's backend that is up, has room, and was not tried
  * yet. Returns 0, or -1 (logged, counted) when there is none. */
@@ -215,35 +202,44 @@ static int conn_wait_fd(struct worker *w, struct conn *c, int err)
     return 1;
 }
 
-/* Opens the connection to a server of c's backend; the header is built. */
+/* Opens the connection to a server of c's backend; the header is built.
+ * The socket comes first (relay_on_socket), then the connect. */
 static void conn_connect(struct worker *w, struct conn *c)
 {
-    const struct sockaddr *be;
-    int bfd, err;
-
     if (conn_pick_server(w, c) < 0) {
         conn_close(w, c, 0);
         return;
     }
-    be = runtime_server_addr(conn_rt(w, c), c->be_index, c->server);
-    bfd = socket(be->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (bfd == -1) {
-        err = errno;
-        if (err_out_of_resources(err) && conn_wait_fd(w, c, err))
+    if (!(c->flags & CONN_WAIT_FD)) /* a wait for a descriptor is bounded from its start */
+        timer_set(w, c, TIMER_CONNECT);
+    c->state = CONN_CONNECTING;
+    c->inflight++;
+    w->io->socket(w, c, runtime_server_addr(conn_rt(w, c), c->be_index, c->server)->sa_family);
+}
+
+void relay_on_socket(struct worker *w, struct conn *c, int res)
+{
+    if (c->state == CONN_CLOSING) {
+        if (res >= 0)
+            w->io->close(w, res, 0);
+        conn_op_done(w, c);
+        return;
+    }
+    c->inflight--;
+    if (res < 0) {
+        if (err_out_of_resources(-res) && conn_wait_fd(w, c, -res))
             return;
         conn_end(c, END_LOCAL_ERROR);
-        log_rl(LOG_LEVEL_WARN, "c%u.%u: backend socket: %s", w->id, c->id, strerror(err));
+        log_rl(LOG_LEVEL_WARN, "c%u.%u: backend socket: %s", w->id, c->id, strerror(-res));
         conn_close(w, c, 0);
         return;
     }
-    c->fd[SIDE_BACKEND] = bfd;
+    c->fd[SIDE_BACKEND] = res;
     c->flags &= (uint8_t)~CONN_WAIT_FD;
-    set_nodelay(bfd);
-    c->state = CONN_CONNECTING;
     c->t_connect = conn_elapsed(c);
     timer_set(w, c, TIMER_CONNECT);
     c->inflight++;
-    w->io->connect(w, c, be);
+    w->io->connect(w, c, runtime_server_addr(conn_rt(w, c), c->be_index, c->server));
     /* Read early so the first client bytes can ride with the header. */
     dir_next(w, c, SIDE_CLIENT);
 }
@@ -286,7 +282,7 @@ static void conn_retry(struct worker *w, struct conn *c)
 {
     stat_inc(&st_backend(w, c)->retries);
     c->flags &= (uint8_t)~CONN_RETRYING;
-    close(c->fd[SIDE_BACKEND]);
+    w->io->close(w, c->fd[SIDE_BACKEND], 0);
     c->fd[SIDE_BACKEND] = -1;
     conn_drop_server(w, c);
     conn_connect(w, c);
@@ -388,8 +384,7 @@ static void accept_refuse(struct worker *w, int fd, int bind, enum conn_end end)
     const struct runtime *rt = w->gens[w->cur_gen].rt;
 
     account_refused(w, fd, bind, end);
-    reset_on_close(fd);
-    close(fd);
+    w->io->close(w, fd, 1);
     if (end == END_LISTENER_OFF)
         log_rl(LOG_LEVEL_INFO, "listener %s is disabled (disable listener): connection reset",
                rt->cfg.listeners[w->listen_li[bind]].name);
@@ -424,6 +419,7 @@ void relay_on_accept(struct worker *w, int fd, int bind)
     accepting_reset(w);
     c->fd[SIDE_CLIENT] = fd; /* TCP_NODELAY comes from the listener */
     c->li = w->listen_li[bind];
+    c->dst = w->listen_local[bind]; /* AF_UNSPEC: a wildcard bind, asked when needed */
     stat_inc(&st_listener(w, c)->accepted);
     if (getpeername(fd, &c->peer.sa, &len) == -1) {
         conn_end(c, END_CLIENT_RESET);
@@ -449,11 +445,14 @@ static void dir_shut(struct worker *w, struct conn *c, int d)
 {
     conn_end(c, d == SIDE_CLIENT ? END_CLIENT_CLOSED : END_BACKEND_CLOSED);
     c->dir[d].flags |= DIR_DONE;
-    (void)shutdown(c->fd[!d], SHUT_WR);
-    if (c->dir[!d].flags & DIR_DONE)
+    if (c->dir[!d].flags & DIR_DONE) {
+        /* Both ways are done: closing fd[!d], whose every byte was read,
+         * sends the FIN a shutdown would. */
         conn_close(w, c, 0);
-    else
-        timer_set(w, c, TIMER_FIN);
+        return;
+    }
+    (void)shutdown(c->fd[!d], SHUT_WR);
+    timer_set(w, c, TIMER_FIN);
 }
 
 /* Whether d should move to splice; ends a full window in auto mode. */

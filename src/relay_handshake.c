@@ -79,7 +79,7 @@ static int conn_build_header(struct worker *w, struct conn *c, const struct clie
 
     if (b->proxy_protocol == PROXY_OFF)
         return 0;
-    if (!(c->flags & CONN_HAS_DST)) {
+    if (!(c->flags & CONN_HAS_DST) && c->dst.sa.sa_family == AF_UNSPEC) {
         if (getsockname(c->fd[SIDE_CLIENT], &local.sa, &len) == -1)
             return -errno;
         dst = &local.sa;

@@ -40,6 +40,22 @@ static void gen_fini(struct worker_gen *g)
     g->rt = NULL;
 }
 
+/* Learns the address each listening socket is bound to, where it is one
+ * address and not a wildcard: that is every accepted client's destination. */
+static void listen_locals(struct worker *w)
+{
+    for (int i = 0; i < w->n_listen; i++) {
+        union sockaddr_inet *a = &w->listen_local[i];
+        socklen_t len = sizeof(*a);
+
+        if (getsockname(w->listen_fd[i], &a->sa, &len) == -1 ||
+            (a->sa.sa_family == AF_INET && a->in.sin_addr.s_addr == htonl(INADDR_ANY)) ||
+            (a->sa.sa_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&a->in6.sin6_addr)) ||
+            (a->sa.sa_family != AF_INET && a->sa.sa_family != AF_INET6))
+            a->sa.sa_family = AF_UNSPEC;
+    }
+}
+
 int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_fd,
                 const uint8_t *listen_li, int n_listen, atomic_uint *active_total)
 {
@@ -52,6 +68,7 @@ int worker_init(struct worker *w, int id, struct runtime *rt, const int *listen_
     w->n_listen = n_listen;
     memcpy(w->listen_fd, listen_fd, sizeof(int) * (size_t)n_listen);
     memcpy(w->listen_li, listen_li, (size_t)n_listen);
+    listen_locals(w);
     accepting_reset(w);
     w->st = stats_block_new(id);
     if (relay_pool_init(w, rt->max_connections, rt->pipes_per_worker, active_total) < 0 || !w->st) {
@@ -152,6 +169,7 @@ static void reload_step(struct worker *w)
     memcpy(w->listen_fd, u->listen_fd, sizeof(w->listen_fd));
     memcpy(w->listen_li, u->listen_li, sizeof(w->listen_li));
     w->n_listen = u->n_listen;
+    listen_locals(w);
     gen_init(&w->gens[slot], u->rt); /* the update's reference becomes the generation's */
     w->cur_gen = (uint8_t)slot;
     atomic_store(&w->update, NULL);

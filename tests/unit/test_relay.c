@@ -40,6 +40,7 @@ static struct fake {
     int abandon_now;                  /* connect_abandon: 1 gone at once, 0 completes later */
     int real_connect;                 /* connect the backend socket for real */
     int cancels, attaches;
+    int closes, resets;    /* sockets closed by the back end, plainly or with a reset */
     uint8_t buf_out[1024]; /* 1: the relay holds that buffer */
     int buf_puts;
     uint8_t sent[2][8192]; /* what completed sends took, by direction */
@@ -72,6 +73,14 @@ static void start_op(struct conn *c, int d, enum fake_op op)
 {
     PEND(c, d, op)++;
     fk.started[op]++;
+}
+
+/* As the epoll back end: a real socket, at once. */
+static void f_socket(struct worker *wk, struct conn *c, int family)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    relay_on_socket(wk, c, fd >= 0 ? fd : -errno);
 }
 
 static void f_connect(struct worker *wk, struct conn *c, const struct sockaddr *sa)
@@ -139,12 +148,25 @@ static void f_buf_put(struct worker *wk, uint16_t bid)
     fk.buf_puts++;
 }
 
+/* As the epoll back end: the relay's sockets are real here. */
+static void f_close(struct worker *wk, int fd, int reset)
+{
+    static const struct linger rst = {.l_onoff = 1, .l_linger = 0};
+
+    fk.closes += reset ? 0 : 1;
+    fk.resets += reset ? 1 : 0;
+    if (reset)
+        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+    close(fd);
+}
+
 static const struct io_backend fake_io = {
     .name = "fake",
     .accept_start = f_nothing,
     .accept_stop = f_nothing,
     .accept_idle = f_idle,
     .attach = f_attach,
+    .socket = f_socket,
     .connect = f_connect,
     .connect_abandon = f_connect_abandon,
     .recv = f_recv,
@@ -154,6 +176,7 @@ static const struct io_backend fake_io = {
     .poll_out = f_poll_out,
     .cancel = f_cancel,
     .buf_put = f_buf_put,
+    .close = f_close,
 };
 
 /* ---- completing operations ---- */
