@@ -388,10 +388,7 @@ def markdown(meta, sums, ratios6, notes, target_rows, paired=None, calls=None):
                   "burst of noise on the machine moves less than the ratio of the medians.", "",
                   "| cell | figure | ringrelay | with the rules | ratio of medians | "
                   "paired ratio |", "|---|---|---:|---:|---:|---:|"]
-        pairs = (paired or {}).get("rr-acl", {})
-        lines += [f"| {c} | {m} | {fmt(a)} | {fmt(b)} | {r:.2f}x | "
-                  f"{cell_text(pairs.get((c, m)))} |" for c, m, a, b, r in cost]
-        lines.append("")
+        paired_rows(lines, cost, (paired or {}).get("rr-acl", {}))
     cost = beside(sums, "rr-base")
     if cost:
         lines += ["## This build against the baseline", "",
@@ -402,10 +399,7 @@ def markdown(meta, sums, ratios6, notes, target_rows, paired=None, calls=None):
                   "faster.", "",
                   "| cell | figure | this build | baseline | baseline ÷ build (medians) | "
                   "paired, per repetition |", "|---|---|---:|---:|---:|---:|"]
-        pairs = (paired or {}).get("rr-base", {})
-        lines += [f"| {c} | {m} | {fmt(a)} | {fmt(b)} | {r:.2f}x | "
-                  f"{cell_text(pairs.get((c, m)))} |" for c, m, a, b, r in cost]
-        lines.append("")
+        paired_rows(lines, cost, (paired or {}).get("rr-base", {}))
     lines += ["## Notes", ""]
     if scen_nginx_v1(sums):
         lines.append("- nginx stream sends PROXY protocol v1 (it cannot send v2); the others send v2.")
@@ -414,6 +408,13 @@ def markdown(meta, sums, ratios6, notes, target_rows, paired=None, calls=None):
     lines.append(f"![headline figures]({meta.get('name', 'results')}.png)")
     lines.append("")
     return "\n".join(lines)
+
+
+def paired_rows(lines, cost, pairs):
+    """The rows of a beside() table with each cell's paired ratio."""
+    lines += [f"| {c} | {m} | {fmt(a)} | {fmt(b)} | {r:.2f}x | "
+              f"{cell_text(pairs.get((c, m)))} |" for c, m, a, b, r in cost]
+    lines.append("")
 
 
 def beside(sums, other):

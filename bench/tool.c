@@ -335,22 +335,31 @@ int tool_signal_take(int sfd)
     return got;
 }
 
+/* The start of a small file (/proc) as a string; -1 when it cannot be read. */
+static int read_head(const char *path, char *buf, size_t cap)
+{
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd == -1)
+        return -1;
+    n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    return 0;
+}
+
 /* utime+stime from one stat file, in ticks; -1 when it cannot be read. */
 static long long stat_ticks(const char *path)
 {
     char buf[1024];
     unsigned long long ut, st;
-    ssize_t n;
     char *p;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-    if (fd == -1)
+    if (read_head(path, buf, sizeof(buf)) < 0)
         return -1;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
     /* comm may hold spaces and parentheses: fields restart after the last ')' */
     p = strrchr(buf, ')');
     if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
@@ -365,16 +374,9 @@ static long long system_ticks(void)
 {
     char buf[256];
     unsigned long long v[8];
-    ssize_t n;
-    int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
 
-    if (fd == -1)
+    if (read_head("/proc/stat", buf, sizeof(buf)) < 0)
         return -1;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
     if (sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
                &v[4], &v[5], &v[6], &v[7]) != 8)
         return -1;

@@ -332,25 +332,36 @@ static void ur_socket(struct worker *w, struct conn *c, int family)
     io_uring_sqe_set_data64(sqe, ud_conn(w, c, OP_SOCKET, 0));
 }
 
-/* TCP_NODELAY, then the connect, in one hard link (the connect goes on
- * whatever the setsockopt says): both in the ring. */
+/* A setsockopt the next SQE waits for in a hard link (it goes on whatever
+ * the setsockopt says): in the ring where the kernel takes it, else the
+ * syscall now. val must outlive the submission. */
+static void setsockopt_first(struct worker *w, int fd, int level, int name, const void *val,
+                             int len)
+{
+    struct uring_state *st = st_of(w);
+    struct io_uring_sqe *sqe;
+
+    if (!st->sockopt) {
+        (void)setsockopt(fd, level, name, val, (socklen_t)len);
+        return;
+    }
+    if (io_uring_sq_space_left(&st->ring) < 2) /* the link must not span submissions */
+        io_uring_submit(&st->ring);
+    sqe = sqe_get(w);
+    prep_setsockopt(sqe, fd, level, name, val, len);
+    sqe->flags |= (uint8_t)(IOSQE_IO_HARDLINK | st->skip);
+    io_uring_sqe_set_data64(sqe, ud_pack(0, 0, OP_IGNORE, 0));
+}
+
+/* TCP_NODELAY, then the connect. */
 static void ur_connect(struct worker *w, struct conn *c, const struct sockaddr *sa)
 {
     static const int one = 1;
-    struct uring_state *st = st_of(w);
     int fd = c->fd[SIDE_BACKEND];
     struct io_uring_sqe *sqe;
 
-    if (sa->sa_family != AF_UNIX && !st->sockopt)
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (sa->sa_family != AF_UNIX && st->sockopt) {
-        if (io_uring_sq_space_left(&st->ring) < 2)
-            io_uring_submit(&st->ring);
-        sqe = sqe_get(w);
-        prep_setsockopt(sqe, fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        sqe->flags |= (uint8_t)(IOSQE_IO_HARDLINK | st->skip);
-        io_uring_sqe_set_data64(sqe, ud_pack(0, 0, OP_IGNORE, 0));
-    }
+    if (sa->sa_family != AF_UNIX)
+        setsockopt_first(w, fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     sqe = sqe_get(w);
     io_uring_prep_connect(sqe, fd, sa, addr_len(sa));
     io_uring_sqe_set_data64(sqe, ud_conn(w, c, OP_CONNECT, 0));
@@ -655,24 +666,15 @@ static void ur_buf_put(struct worker *w, uint16_t bid)
 }
 
 /* Closes fd in the ring: no syscall of its own, and no completion unless it
- * fails. A reset sets SO_LINGER first, in a hard link so that the close
- * happens whatever the setsockopt says. */
+ * fails. A reset sets SO_LINGER 0 first. */
 static void ur_close(struct worker *w, int fd, int reset)
 {
     static const struct linger rst = {.l_onoff = 1, .l_linger = 0};
     struct uring_state *st = st_of(w);
     struct io_uring_sqe *sqe;
 
-    if (reset && !st->sockopt)
-        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
-    if (reset && st->sockopt) {
-        if (io_uring_sq_space_left(&st->ring) < 2)
-            io_uring_submit(&st->ring);
-        sqe = sqe_get(w);
-        prep_setsockopt(sqe, fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
-        sqe->flags |= (uint8_t)(IOSQE_IO_HARDLINK | st->skip);
-        io_uring_sqe_set_data64(sqe, ud_pack(0, 0, OP_IGNORE, 0));
-    }
+    if (reset)
+        setsockopt_first(w, fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
     sqe = sqe_get(w);
     io_uring_prep_close(sqe, fd);
     sqe->flags |= (uint8_t)st->skip;
