@@ -22,4 +22,22 @@ int listeners_update(struct process *r, struct runtime *nrt, struct worker_updat
 /* Drops updates never handed over, closing the sockets opened for them. */
 void listeners_abandon(struct process *r, struct worker_update **u);
 
+/* A hot upgrade hands the listening sockets down: they are open across
+ * exec, so the successor holds them too and takes those its configuration
+ * names. Closing the last reference to a listener resets the connections
+ * waiting in its queue; a socket the successor took outlives the
+ * predecessor's close, and nothing in its queue is lost. */
+
+/* Collects the TCP listeners a successor inherited (none otherwise), before
+ * it opens anything. Returns how many. */
+int listeners_inherit(struct process *r);
+
+/* An inherited listener bound to exactly a, now the caller's (open across
+ * exec still); or -1 if there is none (the caller binds beside it). */
+int listeners_take(struct process *r, const union sockaddr_inet *a);
+
+/* Once everything is open: closes what was inherited and not taken (binds
+ * the configuration no longer names), and logs what was taken. */
+void listeners_inherit_done(struct process *r);
+
 #endif

@@ -38,6 +38,8 @@ struct process {
     char exe[4096]; /* the path we were started by, unresolved: an upgrade runs what it names */
     char **argv;
     pid_t predecessor; /* the process we take over from, or 0 */
+    int *inherited;    /* its listening sockets, while the start takes them (-1: taken) */
+    int n_inherited, n_taken;
     /* The last process an upgrade started, and how it ended (a wait
      * status; -1 while it runs): for the log and the stats socket. */
     atomic_int successor, successor_wstatus;

@@ -32,7 +32,8 @@ struct stats_admin {
     const union sockaddr_inet *addr;
     const struct cidr *allow; /* who may use it */
     int n_allow;
-    int later; /* bound, but not listening until stats_socket_admin_listen() */
+    int later; /* not served until stats_socket_admin_listen(); bound, not listening */
+    int fd;    /* listening already (inherited from a predecessor, which serves it), or -1 */
 };
 
 struct stats_socket;
@@ -45,14 +46,15 @@ struct stats_socket;
 struct stats_socket *stats_socket_open(const char *path, gid_t gid, enum stats_level level,
                                        const struct stats_source *src, char *err, size_t errlen);
 
-/* Binds the admin listener (NULL: none) with SO_REUSEPORT, so that a
- * successor, which runs as the same user, binds beside it; then starts the
- * thread. Done after privileges are dropped. Returns 0, or -1 with err
- * filled (stats_socket_stop() still frees s). */
+/* Binds the admin listener (NULL: none; admin->fd if given) with
+ * SO_REUSEPORT, open across exec: a successor inherits it, or else binds
+ * beside it as the same user; then starts the thread. Done after
+ * privileges are dropped. Returns 0, or -1 with err filled
+ * (stats_socket_stop() still frees s). */
 int stats_socket_serve(struct stats_socket *s, const struct stats_admin *admin, char *err,
                        size_t errlen);
 
-/* The admin socket bound with later listens (before this returns) and is
+/* The admin socket given with later listens (before this returns) and is
  * served. */
 void stats_socket_admin_listen(struct stats_socket *s);
 

@@ -7,10 +7,11 @@
 #   2. run: scripts/upgrade.sh [PID]
 #
 # The script sends SIGUSR2: the relay starts what the path it was started by
-# names now (through a symlink switched since, too) beside itself (SO_REUSEPORT: both accept for a moment), the new process
-# takes over once its listeners are open (under systemd it becomes the
-# service's main process), and the old one serves what its listen queues
-# hold, closes them, and drains its open connections (drain_timeout). If the
+# names now (through a symlink switched since, too) beside itself; the new
+# process inherits the old one's listening sockets (both accept for a
+# moment), takes over once it is ready (under systemd it becomes the
+# service's main process), and the old one serves what it accepted, lets go
+# of the sockets, and drains its open connections (drain_timeout). If the
 # new binary fails to start, the old one keeps running and this exits 1.
 # The new process is the one the kernel lists as the old one's child since
 # the signal; the script says which binary and version each runs, and notes

@@ -1,9 +1,11 @@
 /* Listening sockets: probed, opened per worker (SO_REUSEPORT) at start, and
- * at a reload kept, opened or closed per bind address. */
+ * at a reload kept, opened or closed per bind address; at a hot upgrade,
+ * handed down to the successor. */
 #include "listeners.h"
 
 #include "log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -13,11 +15,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Opens one SO_REUSEPORT listener. Returns the fd or -errno. */
+/* Opens one SO_REUSEPORT listener. Returns the fd or -errno. Open across
+ * exec (no SOCK_CLOEXEC): an upgrade's successor, the only program this
+ * process starts, inherits it (listeners_inherit). */
 static int listen_open(const union sockaddr_inet *a, uint32_t backlog)
 {
     static const int one = 1;
-    int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
     int err;
 
     if (fd == -1)
@@ -92,7 +96,11 @@ static int open_listeners(struct process *r, int fds[][RUNTIME_MAX_BINDS], uint8
         int i = 0;
         for (int l = 0; l < c->n_listeners; l++) {
             for (int b = 0; b < c->listeners[l].n_bind; b++, i++) {
-                int fd = listen_open(&c->listeners[l].bind[b], c->accept_backlog);
+                int fd = listeners_take(r, &c->listeners[l].bind[b]);
+                if (fd >= 0) /* inherited: with the backlog configured now */
+                    (void)listen(fd, (int)c->accept_backlog);
+                else
+                    fd = listen_open(&c->listeners[l].bind[b], c->accept_backlog);
                 if (fd < 0) {
                     bind_name(c, l, b, name, sizeof(name));
                     log_error("%s: %s", name, strerror(-fd));
@@ -231,4 +239,73 @@ void listeners_abandon(struct process *r, struct worker_update **u)
         }
         free(u[w]);
     }
+}
+
+/* Whether fd is a TCP socket listening on an IPv4 or IPv6 address. */
+static int inet_listener(int fd)
+{
+    union sockaddr_inet a = {0};
+    socklen_t len = sizeof(a), olen = sizeof(int);
+    int on = 0, type = 0;
+
+    return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &olen) == 0 && on &&
+           getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) == 0 && type == SOCK_STREAM &&
+           getsockname(fd, &a.sa, &len) == 0 &&
+           (a.sa.sa_family == AF_INET || a.sa.sa_family == AF_INET6);
+}
+
+int listeners_inherit(struct process *r)
+{
+    DIR *d = r->predecessor ? opendir("/proc/self/fd") : NULL;
+    struct dirent *e;
+
+    if (!d)
+        return 0;
+    while ((e = readdir(d))) {
+        int fd = atoi(e->d_name), *more;
+        if (fd <= STDERR_FILENO || fd == dirfd(d) || !inet_listener(fd))
+            continue;
+        if (!(more = realloc(r->inherited, (size_t)(r->n_inherited + 1) * sizeof(*more))))
+            break; /* what is not taken is bound beside the predecessor's */
+        r->inherited = more;
+        r->inherited[r->n_inherited++] = fd;
+    }
+    closedir(d);
+    return r->n_inherited;
+}
+
+int listeners_take(struct process *r, const union sockaddr_inet *a)
+{
+    for (int i = 0; i < r->n_inherited; i++) {
+        union sockaddr_inet got;
+        socklen_t len = sizeof(got);
+        int fd = r->inherited[i];
+
+        if (fd < 0 || getsockname(fd, &got.sa, &len) == -1 || len != addr_len(&a->sa) ||
+            memcmp(&got, a, len) != 0)
+            continue;
+        r->inherited[i] = -1;
+        r->n_taken++;
+        return fd;
+    }
+    return -1;
+}
+
+void listeners_inherit_done(struct process *r)
+{
+    int left = 0;
+
+    for (int i = 0; i < r->n_inherited; i++) {
+        if (r->inherited[i] >= 0) {
+            close(r->inherited[i]);
+            left++;
+        }
+    }
+    if (r->n_inherited)
+        log_info("upgrade: took %d of pid %d's %d listening sockets%s", r->n_taken,
+                 (int)r->predecessor, r->n_inherited,
+                 left ? " (the others' addresses are no longer configured)" : "");
+    free(r->inherited);
+    r->inherited = NULL;
+    r->n_inherited = 0;
 }

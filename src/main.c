@@ -264,10 +264,11 @@ static int start(struct process *r, const int *cpus, int n_cpus, struct checker 
     sem_t started;
     int failed = 0;
 
-    if (process_open_outputs(r) < 0)
-        return -1;
     sem_init(&started, 0, 0);
-    if (listeners_start(r, r->io, &started, cpus, n_cpus) < 0)
+    listeners_inherit(r);
+    failed = process_open_outputs(r) < 0 || listeners_start(r, r->io, &started, cpus, n_cpus) < 0;
+    listeners_inherit_done(r);
+    if (failed)
         return -1;
     for (int i = 0; i < r->n_workers; i++)
         sem_wait(&started);

@@ -4,6 +4,7 @@
 
 #include "access_log.h"
 #include "control.h"
+#include "listeners.h"
 #include "log.h"
 #include "service.h"
 #include "stats.h"
@@ -529,10 +530,12 @@ static int stats_open(struct process *r)
 static int stats_serve(struct process *r)
 {
     const struct config *c = &r->rt->cfg;
-    struct stats_admin admin = {.addr = &c->admin.listen,
-                                .allow = c->admin.allow,
-                                .n_allow = c->admin.n_allow,
-                                .later = r->predecessor != 0};
+    struct stats_admin admin = {
+        .addr = &c->admin.listen,
+        .allow = c->admin.allow,
+        .n_allow = c->admin.n_allow,
+        .later = r->predecessor != 0,
+        .fd = c->admin.listen.sa.sa_family ? listeners_take(r, &c->admin.listen) : -1};
     char err[256], addr[ADDR_STRLEN];
 
     if (!r->stats)

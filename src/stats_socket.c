@@ -523,12 +523,12 @@ fail:
     return -1;
 }
 
-/* The admin listener: a TCP socket with SO_REUSEPORT (a successor binds
- * beside it during an upgrade), listening unless later. Returns the fd, or
- * -1 with err filled. */
+/* The admin listener: a TCP socket open across exec (an upgrade's successor
+ * inherits it) with SO_REUSEPORT (one that did not binds beside it),
+ * listening unless later. Returns the fd, or -1 with err filled. */
 static int admin_open(const union sockaddr_inet *a, int later, char *err, size_t errlen)
 {
-    int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+    int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
     const char *what = "socket";
     char addr[ADDR_STRLEN];
 
@@ -602,7 +602,9 @@ int stats_socket_serve(struct stats_socket *s, const struct stats_admin *admin, 
     if (admin) {
         s->n_allow = admin->n_allow < CONFIG_MAX_TRUSTED ? admin->n_allow : CONFIG_MAX_TRUSTED;
         memcpy(s->allow, admin->allow, (size_t)s->n_allow * sizeof(*s->allow));
-        if ((s->admin_fd = admin_open(admin->addr, admin->later, err, errlen)) < 0)
+        s->admin_fd =
+            admin->fd >= 0 ? admin->fd : admin_open(admin->addr, admin->later, err, errlen);
+        if (s->admin_fd < 0)
             return -1;
         if (!admin->later)
             s->fd[LISTEN_ADMIN] = s->admin_fd;

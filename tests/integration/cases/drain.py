@@ -148,6 +148,67 @@ def upgrade(ctx):
              f"upgrade, none lost")
 
 
+def listening_sockets(pid, ports):
+    """{port: sorted socket inodes} of the TCP sockets pid holds that listen
+    on one of ports."""
+    inodes = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for row in f.read().splitlines()[1:]:
+                cols = row.split()
+                port = int(cols[1].rsplit(":", 1)[1], 16)
+                if cols[3] == "0A" and port in ports:
+                    inodes[cols[9]] = port
+    held = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        ino = link[len("socket:["):-1] if link.startswith("socket:[") else None
+        if ino in inodes:
+            held.setdefault(inodes[ino], []).append(ino)
+    return {port: sorted(v) for port, v in held.items()}
+
+
+@case("upgrade_hands_down_its_listening_sockets", per_io=False, budget=90)
+def upgrade_sockets(ctx):
+    """SIGUSR2: the successor takes over the very sockets its predecessor
+    listens on (two workers' for each bind, and the admin listener's), so
+    the predecessor's close leaves them open and resets nothing waiting in
+    their queues. A bind the new configuration no longer names is closed
+    with the predecessor: its port refuses after the upgrade."""
+    web, gone, admin = harness.free_port(), harness.free_port(), harness.free_port()
+    echo = start_echo(ctx).port
+
+    def doc(*listeners):
+        return cfg.document([cfg.listener(name, port) for name, port in listeners],
+                            [cfg.backend("app", [echo])], workers=2,
+                            admin={"listen": f"127.0.0.1:{admin}"})
+    rl = cfg.start(ctx, doc(("web", web), ("gone", gone)))
+    ports = {web, gone, admin}
+    before = listening_sockets(rl.pid, ports)
+    check({p: len(v) for p, v in before.items()} == {web: 2, gone: 2, admin: 1},
+          f"the first process listens on {before}")
+    cfg.write(ctx, doc(("web", web)))
+    rl.popen.send_signal(signal.SIGUSR2)
+    harness.wait_until(lambda: "SIGTERM from successor" in rl.stderr(), 15,
+                       "the successor to take over")
+    new = int(re.search(r"SIGTERM from successor (\d+)", rl.stderr()).group(1))
+    ctx.on_cleanup(lambda: os.kill(new, signal.SIGKILL) if running(new) else None)
+    rl.exited(30)
+    after = listening_sockets(new, ports)
+    check(after == {web: before[web], admin: before[admin]},
+          f"the successor listens on {after}, its predecessor did on {before}")
+    check(f"upgrade: took 3 of pid {rl.pid}'s 5 listening sockets (the others' addresses are "
+          f"no longer configured)" in rl.stderr(), rl.stderr()[-800:])
+    check(refused(gone), f"port {gone}, no longer configured, still accepts")
+    echoed(web)
+    os.kill(new, signal.SIGINT)
+    wait_gone(new, "the successor to stop on SIGINT")
+    ctx.note(f"sockets {before[web] + before[admin]} listened in {rl.pid}, then in {new}")
+
+
 UPGRADE_SH = os.path.join(harness.REPO, "scripts", "upgrade.sh")
 
 
