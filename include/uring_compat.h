@@ -14,6 +14,12 @@
 #define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
 #endif
 
+/* Batched waits (Linux 6.12): io_uring_getevents_arg's pad became
+ * min_wait_usec; once it has passed, one completion is enough to return. */
+#ifndef IORING_FEAT_MIN_TIMEOUT
+#define IORING_FEAT_MIN_TIMEOUT (1U << 15)
+#endif
+
 /* Socket commands (IORING_OP_URING_CMD on a socket, Linux 6.7): liburing
  * 2.5 has io_uring_prep_cmd_sock(); 2.3's SQE lacks the names of the
  * fields they use (cmd_op in off, level and optname in addr, optlen in

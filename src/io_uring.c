@@ -21,7 +21,9 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define RING_ENTRIES 2048
@@ -40,25 +42,39 @@ enum uring_op { OP_IGNORE, OP_ACCEPT, OP_SOCKET, OP_CONNECT, OP_RECV, OP_SEND, O
 #define R_READY 0x20    /* on the ready list */
 #define R_SINGLE 0x40   /* single-shot from now on: the relay wants to splice */
 #define STASH_ONE 0x100
-#define STASH_MAX 2
-/* Most buffers one bundled recv completion may fill: bounds what a
- * direction holds to STASH_MAX - 1 + BUNDLE_MAX buffers. */
+#define STASH_LIMIT 0xff /* what bits 8-15 can count */
+#define STASH_MAX 2      /* stashed buffers that stop a multishot recv */
+/* Most buffers one bundled recv completion may fill. */
 #define BUNDLE_MAX 4
+/* Most buffers one multishot recv may fill in all, where the kernel takes
+ * such a total: it ends by itself there. A cancel (at STASH_MAX) stops it
+ * sooner, but not while the worker waits in the kernel for a batch and the
+ * kernel receives from a fast sender all along: only the total bounds what
+ * a direction holds then. */
+#define RECV_CAP_BUFS (2 * BUNDLE_MAX)
+/* Once a completion is in, the kernel gathers more for this long (up to
+ * BATCH_MAX) before the worker wakes (Linux 6.12); only with RECV_CAP_BUFS
+ * in force. */
+#define BATCH_WAIT_US 20
+#define BATCH_MAX 64
 
 struct uring_state {
     struct io_uring ring;
     struct io_uring_buf_ring *br;
     size_t br_bytes;
     unsigned br_mask;
-    int multishot;   /* multishot recv is available */
-    int bundle;      /* ... and bundled: one completion, several buffers */
-    int sockopt;     /* setsockopt as a socket command in the ring */
-    unsigned skip;   /* IOSQE_CQE_SKIP_SUCCESS where the kernel has it */
-    uint16_t tail;   /* our copy of the buffer ring's tail */
-    uint16_t *slot;  /* ring entry each buffer was last added at */
-    uint16_t *next;  /* stash chains, by buffer id */
-    uint32_t *len;   /* bytes in a stashed buffer */
-    uint64_t *ready; /* directions with an ask the stash can answer */
+    int multishot;        /* multishot recv is available */
+    int bundle;           /* ... and bundled: one completion, several buffers */
+    int sockopt;          /* setsockopt as a socket command in the ring */
+    uint32_t recv_cap;    /* bytes one multishot recv may bring in all (0: no total) */
+    unsigned min_wait_us; /* batch completions this long once one is in (0: no) */
+    int reg_fd;           /* the ring's fd is registered: enter_ring_fd */
+    unsigned skip;        /* IOSQE_CQE_SKIP_SUCCESS where the kernel has it */
+    uint16_t tail;        /* our copy of the buffer ring's tail */
+    uint16_t *slot;       /* ring entry each buffer was last added at */
+    uint16_t *next;       /* stash chains, by buffer id */
+    uint32_t *len;        /* bytes in a stashed buffer */
+    uint64_t *ready;      /* directions with an ask the stash can answer */
     size_t n_ready, cap_ready;
     uint8_t accept_armed[RUNTIME_MAX_BINDS];
 };
@@ -211,6 +227,8 @@ static int sockopt_works(struct io_uring *ring)
     return ok;
 }
 
+static int recv_cap_works(struct worker *w, struct uring_state *st);
+
 static void ur_fini(struct worker *w)
 {
     struct uring_state *st = st_of(w);
@@ -262,8 +280,18 @@ static int ur_init(struct worker *w)
         ur_fini(w);
         return ret;
     }
+    if (st->multishot && recv_cap_works(w, st))
+        st->recv_cap = RECV_CAP_BUFS * BUF_SIZE;
+    if (st->recv_cap && (features & IORING_FEAT_MIN_TIMEOUT) && !getenv("RINGRELAY_NO_BATCH_WAIT"))
+        st->min_wait_us = BATCH_WAIT_US;
     /* Saves a file-table lookup on every io_uring_enter(). */
-    (void)io_uring_register_ring_fd(&st->ring);
+    st->reg_fd = io_uring_register_ring_fd(&st->ring) == 1;
+    if (w->id == 0)
+        log_debug("io_uring: multishot recv %s, bundles %s, recv total %s, batched waits %s, "
+                  "setsockopt in the ring %s",
+                  st->multishot ? "on" : "off", st->bundle ? "on" : "off",
+                  st->recv_cap ? "on" : "off", st->min_wait_us ? "on" : "off",
+                  st->sockopt ? "on" : "off");
     return 0;
 }
 
@@ -380,24 +408,34 @@ static int ur_connect_abandon(struct worker *w, struct conn *c)
 
 static void ur_buf_put(struct worker *w, uint16_t bid);
 
-static void recv_arm(struct worker *w, struct conn *c, int d)
+/* A recv on fd into the buffer ring: multishot (bundled where the kernel
+ * has bundles) ending after cap bytes in all if cap, or single-shot. */
+static void prep_recv(struct uring_state *st, struct io_uring_sqe *sqe, int fd, int multi,
+                      uint32_t cap)
 {
-    struct io_uring_sqe *sqe = sqe_get(w);
-    int multi = st_of(w)->multishot && !(c->io.flags[d] & R_SINGLE);
-
-    if (multi && st_of(w)->bundle) {
-        io_uring_prep_recv_multishot(sqe, c->fd[d], NULL, BUNDLE_MAX * BUF_SIZE, 0);
+    if (multi && st->bundle) {
+        io_uring_prep_recv_multishot(sqe, fd, NULL, BUNDLE_MAX * BUF_SIZE, 0);
         sqe->ioprio |= IORING_RECVSEND_BUNDLE;
     } else if (multi) {
-        io_uring_prep_recv_multishot(sqe, c->fd[d], NULL, 0, 0);
+        io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
     } else {
-        io_uring_prep_recv(sqe, c->fd[d], NULL, BUF_SIZE, 0);
+        io_uring_prep_recv(sqe, fd, NULL, BUF_SIZE, 0);
     }
+    if (multi)
+        sqe->file_index = cap; /* the kernel's optlen: liburing 2.3 has no name for it */
     /* Armed when the last bytes went out, so the next ones are rarely there
      * yet: poll without a recv attempt that would fail. */
     sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BUF_GROUP;
+}
+
+static void recv_arm(struct worker *w, struct conn *c, int d)
+{
+    struct io_uring_sqe *sqe = sqe_get(w);
+    int multi = st_of(w)->multishot && !(c->io.flags[d] & R_SINGLE);
+
+    prep_recv(st_of(w), sqe, c->fd[d], multi, st_of(w)->recv_cap);
     io_uring_sqe_set_data64(sqe, ud_conn(w, c, OP_RECV, d));
     c->io.flags[d] |= (uint16_t)(R_ARMED | (multi ? R_MULTI : 0));
 }
@@ -419,6 +457,11 @@ static void stash_push(struct worker *w, struct conn *c, int d, uint16_t bid, ui
 {
     struct uring_state *st = st_of(w);
 
+    if (stash_count(c->io.flags[d]) == STASH_LIMIT) {
+        log_error("worker %d: a recv brought more than %d buffers the relay did not ask for", w->id,
+                  STASH_LIMIT);
+        abort();
+    }
     st->len[bid] = len;
     if (stash_count(c->io.flags[d]))
         st->next[c->io.stash[d][1]] = bid;
@@ -562,6 +605,54 @@ static void on_recv_cqe(struct worker *w, struct conn *c, int d, const struct io
         c->io.res[d] = cqe->res;
         *f |= R_END;
     }
+}
+
+/* Whether a multishot recv given a total ends by itself once that much
+ * came in (a kernel without the total refuses it, or goes on). Tried on a
+ * socket pair of our own holding twice the total, before the ring carries
+ * anything else; every buffer goes back. */
+static int recv_cap_works(struct worker *w, struct uring_state *st)
+{
+    static const uint8_t bytes[2 * BUF_SIZE];
+    struct __kernel_timespec second = {.tv_sec = 1};
+    struct io_uring_cqe *cqe;
+    struct io_uring_sqe *sqe;
+    int sv[2], ok = -1, recv_live = 1, cancel_live = 0;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
+        return 0;
+    if (write(sv[1], bytes, sizeof(bytes)) != (ssize_t)sizeof(bytes) ||
+        !(sqe = io_uring_get_sqe(&st->ring)))
+        recv_live = 0;
+    else {
+        prep_recv(st, sqe, sv[0], 1, BUF_SIZE);
+        io_uring_sqe_set_data64(sqe, 0);
+    }
+    while ((recv_live || cancel_live) &&
+           io_uring_submit_and_wait_timeout(&st->ring, &cqe, 1, &second, NULL) >= 0) {
+        uint16_t bids[BUNDLE_MAX];
+        uint32_t lens[BUNDLE_MAX];
+        unsigned n = cqe->user_data ? 0 : recv_buffers(w, cqe, bids, lens);
+
+        for (unsigned i = 0; i < n; i++)
+            ur_buf_put(w, bids[i]);
+        if (cqe->user_data) {
+            cancel_live = 0;
+        } else {
+            if (ok < 0)
+                ok = cqe->res == BUF_SIZE && !(cqe->flags & IORING_CQE_F_MORE);
+            recv_live = (cqe->flags & IORING_CQE_F_MORE) != 0;
+            if (recv_live && !cancel_live && (sqe = io_uring_get_sqe(&st->ring))) {
+                io_uring_prep_cancel64(sqe, 0, 0);
+                io_uring_sqe_set_data64(sqe, 1);
+                cancel_live = 1;
+            }
+        }
+        io_uring_cqe_seen(&st->ring, cqe);
+    }
+    close(sv[0]);
+    close(sv[1]);
+    return ok > 0 && !recv_live && !cancel_live;
 }
 
 /* Answers asks from the stash; runs after each batch of completions. */
@@ -739,6 +830,34 @@ static void dispatch(struct worker *w, const struct io_uring_cqe *cqe)
     }
 }
 
+/* Submits what is queued and waits as io_uring_submit_and_wait_timeout()
+ * does, with a minimum wait: once min_wait_us has passed, one completion is
+ * enough; before, the kernel gathers up to wait_nr. */
+static int enter_batched(struct uring_state *st, unsigned wait_nr, struct __kernel_timespec *ts)
+{
+    struct io_uring_sq *sq = &st->ring.sq;
+    struct {
+        uint64_t sigmask;
+        uint32_t sigmask_sz;
+        uint32_t min_wait_usec;
+        uint64_t ts;
+    } arg = {0, _NSIG / 8, st->min_wait_us, (uint64_t)(uintptr_t)ts};
+    unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, submit;
+    int fd = st->ring.ring_fd, ret;
+
+    if (sq->sqe_head != sq->sqe_tail) {
+        sq->sqe_head = sq->sqe_tail;
+        __atomic_store_n(sq->ktail, sq->sqe_tail, __ATOMIC_RELEASE);
+    }
+    submit = *sq->ktail - __atomic_load_n(sq->khead, __ATOMIC_ACQUIRE);
+    if (st->reg_fd) {
+        fd = st->ring.enter_ring_fd;
+        flags |= IORING_ENTER_REGISTERED_RING;
+    }
+    ret = (int)syscall(__NR_io_uring_enter, fd, submit, wait_nr, flags, &arg, sizeof(arg));
+    return ret < 0 ? -errno : ret;
+}
+
 static void ur_run(struct worker *w)
 {
     struct uring_state *st = st_of(w);
@@ -750,7 +869,10 @@ static void ur_run(struct worker *w)
         int ret;
 
         ts.tv_nsec = (long long)worker_ms_to_tick(w) * 1000000;
-        ret = io_uring_submit_and_wait_timeout(&st->ring, &cqe, st->n_ready ? 0 : 1, &ts, NULL);
+        if (st->min_wait_us && !st->n_ready)
+            ret = enter_batched(st, BATCH_MAX, &ts);
+        else
+            ret = io_uring_submit_and_wait_timeout(&st->ring, &cqe, st->n_ready ? 0 : 1, &ts, NULL);
         if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
             log_rl(LOG_LEVEL_ERROR, "worker %d: io_uring_enter: %s", w->id, strerror(-ret));
         worker_clock(w);

@@ -1,8 +1,10 @@
-# Reproduces the early end of a half-closed client's transfer that the batch-wait
-# experiment exposes (apply batch-wait.patch, make, then run this as root from
-# the top of the tree): a client sends GET and half-closes, the backend answers
-# 4 MiB; with the patch the client gets 16-120 KiB and the relay logs the
-# connection as finished. Prints "fails 0" when every transfer was whole.
+# Reproduces the early end of a half-closed client's transfer that batched
+# waits exposed before multishot recvs had a total (run as root from the top
+# of the tree after make): a client sends GET and half-closes, the backend
+# answers 4 MiB. Without the total, one multishot recv took the whole 4 MiB
+# while the worker waited in the kernel for a batch, the stash count (8 bits)
+# wrapped, and the client got 16-120 KiB. Prints "fails 0" when every
+# transfer was whole.
 import socket, threading, os, subprocess, time, sys
 ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(8); bport = ls.getsockname()[1]
 rport = 17101
