@@ -126,6 +126,8 @@ settings() {
         CONTENDERS_SC=${CONTENDERS_SC/rr /rr rr-base }
     fi
     if [[ -n $PICK ]]; then
+        # The baseline runs wherever rr does, listed or not.
+        [[ -n $BASELINE && ,$PICK, == *,rr,* ]] && PICK+=,rr-base
         CONTENDERS_S1=$(pick "$CONTENDERS_S1")
         CONTENDERS_MAIN=$(pick "$CONTENDERS_MAIN")
         CONTENDERS_S5=$(pick "$CONTENDERS_S5")
