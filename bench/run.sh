@@ -13,7 +13,7 @@ usage: bench/run.sh [--quick] [--reps N] [--only S1,S2,...] [--contenders LIST]
 Runs the benchmark in a fresh network namespace: the relay under test on
 CPU 1, load generators and backends on CPU 0, one worker per relay.
 
-  (no option)   full run: S1-S6, 5 interleaved repetitions (under 10 minutes),
+  (no option)   full run: S1-S6, 5 interleaved repetitions (about 12 minutes),
                 and SC: syscalls per request (S2 64 B x 50) and per connection
                 (S4) of each contender, counted by perf in the first repetition
   --quick       one repetition of a subset, shorter (under 2 minutes)
@@ -100,8 +100,8 @@ preflight() {
 # ---------------------------------------------------------------- settings
 
 # Durations are far shorter than BENCH.md's (10 s, 8 s) so that five
-# repetitions of every contender fit in ten minutes; the medians of five
-# interleaved runs carry the precision instead.
+# repetitions of every contender fit in about twelve minutes; the medians of
+# five interleaved runs carry the precision instead.
 settings() {
     D_BULK=2            # S1 seconds
     D_PING=1            # S2 measured seconds, after the warm-up below
