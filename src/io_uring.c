@@ -581,6 +581,11 @@ static void on_recv_cqe(struct worker *w, struct conn *c, int d, const struct io
         if (c->state == CONN_CLOSING) {
             for (; i < n; i++)
                 ur_buf_put(w, bids[i]);
+            /* The recv ended with bytes (at its total, or single-shot)
+             * before the cancel reached it: its ask is answered here, as
+             * the cancel's completion would have. */
+            if (asked && !(cqe->flags & IORING_CQE_F_MORE))
+                deliver(w, c, d, -ECANCELED, BUF_NONE);
             return;
         }
         for (i = asked ? 1 : 0; i < n; i++)

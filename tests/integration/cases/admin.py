@@ -25,7 +25,7 @@ from peers.helper import start_echo
 from peers.wire import recv_to_eof
 
 from .base import case, listener
-from .drain import refused, running
+from .drain import refused, running, sigusr2_successor
 from .service import Notify, nobody_dir
 
 
@@ -246,16 +246,11 @@ def grace_cut(ctx):
 @case("upgrade_hands_the_admin_listener_over", per_io=False, budget=90)
 def upgrade_admin(ctx):
     """SIGUSR2 with an admin listener and a long shutdown_grace: the
-    successor binds the same admin port beside the old process (SO_REUSEPORT),
-    and the old one, told to stop by its successor, skips the grace, closes
-    its admin listener and drains; /ready keeps answering 200 throughout."""
+    successor takes over the old process's admin socket, and the old one,
+    told to stop by its successor, skips the grace, lets go of the socket
+    and drains; the admin port is the successor's after."""
     rl, port, admin, _ = leaving_relay(ctx, "10m")
-    old = rl.pid
-    rl.popen.send_signal(signal.SIGUSR2)
-    harness.wait_until(lambda: "SIGTERM from successor" in rl.stderr(), 15,
-                       "the successor to take over")
-    new_pid = int(re.search(r"SIGTERM from successor (\d+)", rl.stderr()).group(1))
-    ctx.on_cleanup(lambda: os.kill(new_pid, signal.SIGKILL) if running(new_pid) else None)
+    new_pid = sigusr2_successor(ctx, rl)
     rl.exited(30)
     check(rl.popen.returncode == 0, f"old process exit {rl.popen.returncode}")
     check("SIGTERM: leaving" not in rl.stderr(), "the old process waited out the grace")

@@ -148,6 +148,17 @@ def upgrade(ctx):
              f"upgrade, none lost")
 
 
+def sigusr2_successor(ctx, rl):
+    """Sends rl SIGUSR2 and waits until its successor has told it to stop;
+    returns the successor's pid (killed at cleanup if it still runs)."""
+    rl.popen.send_signal(signal.SIGUSR2)
+    harness.wait_until(lambda: "SIGTERM from successor" in rl.stderr(), 15,
+                       "the successor to take over")
+    new = int(re.search(r"SIGTERM from successor (\d+)", rl.stderr()).group(1))
+    ctx.on_cleanup(lambda: os.kill(new, signal.SIGKILL) if running(new) else None)
+    return new
+
+
 def listening_sockets(pid, ports):
     """{port: sorted socket inodes} of the TCP sockets pid holds that listen
     on one of ports."""
@@ -191,11 +202,7 @@ def upgrade_sockets(ctx):
     check({p: len(v) for p, v in before.items()} == {web: 2, gone: 2, admin: 1},
           f"the first process listens on {before}")
     cfg.write(ctx, doc(("web", web)))
-    rl.popen.send_signal(signal.SIGUSR2)
-    harness.wait_until(lambda: "SIGTERM from successor" in rl.stderr(), 15,
-                       "the successor to take over")
-    new = int(re.search(r"SIGTERM from successor (\d+)", rl.stderr()).group(1))
-    ctx.on_cleanup(lambda: os.kill(new, signal.SIGKILL) if running(new) else None)
+    new = sigusr2_successor(ctx, rl)
     rl.exited(30)
     after = listening_sockets(new, ports)
     check(after == {web: before[web], admin: before[admin]},
