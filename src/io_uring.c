@@ -627,9 +627,9 @@ static int recv_cap_works(struct worker *w, struct uring_state *st)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
         return 0;
     if (write(sv[1], bytes, sizeof(bytes)) != (ssize_t)sizeof(bytes) ||
-        !(sqe = io_uring_get_sqe(&st->ring)))
+        !(sqe = io_uring_get_sqe(&st->ring))) {
         recv_live = 0;
-    else {
+    } else {
         prep_recv(st, sqe, sv[0], 1, BUF_SIZE);
         io_uring_sqe_set_data64(sqe, 0);
     }
