@@ -39,7 +39,7 @@ struct process {
     char **argv;
     pid_t predecessor; /* the process we take over from, or 0 */
     int *inherited;    /* its listening sockets, while the start takes them (-1: taken) */
-    int n_inherited, n_taken;
+    int n_inherited;
     /* The last process an upgrade started, and how it ended (a wait
      * status; -1 while it runs): for the log and the stats socket. */
     atomic_int successor, successor_wstatus;

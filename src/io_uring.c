@@ -19,9 +19,9 @@
 #include <liburing.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -577,17 +577,17 @@ static void on_recv_cqe(struct worker *w, struct conn *c, int d, const struct io
 
     if (!(cqe->flags & IORING_CQE_F_MORE))
         *f &= (uint16_t) ~(R_ARMED | R_MULTI | R_STOPPING);
+    if (c->state == CONN_CLOSING) {
+        /* Nothing more is relayed; the recv's last completion answers its
+         * ask. One that ended with bytes (at its total, or single-shot)
+         * before the cancel reached it answers as the cancel would have. */
+        for (; i < n; i++)
+            ur_buf_put(w, bids[i]);
+        if (asked && !(cqe->flags & IORING_CQE_F_MORE))
+            deliver(w, c, d, cqe->res > 0 ? -ECANCELED : cqe->res, BUF_NONE);
+        return;
+    }
     if (cqe->res > 0) {
-        if (c->state == CONN_CLOSING) {
-            for (; i < n; i++)
-                ur_buf_put(w, bids[i]);
-            /* The recv ended with bytes (at its total, or single-shot)
-             * before the cancel reached it: its ask is answered here, as
-             * the cancel's completion would have. */
-            if (asked && !(cqe->flags & IORING_CQE_F_MORE))
-                deliver(w, c, d, -ECANCELED, BUF_NONE);
-            return;
-        }
         for (i = asked ? 1 : 0; i < n; i++)
             stash_push(w, c, d, bids[i], lens[i]);
         if (stash_count(*f) >= STASH_MAX)
@@ -598,15 +598,15 @@ static void on_recv_cqe(struct worker *w, struct conn *c, int d, const struct io
     }
     for (; i < n; i++)
         ur_buf_put(w, bids[i]);
-    if (cqe->res == -ECANCELED && stopping && c->state != CONN_CLOSING) {
+    if (cqe->res == -ECANCELED && stopping) {
         /* Our own stop: the stream goes on. */
         if (asked)
             recv_arm(w, c, d);
         return;
     }
-    if (asked)
+    if (asked) {
         deliver(w, c, d, cqe->res, BUF_NONE);
-    else if (c->state != CONN_CLOSING) {
+    } else {
         c->io.res[d] = cqe->res;
         *f |= R_END;
     }

@@ -285,7 +285,6 @@ int listeners_take(struct process *r, const union sockaddr_inet *a)
             memcmp(&got, a, len) != 0)
             continue;
         r->inherited[i] = -1;
-        r->n_taken++;
         return fd;
     }
     return -1;
@@ -302,7 +301,7 @@ void listeners_inherit_done(struct process *r)
         }
     }
     if (r->n_inherited)
-        log_info("upgrade: took %d of pid %d's %d listening sockets%s", r->n_taken,
+        log_info("upgrade: took %d of pid %d's %d listening sockets%s", r->n_inherited - left,
                  (int)r->predecessor, r->n_inherited,
                  left ? " (the others' addresses are no longer configured)" : "");
     free(r->inherited);
