@@ -20,7 +20,7 @@ struct fd_needs {
     uint32_t workers;
     uint32_t binds;    /* listening sockets per worker */
     uint32_t checkers; /* health check threads: one socket each at a time */
-    uint32_t stats;    /* 1 for each of a stats socket and an admin listener */
+    uint32_t stats;    /* a stats socket's and an admin listener's: each socket and its clients */
 };
 
 struct fd_budget {

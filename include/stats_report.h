@@ -10,6 +10,8 @@
 
 #include <stdio.h>
 
+#define STATS_NOT_READY_MAX 128 /* why /ready fails, with its NUL */
+
 struct stats_report {
     struct stats_block sum;
     struct stats_names names;
@@ -26,7 +28,7 @@ struct stats_report {
     uint32_t max_connections;
     int draining;
     int leaving;         /* SIGTERM came: shutdown_grace runs, still accepting */
-    char not_ready[128]; /* why /ready fails; "": ready */
+    char not_ready[STATS_NOT_READY_MAX]; /* why /ready fails; "": ready */
     int pid;
     int successor;          /* the pid the last upgrade started, or 0 */
     char successor_end[64]; /* how it ended: "exited with status 3"; "" while it runs */
@@ -92,9 +94,13 @@ enum { STATS_LINE = 0, STATS_HTTP_GET = 1, STATS_HTTP_HEAD = 2 };
 
 /* Parses one request: a line ("show stats json\n") or an HTTP/1.x request
  * head ("GET /metrics HTTP/1.1\r\n...\r\n\r\n", or HEAD: the same answer
- * without its body). Returns the bytes it takes, -EAGAIN when incomplete,
- * -EPROTO when malformed (a line or head over 4 KiB, a method other than
- * GET or HEAD). *http is STATS_LINE, STATS_HTTP_GET or STATS_HTTP_HEAD. */
+ * without its body). A line whose first word is in capitals followed by a
+ * target, or that holds " HTTP/", is HTTP, and its request line must be
+ * exactly GET or HEAD, SP, a path, SP, HTTP/1.0 or HTTP/1.1. Returns the
+ * bytes it takes, -EAGAIN when incomplete, -EPROTO when malformed (a line
+ * or head over 4 KiB, any other request line, a control byte in a command
+ * line but a tab). *http is STATS_LINE, STATS_HTTP_GET or STATS_HTTP_HEAD,
+ * also with -EPROTO (an HTTP request gets an HTTP answer). */
 int stats_request_parse(const char *buf, size_t len, enum stats_cmd *cmd, int *http);
 
 #endif

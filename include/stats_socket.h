@@ -2,7 +2,8 @@
  * line commands and HTTP GETs (stats_report.h); and the admin listener, a
  * TCP socket the same thread serves, HTTP only, to the addresses allowed.
  * Off the data path: a slow or stuck client costs only its own slot until
- * its deadline. */
+ * its deadline, and a full table makes room by closing its oldest client,
+ * so a probe is never turned away. */
 #ifndef RINGRELAY_STATS_SOCKET_H
 #define RINGRELAY_STATS_SOCKET_H
 
@@ -15,11 +16,19 @@
 
 struct admin_cmd;
 
+/* Clients each listening socket serves at once (the descriptor budget
+ * holds them); a request must be whole within 2 s of the accept, and a
+ * reader must take some of its answer every 2 s. */
+#define STATS_SOCKET_CLIENTS 128
+
 /* What the server asks of the process. */
 struct stats_source {
     /* All but sum and the socket's own counts; names with the
      * configuration they name, read together (a reload reassigns them). */
     void (*fill)(struct stats_report *r, void *ctx);
+    /* Why the process is not ready, into why ("" when it is): /ready,
+     * without the cost of a whole report. */
+    void (*ready)(char *why, size_t cap, void *ctx);
     void (*conns)(FILE *out, void *ctx); /* show conns */
     /* A write command from who ("uid=0 pid=42"): does it and writes one
      * line, "ok: ..." or "error: ...". Returns 0 if done. */

@@ -6,15 +6,11 @@
 /* Standard streams, logs and a reopened one, signal and wake pipes, a
  * configuration file being read. */
 #define FD_BASE 16
-/* A stats socket or an admin listener: the listening socket, up to 16
- * clients of its own, and one more to tell busy. */
-#define FD_STATS 18
-
 uint32_t fd_budget_fixed(const struct fd_needs *n)
 {
     /* Each worker: a ring (or epoll) descriptor and its own listening
      * sockets (SO_REUSEPORT). */
-    return FD_BASE + n->stats * FD_STATS + n->checkers + n->workers * (1 + n->binds);
+    return FD_BASE + n->stats + n->checkers + n->workers * (1 + n->binds);
 }
 
 static uint64_t take(uint64_t *left, uint64_t want)

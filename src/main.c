@@ -15,6 +15,7 @@
 #include "service.h"
 #include "stats.h"
 #include "stats_client.h"
+#include "stats_socket.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -46,8 +47,9 @@ static int usable_cpus(int *cpus, int max)
 /* What the process holds apart from connections and pipes. */
 static struct fd_needs fd_needs_of(const struct config *c, int n_workers)
 {
+    uint32_t stats_sockets = (c->stats_socket[0] != 0) + (c->admin.listen.sa.sa_family != 0);
     struct fd_needs n = {.workers = (uint32_t)n_workers,
-                         .stats = (c->stats_socket[0] != 0) + (c->admin.listen.sa.sa_family != 0)};
+                         .stats = stats_sockets * (1 + STATS_SOCKET_CLIENTS)};
 
     for (int l = 0; l < c->n_listeners; l++)
         n.binds += (uint32_t)c->listeners[l].n_bind;

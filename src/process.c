@@ -158,6 +158,20 @@ static void stats_fill(struct stats_report *rep, void *ctx)
     rep->n_dns = resolver_report(r->dns, rep->dns, RESOLVER_MAX_NAMES);
 }
 
+/* /ready (stats_source.ready): readiness of the running configuration. */
+static void stats_ready(char *why, size_t cap, void *ctx)
+{
+    struct process *r = ctx;
+    struct runtime *rt;
+
+    pthread_mutex_lock(&r->rt_lock);
+    rt = r->rt;
+    runtime_get(rt);
+    pthread_mutex_unlock(&r->rt_lock);
+    readiness(r, rt, why, cap);
+    runtime_put(rt);
+}
+
 /* show conns: each worker writes its own, at its next tick. */
 static void stats_conns(FILE *out, void *ctx)
 {
@@ -505,7 +519,8 @@ static int access_open(struct process *r)
  * switch: its directory may be root's), and the server behind it. */
 static int stats_open(struct process *r)
 {
-    static const struct stats_source src = {stats_fill, stats_conns, stats_command, NULL};
+    static const struct stats_source src = {stats_fill, stats_ready, stats_conns, stats_command,
+                                           NULL};
     struct stats_source mine = src;
     const struct config *c = &r->rt->cfg;
     gid_t gid = (gid_t)-1;

@@ -787,14 +787,44 @@ static enum stats_cmd command_named(const char *s, size_t n, int http)
     return http ? STATS_CMD_NOT_FOUND : STATS_CMD_UNKNOWN;
 }
 
-/* "GET /path HTTP/1.x" or HEAD: the path, up to a query string. Returns
- * STATS_HTTP_GET or STATS_HTTP_HEAD, or -EPROTO. */
+/* Whether the n bytes at s hold a control byte: below space or DEL, a tab
+ * allowed where tab_ok (it separates a command's words). */
+static int has_control(const char *s, size_t n, int tab_ok)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b = (unsigned char)s[i];
+        if ((b < ' ' && !(tab_ok && b == '\t')) || b == 0x7f)
+            return 1;
+    }
+    return 0;
+}
+
+/* Whether a line is meant as HTTP: a first word of capitals and then a
+ * target ('/' or '*'), or " HTTP/" anywhere in it. Line commands are in
+ * lower case, so an HTTP client's bad request line is answered in HTTP. */
+static int http_like(const char *line, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n && line[i] >= 'A' && line[i] <= 'Z')
+        i++;
+    if (i && i + 1 < n && line[i] == ' ' && (line[i + 1] == '/' || line[i + 1] == '*'))
+        return 1;
+    return memmem(line, n, " HTTP/", 6) != NULL;
+}
+
+/* Exactly "METHOD SP TARGET SP HTTP/1.0" (or 1.1), METHOD GET or HEAD,
+ * TARGET from '/' up to an optional query string, nothing else: the
+ * command the path names. Returns STATS_HTTP_GET or STATS_HTTP_HEAD, or
+ * -EPROTO. */
 static int http_request(const char *line, size_t n, enum stats_cmd *cmd)
 {
-    const char *sp, *path, *end = line + n;
-    int method;
+    const char *end = line + n, *path, *sp;
     size_t plen;
+    int method;
 
+    if (has_control(line, n, 0))
+        return -EPROTO;
     if (n > 4 && memcmp(line, "GET ", 4) == 0)
         method = STATS_HTTP_GET, path = line + 4;
     else if (n > 5 && memcmp(line, "HEAD ", 5) == 0)
@@ -802,7 +832,8 @@ static int http_request(const char *line, size_t n, enum stats_cmd *cmd)
     else
         return -EPROTO;
     sp = memchr(path, ' ', (size_t)(end - path));
-    if (!sp || end - sp < 9 || memcmp(sp + 1, "HTTP/1.", 7) != 0)
+    if (path[0] != '/' || !sp || end - sp != 9 ||
+        (memcmp(sp + 1, "HTTP/1.0", 8) != 0 && memcmp(sp + 1, "HTTP/1.1", 8) != 0))
         return -EPROTO;
     plen = (size_t)(sp - path);
     for (size_t i = 0; i < plen; i++)
@@ -817,15 +848,19 @@ int stats_request_parse(const char *buf, size_t len, enum stats_cmd *cmd, int *h
     const char *nl = memchr(buf, '\n', len < REQUEST_MAX ? len : REQUEST_MAX);
     size_t n;
 
-    if (!nl)
+    if (!nl) {
+        *http = http_like(buf, len < REQUEST_MAX ? len : REQUEST_MAX) ? STATS_HTTP_GET : 0;
         return len >= REQUEST_MAX ? -EPROTO : -EAGAIN;
+    }
     n = (size_t)(nl - buf);
     if (n && buf[n - 1] == '\r')
         n--;
-    *http = n > 9 && memcmp(buf + n - 9, " HTTP/1.", 8) == 0;
+    *http = http_like(buf, n);
     if (!*http) {
         while (n && buf[n - 1] == ' ')
             n--;
+        if (has_control(buf, n, 1))
+            return -EPROTO; /* a NUL or CR inside would cut the command short */
         *cmd = command_named(buf, n, 0);
         if (*cmd == STATS_CMD_UNKNOWN && admin_cmd_is_write(buf, n))
             *cmd = STATS_CMD_WRITE;

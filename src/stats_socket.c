@@ -1,6 +1,8 @@
-/* The stats socket's thread: poll(2) over the listening sockets (the unix
- * one and the admin listener) and a few clients, each with a deadline;
- * answers are built whole, then written as the client takes them. */
+/* The stats socket's thread: epoll over the listening sockets (the unix
+ * one and the admin listener) and their clients, each bounded in time and
+ * in what it holds; answers are built whole, then written as the client
+ * takes them. A probe is never turned away: a full table makes room by
+ * closing its oldest client, and /ready is answered before other work. */
 #include "stats_socket.h"
 
 #include "admin_cmd.h"
@@ -10,11 +12,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -22,13 +24,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CLIENTS 16 /* per listening socket: an admin listener cannot crowd out the unix one */
-#define CLIENT_DEADLINE_MS 5000
+#define REQUEST_MS 2000     /* from accept to a whole request */
+#define ANSWER_IDLE_MS 2000 /* a reader that takes none of its answer for this long is closed */
+#define HELD_MAX (64u << 20) /* answer bytes held for readers, all clients together */
 #define REQUEST_BUF 4096
 #define ACCEPT_BACKOFF_MS 200 /* after accept failed for want of a descriptor */
-#define STR_(x) #x
-#define STR(x) STR_(x)
-#define BUSY_BODY "busy: " STR(CLIENTS) " stats clients already connected; try again\n"
+#define BATCH 64              /* events taken per wait, and clients accepted per round */
+#define ANSWERS_PER_ROUND 4   /* whole reports built between two waits: accepts and probes first */
+#define LISTEN_BACKLOG 511
+#define BUSY_BODY "busy: the answers held for slow readers are at their limit; try again\n"
 #define STATS_THREAD_NICE 10
 #define WAKE_STOP 's'
 #define WAKE_ADMIN_LISTEN 'l'
@@ -36,11 +40,18 @@
 
 enum { LISTEN_UNIX, LISTEN_ADMIN, LISTENS };
 
+/* epoll's data for what is not a client: client slots are 0 to
+ * LISTENS * STATS_SOCKET_CLIENTS - 1. */
+#define EV_WAKE (1u << 30)
+#define EV_LISTEN (EV_WAKE + 1) /* + LISTEN_* */
+
 struct client {
     int fd;       /* -1: free */
     int admin;    /* from the admin listener: HTTP only */
+    int pending;  /* the request is whole; answered after this batch's probes */
     char who[48]; /* "uid=N pid=N" of a unix socket client (SO_PEERCRED) */
-    uint64_t deadline_ms;
+    uint64_t since_ms;    /* accepted: the oldest makes room when the table is full */
+    uint64_t deadline_ms; /* closed then: the request's, or the answer's next progress */
     char in[REQUEST_BUF];
     size_t in_len;
     char *out; /* the whole answer, once the request is read */
@@ -62,6 +73,7 @@ struct stats_socket {
     int fd[LISTENS]; /* listening and served; -1: not (yet) */
     int admin_fd;    /* the admin socket, bound, listening or not; -1: none */
     int wake[2];     /* a byte on wake[1]: one of the WAKE_ */
+    int ep;          /* the thread's epoll */
     ino_t ino;       /* the socket this process bound, to remove only that */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     struct cidr allow[CONFIG_MAX_TRUSTED];
@@ -69,11 +81,18 @@ struct stats_socket {
     enum stats_level level;
     struct stats_source src;
     pthread_t thread;
-    struct client c[LISTENS * CLIENTS]; /* CLIENTS for each listening socket */
-    int serving;                        /* the thread runs */
-    uint64_t accept_resume_ms;          /* accept failed: the listening sockets rest */
+    /* STATS_SOCKET_CLIENTS for each listening socket, so an admin listener
+     * cannot crowd out the unix one. */
+    struct client *c;
+    int serving;               /* the thread runs */
+    uint64_t accept_resume_ms; /* accept failed: the listening sockets rest */
+    size_t held;               /* answer bytes of every client */
+    /* Requests read whole, waiting for their answer, oldest first: slot
+     * numbers (a slot closed or reused since is skipped). */
+    uint32_t *queue;
+    uint32_t q_head, q_len;
     /* Only this thread writes these: */
-    uint64_t busy;                       /* clients answered busy, every slot taken */
+    uint64_t busy;                       /* clients closed to make room, or answered busy */
     uint64_t admin_refused;              /* admin clients from outside the allow list */
     uint64_t commands, commands_refused; /* write commands done; refused at level read */
     struct stats_report *report;         /* big: allocated once */
@@ -88,9 +107,10 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void client_close(struct client *c)
+static void client_close(struct stats_socket *s, struct client *c)
 {
-    close(c->fd);
+    close(c->fd); /* which also takes it out of the epoll set */
+    s->held -= c->out_len;
     free(c->out);
     memset(c, 0, sizeof(*c));
     c->fd = -1;
@@ -145,29 +165,33 @@ static void page_rates(struct stats_socket *s)
     memcpy(r->backend_bps, p->bps, sizeof(r->backend_bps));
 }
 
-/* A write command: refused at level read, else parsed and done. The
- * request's first line is in c->in. */
-static void answer_write(struct stats_socket *s, struct client *c, FILE *out)
+/* The n bytes of line as one printable line of at most cap - 1 bytes. */
+static void printable(const char *line, size_t n, char *out, size_t cap)
 {
-    const char *nl = memchr(c->in, '\n', c->in_len);
-    size_t n = nl ? (size_t)(nl - c->in) : c->in_len;
-    struct admin_cmd cmd;
-    char err[200], line[128];
+    for (size_t i = 0; i < cap; i++)
+        out[i] = i + 1 == cap || i >= n                  ? '\0'
+                 : line[i] < ' ' || line[i] > '~' ? '?'
+                                                  : line[i];
+}
 
-    while (n && (c->in[n - 1] == '\r' || c->in[n - 1] == ' '))
-        n--;
+/* A write command (n bytes of line, no newline): refused at level read,
+ * else parsed and done. */
+static void answer_write(struct stats_socket *s, struct client *c, const char *line, size_t n,
+                         FILE *out)
+{
+    struct admin_cmd cmd;
+    char err[200], text[128];
+
     if (s->level != STATS_LEVEL_ADMIN) {
         s->commands_refused++;
-        for (size_t i = 0; i < sizeof(line); i++) /* the client's bytes, as one printable line */
-            line[i] = i + 1 == sizeof(line) || i >= n    ? '\0'
-                      : c->in[i] < ' ' || c->in[i] > '~' ? '?'
-                                                         : c->in[i];
-        log_rl(LOG_LEVEL_WARN, "stats socket: '%s' (%s): refused: the socket is read-only", line,
+        printable(line, n, text, sizeof(text));
+        log_rl(LOG_LEVEL_WARN, "stats socket: '%s' (%s): refused: the socket is read-only", text,
                c->who);
-        fprintf(out, "permission denied: stats socket is read-only (stats_socket_level: read)\n");
+        fprintf(out, "error: permission denied: stats socket is read-only "
+                     "(stats_socket_level: read); nothing changed\n");
         return;
     }
-    if (admin_cmd_parse(c->in, n, &cmd, err, sizeof(err)) < 0) {
+    if (admin_cmd_parse(line, n, &cmd, err, sizeof(err)) < 0) {
         fprintf(out, "error: %s; nothing changed\n", err);
         return;
     }
@@ -175,23 +199,34 @@ static void answer_write(struct stats_socket *s, struct client *c, FILE *out)
         s->commands++;
 }
 
-/* The body for cmd, and its content type; the status when it is not 200. */
-static void answer_body(struct stats_socket *s, struct client *c, enum stats_cmd cmd, FILE *out,
-                        const char **type, const char **status)
+/* The body for cmd, and its content type; the status when it is not 200.
+ * line (n bytes) is the command line of a line request. */
+static void answer_body(struct stats_socket *s, struct client *c, enum stats_cmd cmd,
+                        const char *line, size_t n, FILE *out, const char **type,
+                        const char **status)
 {
+    char why[STATS_NOT_READY_MAX], text[64];
+
     *type = "text/plain; charset=utf-8";
     switch (cmd) {
     case STATS_CMD_HELP:
         fputs(stats_help, out);
         return;
+    case STATS_CMD_READY: /* answered without the whole report: probes come first */
+        s->src.ready(why, sizeof(why), s->src.ctx);
+        fprintf(out, "%s\n", why[0] ? why : "ready");
+        if (why[0])
+            *status = "503 Service Unavailable";
+        return;
     case STATS_CMD_CONNS:
         s->src.conns(out, s->src.ctx);
         return;
     case STATS_CMD_UNKNOWN:
-        fprintf(out, "unknown command; try: help\n");
+        printable(line, n, text, sizeof(text));
+        fprintf(out, "error: unknown command '%s'; try: help\n", text);
         return;
     case STATS_CMD_WRITE:
-        answer_write(s, c, out);
+        answer_write(s, c, line, n, out);
         return;
     case STATS_CMD_NOT_FOUND:
         *status = "404 Not Found";
@@ -200,12 +235,14 @@ static void answer_body(struct stats_socket *s, struct client *c, enum stats_cmd
     default:
         break;
     }
+    if (s->held >= HELD_MAX) {
+        *status = "503 Service Unavailable";
+        fputs(BUSY_BODY, out);
+        s->busy++;
+        return;
+    }
     report_fill(s);
-    if (cmd == STATS_CMD_READY) {
-        stats_report_ready(s->report, out);
-        if (s->report->not_ready[0])
-            *status = "503 Service Unavailable";
-    } else if (cmd == STATS_CMD_STATS)
+    if (cmd == STATS_CMD_STATS)
         stats_report_text(s->report, out);
     else if (cmd == STATS_CMD_SERVERS)
         stats_report_servers(s->report, out);
@@ -222,7 +259,49 @@ static void answer_body(struct stats_socket *s, struct client *c, enum stats_cmd
     }
 }
 
-/* Builds the whole answer to a parsed request (ret < 0: a bad one). */
+/* Each command line in c->in, answered in order: the lines that came
+ * with the first are all read. What follows the last whole line is
+ * refused, not dropped. */
+static void answer_lines(struct stats_socket *s, struct client *c, FILE *out)
+{
+    size_t off = 0;
+    const char *type, *status;
+    char text[64];
+
+    while (off < c->in_len) {
+        const char *line = c->in + off;
+        enum stats_cmd cmd = STATS_CMD_UNKNOWN;
+        int http, ret = stats_request_parse(line, c->in_len - off, &cmd, &http);
+        size_t n;
+
+        if (ret < 0) {
+            const char *nl = memchr(line, '\n', c->in_len - off);
+            printable(line, nl ? (size_t)(nl - line) : c->in_len - off, text, sizeof(text));
+            if (ret == -EAGAIN)
+                fprintf(out, "error: '%s' does not end in a newline; not done\n", text);
+            else
+                fprintf(out, "error: '%s': a request is one command line (no control bytes) "
+                             "or an HTTP GET, under 4 KiB; nothing done\n",
+                        text);
+            if (!nl)
+                return;
+            off += (size_t)(nl - line) + 1;
+            continue;
+        }
+        n = (size_t)ret - 1;
+        while (n && (line[n - 1] == '\r' || line[n - 1] == ' '))
+            n--;
+        if (http) { /* an HTTP request after a command line: not one of ours */
+            fprintf(out, "error: an HTTP request after a command line; not done\n");
+            return;
+        }
+        answer_body(s, c, cmd, line, n, out, &type, &status);
+        off += (size_t)ret;
+    }
+}
+
+/* Builds the whole answer to the request in c->in, whose first request
+ * parsed as ret, cmd and http; then sends what the socket takes. */
 static void client_answer(struct stats_socket *s, struct client *c, int ret, enum stats_cmd cmd,
                           int http)
 {
@@ -233,20 +312,22 @@ static void client_answer(struct stats_socket *s, struct client *c, int ret, enu
     int n = 0;
 
     if (!out) {
-        client_close(c);
+        client_close(s, c);
         return;
     }
     if (c->admin && !http) {
         ret = -EPROTO; /* the admin listener speaks HTTP only */
         http = STATS_HTTP_GET;
     }
-    if (ret < 0) {
+    if (ret < 0 && http) {
         status = "400 Bad Request";
         fprintf(out, c->admin ? "bad request: GET or HEAD /, /ready, /metrics or /stats.json\n"
-                              : "error: a request is one command line or an HTTP GET, under 4 KiB; "
-                                "nothing done\n");
+                              : "bad request: GET or HEAD /, /ready, /metrics or /stats.json "
+                                "over HTTP/1.0 or HTTP/1.1, under 4 KiB\n");
+    } else if (http) {
+        answer_body(s, c, cmd, NULL, 0, out, &type, &status);
     } else {
-        answer_body(s, c, cmd, out, &type, &status);
+        answer_lines(s, c, out);
     }
     fclose(out);
     if (http)
@@ -259,76 +340,82 @@ static void client_answer(struct stats_socket *s, struct client *c, int ret, enu
     c->out = malloc((size_t)n + body_len + 1);
     if (!c->out) {
         free(body);
-        client_close(c);
+        client_close(s, c);
         return;
     }
     memcpy(c->out, head, (size_t)n);
     memcpy(c->out + n, body, body_len);
     c->out_len = (size_t)n + body_len;
+    c->deadline_ms = now_ms() + ANSWER_IDLE_MS;
+    s->held += c->out_len;
     free(body);
     shutdown(c->fd, SHUT_RD);
 }
 
-static void client_read(struct stats_socket *s, struct client *c)
+static void client_start_write(struct stats_socket *s, struct client *c, uint64_t now);
+
+/* Reads what has come of the request. Once it is whole (or cannot be),
+ * /ready is answered at once and anything else marked pending; returns 1
+ * for that. */
+static int client_read(struct stats_socket *s, struct client *c)
 {
     ssize_t n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
     enum stats_cmd cmd = STATS_CMD_UNKNOWN;
     int http = 0, ret;
 
     if (n == -1 && (errno == EAGAIN || errno == EINTR))
-        return;
+        return 0;
     if (n <= 0) {
-        client_close(c);
-        return;
+        client_close(s, c);
+        return 0;
     }
     c->in_len += (size_t)n;
     ret = stats_request_parse(c->in, c->in_len, &cmd, &http);
     if (ret == -EAGAIN && c->in_len < sizeof(c->in))
-        return;
-    if (!http && ((c->in_len >= 4 && memcmp(c->in, "GET ", 4) == 0) ||
-                  (c->in_len >= 5 && memcmp(c->in, "HEAD ", 5) == 0)))
-        http = STATS_HTTP_GET; /* too long or cut short: still an HTTP client */
-    client_answer(s, c, ret, cmd, http);
+        return 0;
+    if (ret >= 0 && cmd == STATS_CMD_READY && (http || c->in_len == (size_t)ret)) {
+        client_answer(s, c, ret, cmd, http);
+        client_start_write(s, c, now_ms());
+        return 0;
+    }
+    c->pending = 1;
+    return 1;
 }
 
-static void client_write(struct client *c)
+/* Sends what the socket takes of the answer; closes once it is all sent.
+ * Progress moves the deadline. */
+static void client_write(struct stats_socket *s, struct client *c, uint64_t now)
 {
     ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
 
     if (n == -1 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
-        client_close(c);
+        client_close(s, c);
         return;
     }
     c->out_off += (size_t)n;
+    c->deadline_ms = now + ANSWER_IDLE_MS;
     if (c->out_off == c->out_len) {
         /* What is left unread of a request too long would turn the close
          * into a reset, which can cost the client the answer. */
         for (int i = 0; i < 16 && recv(c->fd, c->in, sizeof(c->in), MSG_DONTWAIT) > 0; i++)
             ;
-        client_close(c);
+        client_close(s, c);
     }
 }
 
-/* Every slot taken: answers fd at once, in HTTP if the request that has
- * arrived by now says so, without waiting for the rest, and closes it. */
-static void busy_answer(struct stats_socket *s, int fd)
+/* An answer just built: sent at once where the socket takes it (most
+ * do), else written as the client reads. */
+static void client_start_write(struct stats_socket *s, struct client *c, uint64_t now)
 {
-    char in[512], out[256];
-    ssize_t got = recv(fd, in, sizeof(in), MSG_DONTWAIT);
-    int head = got >= 5 && memcmp(in, "HEAD ", 5) == 0;
-    int n = sizeof(BUSY_BODY) - 1;
+    struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (uint32_t)(c - s->c)};
 
-    memcpy(out, BUSY_BODY, (size_t)n);
-    if (head || (got >= 4 && memcmp(in, "GET ", 4) == 0))
-        n = snprintf(out, sizeof(out),
-                     "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                     sizeof(BUSY_BODY) - 1, head ? "" : BUSY_BODY);
-    (void)!send(fd, out, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
-    close(fd);
-    s->busy++;
+    if (c->fd < 0 || !c->out)
+        return;
+    client_write(s, c, now);
+    if (c->fd >= 0 && epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev) == -1)
+        client_close(s, c);
 }
 
 /* Whether an admin client's address is in the allow list. */
@@ -361,38 +448,82 @@ static void admin_refuse(struct stats_socket *s, int fd, const union sockaddr_in
     s->admin_refused++;
 }
 
-static void accept_client(struct stats_socket *s, int which, uint64_t now)
+/* A slot for a new client of listening socket which: a free one, or else
+ * the oldest client's, closed to make room. The oldest still sending its
+ * request goes first (it has had the longest to do so), then the oldest
+ * reader of an answer: a stuck client costs only itself, never a probe. */
+static struct client *slot_for(struct stats_socket *s, int which)
+{
+    struct client *first = &s->c[which * STATS_SOCKET_CLIENTS], *victim = NULL;
+
+    for (struct client *c = first; c < first + STATS_SOCKET_CLIENTS; c++) {
+        if (c->fd < 0)
+            return c;
+        if (!victim || (!c->out && victim->out) ||
+            (!c->out == !victim->out && c->since_ms < victim->since_ms))
+            victim = c;
+    }
+    client_close(s, victim);
+    s->busy++;
+    return victim;
+}
+
+/* Takes one client from listening socket which; returns 0 when there was
+ * none to take. */
+static int accept_client(struct stats_socket *s, int which, uint64_t now)
 {
     union sockaddr_inet peer;
     socklen_t len = sizeof(peer);
     int fd = accept4(s->fd[which], &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    struct ucred cred = {0};
+    socklen_t clen = sizeof(cred);
+    struct epoll_event ev = {.events = EPOLLIN};
+    struct client *c;
 
     if (fd == -1) {
         /* Out of descriptors or memory: the client stays queued, and polling
          * the socket again at once would spin. */
         if (err_out_of_resources(errno))
             s->accept_resume_ms = now + ACCEPT_BACKOFF_MS;
-        return;
+        return 0;
     }
     if (which == LISTEN_ADMIN && !admin_allowed(s, &peer)) {
         admin_refuse(s, fd, &peer);
-        return;
+        return 1;
     }
-    for (int i = which * CLIENTS; i < (which + 1) * CLIENTS; i++) {
-        if (s->c[i].fd < 0) {
-            struct ucred cred = {0};
-            socklen_t clen = sizeof(cred);
-            s->c[i].fd = fd;
-            s->c[i].admin = which == LISTEN_ADMIN;
-            s->c[i].deadline_ms = now + CLIENT_DEADLINE_MS;
-            if (which == LISTEN_UNIX && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0)
-                snprintf(s->c[i].who, sizeof(s->c[i].who), "uid=%u pid=%d", cred.uid, cred.pid);
-            else
-                snprintf(s->c[i].who, sizeof(s->c[i].who), "admin listener");
+    c = slot_for(s, which);
+    ev.data.u32 = (uint32_t)(c - s->c);
+    if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) == -1) {
+        close(fd);
+        return 1;
+    }
+    c->fd = fd;
+    c->admin = which == LISTEN_ADMIN;
+    c->since_ms = now;
+    c->deadline_ms = now + REQUEST_MS;
+    if (which == LISTEN_UNIX && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0)
+        snprintf(c->who, sizeof(c->who), "uid=%u pid=%d", cred.uid, cred.pid);
+    else
+        snprintf(c->who, sizeof(c->who), "admin listener");
+    return 1;
+}
+
+/* Takes what is queued on listening socket which, a batch at a time so
+ * that the clients already in keep being served. */
+static void accept_batch(struct stats_socket *s, int which, uint64_t now)
+{
+    for (int i = 0; i < BATCH && s->fd[which] >= 0 && now >= s->accept_resume_ms; i++)
+        if (!accept_client(s, which, now))
             return;
-        }
-    }
-    busy_answer(s, fd);
+}
+
+/* Listens on (events EPOLLIN) or rests (0) the listening socket which. */
+static void listen_events(struct stats_socket *s, int which, uint32_t events, int op)
+{
+    struct epoll_event ev = {.events = events, .data.u32 = EV_LISTEN + (uint32_t)which};
+
+    if (s->fd[which] >= 0)
+        (void)epoll_ctl(s->ep, op, s->fd[which], &ev);
 }
 
 /* The admin socket, listening already, is served from now on (a
@@ -404,14 +535,15 @@ static void admin_change(struct stats_socket *s, char what, uint64_t now)
     if (s->admin_fd < 0)
         return;
     if (what == WAKE_ADMIN_LISTEN) {
-        s->fd[LISTEN_ADMIN] = s->admin_fd;
+        if (s->fd[LISTEN_ADMIN] < 0) {
+            s->fd[LISTEN_ADMIN] = s->admin_fd;
+            listen_events(s, LISTEN_ADMIN, EPOLLIN, EPOLL_CTL_ADD);
+        }
         return;
     }
-    if (s->fd[LISTEN_ADMIN] >= 0) {
-        struct pollfd p = {.fd = s->admin_fd, .events = POLLIN};
-        for (int i = 0; i < CLIENTS && poll(&p, 1, 0) == 1; i++)
-            accept_client(s, LISTEN_ADMIN, now);
-    }
+    if (s->fd[LISTEN_ADMIN] >= 0)
+        while (accept_client(s, LISTEN_ADMIN, now))
+            ;
     close(s->admin_fd);
     s->admin_fd = s->fd[LISTEN_ADMIN] = -1;
 }
@@ -431,11 +563,110 @@ static int woken(struct stats_socket *s, uint64_t now)
     return 1;
 }
 
+/* Closes the clients past their deadline; returns the ms until the next
+ * deadline (at most 500). */
+static int expire(struct stats_socket *s, uint64_t now)
+{
+    uint64_t next = now + 500;
+
+    for (int i = 0; i < LISTENS * STATS_SOCKET_CLIENTS; i++) {
+        struct client *c = &s->c[i];
+        if (c->fd < 0)
+            continue;
+        if (now >= c->deadline_ms)
+            client_close(s, c);
+        else if (c->deadline_ms < next)
+            next = c->deadline_ms;
+    }
+    if (s->accept_resume_ms > now && s->accept_resume_ms < next)
+        next = s->accept_resume_ms;
+    return (int)(next - now);
+}
+
+/* The listening sockets rest while accept is backing off. */
+static void rest_listeners(struct stats_socket *s, uint64_t now, int *resting)
+{
+    int rest = now < s->accept_resume_ms;
+
+    if (rest == *resting)
+        return;
+    for (int k = 0; k < LISTENS; k++)
+        listen_events(s, k, rest ? 0 : EPOLLIN, EPOLL_CTL_MOD);
+    *resting = rest;
+}
+
+/* The answer to c's request, whole, and the start of its writing. */
+static void answer_now(struct stats_socket *s, struct client *c, uint64_t now)
+{
+    enum stats_cmd cmd = STATS_CMD_UNKNOWN;
+    int http = 0, ret = stats_request_parse(c->in, c->in_len, &cmd, &http);
+
+    client_answer(s, c, ret, cmd, http);
+    client_start_write(s, c, now);
+}
+
+/* c's request waits for its answer behind the others; answered now if
+ * the queue is full (of slots since closed: a slot is queued once while it
+ * is pending). */
+static void queue_answer(struct stats_socket *s, struct client *c, uint64_t now)
+{
+    uint32_t cap = LISTENS * STATS_SOCKET_CLIENTS;
+
+    if (s->q_len == cap) {
+        answer_now(s, c, now);
+        return;
+    }
+    s->queue[(s->q_head + s->q_len++) % cap] = (uint32_t)(c - s->c);
+}
+
+/* Answers up to ANSWERS_PER_ROUND of the queued requests. */
+static void answer_queued(struct stats_socket *s, uint64_t now)
+{
+    for (int done = 0; done < ANSWERS_PER_ROUND && s->q_len; s->q_len--) {
+        struct client *c = &s->c[s->queue[s->q_head]];
+
+        s->q_head = (s->q_head + 1) % (LISTENS * STATS_SOCKET_CLIENTS);
+        if (c->fd < 0 || !c->pending || c->out)
+            continue;
+        answer_now(s, c, now);
+        done++;
+    }
+}
+
+/* One batch of events: reads and writes, /ready answered as it is read
+ * and other requests queued; then accepts, then a few queued answers.
+ * Returns 1 to stop. */
+static int serve_batch(struct stats_socket *s, const struct epoll_event *ev, int n)
+{
+    int accept_on[LISTENS] = {0};
+    uint64_t now = now_ms();
+
+    for (int k = 0; k < n; k++) {
+        uint32_t id = ev[k].data.u32;
+        struct client *c = &s->c[id];
+        if (id == EV_WAKE) {
+            if (woken(s, now))
+                return 1;
+        } else if (id >= EV_LISTEN) {
+            accept_on[id - EV_LISTEN] = 1;
+        } else if (c->fd >= 0 && c->out) {
+            client_write(s, c, now);
+        } else if (c->fd >= 0 && !c->pending && client_read(s, c)) {
+            queue_answer(s, c, now);
+        }
+    }
+    for (int k = 0; k < LISTENS; k++)
+        if (accept_on[k])
+            accept_batch(s, k, now);
+    answer_queued(s, now);
+    return 0;
+}
+
 static void *server_main(void *arg)
 {
     struct stats_socket *s = arg;
-    struct pollfd p[LISTENS * CLIENTS + 1 + LISTENS];
-    int slot[LISTENS * CLIENTS + 1 + LISTENS];
+    struct epoll_event ev[BATCH];
+    int resting = 0;
 
     pthread_setname_np(pthread_self(), "rr-stats");
     /* Below the workers where they share a core: a scrape (about 0.5 ms of
@@ -444,36 +675,13 @@ static void *server_main(void *arg)
     (void)setpriority(PRIO_PROCESS, (id_t)gettid(), STATS_THREAD_NICE);
     for (;;) {
         uint64_t now = now_ms();
-        int n = 1 + LISTENS, resting = now < s->accept_resume_ms;
-        p[0] = (struct pollfd){.fd = s->wake[0], .events = POLLIN};
-        for (int k = 0; k < LISTENS; k++)
-            p[1 + k] = (struct pollfd){.fd = resting ? -1 : s->fd[k], .events = POLLIN};
-        for (int i = 0; i < LISTENS * CLIENTS; i++) {
-            if (s->c[i].fd < 0)
-                continue;
-            if (now >= s->c[i].deadline_ms) {
-                client_close(&s->c[i]);
-                continue;
-            }
-            p[n] = (struct pollfd){.fd = s->c[i].fd, .events = s->c[i].out ? POLLOUT : POLLIN};
-            slot[n++] = i;
-        }
-        if (poll(p, (nfds_t)n, resting ? ACCEPT_BACKOFF_MS : 500) == -1 && errno != EINTR)
+        int timeout = expire(s, now), n;
+        rest_listeners(s, now, &resting);
+        n = epoll_wait(s->ep, ev, BATCH, s->q_len ? 0 : timeout);
+        if (n == -1 && errno != EINTR)
             break;
-        if (p[0].revents && woken(s, now))
+        if (n >= 0 && serve_batch(s, ev, n))
             break;
-        for (int k = 1 + LISTENS; k < n; k++) {
-            struct client *c = &s->c[slot[k]];
-            if (!p[k].revents)
-                continue;
-            if (c->out)
-                client_write(c);
-            else
-                client_read(s, c);
-        }
-        for (int k = 0; k < LISTENS; k++)
-            if (p[1 + k].fd >= 0 && (p[1 + k].revents & POLLIN))
-                accept_client(s, k, now);
     }
     return NULL;
 }
@@ -506,7 +714,7 @@ static int socket_open(struct stats_socket *s, const char *path, gid_t gid, char
     if (gid != (gid_t)-1 && chown(a.sun_path, (uid_t)-1, gid) == -1)
         goto fail_unlink;
     what = "listen";
-    if (listen(fd, 64) == -1 || stat(a.sun_path, &st) == -1)
+    if (listen(fd, LISTEN_BACKLOG) == -1 || stat(a.sun_path, &st) == -1)
         goto fail_unlink;
     what = "rename";
     if (rename(a.sun_path, path) == -1)
@@ -544,7 +752,7 @@ static int admin_open(const union sockaddr_inet *a, int later, char *err, size_t
     if (bind(fd, &a->sa, addr_len(&a->sa)) == -1)
         goto fail;
     what = "listen";
-    if (!later && listen(fd, 64) == -1)
+    if (!later && listen(fd, LISTEN_BACKLOG) == -1)
         goto fail;
     return fd;
 
@@ -562,11 +770,15 @@ static void server_free(struct stats_socket *s)
         close(s->wake[0]);
         close(s->wake[1]);
     }
+    if (s->ep >= 0)
+        close(s->ep);
     if (s->fd[LISTEN_UNIX] >= 0)
         close(s->fd[LISTEN_UNIX]);
     if (s->admin_fd >= 0)
         close(s->admin_fd);
     free(s->report);
+    free(s->queue);
+    free(s->c);
     free(s);
 }
 
@@ -575,16 +787,22 @@ struct stats_socket *stats_socket_open(const char *path, gid_t gid, enum stats_l
 {
     struct stats_socket *s = calloc(1, sizeof(*s));
 
-    if (!s || !(s->report = malloc(sizeof(*s->report)))) {
+    if (!s || !(s->report = malloc(sizeof(*s->report))) ||
+        !(s->c = calloc(LISTENS * STATS_SOCKET_CLIENTS, sizeof(*s->c))) ||
+        !(s->queue = calloc(LISTENS * STATS_SOCKET_CLIENTS, sizeof(*s->queue)))) {
         snprintf(err, errlen, "stats socket: out of memory");
+        if (s) {
+            free(s->report);
+            free(s->c);
+        }
         free(s);
         return NULL;
     }
     s->src = *src;
     s->level = level;
-    for (int i = 0; i < LISTENS * CLIENTS; i++)
+    for (int i = 0; i < LISTENS * STATS_SOCKET_CLIENTS; i++)
         s->c[i].fd = -1;
-    s->wake[0] = s->wake[1] = -1;
+    s->wake[0] = s->wake[1] = s->ep = -1;
     s->fd[LISTEN_UNIX] = s->fd[LISTEN_ADMIN] = s->admin_fd = -1;
     if (path) {
         snprintf(s->path, sizeof(s->path), "%s", path);
@@ -594,6 +812,20 @@ struct stats_socket *stats_socket_open(const char *path, gid_t gid, enum stats_l
         }
     }
     return s;
+}
+
+/* The thread's epoll, with the wake pipe and the sockets served now. */
+static int events_open(struct stats_socket *s)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = EV_WAKE};
+
+    if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) == -1 ||
+        (s->ep = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
+        epoll_ctl(s->ep, EPOLL_CTL_ADD, s->wake[0], &ev) == -1)
+        return -1;
+    for (int k = 0; k < LISTENS; k++)
+        listen_events(s, k, EPOLLIN, EPOLL_CTL_ADD);
+    return 0;
 }
 
 int stats_socket_serve(struct stats_socket *s, const struct stats_admin *admin, char *err,
@@ -609,14 +841,8 @@ int stats_socket_serve(struct stats_socket *s, const struct stats_admin *admin, 
         if (!admin->later)
             s->fd[LISTEN_ADMIN] = s->admin_fd;
     }
-    if (pipe2(s->wake, O_CLOEXEC) == -1 ||
-        (errno = pthread_create(&s->thread, NULL, server_main, s))) {
+    if (events_open(s) < 0 || (errno = pthread_create(&s->thread, NULL, server_main, s))) {
         snprintf(err, errlen, "stats thread: %s", strerror(errno));
-        if (s->wake[0] >= 0) {
-            close(s->wake[0]);
-            close(s->wake[1]);
-            s->wake[0] = s->wake[1] = -1;
-        }
         return -1;
     }
     s->serving = 1;
@@ -630,7 +856,7 @@ void stats_socket_admin_listen(struct stats_socket *s)
     /* Here, not in the thread: the socket takes clients (into its queue)
      * before this returns, so a predecessor told to let go right after
      * never leaves the port without a listener. */
-    if (listen(s->admin_fd, 64) == -1) {
+    if (listen(s->admin_fd, LISTEN_BACKLOG) == -1) {
         log_error("admin listener: listen: %s", strerror(errno));
         return;
     }
@@ -653,9 +879,9 @@ void stats_socket_stop(struct stats_socket *s)
         (void)!write(s->wake[1], &(char){WAKE_STOP}, 1);
         pthread_join(s->thread, NULL);
     }
-    for (int i = 0; i < LISTENS * CLIENTS; i++)
+    for (int i = 0; i < LISTENS * STATS_SOCKET_CLIENTS; i++)
         if (s->c[i].fd >= 0)
-            client_close(&s->c[i]);
+            client_close(s, &s->c[i]);
     /* A newer process may have renamed its own socket over ours. */
     if (s->fd[LISTEN_UNIX] >= 0 && stat(s->path, &st) == 0 && st.st_ino == s->ino)
         (void)unlink(s->path);

@@ -33,8 +33,40 @@ static const struct request_case requests[] = {
     {"HEAD /metrics HTTP/1.1\r\n\r\n", 26, STATS_CMD_METRICS, STATS_HTTP_HEAD},
     {"HEAD /stats.json HTTP/1.0\r\n\r\n", 29, STATS_CMD_STATS_JSON, STATS_HTTP_HEAD},
     {"POST /metrics HTTP/1.1\r\n\r\n", -EPROTO, 0, 1},
-    {"GET  HTTP/1.1\r\n\r\n", 17, STATS_CMD_NOT_FOUND, 1},
+    {"GET  HTTP/1.1\r\n\r\n", -EPROTO, 0, 1},
+    {"GET / HTTP/1.1\r\n\r\n", 18, STATS_CMD_PAGE, 1},
+    /* Not exactly METHOD SP TARGET SP HTTP/1.0|1.1: 400, never a command. */
+    {"GET /ready HTTP/2.0\r\n\r\n", -EPROTO, 0, 1},
+    {"GET /ready\r\n", -EPROTO, 0, 1},
+    {"GET /ready HTTP/1.1x\r\n\r\n", -EPROTO, 0, 1},
+    {"HEAD /ready HTTP/2\r\n\r\n", -EPROTO, 0, 1},
+    {"GET /ready  HTTP/1.1\r\n\r\n", -EPROTO, 0, 1},
+    {"GET ready HTTP/1.1\r\n\r\n", -EPROTO, 0, 1},
+    {"GET /ready HTTP/1.1 x\r\n\r\n", -EPROTO, 0, 1},
+    {"get /ready HTTP/1.1\r\n\r\n", -EPROTO, 0, 1},
+    {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", -EPROTO, 0, 1},
+    {"OPTIONS * HTTP/1.1\r\n\r\n", -EPROTO, 0, 1},
+    {"GET /re\tady HTTP/1.1\r\n\r\n", -EPROTO, 0, 1},
+    {"SHOW STATS\n", 11, STATS_CMD_UNKNOWN, 0},
+    {"set server a/b\tstate drain\n", 27, STATS_CMD_WRITE, 0},
+    {"show stats\r junk\n", -EPROTO, 0, 0},
+    {"show stats\x7f\n", -EPROTO, 0, 0},
+    {"show stats\x1b[A\n", -EPROTO, 0, 0},
 };
+
+/* A NUL inside a command line would cut it short where a C string ends:
+ * refused, whatever follows. */
+Test(stats_report, control_bytes_refuse_a_line)
+{
+    static const char with_nul[] = "set server web/s2\0junk state drain\n";
+    static const char weight_nul[] = "set server web/s2 weight 5\0\n";
+    enum stats_cmd cmd = STATS_CMD_UNKNOWN;
+    int http = -1;
+
+    cr_assert_eq(stats_request_parse(with_nul, sizeof(with_nul) - 1, &cmd, &http), -EPROTO);
+    cr_assert_eq(http, STATS_LINE);
+    cr_assert_eq(stats_request_parse(weight_nul, sizeof(weight_nul) - 1, &cmd, &http), -EPROTO);
+}
 
 Test(stats_report, requests)
 {

@@ -366,3 +366,98 @@ def allow_reload(ctx):
                        "the reload")
     check("reload: admin.allow: " in rl.stderr() and "2001:db8:99::/64" in rl.stderr() and
           "needs a restart" in rl.stderr(), f"no line about admin.allow: {rl.stderr()[-600:]}")
+
+
+def raw_http(port, data, timeout=5):
+    """data as sent to 127.0.0.1:port; the whole answer."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        return recv_to_eof(s)
+    finally:
+        s.close()
+
+
+@case("ready_is_never_fooled_by_a_bad_request_line", per_io=False)
+def ready_fooled(ctx):
+    """On a relay that is not ready, a request line that is not exactly
+    GET or HEAD, a path and HTTP/1.0 or HTTP/1.1 gets 400 with a status
+    line (before: HTTP/2.0, the HTTP/0.9 form and 'HTTP/1.1x' got 200 and
+    'unknown command'); the right one gets 503. The unix socket answers
+    the same."""
+    admin, dead = harness.free_port(), harness.free_port()
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    cfg.start(ctx, cfg.document(
+        [cfg.listener("web", harness.free_port(), default_backend="kong")],
+        [cfg.backend("kong", [dead], health_check={
+            "mode": "tcp", "interval": "100ms", "timeout": "100ms", "rise": 1, "fall": 1})],
+        stats_socket=sock, admin={"listen": f"127.0.0.1:{admin}"}))
+    harness.wait_until(lambda: http(admin, "/ready")[0] == 503, 10, "/ready to say not ready")
+    bad = [b"GET /ready HTTP/2.0\r\n\r\n", b"GET /ready\r\n\r\n", b"GET /ready\n",
+           b"GET /ready HTTP/1.1x\r\n\r\n", b"HEAD /ready HTTP/2\r\n\r\n",
+           b"GET  /ready HTTP/1.1\r\n\r\n", b"GET /ready HTTP/1.1 \r\n\r\n",
+           b"GET /re\0ady HTTP/1.1\r\n\r\n", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+           b"get /ready HTTP/1.1\r\n\r\n", b"GET ready HTTP/1.0\r\n\r\n"]
+    for data in bad:
+        for name, ask in (("admin", lambda d: raw_http(admin, d)),
+                          ("unix", lambda d: ask_unix(sock, d))):
+            got = ask(data)
+            check(got.startswith(b"HTTP/1.0 400 Bad Request\r\n") and b" 200 " not in got,
+                  f"{name}: {data!r} got {got[:120]!r}")
+    got = raw_http(admin, b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+    check(got.startswith(b"HTTP/1.0 503 ") and got.endswith(b"no server up\n"), f"{got!r}")
+
+
+def ask_unix(path, data, timeout=5):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(data)
+        return recv_to_eof(s)
+    finally:
+        s.close()
+
+
+@case("ready_answers_through_an_admin_flood", per_io=False, budget=120)
+def ready_flood(ctx):
+    """500 idle and 500 slow-reading admin clients (a stuck agent, a slow
+    scraper, a port scanner) hold the admin port; 100 /ready probes are all
+    answered 200 (before: 16 idle clients made every probe 503 busy). The
+    probes' times are noted, not asserted (make bench measures)."""
+    admin = harness.free_port()
+    echo = start_echo(ctx)
+    # Many servers, so that /metrics is an answer a reader can be slow on.
+    cfg.start(ctx, cfg.document(
+        [cfg.listener("web", harness.free_port())],
+        [cfg.backend("app", [cfg.server(echo.port, name=f"s{i}") for i in range(1)] +
+                     [cfg.server(p) for p in range(20000, 20063)],
+                     health_check={"mode": "off"})],
+        admin={"listen": f"127.0.0.1:{admin}"}))
+    harness.wait_until(lambda: http(admin, "/ready")[0] == 200, 10, "ready")
+    held = []
+
+    def hold(n, request):
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(5)
+            s.connect(("127.0.0.1", admin))
+            ctx.on_cleanup(s.close)
+            if request:
+                s.sendall(request)
+            held.append(s)
+    hold(500, None)
+    hold(500, b"GET /metrics HTTP/1.0\r\n\r\n")
+    times, answers = [], collections.Counter()
+    for i in range(100):
+        began = time.monotonic()
+        status, _, body = http(admin, "/ready")
+        times.append(time.monotonic() - began)
+        answers[(status, body)] += 1
+        if i % 10 == 0:
+            hold(20, None)  # the idle ones keep coming back
+    check(answers == {(200, "ready\n"): 100}, f"/ready answered {dict(answers)}")
+    times.sort()
+    ctx.note(f"100/100 answered 200; median {times[50] * 1000:.1f} ms, "
+             f"p99 {times[98] * 1000:.1f} ms, max {times[-1] * 1000:.1f} ms")

@@ -315,7 +315,8 @@ def control_refusals(ctx):
     for cmd in (f"set server app/{key} state drain", "disable listener web",
                 f"shutdown sessions server app/{key}"):
         out = query(sock, cmd)
-        check(out == "permission denied: stats socket is read-only (stats_socket_level: read)\n",
+        check(out == "error: permission denied: stats socket is read-only "
+                     "(stats_socket_level: read); nothing changed\n",
               f"{cmd} at level read: {out!r}")
     rc, _, err = server_cli(ctx, sock, "drain", f"app/{key}")
     check(rc == 1 and "permission denied" in err, f"ringrelay server at level read: {rc} {err!r}")
@@ -337,7 +338,8 @@ def control_refusals(ctx):
         f"set server {key} state drain": "expected BACKEND/SERVER",
         "disable listener nope": "no listener 'nope'",
         "shutdown sessions app": "expected shutdown sessions server BACKEND/SERVER",
-        "set server app/" + "x" * 5000: "a request is one command line or an HTTP GET, under 4 KiB",
+        "set server app/" + "x" * 5000: "a request is one command line (no control bytes) or an "
+                                         "HTTP GET, under 4 KiB",
     }
     for cmd, want in bad.items():
         out = query(sock, cmd)
@@ -385,3 +387,56 @@ def control_reload(ctx):
     check(f"weight set to 7 at runtime dropped: the configured weight changed from 1 to 2"
           in rl.stderr(), "the dropped weight is not logged")
     check(server_json(sock, "app", a_key)["admin"] == "drain", "drain lost on the 2nd reload")
+
+
+def raw_query(path, data, timeout=5):
+    """data as sent, on one new connection to the stats socket; the whole
+    answer."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(data)
+        return recv_to_eof(s).decode()
+    finally:
+        s.close()
+
+
+@case("control_reads_exactly_what_was_sent", per_io=False)
+def control_exact(ctx):
+    """A NUL, CR or other control byte inside a command line refuses it
+    (before, 'set server web/s2\\0junk state drain' drained s2); lines
+    sent together are each answered in order, a write among them done;
+    what follows the last newline is refused, not dropped; every refusal,
+    an unknown command's too, starts with 'error:'."""
+    echo = start_echo(ctx)
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    cfg.start(ctx, cfg.document(stats_socket=sock, stats_socket_level="admin",
+                                listeners=[cfg.listener("web", harness.free_port())],
+                                backends=[cfg.backend("app", [cfg.server(echo.port, name="s2")])]))
+    key = f"127.0.0.1:{echo.port}"
+    for data in (b"set server app/s2\0junk state drain\n", b"set server app/s2 weight 5\0\n",
+                 b"set server app/s2 state drain\rmaint\n", b"set server app/s2\x1b state drain\n",
+                 b"set server app/s2 state drain\x7f\n"):
+        out = raw_query(sock, data)
+        check(out.startswith("error: ") and out.endswith("nothing done\n") and
+              out.count("\n") == 1, f"{data!r}: {out!r}")
+    srv = server_json(sock, "app", key)
+    check((srv["admin"], srv["weight"]) == ("ready", 1), f"a refused line changed s2: {srv}")
+    out = raw_query(sock, b"show nothing\n")
+    check(out == "error: unknown command 'show nothing'; try: help\n", f"unknown: {out!r}")
+
+    out = raw_query(sock, b"set server app/s2 state drain\nshow servers\nset server app/s2 weight 3\n")
+    lines = out.splitlines()
+    check(lines[0].startswith(f"ok: app/{key} state drain (was ready)"), f"first: {out!r}")
+    check(any(key in line and "drain" in line for line in lines[1:-1]),
+          f"show servers, second, does not show the drain: {out!r}")
+    check(lines[-1] == f"ok: app/{key} weight 3 (was 1, configured 1)", f"third: {out!r}")
+    srv = server_json(sock, "app", key)
+    check((srv["admin"], srv["weight"]) == ("drain", 3), f"three lines in one: {srv}")
+
+    out = raw_query(sock, b"set server app/s2 state ready\nset server app/s2 weight 1")
+    check(out == f"ok: app/{key} state ready (was drain); 0 open connections continue\n"
+                 "error: 'set server app/s2 weight 1' does not end in a newline; not done\n",
+          f"a cut second line: {out!r}")
+    check(server_json(sock, "app", key)["weight"] == 3, "the cut line was done")
