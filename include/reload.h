@@ -20,15 +20,16 @@ char *reload_read_file(const char *path, size_t *len, char *err, size_t errlen);
 struct runtime *reload_load_runtime(const struct options *o, struct resolver *dns, char **text,
                                     size_t *len, char *err, size_t errlen);
 
-/* SIGHUP: reads the file again. A bad one changes nothing; a good one goes
- * to the workers for new connections, while open ones finish on the
- * configuration they started with. Returns 0, or -1 when refused. */
-int reload_apply(struct process *r, struct checker **checks);
-
-/* A name's addresses changed: the running configuration (the text it was
- * read from, not the file as it may be now) made again with the servers
- * the names have now, and handed over as a reload would, health and
- * runtime state kept. Returns 0, or -1 (logged) when it could not be. */
-int reload_resolved(struct process *r, struct checker **checks);
+/* The main thread's reload work, at each of its wakes: notes that the
+ * workers took the configuration last handed to them (it is applied
+ * then), and once they all have, does what is queued: a SIGHUP's reload
+ * (r->reload_queued: the file read as it is now; a bad one changes
+ * nothing) before a DNS change (r->dns_queued: the running
+ * configuration's text made again with the names' new addresses).
+ * Nothing waits: a configuration the workers cannot take yet (each
+ * holds connections on WORKER_GENS older ones) stays handed, logged once,
+ * and what comes meanwhile stays queued. Returns 1 while anything is
+ * handed or queued (the caller wakes again soon), else 0. */
+int reload_tick(struct process *r, struct checker **checks);
 
 #endif

@@ -50,9 +50,6 @@ void resolver_stop(struct resolver *rs);
 /* Whether some name's addresses changed since the last call. */
 int resolver_changed(struct resolver *rs);
 
-/* As if one had: the change could not be applied yet. */
-void resolver_mark_changed(struct resolver *rs);
-
 /* Copies up to max names' state into out; returns how many. */
 int resolver_report(struct resolver *rs, struct resolver_stat *out, int max);
 

@@ -23,6 +23,8 @@ struct stats_report {
     uint64_t uptime_ms;
     uint64_t generation; /* configurations loaded: 1, then one per reload */
     uint64_t reloads, reload_failures;
+    uint64_t generation_applied; /* the newest generation every worker has taken */
+    int reload_pending;          /* a configuration handed but not taken yet, or one queued */
     uint64_t stats_busy;    /* stats clients answered "busy": every slot taken */
     uint64_t admin_refused; /* admin clients from outside admin.allow */
     uint32_t max_connections;

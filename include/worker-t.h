@@ -17,7 +17,9 @@
 
 struct io_backend;
 
-#define WORKER_GENS 4
+/* Configurations a worker runs connections on at once; a reload beyond
+ * them waits (queued) until one has no connection left. */
+#define WORKER_GENS 32
 
 /* One runtime as a worker uses it, with what depends on its settings. */
 struct worker_gen {

@@ -172,23 +172,26 @@ static int load_runtime(struct process *r)
     return 0;
 }
 
+/* While a reload is handed or queued the main thread wakes this often, so
+ * that the configuration lands as soon as the workers can take it. */
+#define RELOAD_POLL_MS 10
+
 /* Waits for signals and handles reloads, upgrades and the watchdog; returns
  * the signal that stops the process, and who sent it in *from. */
 static int run(struct process *r, const sigset_t *sigs, struct checker **checks, pid_t *from)
 {
-    struct timespec ts = {.tv_sec = r->tick_ms / 1000, .tv_nsec = r->tick_ms % 1000 * 1000000L};
+    int busy = 0;
 
     for (;;) {
+        uint32_t ms = busy ? RELOAD_POLL_MS : r->tick_ms;
+        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L};
         siginfo_t si = {0};
         int sig = sigtimedwait(sigs, &si, &ts);
         log_rl_flush(0);
         process_watchdog(r);
         if (sig == SIGHUP) {
-            service_notify("RELOADING=1");
-            if (reload_apply(r, checks) < 0)
-                atomic_fetch_add(&r->reload_failures, 1);
-            service_notify("READY=1");
-            process_notify_status(r, "running");
+            if (atomic_exchange(&r->reload_queued, 1))
+                log_info("SIGHUP: a reload is queued already; it reads the file when it runs");
         } else if (sig == SIGUSR2) {
             process_upgrade(r);
         } else if (sig == SIGCHLD) {
@@ -200,7 +203,8 @@ static int run(struct process *r, const sigset_t *sigs, struct checker **checks,
             return sig;
         }
         if (resolver_changed(r->dns))
-            (void)reload_resolved(r, checks);
+            atomic_store(&r->dns_queued, 1);
+        busy = reload_tick(r, checks);
     }
 }
 

@@ -8,13 +8,23 @@
 #include "listeners.h"
 #include "log.h"
 #include "resolver.h"
+#include "service.h"
 #include "stats.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* Reads a whole file (at most CONFIG_FILE_MAX bytes) into a NUL-terminated buffer. */
 char *reload_read_file(const char *path, size_t *len, char *err, size_t errlen)
@@ -104,20 +114,13 @@ static void inherit_health(struct runtime *nrt, const struct runtime *old)
             }
 }
 
-/* Waits up to 2 s for the workers to take their updates (each does at its
- * next tick). Returns how many have none pending. */
-static int reload_wait(struct process *r)
+/* How many workers have taken the update last handed to them. */
+static int workers_took(struct process *r)
 {
     int done = 0;
 
-    for (int tries = 0; tries < 200; tries++) {
-        done = 0;
-        for (int w = 0; w < r->n_workers; w++)
-            done += atomic_load(&r->workers[w].update) == NULL;
-        if (done == r->n_workers)
-            break;
-        usleep(10000);
-    }
+    for (int w = 0; w < r->n_workers; w++)
+        done += atomic_load(&r->workers[w].update) == NULL;
     return done;
 }
 
@@ -135,7 +138,6 @@ static int swap_in(struct process *r, struct checker **checks, struct runtime *n
                    const char *what)
 {
     struct worker_update **u;
-    int took;
 
     config_keep_start_only(&nrt->cfg, &r->rt->cfg, start_only_changed);
     nrt->max_connections = r->rt->max_connections;
@@ -165,28 +167,11 @@ static int swap_in(struct process *r, struct checker **checks, struct runtime *n
     r->rt = nrt;
     pthread_mutex_unlock(&r->rt_lock);
     control_log_kept(nrt, what);
-    atomic_fetch_add(&r->generation, 1);
     log_level = nrt->cfg.log_level;
-    took = reload_wait(r);
-    if (took == r->n_workers)
-        log_info("%s applied: %d listeners, %d backends", what, nrt->cfg.n_listeners,
-                 nrt->cfg.n_backends);
-    else
-        log_warn("%s applied by %d of %d workers so far; the rest follow when their "
-                 "connections from older reloads end",
-                 what, took, r->n_workers);
-    return 0;
-}
-
-/* Whether the workers have taken the last configuration; says why not,
- * and then what (the caller does). */
-static int workers_caught_up(struct process *r, const char *what, const char *then)
-{
-    if (reload_wait(r) == r->n_workers)
-        return 1;
-    log_warn("%s: workers are still on the previous configuration (their connections from "
-             "older reloads hold every slot); %s",
-             what, then);
+    snprintf(r->handed_what, sizeof(r->handed_what), "%s", what);
+    r->handed_ms = mono_ms();
+    r->handed_late = 0;
+    atomic_store(&r->handed, atomic_fetch_add(&r->generation, 1) + 1);
     return 0;
 }
 
@@ -194,7 +179,7 @@ static int workers_caught_up(struct process *r, const char *what, const char *th
  * to the workers for new connections, while open ones finish on the
  * configuration they started with. What the process is built around (the
  * keys the table marks start-only) stays, each change named in the log. */
-int reload_apply(struct process *r, struct checker **checks)
+static int reload_apply(struct process *r, struct checker **checks)
 {
     struct runtime *nrt;
     char err[512], what[CONFIG_PATH_MAX + 16], *text;
@@ -205,8 +190,6 @@ int reload_apply(struct process *r, struct checker **checks)
         log_warn("SIGHUP: started from the command line: no file to reload");
         return -1;
     }
-    if (!workers_caught_up(r, "reload", "try again when those end"))
-        return -1;
     resolver_stop(r->dns);
     nrt = reload_load_runtime(&r->opt, r->dns, &text, &len, err, sizeof(err));
     snprintf(what, sizeof(what), "reload: %s", r->opt.config_path);
@@ -227,15 +210,11 @@ int reload_apply(struct process *r, struct checker **checks)
     return ret;
 }
 
-int reload_resolved(struct process *r, struct checker **checks)
+static int reload_resolved(struct process *r, struct checker **checks)
 {
     struct runtime *nrt;
     char err[512];
 
-    if (!workers_caught_up(r, "dns", "trying again at the next tick")) {
-        resolver_mark_changed(r->dns); /* the next tick tries again */
-        return -1;
-    }
     nrt = build(&r->opt, r->dns, 0, r->config_text, r->config_len, err, sizeof(err));
     if (!nrt) {
         log_error("dns: the servers could not follow their names: %s; keeping them as they are",
@@ -243,4 +222,51 @@ int reload_resolved(struct process *r, struct checker **checks)
         return -1;
     }
     return swap_in(r, checks, nrt, "dns: new addresses");
+}
+
+/* A configuration the workers cannot all take for this long is logged. */
+#define HANDED_LATE_MS 1000
+
+/* The configuration handed last: applied once every worker took it. */
+static void handed_check(struct process *r)
+{
+    uint64_t gen = atomic_load(&r->handed);
+    int took;
+
+    if (!gen)
+        return;
+    took = workers_took(r);
+    if (took == r->n_workers) {
+        log_info("%s applied: %d listeners, %d backends (generation %llu)", r->handed_what,
+                 r->rt->cfg.n_listeners, r->rt->cfg.n_backends, (unsigned long long)gen);
+        atomic_store(&r->applied, gen);
+        atomic_store(&r->handed, 0);
+        return;
+    }
+    if (!r->handed_late && mono_ms() - r->handed_ms >= HANDED_LATE_MS) {
+        r->handed_late = 1;
+        log_warn("%s: generation %llu taken by %d of %d workers so far: the others hold "
+                 "connections on %d older configurations; applied when one of those ends%s",
+                 r->handed_what, (unsigned long long)gen, took, r->n_workers, WORKER_GENS - 1,
+                 atomic_load(&r->reload_queued) ? " (a SIGHUP waits behind it)" : "");
+    }
+}
+
+int reload_tick(struct process *r, struct checker **checks)
+{
+    handed_check(r);
+    if (atomic_load(&r->handed))
+        return 1;
+    if (atomic_exchange(&r->reload_queued, 0)) {
+        atomic_store(&r->dns_queued, 0); /* the reload resolves the names too */
+        service_notify("RELOADING=1");
+        if (reload_apply(r, checks) < 0)
+            atomic_fetch_add(&r->reload_failures, 1);
+        service_notify("READY=1");
+        process_notify_status(r, "running");
+    } else if (atomic_exchange(&r->dns_queued, 0)) {
+        (void)reload_resolved(r, checks);
+    }
+    handed_check(r); /* workers idle at a tick may have taken it already */
+    return atomic_load(&r->handed) != 0;
 }

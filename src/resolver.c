@@ -486,12 +486,6 @@ int resolver_changed(struct resolver *rs)
     return rs && atomic_exchange(&rs->changed, 0);
 }
 
-void resolver_mark_changed(struct resolver *rs)
-{
-    if (rs)
-        atomic_store(&rs->changed, 1);
-}
-
 int resolver_report(struct resolver *rs, struct resolver_stat *out, int max)
 {
     int n = 0;

@@ -83,10 +83,11 @@ static uint64_t server_fails(const struct stats_server *s)
 static void text_process(const struct stats_report *r, FILE *out)
 {
     fprintf(out,
-            "ringrelay %s  io=%s  workers=%d  uptime=%llus  config generation=%llu  "
+            "ringrelay %s  io=%s  workers=%d  uptime=%llus  config generation=%llu%s  "
             "reloads=%llu%s  %s%s\n",
             r->version, r->io, r->n_workers, (unsigned long long)(r->uptime_ms / 1000),
-            (unsigned long long)r->generation, (unsigned long long)r->reloads,
+            (unsigned long long)r->generation, r->reload_pending ? " (reload pending)" : "",
+            (unsigned long long)r->reloads,
             r->draining  ? "  DRAINING"
             : r->leaving ? "  LEAVING"
                          : "",
@@ -228,6 +229,8 @@ static void json_process(const struct stats_report *r, FILE *out)
     json_u64(out, "start_time", r->start_time, 1);
     json_u64(out, "uptime_ms", r->uptime_ms, 1);
     json_u64(out, "generation", r->generation, 1);
+    json_u64(out, "generation_applied", r->generation_applied, 1);
+    fprintf(out, ",\"reload_pending\":%s", r->reload_pending ? "true" : "false");
     json_u64(out, "reloads", r->reloads, 1);
     json_u64(out, "reload_failures", r->reload_failures, 1);
     json_u64(out, "stats_busy", r->stats_busy, 1);
@@ -415,12 +418,21 @@ static void prom_process(const struct stats_report *r, FILE *out)
     prom_head(out, "config_generation", "gauge",
               "Configurations loaded: 1 at start, one more per reload.");
     fprintf(out, "ringrelay_config_generation %llu\n", (unsigned long long)r->generation);
+    prom_head(out, "config_generation_applied", "gauge",
+              "The newest configuration generation every worker has taken for new connections.");
+    fprintf(out, "ringrelay_config_generation_applied %llu\n",
+            (unsigned long long)r->generation_applied);
+    prom_head(out, "reload_pending", "gauge",
+              "1 while a reload or DNS change is queued, or handed and not yet taken by every "
+              "worker.");
+    fprintf(out, "ringrelay_reload_pending %d\n", r->reload_pending ? 1 : 0);
     prom_head(out, "reloads_total", "counter", "Reloads applied.");
     fprintf(out, "ringrelay_reloads_total %llu\n", (unsigned long long)r->reloads);
     prom_head(out, "reload_failures_total", "counter", "Reloads refused (bad file or address).");
     fprintf(out, "ringrelay_reload_failures_total %llu\n", (unsigned long long)r->reload_failures);
     prom_head(out, "stats_clients_refused_total", "counter",
-              "Stats socket clients answered busy: every client slot was taken.");
+              "Stats and admin clients closed to make room for newer ones (every slot was "
+              "taken), or answered busy.");
     fprintf(out, "ringrelay_stats_clients_refused_total %llu\n", (unsigned long long)r->stats_busy);
     prom_head(out, "max_connections", "gauge", "Connections the process may hold at once.");
     fprintf(out, "ringrelay_max_connections %u\n", r->max_connections);
