@@ -32,6 +32,7 @@ struct name {
     enum resolver_state state;
     union sockaddr_inet addr[RESOLVER_MAX_ADDRS]; /* sorted, port 0 */
     int n;
+    int all; /* distinct addresses in the last answer, n of them kept */
     uint64_t resolutions, failures, changes;
     char error[64];
 };
@@ -125,30 +126,39 @@ static int addr_cmp(const void *a, const void *b)
     return memcmp(a, b, sizeof(union sockaddr_inet));
 }
 
-/* The addresses of an answer, without ports, sorted and each once. */
-static int answer_addrs(const struct ares_addrinfo *res, union sockaddr_inet *out)
+/* The addresses of an answer, without ports, sorted and each once: the
+ * lowest RESOLVER_MAX_ADDRS into out, so that the same set in another
+ * order is the same servers. Returns how many went into out; *all is how
+ * many distinct addresses the answer had. */
+static int answer_addrs(const struct ares_addrinfo *res, union sockaddr_inet *out, int *all)
 {
+    union sockaddr_inet *v;
     int n = 0, kept = 0;
 
-    for (const struct ares_addrinfo_node *a = res ? res->nodes : NULL; a && n < RESOLVER_MAX_ADDRS;
-         a = a->ai_next) {
-        union sockaddr_inet v;
-        memset(&v, 0, sizeof(v));
+    *all = 0;
+    for (const struct ares_addrinfo_node *a = res ? res->nodes : NULL; a; a = a->ai_next)
+        n++;
+    if (!n || !(v = calloc((size_t)n, sizeof(*v))))
+        return 0;
+    n = 0;
+    for (const struct ares_addrinfo_node *a = res->nodes; a; a = a->ai_next) {
         if (a->ai_family == AF_INET) {
-            v.in.sin_family = AF_INET;
-            v.in.sin_addr = ((const struct sockaddr_in *)(const void *)a->ai_addr)->sin_addr;
+            v[n].in.sin_family = AF_INET;
+            v[n++].in.sin_addr = ((const struct sockaddr_in *)(const void *)a->ai_addr)->sin_addr;
         } else if (a->ai_family == AF_INET6) {
-            v.in6.sin6_family = AF_INET6;
-            v.in6.sin6_addr = ((const struct sockaddr_in6 *)(const void *)a->ai_addr)->sin6_addr;
-        } else {
-            continue;
+            v[n].in6.sin6_family = AF_INET6;
+            v[n++].in6.sin6_addr =
+                ((const struct sockaddr_in6 *)(const void *)a->ai_addr)->sin6_addr;
         }
-        out[n++] = v;
     }
-    qsort(out, (size_t)n, sizeof(*out), addr_cmp);
+    qsort(v, (size_t)n, sizeof(*v), addr_cmp);
     for (int i = 0; i < n; i++)
-        if (!kept || addr_cmp(&out[i], &out[kept - 1]) != 0)
-            out[kept++] = out[i];
+        if (!kept || addr_cmp(&v[i], &v[kept - 1]) != 0)
+            v[kept++] = v[i];
+    *all = kept;
+    kept = kept < RESOLVER_MAX_ADDRS ? kept : RESOLVER_MAX_ADDRS;
+    memcpy(out, v, (size_t)kept * sizeof(*v));
+    free(v);
     return kept;
 }
 
@@ -197,7 +207,7 @@ static void answered(void *arg, int status, int timeouts, struct ares_addrinfo *
     struct resolver *rs = q->rs;
     struct name *nm = &rs->names[q->i];
     union sockaddr_inet now[RESOLVER_MAX_ADDRS];
-    int n = status == ARES_SUCCESS ? answer_addrs(res, now) : 0;
+    int all = 0, n = status == ARES_SUCCESS ? answer_addrs(res, now, &all) : 0;
     char diff[256];
 
     (void)timeouts;
@@ -207,6 +217,12 @@ static void answered(void *arg, int status, int timeouts, struct ares_addrinfo *
     pthread_mutex_lock(&rs->lock);
     nm->pending = 0;
     nm->resolutions++;
+    if (all != nm->all && all > RESOLVER_MAX_ADDRS)
+        log_warn("dns: backend %s: %s has %d addresses: keeping the lowest %d (sorted, so the "
+                 "same set whatever the order of the answer)",
+                 nm->backend, nm->host, all, RESOLVER_MAX_ADDRS);
+    if (n)
+        nm->all = all;
     if (!n) {
         failed(nm, status == ARES_SUCCESS ? "no address in the answer" : ares_strerror(status));
     } else if (nm->state != RESOLVER_NEVER && n == nm->n &&

@@ -196,3 +196,37 @@ def dns_bad_config(ctx):
         f.write(head + "    - {address: \"k.internal:1\"}\n    resolve_interval: 500ms\n")
     rc, _, err = run_cli(ctx, ["-t", "-c", path])
     check(rc == 2 and "resolve_interval: at least 1s" in err, f"resolve_interval: {err!r}")
+
+
+@case("dns_large_answers_keep_a_stable_set", per_io=False, budget=90)
+def dns_large(ctx):
+    """big.internal has 1,200 A records, which dnsmasq answers in a new
+    order each time: the relay keeps the lowest 1,024 (sorted), warns once,
+    and a reordered answer is the same servers: no change, no new
+    configuration (before: 64 kept in answer order, and the configuration
+    rebuilt about every second)."""
+    echo = start_echo(ctx)
+    addrs = [f"127.1.{i // 256}.{i % 256}" for i in range(1200)]
+    dns_port = harness.free_port()
+    Dnsmasq(ctx, dns_port, {"big.internal": addrs})
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    rl = cfg.start(ctx, cfg.document(
+        stats_socket=sock, resolve_interval="1s",
+        listeners=[cfg.listener("web", harness.free_port())],
+        backends=[cfg.backend("kong", [cfg.server(f"big.internal:{echo.port}")],
+                              resolvers=[f"127.0.0.1:{dns_port}"], health_check={"mode": "off"})]))
+    kept = sorted(servers(sock))
+    want = sorted(f"{a}:{echo.port}" for a in addrs[:1024])
+    check(kept == want, f"kept {len(kept)} servers, not the lowest 1024: {kept[:3]}...")
+    start = dns_entry(sock, "big.internal")["resolutions"]
+    harness.wait_until(lambda: dns_entry(sock, "big.internal")["resolutions"] >= start + 4, 20,
+                       "four more answers")
+    entry = dns_entry(sock, "big.internal")
+    proc = stats_json(sock)["process"]
+    check(entry["changes"] == 0 and proc["generation"] == 1,
+          f"a reordered answer changed the servers: {entry}, generation {proc['generation']}")
+    warned = rl.stderr().count("big.internal has 1200 addresses: keeping the lowest 1024")
+    check(warned == 1, f"warned {warned} times about the limit")
+    check(sorted(servers(sock)) == want, "the set moved")
+    ctx.note(f"{entry['resolutions']} answers of 1200 records in rotating order: "
+             "1024 kept, 0 changes, generation 1, one warning")
