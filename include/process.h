@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct control_round;
+
 struct process {
     struct options opt;
     struct runtime *rt; /* swapped by reloads under rt_lock; the stats thread reads it */
@@ -44,6 +46,7 @@ struct process {
     char *config_text;      /* the file the running configuration was read from */
     size_t config_len;
     struct stats_socket *stats;
+    struct control_round *orphans; /* rounds let go of that a worker may still write into */
     struct access_log *alog;
     char exe[4096]; /* the path we were started by, unresolved: an upgrade runs what it names */
     char **argv;

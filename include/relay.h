@@ -24,8 +24,9 @@ void relay_fd_wait_retry(struct worker *w);
 /* Resets every open connection of w (the drain deadline passed). */
 void relay_close_all(struct worker *w);
 
-/* Resets w's connections to the server in counter slot slot (shutdown
- * sessions server), each ended as server_shutdown. Returns how many. */
-uint32_t relay_close_server(struct worker *w, int slot);
+/* Resets w's connections to the servers whose counter slots are set in
+ * slots, a bit each (shutdown sessions server), each ended as
+ * server_shutdown, in one pass. Returns how many. */
+uint32_t relay_close_servers(struct worker *w, const uint8_t *slots);
 
 #endif

@@ -29,10 +29,18 @@ struct stats_source {
     /* Why the process is not ready, into why ("" when it is): /ready,
      * without the cost of a whole report. */
     void (*ready)(char *why, size_t cap, void *ctx);
-    void (*conns)(FILE *out, void *ctx); /* show conns */
-    /* A write command from who ("uid=0 pid=42"): does it and writes one
-     * line, "ok: ..." or "error: ...". Returns 0 if done. */
-    int (*command)(const struct admin_cmd *cmd, const char *who, FILE *out, void *ctx);
+    /* A write command from who ("uid=0 pid=42"), or show conns (cmd
+     * NULL): writes its answer (for a command one line, "ok: ..." or
+     * "error: ..."). Returns 0 when done, -1 when refused, or 1 when the
+     * workers do it: *round is then polled with round_end(), and the
+     * server goes on serving others meanwhile. */
+    int (*command)(const struct admin_cmd *cmd, const char *who, FILE *out, void **round,
+                   void *ctx);
+    /* -EINPROGRESS while the workers are at round; then its answer written
+     * to out, round let go, and 0 or -1 as command() returns. */
+    int (*round_end)(void *round, FILE *out, void *ctx);
+    /* Lets go of a round whose client is gone (at stop). */
+    void (*round_drop)(void *round, void *ctx);
     void *ctx;
 };
 

@@ -38,6 +38,29 @@ struct worker_update {
     int n_close;
 };
 
+/* What another thread asks of a worker, done at its next tick. */
+enum worker_job_kind {
+    WORKER_JOB_CONNS, /* write its connections (show conns) into text */
+    WORKER_JOB_CLOSE, /* reset its connections to the servers in slots (shutdown sessions) */
+};
+
+struct worker_job {
+    struct worker_job *next; /* in the worker's list */
+    enum worker_job_kind kind;
+    const uint8_t *slots; /* WORKER_JOB_CLOSE: a bit per server counter slot */
+    char *text;           /* WORKER_JOB_CONNS: what the worker wrote (malloc'd) */
+    size_t len;
+    uint32_t count;  /* WORKER_JOB_CLOSE: connections reset */
+    atomic_int done; /* set by the worker last: then the fields above are its */
+};
+
+/* One job for each worker, posted together. */
+struct worker_round {
+    int n; /* workers, and jobs */
+    uint8_t slots[(STATS_MAX_SERVERS + 7) / 8];
+    struct worker_job job[];
+};
+
 /* Why accepting is paused (accept_paused), any number at once. */
 #define ACCEPT_PAUSE_ERROR 0x2  /* EMFILE/ENFILE/ENOBUFS: backing off */
 #define ACCEPT_PAUSE_RELOAD 0x4 /* switching listening sockets to a new configuration */
@@ -75,14 +98,8 @@ struct worker {
     uint64_t next_tick_ms;
 
     struct stats_block *st; /* this worker's counters: only it writes them */
-    /* show conns: main's request, taken (set to NULL) at a tick, then the
-     * connections written to it and dump_done set. */
-    _Atomic(FILE *) dump;
-    atomic_int dump_done;
-    /* shutdown sessions server: 1 + the server's slot, taken (set to 0)
-     * at a tick, then how many were reset in shut_count, and shut_done. */
-    atomic_int shut_slot, shut_done;
-    atomic_uint shut_count;
+    /* Jobs other threads posted (newest first), all taken at a tick. */
+    _Atomic(struct worker_job *) jobs;
     /* Stopping: main sets drain (stop accepting, close the listeners, let
      * connections finish), then maybe close_all (reset what is left). */
     atomic_int drain, close_all;

@@ -29,14 +29,18 @@ void worker_clock(struct worker *w);
 /* Milliseconds until the next tick is due (for the back end's wait). */
 int worker_ms_to_tick(struct worker *w);
 
-/* Has w write its open connections to out at its next tick; waits up to
- * timeout_ms for it to start. Returns 0, or -ETIMEDOUT (out was not used). */
-int worker_dump_conns(struct worker *w, FILE *out, int timeout_ms);
+/* A round: one job posted to every worker at once, each done at the
+ * worker's next tick (within 100 ms), all in parallel; the poster polls
+ * and never waits. Posted from one thread (the stats thread). */
+struct worker_round *worker_round_start(struct worker *ws, int n, enum worker_job_kind kind,
+                                        const uint8_t *slots);
 
-/* Has w reset its connections to the server in counter slot slot at its
- * next tick; waits up to timeout_ms for it. Returns how many, or
- * -ETIMEDOUT (then nothing was done). */
-int worker_close_server(struct worker *w, int slot, int timeout_ms);
+/* How many workers have not done their job yet. */
+int worker_round_pending(const struct worker_round *rd);
+
+/* Frees a round none of whose jobs is pending any more (or whose workers
+ * have stopped). */
+void worker_round_free(struct worker_round *rd);
 
 /* Runs timers and accept back-off; the back end calls it when a tick is due. */
 void worker_tick(struct worker *w);

@@ -7,8 +7,11 @@
 #include "log.h"
 #include "stats.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int refuse(FILE *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -103,32 +106,6 @@ static int set_weight(struct runtime *rt, const struct admin_cmd *cmd, int b, in
     return 0;
 }
 
-/* Every worker resets its connections to the server in slot (the
- * runtime lock not held: this waits for the workers' ticks). */
-static int shutdown_sessions(struct process *r, int slot, const char *name, const char *who,
-                             FILE *out)
-{
-    long total = 0;
-    int late = 0;
-
-    for (int w = 0; w < r->n_workers; w++) {
-        int n = worker_close_server(&r->workers[w], slot, 1000);
-        if (n < 0)
-            late++;
-        else
-            total += n;
-    }
-    log_info("stats socket (%s): server %s: shutdown sessions: %ld connections reset%s", who, name,
-             total, late ? " (some workers did not answer within 1 s)" : "");
-    if (late) {
-        fprintf(out, "error: %s: %ld connections reset, but %d workers did not answer within 1 s\n",
-                name, total, late);
-        return -1;
-    }
-    fprintf(out, "ok: %s: %ld connections reset\n", name, total);
-    return 0;
-}
-
 static int set_listener(struct runtime *rt, const struct admin_cmd *cmd, const char *who, FILE *out)
 {
     const struct config *c = &rt->cfg;
@@ -161,13 +138,71 @@ static int each_server(struct runtime *rt, const struct admin_cmd *cmd, int b, i
     return ret;
 }
 
-#define SHUT_MAX 64 /* servers one shutdown sessions resets */
+/* A command the workers do: its round, and what its answer needs. */
+struct control_round {
+    struct control_round *next; /* among the orphans */
+    struct worker_round *wr;
+    int conns; /* show conns; else shutdown sessions */
+    uint64_t deadline_ms;
+    int servers;
+    char name[CONFIG_NAME_MAX + CONFIG_PATH_MAX + 10];
+    char who[64];
+};
 
-int control_command(struct process *r, const struct admin_cmd *cmd, const char *who, FILE *out)
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Posts the round to every worker; 1 with *round, or -1 (out written). */
+static int round_start(struct process *r, struct control_round *cr, enum worker_job_kind kind,
+                       const uint8_t *slots, void **round, FILE *out)
+{
+    cr->deadline_ms = mono_ms() + CONTROL_ROUND_MS;
+    cr->wr = worker_round_start(r->workers, r->n_workers, kind, slots);
+    if (!cr->wr) {
+        free(cr);
+        fprintf(out, "error: out of memory; nothing changed\n");
+        return -1;
+    }
+    *round = cr;
+    return 1;
+}
+
+/* shutdown sessions: every server cmd names, as a bit of its counter
+ * slot; the round resets their connections on all workers at once. */
+static int shutdown_start(struct process *r, struct runtime *rt, const struct admin_cmd *cmd,
+                          int b, int s, const char *who, void **round, FILE *out)
+{
+    struct control_round *cr = calloc(1, sizeof(*cr));
+    uint8_t slots[(STATS_MAX_SERVERS + 7) / 8] = {0};
+
+    if (!cr) {
+        fprintf(out, "error: out of memory; nothing changed\n");
+        return -1;
+    }
+    for (; s >= 0; s = server_named(&rt->pools[b], cmd->server, s + 1)) {
+        int slot = rt->st_server[b][s];
+        slots[slot / 8] |= (uint8_t)(1u << (slot % 8));
+        if (!cr->servers++)
+            snprintf(cr->name, sizeof(cr->name), "%s/%s", rt->cfg.backends[b].name,
+                     rt->pools[b].m[s].key);
+    }
+    if (cr->servers > 1)
+        snprintf(cr->name, sizeof(cr->name), "%s/%s (%d servers)", rt->cfg.backends[b].name,
+                 cmd->server, cr->servers);
+    snprintf(cr->who, sizeof(cr->who), "%s", who);
+    return round_start(r, cr, WORKER_JOB_CLOSE, slots, round, out);
+}
+
+int control_command(struct process *r, const struct admin_cmd *cmd, const char *who, FILE *out,
+                    void **round)
 {
     struct runtime *rt;
-    char name[SHUT_MAX][CONFIG_NAME_MAX + CONFIG_PATH_MAX + 10];
-    int b = -1, s = -1, ret, slot[SHUT_MAX], n_slots = 0;
+    int b = -1, s = -1, ret;
 
     if (!atomic_load(&r->workers_ready)) {
         fprintf(out, "error: starting; nothing changed\n");
@@ -177,22 +212,112 @@ int control_command(struct process *r, const struct admin_cmd *cmd, const char *
      * state under it, so none of a change is lost to one. */
     pthread_mutex_lock(&r->rt_lock);
     rt = r->rt;
-    if (cmd->op == ADMIN_LISTENER_DISABLE || cmd->op == ADMIN_LISTENER_ENABLE) {
+    if (cmd->op == ADMIN_LISTENER_DISABLE || cmd->op == ADMIN_LISTENER_ENABLE)
         ret = set_listener(rt, cmd, who, out);
-    } else if ((ret = find_server(rt, cmd, out, &b, &s)) == 0) {
-        if (cmd->op != ADMIN_SHUTDOWN_SESSIONS)
-            ret = each_server(rt, cmd, b, s, who, out);
-        for (; cmd->op == ADMIN_SHUTDOWN_SESSIONS && s >= 0 && n_slots < SHUT_MAX;
-             s = server_named(&rt->pools[b], cmd->server, s + 1)) {
-            slot[n_slots] = rt->st_server[b][s];
-            snprintf(name[n_slots++], sizeof(name[0]), "%s/%s", rt->cfg.backends[b].name,
-                     rt->pools[b].m[s].key);
-        }
-    }
+    else if ((ret = find_server(rt, cmd, out, &b, &s)) == 0)
+        ret = cmd->op == ADMIN_SHUTDOWN_SESSIONS
+                  ? shutdown_start(r, rt, cmd, b, s, who, round, out)
+                  : each_server(rt, cmd, b, s, who, out);
     pthread_mutex_unlock(&r->rt_lock);
-    for (int i = 0; i < n_slots && ret == 0; i++) /* the workers' ticks: not under the lock */
-        ret = shutdown_sessions(r, slot[i], name[i], who, out);
     return ret;
+}
+
+int control_conns(struct process *r, FILE *out, void **round)
+{
+    struct control_round *cr;
+
+    if (!atomic_load(&r->workers_ready)) {
+        fprintf(out, "starting: no workers yet\n");
+        return 0;
+    }
+    if (!(cr = calloc(1, sizeof(*cr)))) {
+        fprintf(out, "error: out of memory\n");
+        return -1;
+    }
+    cr->conns = 1;
+    return round_start(r, cr, WORKER_JOB_CONNS, NULL, round, out);
+}
+
+/* Frees the orphans whose workers are done with them. */
+static void orphans_sweep(struct process *r)
+{
+    struct control_round **p = &r->orphans;
+
+    while (*p) {
+        struct control_round *cr = *p;
+        if (worker_round_pending(cr->wr)) {
+            p = &cr->next;
+            continue;
+        }
+        *p = cr->next;
+        worker_round_free(cr->wr);
+        free(cr);
+    }
+}
+
+/* A round ended or given up on: freed, or kept among the orphans while
+ * a worker that did not answer may still write into it. */
+static void round_let_go(struct process *r, struct control_round *cr)
+{
+    cr->next = r->orphans;
+    r->orphans = cr;
+    orphans_sweep(r);
+}
+
+/* The answer of a round whose workers all answered, or some did not in
+ * time (late of them). */
+static int round_answer(const struct control_round *cr, int late, FILE *out)
+{
+    const struct worker_round *wr = cr->wr;
+    long total = 0;
+
+    for (int w = 0; w < wr->n; w++) {
+        int done = atomic_load(&wr->job[w].done);
+        if (cr->conns && done)
+            fwrite(wr->job[w].text, 1, wr->job[w].len, out);
+        else if (cr->conns)
+            fprintf(out, "worker %d: did not answer within 1 s\n", w);
+        else if (done)
+            total += wr->job[w].count;
+    }
+    if (cr->conns)
+        return 0;
+    log_info("stats socket (%s): server %s: shutdown sessions: %ld connections reset%s", cr->who,
+             cr->name, total, late ? " (some workers did not answer within 1 s)" : "");
+    if (late) {
+        fprintf(out, "error: %s: %ld connections reset, but %d workers did not answer within 1 s\n",
+                cr->name, total, late);
+        return -1;
+    }
+    fprintf(out, "ok: %s: %ld connections reset\n", cr->name, total);
+    return 0;
+}
+
+int control_round_end(struct process *r, void *round, FILE *out)
+{
+    struct control_round *cr = round;
+    int late = worker_round_pending(cr->wr), ret;
+
+    if (late && mono_ms() < cr->deadline_ms)
+        return -EINPROGRESS;
+    ret = round_answer(cr, late, out);
+    round_let_go(r, cr);
+    return ret;
+}
+
+void control_round_drop(struct process *r, void *round)
+{
+    round_let_go(r, round);
+}
+
+void control_free_rounds(struct process *r)
+{
+    while (r->orphans) {
+        struct control_round *cr = r->orphans;
+        r->orphans = cr->next;
+        worker_round_free(cr->wr);
+        free(cr);
+    }
 }
 
 void control_log_kept(const struct runtime *rt, const char *what)

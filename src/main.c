@@ -2,6 +2,7 @@
  * worker per core and turns signals into reloads, upgrades and stops. */
 #include "checker.h"
 #include "config.h"
+#include "control.h"
 #include "doctor.h"
 #include "fd_budget.h"
 #include "io.h"
@@ -306,6 +307,7 @@ static void stop(struct process *r, int sig, pid_t from, const sigset_t *sigs,
         pthread_join(r->workers[i].thread, NULL);
     log_rl_flush(1);
     process_close_outputs(r); /* the stats thread, which reads the resolver, is gone */
+    control_free_rounds(r);
     resolver_free(r->dns);
     free(r->config_text);
     process_log_totals(r);

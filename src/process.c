@@ -175,24 +175,21 @@ static void stats_ready(char *why, size_t cap, void *ctx)
     runtime_put(rt);
 }
 
-/* show conns: each worker writes its own, at its next tick. */
-static void stats_conns(FILE *out, void *ctx)
+/* A write command on the stats socket, or show conns (stats_source.command). */
+static int stats_command(const struct admin_cmd *cmd, const char *who, FILE *out, void **round,
+                         void *ctx)
 {
-    struct process *r = ctx;
-
-    if (!atomic_load(&r->workers_ready)) {
-        fprintf(out, "starting: no workers yet\n");
-        return;
-    }
-    for (int i = 0; i < r->n_workers; i++)
-        if (worker_dump_conns(&r->workers[i], out, 1000) < 0)
-            fprintf(out, "worker %d: did not answer within 1 s\n", i);
+    return cmd ? control_command(ctx, cmd, who, out, round) : control_conns(ctx, out, round);
 }
 
-/* A write command on the stats socket (stats_source.command). */
-static int stats_command(const struct admin_cmd *cmd, const char *who, FILE *out, void *ctx)
+static int stats_round_end(void *round, FILE *out, void *ctx)
 {
-    return control_command(ctx, cmd, who, out);
+    return control_round_end(ctx, round, out);
+}
+
+static void stats_round_drop(void *round, void *ctx)
+{
+    control_round_drop(ctx, round);
 }
 
 /* A backend as logs name it: its address when it has one server. */
@@ -522,8 +519,8 @@ static int access_open(struct process *r)
  * switch: its directory may be root's), and the server behind it. */
 static int stats_open(struct process *r)
 {
-    static const struct stats_source src = {stats_fill, stats_ready, stats_conns, stats_command,
-                                           NULL};
+    static const struct stats_source src = {stats_fill,      stats_ready,      stats_command,
+                                           stats_round_end, stats_round_drop, NULL};
     struct stats_source mine = src;
     const struct config *c = &r->rt->cfg;
     gid_t gid = (gid_t)-1;

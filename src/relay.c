@@ -777,14 +777,17 @@ void relay_timers_run(struct worker *w)
                     relay_on_timeout(w, c);
 }
 
-uint32_t relay_close_server(struct worker *w, int slot)
+uint32_t relay_close_servers(struct worker *w, const uint8_t *slots)
 {
     uint32_t n = 0;
 
     for (uint32_t i = 0; i < w->pool.n_used; i++) {
         struct conn *c = &w->pool.conns[i];
-        if (c->state == CONN_FREE || c->state == CONN_CLOSING || c->server < 0 ||
-            conn_rt(w, c)->st_server[c->be_index][c->server] != slot)
+        int slot;
+        if (c->state == CONN_FREE || c->state == CONN_CLOSING || c->server < 0)
+            continue;
+        slot = conn_rt(w, c)->st_server[c->be_index][c->server];
+        if (!(slots[slot / 8] & (1u << (slot % 8))))
             continue;
         conn_end(c, END_SERVER_SHUTDOWN);
         conn_close(w, c, 1);

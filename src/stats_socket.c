@@ -54,7 +54,16 @@ struct client {
     uint64_t deadline_ms; /* closed then: the request's, or the answer's next progress */
     char in[REQUEST_BUF];
     size_t in_len;
-    char *out; /* the whole answer, once the request is read */
+    /* The answer while it is made: its body, and for command lines the
+     * next one to do; a command waiting for the workers holds round. */
+    FILE *ans;
+    char *body;
+    size_t body_len, line_off;
+    int http, bad; /* how the request came: STATS_HTTP_*; it was malformed */
+    const char *type, *status;
+    void *round;
+    int round_writes; /* the round is a write command's: counted when it ends well */
+    char *out;        /* the whole answer, once made */
     size_t out_len, out_off;
 };
 
@@ -87,6 +96,7 @@ struct stats_socket {
     int serving;               /* the thread runs */
     uint64_t accept_resume_ms; /* accept failed: the listening sockets rest */
     size_t held;               /* answer bytes of every client */
+    int rounds;                /* clients waiting for the workers */
     /* Requests read whole, waiting for their answer, oldest first: slot
      * numbers (a slot closed or reused since is skipped). */
     uint32_t *queue;
@@ -111,6 +121,13 @@ static void client_close(struct stats_socket *s, struct client *c)
 {
     close(c->fd); /* which also takes it out of the epoll set */
     s->held -= c->out_len;
+    if (c->round) { /* only at stop: a waiting client is never closed before */
+        s->src.round_drop(c->round, s->src.ctx);
+        s->rounds--;
+    }
+    if (c->ans)
+        fclose(c->ans);
+    free(c->body);
     free(c->out);
     memset(c, 0, sizeof(*c));
     c->fd = -1;
@@ -174,6 +191,21 @@ static void printable(const char *line, size_t n, char *out, size_t cap)
                                                   : line[i];
 }
 
+/* cmd (NULL: show conns) done by the process: at once, or by a round of
+ * the workers that c then waits for. */
+static void command(struct stats_socket *s, struct client *c, const struct admin_cmd *cmd,
+                    FILE *out)
+{
+    int ret = s->src.command(cmd, c->who, out, &c->round, s->src.ctx);
+
+    if (ret == 0 && cmd)
+        s->commands++;
+    if (ret == 1) {
+        c->round_writes = cmd != NULL;
+        s->rounds++;
+    }
+}
+
 /* A write command (n bytes of line, no newline): refused at level read,
  * else parsed and done. */
 static void answer_write(struct stats_socket *s, struct client *c, const char *line, size_t n,
@@ -195,8 +227,7 @@ static void answer_write(struct stats_socket *s, struct client *c, const char *l
         fprintf(out, "error: %s; nothing changed\n", err);
         return;
     }
-    if (s->src.command(&cmd, c->who, out, s->src.ctx) == 0)
-        s->commands++;
+    command(s, c, &cmd, out);
 }
 
 /* The body for cmd, and its content type; the status when it is not 200.
@@ -219,7 +250,7 @@ static void answer_body(struct stats_socket *s, struct client *c, enum stats_cmd
             *status = "503 Service Unavailable";
         return;
     case STATS_CMD_CONNS:
-        s->src.conns(out, s->src.ctx);
+        command(s, c, NULL, out);
         return;
     case STATS_CMD_UNKNOWN:
         printable(line, n, text, sizeof(text));
@@ -259,97 +290,113 @@ static void answer_body(struct stats_socket *s, struct client *c, enum stats_cmd
     }
 }
 
-/* Each command line in c->in, answered in order: the lines that came
- * with the first are all read. What follows the last whole line is
- * refused, not dropped. */
-static void answer_lines(struct stats_socket *s, struct client *c, FILE *out)
+/* Each command line in c->in from c->line_off, answered in order: the
+ * lines that came with the first are all read. What follows the last
+ * whole line is refused, not dropped. Returns 1 when a line waits for the
+ * workers (c->round; the next line is at c->line_off), 0 when all are
+ * answered. */
+static int answer_lines(struct stats_socket *s, struct client *c)
 {
-    size_t off = 0;
     const char *type, *status;
     char text[64];
 
-    while (off < c->in_len) {
-        const char *line = c->in + off;
+    while (c->line_off < c->in_len) {
+        const char *line = c->in + c->line_off;
+        size_t left = c->in_len - c->line_off, n;
         enum stats_cmd cmd = STATS_CMD_UNKNOWN;
-        int http, ret = stats_request_parse(line, c->in_len - off, &cmd, &http);
-        size_t n;
+        int http, ret = stats_request_parse(line, left, &cmd, &http);
 
         if (ret < 0) {
-            const char *nl = memchr(line, '\n', c->in_len - off);
-            printable(line, nl ? (size_t)(nl - line) : c->in_len - off, text, sizeof(text));
+            const char *nl = memchr(line, '\n', left);
+            printable(line, nl ? (size_t)(nl - line) : left, text, sizeof(text));
             if (ret == -EAGAIN)
-                fprintf(out, "error: '%s' does not end in a newline; not done\n", text);
+                fprintf(c->ans, "error: '%s' does not end in a newline; not done\n", text);
             else
-                fprintf(out, "error: '%s': a request is one command line (no control bytes) "
-                             "or an HTTP GET, under 4 KiB; nothing done\n",
+                fprintf(c->ans, "error: '%s': a request is one command line (no control bytes) "
+                                "or an HTTP GET, under 4 KiB; nothing done\n",
                         text);
             if (!nl)
-                return;
-            off += (size_t)(nl - line) + 1;
+                return 0;
+            c->line_off += (size_t)(nl - line) + 1;
             continue;
+        }
+        if (http) { /* an HTTP request after a command line: not one of ours */
+            fprintf(c->ans, "error: an HTTP request after a command line; not done\n");
+            return 0;
         }
         n = (size_t)ret - 1;
         while (n && (line[n - 1] == '\r' || line[n - 1] == ' '))
             n--;
-        if (http) { /* an HTTP request after a command line: not one of ours */
-            fprintf(out, "error: an HTTP request after a command line; not done\n");
-            return;
-        }
-        answer_body(s, c, cmd, line, n, out, &type, &status);
-        off += (size_t)ret;
+        c->line_off += (size_t)ret;
+        answer_body(s, c, cmd, line, n, c->ans, &type, &status);
+        if (c->round)
+            return 1;
     }
+    return 0;
 }
 
-/* Builds the whole answer to the request in c->in, whose first request
- * parsed as ret, cmd and http; then sends what the socket takes. */
-static void client_answer(struct stats_socket *s, struct client *c, int ret, enum stats_cmd cmd,
-                          int http)
+/* The answer made: its head (HTTP) and body as one buffer to write. */
+static void answer_finish(struct stats_socket *s, struct client *c)
 {
-    char *body = NULL, head[256];
-    size_t body_len = 0;
-    const char *type = "text/plain; charset=utf-8", *status = "200 OK";
-    FILE *out = open_memstream(&body, &body_len);
+    char head[256];
+    size_t body_len;
     int n = 0;
 
-    if (!out) {
-        client_close(s, c);
-        return;
-    }
-    if (c->admin && !http) {
-        ret = -EPROTO; /* the admin listener speaks HTTP only */
-        http = STATS_HTTP_GET;
-    }
-    if (ret < 0 && http) {
-        status = "400 Bad Request";
-        fprintf(out, c->admin ? "bad request: GET or HEAD /, /ready, /metrics or /stats.json\n"
-                              : "bad request: GET or HEAD /, /ready, /metrics or /stats.json "
-                                "over HTTP/1.0 or HTTP/1.1, under 4 KiB\n");
-    } else if (http) {
-        answer_body(s, c, cmd, NULL, 0, out, &type, &status);
-    } else {
-        answer_lines(s, c, out);
-    }
-    fclose(out);
-    if (http)
+    fclose(c->ans);
+    c->ans = NULL;
+    body_len = c->body_len;
+    if (c->http)
         n = snprintf(head, sizeof(head),
                      "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n",
-                     status, type, body_len);
-    if (http == STATS_HTTP_HEAD && ret >= 0)
+                     c->status, c->type, body_len);
+    if (c->http == STATS_HTTP_HEAD && !c->bad)
         body_len = 0; /* the head says how long the body would be */
     c->out = malloc((size_t)n + body_len + 1);
     if (!c->out) {
-        free(body);
         client_close(s, c);
         return;
     }
     memcpy(c->out, head, (size_t)n);
-    memcpy(c->out + n, body, body_len);
+    memcpy(c->out + n, c->body, body_len);
     c->out_len = (size_t)n + body_len;
     c->deadline_ms = now_ms() + ANSWER_IDLE_MS;
     s->held += c->out_len;
-    free(body);
+    free(c->body);
+    c->body = NULL;
     shutdown(c->fd, SHUT_RD);
+}
+
+/* Starts the answer to the request in c->in, whose first request parsed
+ * as ret, cmd and http: made at once, or once the workers have done
+ * their part (c->round). */
+static void client_answer(struct stats_socket *s, struct client *c, int ret, enum stats_cmd cmd,
+                          int http)
+{
+    c->ans = open_memstream(&c->body, &c->body_len);
+    if (!c->ans) {
+        client_close(s, c);
+        return;
+    }
+    c->type = "text/plain; charset=utf-8";
+    c->status = "200 OK";
+    if (c->admin && !http) {
+        ret = -EPROTO; /* the admin listener speaks HTTP only */
+        http = STATS_HTTP_GET;
+    }
+    c->http = http;
+    c->bad = ret < 0;
+    if (ret < 0 && http) {
+        c->status = "400 Bad Request";
+        fprintf(c->ans, c->admin ? "bad request: GET or HEAD /, /ready, /metrics or /stats.json\n"
+                                 : "bad request: GET or HEAD /, /ready, /metrics or /stats.json "
+                                   "over HTTP/1.0 or HTTP/1.1, under 4 KiB\n");
+    } else if (http) {
+        answer_body(s, c, cmd, NULL, 0, c->ans, &c->type, &c->status);
+    } else if (answer_lines(s, c)) {
+        return;
+    }
+    answer_finish(s, c);
 }
 
 static void client_start_write(struct stats_socket *s, struct client *c, uint64_t now);
@@ -379,6 +426,10 @@ static int client_read(struct stats_socket *s, struct client *c)
         return 0;
     }
     c->pending = 1;
+    /* Nothing more is read: a client that closes or sends on would keep
+     * waking the thread until its answer is made. */
+    (void)epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd,
+                    &(struct epoll_event){.events = 0, .data.u32 = (uint32_t)(c - s->c)});
     return 1;
 }
 
@@ -411,7 +462,7 @@ static void client_start_write(struct stats_socket *s, struct client *c, uint64_
 {
     struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (uint32_t)(c - s->c)};
 
-    if (c->fd < 0 || !c->out)
+    if (c->fd < 0 || !c->out || c->out_off)
         return;
     client_write(s, c, now);
     if (c->fd >= 0 && epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev) == -1)
@@ -459,10 +510,14 @@ static struct client *slot_for(struct stats_socket *s, int which)
     for (struct client *c = first; c < first + STATS_SOCKET_CLIENTS; c++) {
         if (c->fd < 0)
             return c;
+        if (c->round) /* the workers are writing into its round */
+            continue;
         if (!victim || (!c->out && victim->out) ||
             (!c->out == !victim->out && c->since_ms < victim->since_ms))
             victim = c;
     }
+    if (!victim)
+        return NULL;
     client_close(s, victim);
     s->busy++;
     return victim;
@@ -492,6 +547,11 @@ static int accept_client(struct stats_socket *s, int which, uint64_t now)
         return 1;
     }
     c = slot_for(s, which);
+    if (!c) { /* every client waits for the workers: rare, and short */
+        close(fd);
+        s->busy++;
+        return 1;
+    }
     ev.data.u32 = (uint32_t)(c - s->c);
     if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) == -1) {
         close(fd);
@@ -571,7 +631,7 @@ static int expire(struct stats_socket *s, uint64_t now)
 
     for (int i = 0; i < LISTENS * STATS_SOCKET_CLIENTS; i++) {
         struct client *c = &s->c[i];
-        if (c->fd < 0)
+        if (c->fd < 0 || c->round) /* a round ends by itself, within a second */
             continue;
         if (now >= c->deadline_ms)
             client_close(s, c);
@@ -603,6 +663,29 @@ static void answer_now(struct stats_socket *s, struct client *c, uint64_t now)
 
     client_answer(s, c, ret, cmd, http);
     client_start_write(s, c, now);
+}
+
+/* The clients waiting for the workers whose rounds have ended: their
+ * answers go on. */
+static void rounds_poll(struct stats_socket *s, uint64_t now)
+{
+    for (int i = 0; i < LISTENS * STATS_SOCKET_CLIENTS && s->rounds; i++) {
+        struct client *c = &s->c[i];
+        int ret;
+        if (c->fd < 0 || !c->round)
+            continue;
+        ret = s->src.round_end(c->round, c->ans, s->src.ctx);
+        if (ret == -EINPROGRESS)
+            continue;
+        c->round = NULL;
+        s->rounds--;
+        if (ret == 0 && c->round_writes)
+            s->commands++;
+        if (!answer_lines(s, c)) {
+            answer_finish(s, c);
+            client_start_write(s, c, now);
+        }
+    }
 }
 
 /* c's request waits for its answer behind the others; answered now if
@@ -662,6 +745,8 @@ static int serve_batch(struct stats_socket *s, const struct epoll_event *ev, int
     return 0;
 }
 
+#define ROUND_POLL_MS 2 /* how often a round is looked at: the workers tick every 100 ms */
+
 static void *server_main(void *arg)
 {
     struct stats_socket *s = arg;
@@ -677,11 +762,17 @@ static void *server_main(void *arg)
         uint64_t now = now_ms();
         int timeout = expire(s, now), n;
         rest_listeners(s, now, &resting);
-        n = epoll_wait(s->ep, ev, BATCH, s->q_len ? 0 : timeout);
+        if (s->q_len)
+            timeout = 0;
+        else if (s->rounds && timeout > ROUND_POLL_MS)
+            timeout = ROUND_POLL_MS;
+        n = epoll_wait(s->ep, ev, BATCH, timeout);
         if (n == -1 && errno != EINTR)
             break;
         if (n >= 0 && serve_batch(s, ev, n))
             break;
+        if (s->rounds)
+            rounds_poll(s, now_ms());
     }
     return NULL;
 }

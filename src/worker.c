@@ -202,49 +202,81 @@ static void drain_step(struct worker *w)
 
 #define DUMP_MAX 10000 /* connections per worker in one show conns */
 
-static void dump_step(struct worker *w)
+/* A job posted by another thread: done here, then marked done (the
+ * poster reads what it wrote after seeing that). */
+static void job_run(struct worker *w, struct worker_job *j)
 {
-    FILE *out = atomic_exchange(&w->dump, NULL);
+    FILE *out;
 
-    if (!out)
-        return;
-    relay_dump_conns(w, out, DUMP_MAX);
-    atomic_store(&w->dump_done, 1);
-}
-
-int worker_dump_conns(struct worker *w, FILE *out, int timeout_ms)
-{
-    atomic_store(&w->dump_done, 0);
-    atomic_store(&w->dump, out);
-    for (int waited = 0; !atomic_load(&w->dump_done); waited++) {
-        /* Not taken in time: take it back, unless the worker just did. */
-        if (waited >= timeout_ms && atomic_exchange(&w->dump, NULL) == out)
-            return -ETIMEDOUT;
-        usleep(1000);
+    if (j->kind == WORKER_JOB_CLOSE) {
+        j->count = relay_close_servers(w, j->slots);
+    } else if ((out = open_memstream(&j->text, &j->len))) {
+        relay_dump_conns(w, out, DUMP_MAX);
+        fclose(out);
     }
-    return 0;
+    atomic_store(&j->done, 1);
 }
 
-static void shut_step(struct worker *w)
+/* The jobs posted since the last tick, oldest first. */
+static void jobs_step(struct worker *w)
 {
-    int slot = atomic_exchange(&w->shut_slot, 0);
+    struct worker_job *j = atomic_exchange(&w->jobs, NULL), *rev = NULL;
 
-    if (!slot)
-        return;
-    atomic_store(&w->shut_count, relay_close_server(w, slot - 1));
-    atomic_store(&w->shut_done, 1);
-}
-
-int worker_close_server(struct worker *w, int slot, int timeout_ms)
-{
-    atomic_store(&w->shut_done, 0);
-    atomic_store(&w->shut_slot, slot + 1);
-    for (int waited = 0; !atomic_load(&w->shut_done); waited++) {
-        if (waited >= timeout_ms && atomic_exchange(&w->shut_slot, 0) == slot + 1)
-            return -ETIMEDOUT;
-        usleep(1000);
+    while (j) { /* posted newest first */
+        struct worker_job *next = j->next;
+        j->next = rev;
+        rev = j;
+        j = next;
     }
-    return (int)atomic_load(&w->shut_count);
+    for (; rev; rev = rev->next)
+        job_run(w, rev);
+}
+
+static void job_post(struct worker *w, struct worker_job *j)
+{
+    struct worker_job *head = atomic_load(&w->jobs);
+
+    do
+        j->next = head;
+    while (!atomic_compare_exchange_weak(&w->jobs, &head, j));
+}
+
+struct worker_round *worker_round_start(struct worker *ws, int n, enum worker_job_kind kind,
+                                        const uint8_t *slots)
+{
+    struct worker_round *rd = calloc(1, sizeof(*rd) + (size_t)n * sizeof(rd->job[0]));
+
+    if (!rd)
+        return NULL;
+    rd->n = n;
+    if (slots)
+        memcpy(rd->slots, slots, sizeof(rd->slots));
+    for (int i = 0; i < n; i++) {
+        rd->job[i].kind = kind;
+        rd->job[i].slots = rd->slots;
+        atomic_init(&rd->job[i].done, 0);
+    }
+    for (int i = 0; i < n; i++) /* all posted before any is waited for */
+        job_post(&ws[i], &rd->job[i]);
+    return rd;
+}
+
+int worker_round_pending(const struct worker_round *rd)
+{
+    int left = 0;
+
+    for (int i = 0; i < rd->n; i++)
+        left += !atomic_load(&rd->job[i].done);
+    return left;
+}
+
+void worker_round_free(struct worker_round *rd)
+{
+    if (!rd)
+        return;
+    for (int i = 0; i < rd->n; i++)
+        free(rd->job[i].text);
+    free(rd);
 }
 
 void worker_tick(struct worker *w)
@@ -256,8 +288,7 @@ void worker_tick(struct worker *w)
     stat_inc(&w->st->w.heartbeat);
     relay_timers_run(w);
     reload_step(w);
-    dump_step(w);
-    shut_step(w);
+    jobs_step(w);
     drain_step(w);
     relay_fd_wait_retry(w); /* before new clients: these came first */
     accepting_tick(w);

@@ -5,9 +5,12 @@ reset a server's sessions, disable a listener, and all of it refused on a
 read-only socket; bad input changes nothing; a reload keeps what was set.
 The servers are real nginx with proxy_protocol, as Kong runs it."""
 
+import collections
 import os
 import signal
 import socket
+import threading
+import time
 
 import harness
 from harness import check
@@ -20,6 +23,7 @@ from peers.wire import connect, recv_to_eof
 
 from .base import case, listener, wait_closed
 from .cli import run_cli
+from .dns import Dnsmasq
 
 
 def kong_pair(ctx, **settings):
@@ -440,3 +444,69 @@ def control_exact(ctx):
                  "error: 'set server app/s2 weight 1' does not end in a newline; not done\n",
           f"a cut second line: {out!r}")
     check(server_json(sock, "app", key)["weight"] == 3, "the cut line was done")
+
+
+@case("control_shutdown_sessions_over_1000_servers_keeps_ready_answered", per_io=False,
+      budget=90)
+def control_shutdown_many(ctx):
+    """shutdown sessions over a name that stands for 1,000 servers is one
+    round to both workers at once: every connection to any of them is
+    reset (before: only the first 64 servers, one worker and one server
+    at a time, each waiting for a tick), and /ready, asked all along on
+    the admin port, is answered 200 every time. Its times are noted."""
+    echo = start_echo(ctx, host="0.0.0.0")
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    port, admin = harness.free_port(), harness.free_port()
+    dns_port = harness.free_port()
+    Dnsmasq(ctx, dns_port, {"fleet.internal": [f"127.2.{i // 250}.{1 + i % 250}"
+                                               for i in range(1000)]})
+    cfg.start(ctx, cfg.document(
+        workers=2, stats_socket=sock, stats_socket_level="admin",
+        admin={"listen": f"127.0.0.1:{admin}"},
+        listeners=[cfg.listener("web", port)],
+        backends=[cfg.backend("app", [cfg.server(f"fleet.internal:{echo.port}")],
+                              resolvers=[f"127.0.0.1:{dns_port}"],
+                              health_check={"mode": "off"})]))
+    conns = []
+    for i in range(60):
+        c = socket.create_connection(("127.0.0.1", port), timeout=5)
+        ctx.on_cleanup(c.close)
+        c.sendall(b"hi %d\n" % i)
+        check(c.recv(64) == b"hi %d\n" % i, "no echo before the shutdown")
+        conns.append(c)
+    stop, probes = threading.Event(), []
+
+    def probe():
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                s = socket.create_connection(("127.0.0.1", admin), timeout=5)
+                s.sendall(b"GET /ready HTTP/1.0\r\n\r\n")
+                got = recv_to_eof(s)
+                s.close()
+            except OSError as e:
+                got = repr(e).encode()
+            probes.append((time.monotonic() - began, got.split(b"\r\n", 1)[0]))
+    t = threading.Thread(target=probe)
+    t.start()
+    try:
+        time.sleep(0.2)  # probes under way before the command: a pace, not a wait
+        began = time.monotonic()
+        out = query(sock, "shutdown sessions server app/fleet.internal")
+        took = time.monotonic() - began
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        t.join()
+    check(out == "ok: app/fleet.internal (1000 servers): 60 connections reset\n", f"{out!r}")
+    for c in conns:
+        c.settimeout(5)
+        try:
+            check(c.recv(64) == b"", "a connection to the fleet was not reset")
+        except ConnectionResetError:
+            pass
+    check(probes and all(line == b"HTTP/1.0 200 OK" for _, line in probes),
+          f"/ready during the round: {collections.Counter(line for _, line in probes)}")
+    worst = max(d for d, _ in probes)
+    ctx.note(f"shutdown sessions over 1000 servers in {took * 1000:.0f} ms; "
+             f"{len(probes)} /ready probes, the slowest {worst * 1000:.1f} ms")
