@@ -45,6 +45,8 @@ struct process {
     struct resolver *dns;   /* servers given by name; NULL if it could not be made */
     char *config_text;      /* the file the running configuration was read from */
     size_t config_len;
+    sigset_t sigs;           /* what the main thread takes (mainloop_signals()) */
+    struct checker *checks; /* health checks of the running configuration: a reload replaces them */
     struct stats_socket *stats;
     struct control_round *orphans; /* rounds let go of that a worker may still write into */
     struct access_log *alog;
@@ -70,8 +72,10 @@ void process_init(struct process *r, char **argv);
 int process_open_outputs(struct process *r);
 void process_close_outputs(struct process *r);
 
-/* Ready: logs it, tells systemd (and a predecessor, to drain). */
-void process_announce(struct process *r);
+/* Ready: logs it, tells systemd; a successor then waits (up to 10 s) to
+ * be ready itself and asks its predecessor to drain. Returns 0, or the
+ * signal that came meanwhile and ends the process (its sender in *from). */
+int process_announce(struct process *r, pid_t *from);
 
 /* The STATUS= line systemd shows. */
 void process_notify_status(struct process *r, const char *state);
@@ -93,11 +97,11 @@ void process_reap(struct process *r);
  * keeps accepting for shutdown_grace, so health checks and route
  * withdrawal move traffic away first. Returns 0 to go on to the drain, or
  * the signal that cut it short: SIGINT (stop now) or SIGTERM (drain now). */
-int process_leave(struct process *r, const sigset_t *sigs, pid_t from);
+int process_leave(struct process *r, pid_t from);
 
 /* Stops accepting, lets connections finish up to drain_timeout, then
  * resets the rest. Returns early on another SIGTERM or a SIGINT. */
-void process_drain(struct process *r, const sigset_t *sigs);
+void process_drain(struct process *r);
 
 /* The counters of the configuration in force, as log lines at exit. */
 void process_log_totals(const struct process *r);

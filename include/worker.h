@@ -35,6 +35,10 @@ int worker_ms_to_tick(struct worker *w);
 struct worker_round *worker_round_start(struct worker *ws, int n, enum worker_job_kind kind,
                                         const uint8_t *slots);
 
+/* Does the jobs posted to w since the last call, oldest first (the
+ * worker's tick calls it). */
+void worker_jobs_run(struct worker *w);
+
 /* How many workers have not done their job yet. */
 int worker_round_pending(const struct worker_round *rd);
 

@@ -8,6 +8,7 @@
 #include "io.h"
 #include "listeners.h"
 #include "log.h"
+#include "mainloop.h"
 #include "options.h"
 #include "process.h"
 #include "relay.h"
@@ -173,42 +174,6 @@ static int load_runtime(struct process *r)
     return 0;
 }
 
-/* While a reload is handed or queued the main thread wakes this often, so
- * that the configuration lands as soon as the workers can take it. */
-#define RELOAD_POLL_MS 10
-
-/* Waits for signals and handles reloads, upgrades and the watchdog; returns
- * the signal that stops the process, and who sent it in *from. */
-static int run(struct process *r, const sigset_t *sigs, struct checker **checks, pid_t *from)
-{
-    int busy = 0;
-
-    for (;;) {
-        uint32_t ms = busy ? RELOAD_POLL_MS : r->tick_ms;
-        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L};
-        siginfo_t si = {0};
-        int sig = sigtimedwait(sigs, &si, &ts);
-        log_rl_flush(0);
-        process_watchdog(r);
-        if (sig == SIGHUP) {
-            if (atomic_exchange(&r->reload_queued, 1))
-                log_info("SIGHUP: a reload is queued already; it reads the file when it runs");
-        } else if (sig == SIGUSR2) {
-            process_upgrade(r);
-        } else if (sig == SIGCHLD) {
-            process_reap(r);
-        } else if (sig == SIGUSR1) {
-            access_log_reopen(r->alog);
-        } else if (sig == SIGTERM || sig == SIGINT) {
-            *from = si.si_pid;
-            return sig;
-        }
-        if (resolver_changed(r->dns))
-            atomic_store(&r->dns_queued, 1);
-        busy = reload_tick(r, checks);
-    }
-}
-
 /* The command line: returns -1 to run, or the exit status of a command
  * that ends here (doctor, stats, server, --help, --version, -t, --dump-config, or
  * bad input). */
@@ -265,8 +230,9 @@ static int prepare(struct process *r, char **argv, int *cpus, int *n_cpus)
 }
 
 /* Opens the outputs, starts the workers and health checks, and says so.
- * Returns 0 or -1. */
-static int start(struct process *r, const int *cpus, int n_cpus, struct checker **checks)
+ * Returns 0, -1 (failed), or the signal that came while a successor waited
+ * to take over, which stops it (its sender in *from). */
+static int start(struct process *r, const int *cpus, int n_cpus, pid_t *from)
 {
     sem_t started;
     int failed = 0;
@@ -281,26 +247,24 @@ static int start(struct process *r, const int *cpus, int n_cpus, struct checker 
         sem_wait(&started);
     for (int i = 0; i < r->n_workers; i++)
         failed |= r->workers[i].init_result < 0;
-    if (failed || !(*checks = checker_start(r->rt)))
+    if (failed || !(r->checks = checker_start(r->rt)))
         return -1;
     if (r->dns && resolver_start(r->dns) < 0)
         log_error("dns: cannot start the resolver thread: names are not resolved again");
-    process_announce(r);
-    return 0;
+    return process_announce(r, from);
 }
 
 /* After the signal that ends it: leave and drain (SIGTERM) or not, then
  * stop and join every thread and free what the process holds. */
-static void stop(struct process *r, int sig, pid_t from, const sigset_t *sigs,
-                 struct checker *checks)
+static void stop(struct process *r, int sig, pid_t from)
 {
-    if (sig == SIGTERM && process_leave(r, sigs, from) != SIGINT)
-        process_drain(r, sigs);
+    if (sig == SIGTERM && process_leave(r, from) != SIGINT)
+        process_drain(r);
     else if (sig != SIGTERM)
         log_info("%s: stopping", strsignal(sig));
     service_notify("STOPPING=1");
     resolver_stop(r->dns);
-    checker_stop(checks);
+    checker_stop(r->checks);
     for (int i = 0; i < r->n_workers; i++)
         atomic_store(&r->workers[i].stop, 1);
     for (int i = 0; i < r->n_workers; i++)
@@ -321,27 +285,21 @@ int main(int argc, char **argv)
 {
     static struct process r;
     static int cpus[CPU_SETSIZE];
-    struct checker *checks = NULL;
     int n_cpus, ret, sig;
     pid_t from = 0;
-    sigset_t sigs;
 
     if ((ret = command(&r, argc, argv)) >= 0)
         return ret;
     if ((ret = prepare(&r, argv, cpus, &n_cpus)) != 0)
         return ret;
-    /* Workers inherit the mask; only this thread takes the signals. */
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    sigaddset(&sigs, SIGUSR1);
-    sigaddset(&sigs, SIGUSR2);
-    sigaddset(&sigs, SIGCHLD);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    if (start(&r, cpus, n_cpus, &checks) < 0)
+    /* Workers inherit the mask; only this thread takes the signals, in
+     * its one loop (mainloop.c), whatever the phase. */
+    mainloop_signals(&r.sigs);
+    pthread_sigmask(SIG_BLOCK, &r.sigs, NULL);
+    if ((sig = start(&r, cpus, n_cpus, &from)) < 0)
         return 1;
-    sig = run(&r, &sigs, &checks, &from); /* a reload replaces checks */
-    stop(&r, sig, from, &sigs, checks);
+    if (!sig)
+        sig = mainloop_run(&r, PHASE_RUN, 0, NULL, &from);
+    stop(&r, sig, from);
     return 0;
 }

@@ -6,6 +6,7 @@
 #include "control.h"
 #include "listeners.h"
 #include "log.h"
+#include "mainloop.h"
 #include "service.h"
 #include "stats.h"
 #include "stats_socket.h"
@@ -405,21 +406,9 @@ static int successor_took_over(struct process *r, pid_t from)
     return 1;
 }
 
-/* A signal that comes during shutdown_grace and does not end it. */
-static void leave_signal(struct process *r, int sig)
-{
-    if (sig == SIGCHLD)
-        process_reap(r);
-    else if (sig == SIGUSR1)
-        access_log_reopen(r->alog);
-    else if (sig == SIGHUP || sig == SIGUSR2)
-        log_warn("%s during shutdown_grace: ignored (the process is leaving)", strsignal(sig));
-}
-
-int process_leave(struct process *r, const sigset_t *sigs, pid_t from)
+int process_leave(struct process *r, pid_t from)
 {
     uint32_t grace = r->rt->cfg.shutdown_grace_ms;
-    uint64_t deadline = mono_ms() + grace, now, last_status;
     int sig;
 
     if (successor_took_over(r, from))
@@ -431,39 +420,28 @@ int process_leave(struct process *r, const sigset_t *sigs, pid_t from)
              "(shutdown_grace) so health checks and routes move traffic away; then draining",
              grace);
     process_notify_status(r, "leaving");
-    last_status = mono_ms();
-    while ((now = mono_ms()) < deadline) {
-        uint64_t left = deadline - now < r->tick_ms ? deadline - now : r->tick_ms;
-        struct timespec ts = {.tv_sec = (time_t)(left / 1000),
-                              .tv_nsec = (long)(left % 1000) * 1000000L};
-        siginfo_t si = {0};
-
-        sig = sigtimedwait(sigs, &si, &ts);
-        log_rl_flush(0);
-        if (sig == SIGTERM && successor_took_over(r, si.si_pid))
-            return SIGTERM;
-        if (sig == SIGTERM || sig == SIGINT) {
-            log_info("%s during shutdown_grace: %s now", strsignal(sig),
-                     sig == SIGTERM ? "draining" : "stopping");
-            return sig;
-        }
-        leave_signal(r, sig);
-        process_watchdog(r);
-        if (mono_ms() - last_status >= 1000) {
-            process_notify_status(r, "leaving");
-            last_status = mono_ms();
-        }
+    sig = mainloop_run(r, PHASE_LEAVE, mono_ms() + grace, NULL, &from);
+    if (sig == SIGTERM && successor_took_over(r, from))
+        return SIGTERM;
+    if (sig) {
+        log_info("%s during shutdown_grace: %s now", strsignal(sig),
+                 sig == SIGTERM ? "draining" : "stopping");
+        return sig;
     }
     log_info("shutdown_grace over: draining");
     return 0;
 }
 
+static int drained(struct process *r)
+{
+    return open_total(r) == 0;
+}
+
 /* SIGTERM: no more accepts; open connections get drain_timeout to finish,
  * then the rest are reset. A second SIGTERM or a SIGINT cuts it short. */
-void process_drain(struct process *r, const sigset_t *sigs)
+void process_drain(struct process *r)
 {
-    uint64_t deadline = mono_ms() + r->rt->cfg.drain_timeout_ms, last_status = 0;
-    struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000L};
+    pid_t from = 0;
     int sig;
 
     atomic_store(&r->draining, 1);
@@ -473,21 +451,9 @@ void process_drain(struct process *r, const sigset_t *sigs)
         atomic_store(&r->workers[i].drain, 1);
     log_info("SIGTERM: draining: no new connections; %u open get up to %u ms to finish",
              open_total(r), r->rt->cfg.drain_timeout_ms);
-    while (open_total(r) > 0 && mono_ms() < deadline) {
-        sig = sigtimedwait(sigs, NULL, &ts);
-        log_rl_flush(0);
-        if (sig == SIGCHLD)
-            process_reap(r);
-        if (sig == SIGTERM || sig == SIGINT) {
-            log_info("%s while draining: stopping now", strsignal(sig));
-            break;
-        }
-        process_watchdog(r);
-        if (mono_ms() - last_status >= 1000) {
-            process_notify_status(r, "draining");
-            last_status = mono_ms();
-        }
-    }
+    sig = mainloop_run(r, PHASE_DRAIN, mono_ms() + r->rt->cfg.drain_timeout_ms, drained, &from);
+    if (sig)
+        log_info("%s while draining: stopping now", strsignal(sig));
     if (open_total(r) == 0) {
         log_info("drained: every connection finished");
         return;
@@ -597,18 +563,30 @@ static int drop_privileges(const struct config *c)
  * so a fleet's health checks never see the upgrade. */
 #define HANDOVER_WAIT_MS 10000
 
-static void hand_over(struct process *r)
+static int ready_now(struct process *r)
+{
+    char why[STATS_NOT_READY_MAX];
+
+    readiness(r, r->rt, why, sizeof(why));
+    return !why[0];
+}
+
+/* Returns 0, or the signal that came meanwhile and stops the process. */
+static int hand_over(struct process *r, pid_t *from)
 {
     uint64_t start = mono_ms();
-    char why[128], exe[PATH_MAX];
+    char why[STATS_NOT_READY_MAX], exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    int sig;
 
     exe[n > 0 ? n : 0] = '\0';
-    for (readiness(r, r->rt, why, sizeof(why)); why[0] && mono_ms() - start < HANDOVER_WAIT_MS;
-         readiness(r, r->rt, why, sizeof(why))) {
-        usleep(20000);
-        process_watchdog(r); /* READY=1 is sent: the watchdog runs */
+    sig = mainloop_run(r, PHASE_HANDOVER, start + HANDOVER_WAIT_MS, ready_now, from);
+    if (sig) {
+        log_info("upgrade: %s before taking over from pid %d; pid %d serves on", strsignal(sig),
+                 (int)r->predecessor, (int)r->predecessor);
+        return sig;
     }
+    readiness(r, r->rt, why, sizeof(why));
     if (why[0])
         log_warn("upgrade: not ready after %u ms (%s); taking over from pid %d all the same",
                  HANDOVER_WAIT_MS, why, (int)r->predecessor);
@@ -617,16 +595,16 @@ static void hand_over(struct process *r)
              "asking it to drain",
              (int)r->predecessor, exe, RINGRELAY_VERSION, (unsigned long long)(mono_ms() - start));
     kill(r->predecessor, SIGTERM);
+    return 0;
 }
 
-void process_announce(struct process *r)
+int process_announce(struct process *r, pid_t *from)
 {
     atomic_store(&r->workers_ready, 1);
     log_ready(r, r->io);
     service_notify("READY=1\nMAINPID=%d", (int)getpid());
     process_notify_status(r, "running");
-    if (r->predecessor)
-        hand_over(r);
+    return r->predecessor ? hand_over(r, from) : 0;
 }
 
 /* The path this process was started by, as given (argv[0], or the first

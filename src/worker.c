@@ -217,8 +217,7 @@ static void job_run(struct worker *w, struct worker_job *j)
     atomic_store(&j->done, 1);
 }
 
-/* The jobs posted since the last tick, oldest first. */
-static void jobs_step(struct worker *w)
+void worker_jobs_run(struct worker *w)
 {
     struct worker_job *j = atomic_exchange(&w->jobs, NULL), *rev = NULL;
 
@@ -288,7 +287,7 @@ void worker_tick(struct worker *w)
     stat_inc(&w->st->w.heartbeat);
     relay_timers_run(w);
     reload_step(w);
-    jobs_step(w);
+    worker_jobs_run(w);
     drain_step(w);
     relay_fd_wait_retry(w); /* before new clients: these came first */
     accepting_tick(w);

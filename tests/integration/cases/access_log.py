@@ -321,3 +321,47 @@ def end_reasons_documented(ctx):
     p = subprocess.run([docgen, drifted], capture_output=True, text=True, timeout=30)
     check(p.returncode == 0 and harness.read_text(drifted) == text,
           f"docgen did not restore the list: {p.returncode} {p.stderr}")
+
+
+@case("access_log_reopens_on_sigusr1_while_draining", per_io=False)
+def reopen_draining(ctx):
+    """SIGUSR1 reopens the access log in every phase of the main loop,
+    a drain included (before, the drain's own loop swallowed it, and the
+    drained connections' lines went to the rotated file); a SIGHUP then
+    is logged as ignored, not taken."""
+    log = os.path.join(ctx.tmpdir, "access.log")
+    be = listener(ctx)
+    port = harness.free_port()
+    rl = cfg.start(ctx, cfg.document(
+        [cfg.listener("web", port)], [cfg.backend("be", [be.port])],
+        drain_timeout="30s", access_log={"path": log}))
+    first = client(ctx, ("127.0.0.1", port))
+    first.sendall(b"a")
+    b = be.accept()
+    read_header_then(b, b"a")
+    b.close()
+    settle(rl, first)
+    first.close()
+    harness.wait_until(lambda: harness.read_text(log).count("\n") == 1, 5, "the first line")
+    held = client(ctx, ("127.0.0.1", port))
+    held_addr = addr(held)
+    held.sendall(b"b")
+    kept = be.accept()
+    read_header_then(kept, b"b")
+    rl.popen.send_signal(signal.SIGTERM)
+    harness.wait_until(lambda: "SIGTERM: draining" in rl.stderr(), 10, "the drain")
+    os.rename(log, log + ".1")
+    rl.popen.send_signal(signal.SIGUSR1)
+    harness.wait_until(lambda: "access log " + log + " reopened" in rl.stderr(), 5,
+                       "the reopen during the drain")
+    rl.popen.send_signal(signal.SIGHUP)
+    harness.wait_until(lambda: "Hangup while draining: ignored" in rl.stderr(), 5,
+                       "the SIGHUP to be named as ignored")
+    check(rl.alive(), "the relay stopped draining")
+    kept.close()  # the last connection ends: the drain is done
+    settle(rl, held)
+    held.close()
+    rl.exited(20)
+    old, new = access_log(log + ".1", "text"), access_log(log, "text")
+    check(len(old) == 1 and len(new) == 1, f"lines: {old} / {new}")
+    check(by_client(new, held_addr)["end"] == "backend_closed", f"the drained one: {new}")
