@@ -19,7 +19,7 @@
 struct fd_needs {
     uint32_t workers;
     uint32_t binds;    /* listening sockets per worker */
-    uint32_t checkers; /* health check threads: one socket each at a time */
+    uint32_t checkers; /* health probes open at once (and the checker's own epoll) */
     uint32_t stats;    /* a stats socket's and an admin listener's: each socket and its clients */
 };
 

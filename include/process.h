@@ -48,6 +48,7 @@ struct process {
     sigset_t sigs;           /* what the main thread takes (mainloop_signals()) */
     struct checker *checks; /* health checks of the running configuration: a reload replaces them */
     struct stats_socket *stats;
+    uint32_t stats_clients;        /* per stats listening socket, fitted to the open-file limit */
     struct control_round *orphans; /* rounds let go of that a worker may still write into */
     struct access_log *alog;
     char exe[4096]; /* the path we were started by, unresolved: an upgrade runs what it names */

@@ -21,6 +21,7 @@ struct runtime {
      * open-file limit at start, kept by every reload. */
     uint32_t max_connections;
     uint32_t pipes_per_worker; /* splice pipes each worker may make; fitted likewise */
+    uint32_t check_inflight;   /* health probes open at once: descriptors held for them */
     struct pool pools[CONFIG_MAX_BACKENDS];
     struct sockaddr_un *unix_addr[CONFIG_MAX_BACKENDS]; /* per server; NULL: no unix ones */
     struct route_table routes[CONFIG_MAX_LISTENERS];    /* by server name, to a backend */

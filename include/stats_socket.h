@@ -11,15 +11,18 @@
 #include "cidr.h"
 #include "stats_report.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
 struct admin_cmd;
 
-/* Clients each listening socket serves at once (the descriptor budget
- * holds them); a request must be whole within 2 s of the accept, and a
- * reader must take some of its answer every 2 s. */
-#define STATS_SOCKET_CLIENTS 128
+/* Clients each listening socket serves at once: a share of the open-file
+ * limit within these (the descriptor budget holds them). A request must be
+ * whole within 2 s of the accept, and a reader must take some of its
+ * answer every 2 s. */
+#define STATS_SOCKET_CLIENTS_MIN 16
+#define STATS_SOCKET_CLIENTS_MAX 128
 
 /* What the server asks of the process. */
 struct stats_source {
@@ -55,13 +58,19 @@ struct stats_admin {
 
 struct stats_socket;
 
+/* The clients per listening socket under an open-file limit: a 64th of
+ * it, within STATS_SOCKET_CLIENTS_MIN and _MAX. */
+uint32_t stats_socket_clients(uint64_t fd_limit);
+
 /* Creates the server and its unix socket at path (NULL: none) with mode
  * 0660 (group gid unless -1): bound beside it and renamed over it, so a
  * process taking over from another never leaves the path missing. Its
- * clients may use the write commands only at level STATS_LEVEL_ADMIN.
- * Done before privileges are dropped. NULL with err filled. */
+ * clients may use the write commands only at level STATS_LEVEL_ADMIN;
+ * each listening socket serves clients at once. Done before privileges
+ * are dropped. NULL with err filled. */
 struct stats_socket *stats_socket_open(const char *path, gid_t gid, enum stats_level level,
-                                       const struct stats_source *src, char *err, size_t errlen);
+                                       uint32_t clients, const struct stats_source *src, char *err,
+                                       size_t errlen);
 
 /* Binds the admin listener (NULL: none; admin->fd if given) with
  * SO_REUSEPORT, open across exec: a successor inherits it, or else binds

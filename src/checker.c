@@ -1,31 +1,58 @@
-/* Health check threads and passive marking. */
+/* Health checks: one thread for every checked server of a configuration,
+ * probing many at once in an epoll loop, each at its backend's interval;
+ * and passive marking from the data path. */
 #include "checker.h"
 
+#include "check_sched.h"
 #include "health.h"
 #include "log.h"
 #include "probe.h"
 #include "stats.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
-struct backend_checker {
-    struct runtime *rt;
-    int b;
-    pthread_t thread;
+#define EV_STOP UINT32_MAX
+#define EVENTS 64
+
+/* One checked server. */
+struct check {
+    int b, s;
+    struct health h;
+    struct probe_run pr;  /* while running: it does not move (the SSL points into it) */
+    uint64_t deadline_ms; /* of the probe's stage, while running */
     int running;
-    struct health *state; /* per server */
-    atomic_int *stop;
 };
 
 struct checker {
-    atomic_int stop;
-    struct backend_checker bc[CONFIG_MAX_BACKENDS];
+    struct runtime *rt;
+    pthread_t thread;
+    int started;
+    int ep, stop_fd;
+    SSL_CTX *tls; /* for tls checks; NULL: none, or none could be made */
+    struct check *c;
+    int n;
+    uint32_t *live; /* the running checks, for their deadlines */
+    int n_live;
+    struct check_sched sched;
 };
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static enum probe_header check_header(const struct config_backend *be)
 {
@@ -42,36 +69,13 @@ static enum probe_header check_header(const struct config_backend *be)
     return PROBE_HDR_NONE;
 }
 
-/* Sleeps up to ms, waking early when asked to stop. Returns 1 to go on. */
-static int nap(atomic_int *stop, uint32_t ms)
+/* A probe's result for check c: the pool's state, logged once per change. */
+static void verdict(struct checker *ck, struct check *c, int ok, const char *why)
 {
-    while (ms && !atomic_load(stop)) {
-        uint32_t step = ms < 50 ? ms : 50;
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)step * 1000000};
-        nanosleep(&ts, NULL);
-        ms -= step;
-    }
-    return !atomic_load(stop);
-}
+    const struct config_backend *be = &ck->rt->cfg.backends[c->b];
+    struct pool_member *m = &ck->rt->pools[c->b].m[c->s];
+    struct health *h = &c->h;
 
-/* One check of server s; updates the pool and logs a change once. */
-static void check_server(struct backend_checker *bc, SSL_CTX *tls, int s)
-{
-    const struct config_backend *be = &bc->rt->cfg.backends[bc->b];
-    struct pool_member *m = &bc->rt->pools[bc->b].m[s];
-    struct health *h = &bc->state[s];
-    struct probe p = {.sa = runtime_server_addr(bc->rt, bc->b, s),
-                      .header = check_header(be),
-                      .tls = be->health.mode == CHECK_TLS ? tls : NULL,
-                      .sni = be->sni[0] ? be->sni : NULL,
-                      .timeout_ms = be->health.timeout_ms};
-    char why[200];
-    int ok;
-
-    if (m->unresolved || atomic_load(&m->ctl->admin) == SERVER_MAINT)
-        return; /* no address yet; or maint: no checks until set ready or drain */
-    p.salen = addr_len(p.sa);
-    ok = probe_run(&p, why, sizeof(why));
     if (ok < 0) {
         /* Our own shortage says nothing about the server. */
         log_rl(LOG_LEVEL_WARN, "backend %s: server %s: health check %s", be->name, m->key, why);
@@ -87,7 +91,7 @@ static void check_server(struct backend_checker *bc, SSL_CTX *tls, int s)
         return;
     atomic_store(&m->up, h->up);
     atomic_store(&m->fails, 0);
-    stats_health_changed(bc->rt->st_server[bc->b][s]);
+    stats_health_changed(ck->rt->st_server[c->b][c->s]);
     if (h->up)
         log_info("backend %s: server %s is up: %u checks passed (%s)", be->name, m->key,
                  be->health.rise, why);
@@ -96,63 +100,215 @@ static void check_server(struct backend_checker *bc, SSL_CTX *tls, int s)
                  m->key, be->health.fall, why);
 }
 
+/* Check i's probe is over (ok as probe_run() returns): its verdict, and
+ * its next time. */
+static void ended(struct checker *ck, int i, int ok, const char *why, uint64_t now)
+{
+    struct check *c = &ck->c[i];
+
+    if (c->running) {
+        c->running = 0;
+        for (int k = 0; k < ck->n_live; k++)
+            if (ck->live[k] == (uint32_t)i) {
+                ck->live[k] = ck->live[--ck->n_live];
+                break;
+            }
+    }
+    if (why)
+        verdict(ck, c, ok, why);
+    check_sched_done(&ck->sched, i, now, ck->rt->cfg.backends[c->b].health.interval_ms);
+}
+
+/* Waits for what check i's probe asks; a probe that cannot be waited for
+ * ends as our own shortage. */
+static void wait_for(struct checker *ck, int i, int op, uint64_t now)
+{
+    struct check *c = &ck->c[i];
+    struct epoll_event ev = {.events = c->pr.events == POLLIN ? EPOLLIN : EPOLLOUT,
+                             .data.u32 = (uint32_t)i};
+
+    if (epoll_ctl(ck->ep, op, c->pr.fd, &ev) == -1) {
+        probe_abort(&c->pr);
+        ended(ck, i, -1, "not run: epoll_ctl failed", now);
+    }
+}
+
+/* Starts check i: a probe of its server, unless it has no address yet or
+ * is in maint (no checks until set ready or drain). */
+static void start(struct checker *ck, int i, uint64_t now)
+{
+    struct check *c = &ck->c[i];
+    const struct config_backend *be = &ck->rt->cfg.backends[c->b];
+    struct pool_member *m = &ck->rt->pools[c->b].m[c->s];
+    struct probe p = {.sa = runtime_server_addr(ck->rt, c->b, c->s),
+                      .header = check_header(be),
+                      .tls = be->health.mode == CHECK_TLS ? ck->tls : NULL,
+                      .sni = be->sni[0] ? be->sni : NULL,
+                      .timeout_ms = be->health.timeout_ms};
+    char why[200];
+    int ret;
+
+    if (m->unresolved || atomic_load(&m->ctl->admin) == SERVER_MAINT ||
+        (be->health.mode == CHECK_TLS && !ck->tls)) {
+        ended(ck, i, 0, NULL, now);
+        return;
+    }
+    p.salen = addr_len(p.sa);
+    ret = probe_begin(&c->pr, &p, why, sizeof(why));
+    if (ret != -EINPROGRESS) {
+        ended(ck, i, ret, why, now);
+        return;
+    }
+    c->running = 1;
+    c->deadline_ms = now + be->health.timeout_ms;
+    ck->live[ck->n_live++] = (uint32_t)i;
+    wait_for(ck, i, EPOLL_CTL_ADD, now);
+}
+
+/* Check i's socket is ready: the probe's next step. */
+static void step(struct checker *ck, int i, uint64_t now)
+{
+    struct check *c = &ck->c[i];
+    enum probe_stage stage = c->pr.stage;
+    char why[200];
+    int ret;
+
+    if (!c->running)
+        return; /* ended earlier in this batch */
+    ret = probe_step(&c->pr, why, sizeof(why));
+    if (ret != -EINPROGRESS) {
+        ended(ck, i, ret, why, now); /* its socket closed: out of the epoll set too */
+        return;
+    }
+    if (c->pr.stage != stage) /* each stage has the whole timeout */
+        c->deadline_ms = now + ck->rt->cfg.backends[c->b].health.timeout_ms;
+    wait_for(ck, i, EPOLL_CTL_MOD, now);
+}
+
+/* Ends the probes past their stage's deadline; starts those due, up to
+ * the bound. Returns the ms until either next happens (-1: none). */
+static int run_due(struct checker *ck, uint64_t now)
+{
+    int64_t wait;
+    int i;
+
+    for (int k = 0; k < ck->n_live;) {
+        struct check *c = &ck->c[ck->live[k]];
+        char why[200];
+        if (now < c->deadline_ms) {
+            k++;
+            continue;
+        }
+        probe_expire(&c->pr, why, sizeof(why));
+        ended(ck, (int)ck->live[k], 0, why, now); /* takes it out of live */
+    }
+    while ((i = check_sched_next(&ck->sched, now)) >= 0)
+        start(ck, i, now);
+    wait = check_sched_wait(&ck->sched, now);
+    for (int k = 0; k < ck->n_live; k++) {
+        int64_t left = (int64_t)(ck->c[ck->live[k]].deadline_ms - now);
+        if (wait < 0 || left < wait)
+            wait = left;
+    }
+    return wait < 0 ? -1 : (int)wait;
+}
+
 static void *checker_main(void *arg)
 {
-    struct backend_checker *bc = arg;
-    const struct config_backend *be = &bc->rt->cfg.backends[bc->b];
-    SSL_CTX *tls = be->health.mode == CHECK_TLS ? probe_tls_context() : NULL;
+    struct checker *ck = arg;
+    struct epoll_event ev[EVENTS];
 
     pthread_setname_np(pthread_self(), "rr-check");
-    if (be->health.mode == CHECK_TLS && !tls)
-        log_error("backend %s: no TLS context for health checks: checks stop", be->name);
-    while (!atomic_load(bc->stop) && (tls || be->health.mode != CHECK_TLS)) {
-        for (int s = 0; s < be->n_servers && !atomic_load(bc->stop); s++)
-            check_server(bc, tls, s);
-        if (!nap(bc->stop, be->health.interval_ms))
+    for (;;) {
+        int n = epoll_wait(ck->ep, ev, EVENTS, run_due(ck, mono_ms()));
+        uint64_t now = mono_ms();
+        if (n == -1 && errno != EINTR)
             break;
+        for (int k = 0; k < n; k++) {
+            if (ev[k].data.u32 == EV_STOP)
+                return NULL;
+            step(ck, (int)ev[k].data.u32, now);
+        }
     }
-    SSL_CTX_free(tls);
     return NULL;
+}
+
+/* The checks of rt: one per server of every backend whose mode is not
+ * off, starting from the health the pool has (a reload keeps it). */
+static int checks_make(struct checker *ck, struct runtime *rt)
+{
+    int n = 0, tls = 0;
+
+    for (int b = 0; b < rt->cfg.n_backends; b++)
+        if (rt->cfg.backends[b].health.mode != CHECK_OFF) {
+            n += rt->pools[b].n;
+            tls |= rt->cfg.backends[b].health.mode == CHECK_TLS;
+        }
+    ck->c = calloc((size_t)n + 1, sizeof(*ck->c));
+    ck->live = calloc((size_t)n + 1, sizeof(*ck->live));
+    if (!ck->c || !ck->live)
+        return -ENOMEM;
+    for (int b = 0; b < rt->cfg.n_backends; b++)
+        for (int s = 0; rt->cfg.backends[b].health.mode != CHECK_OFF && s < rt->pools[b].n; s++)
+            ck->c[ck->n++] = (struct check){.b = b, .s = s, .h.up = atomic_load(&rt->pools[b].m[s].up)};
+    if (tls && !(ck->tls = probe_tls_context()))
+        log_error("no TLS context for health checks: tls checks stop");
+    return 0;
+}
+
+static void checker_free(struct checker *ck)
+{
+    for (int k = 0; k < ck->n_live; k++)
+        probe_abort(&ck->c[ck->live[k]].pr);
+    if (ck->ep >= 0)
+        close(ck->ep);
+    if (ck->stop_fd >= 0)
+        close(ck->stop_fd);
+    check_sched_fini(&ck->sched);
+    SSL_CTX_free(ck->tls);
+    free(ck->live);
+    free(ck->c);
+    free(ck);
 }
 
 struct checker *checker_start(struct runtime *rt)
 {
     struct checker *ck = calloc(1, sizeof(*ck));
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = EV_STOP};
 
     if (!ck)
         return NULL;
-    atomic_init(&ck->stop, 0);
-    for (int b = 0; b < rt->cfg.n_backends; b++) {
-        struct backend_checker *bc = &ck->bc[b];
-        if (rt->cfg.backends[b].health.mode == CHECK_OFF)
-            continue;
-        bc->rt = rt;
-        bc->b = b;
-        bc->stop = &ck->stop;
-        bc->state = calloc((size_t)rt->cfg.backends[b].n_servers + 1, sizeof(*bc->state));
-        for (int s = 0; bc->state && s < rt->cfg.backends[b].n_servers; s++)
-            bc->state[s].up = atomic_load(&rt->pools[b].m[s].up); /* kept by a reload */
-        if (!bc->state || pthread_create(&bc->thread, NULL, checker_main, bc) != 0) {
-            log_error("backend %s: cannot start its health checks", rt->cfg.backends[b].name);
-            checker_stop(ck);
-            return NULL;
-        }
-        bc->running = 1;
-    }
+    ck->rt = rt;
+    ck->ep = ck->stop_fd = -1;
+    if (checks_make(ck, rt) < 0 ||
+        check_sched_init(&ck->sched, ck->n, (int)rt->check_inflight, mono_ms()) < 0)
+        goto fail;
+    if (!ck->n)
+        return ck; /* nothing to check: no thread */
+    if ((ck->ep = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
+        (ck->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1 ||
+        epoll_ctl(ck->ep, EPOLL_CTL_ADD, ck->stop_fd, &ev) == -1 ||
+        pthread_create(&ck->thread, NULL, checker_main, ck) != 0)
+        goto fail;
+    ck->started = 1;
     return ck;
+
+fail:
+    log_error("cannot start the health checks: %s", strerror(errno ? errno : ENOMEM));
+    checker_free(ck);
+    return NULL;
 }
 
 void checker_stop(struct checker *ck)
 {
     if (!ck)
         return;
-    atomic_store(&ck->stop, 1);
-    for (int b = 0; b < CONFIG_MAX_BACKENDS; b++) {
-        if (ck->bc[b].running)
-            pthread_join(ck->bc[b].thread, NULL);
-        free(ck->bc[b].state);
+    if (ck->started) {
+        /* At once: probes under way are dropped, not waited for. */
+        (void)!write(ck->stop_fd, &(uint64_t){1}, sizeof(uint64_t));
+        pthread_join(ck->thread, NULL);
     }
-    free(ck);
+    checker_free(ck);
 }
 
 void checker_connect_result(struct runtime *rt, int b, int s, int ok)

@@ -47,25 +47,30 @@ static int usable_cpus(int *cpus, int max)
 }
 
 /* What the process holds apart from connections and pipes. */
-static struct fd_needs fd_needs_of(const struct config *c, int n_workers)
+static struct fd_needs fd_needs_of(const struct config *c, int n_workers, uint32_t stats_clients)
 {
     uint32_t stats_sockets = (c->stats_socket[0] != 0) + (c->admin.listen.sa.sa_family != 0);
     struct fd_needs n = {.workers = (uint32_t)n_workers,
-                         .stats = stats_sockets * (1 + STATS_SOCKET_CLIENTS)};
+                         .stats = stats_sockets * (1 + stats_clients)};
 
     for (int l = 0; l < c->n_listeners; l++)
         n.binds += (uint32_t)c->listeners[l].n_bind;
     for (int b = 0; b < c->n_backends; b++)
-        n.checkers += c->backends[b].health.mode != CHECK_OFF;
+        if (c->backends[b].health.mode != CHECK_OFF)
+            n.checkers += (uint32_t)c->backends[b].n_servers;
+    n.checkers = n.checkers < CHECKER_INFLIGHT_MIN   ? CHECKER_INFLIGHT_MIN
+                 : n.checkers > CHECKER_INFLIGHT_MAX ? CHECKER_INFLIGHT_MAX
+                                                     : n.checkers;
     return n;
 }
 
 /* Raises the open-file limit to the hard limit and shares it out (see
  * fd_budget.h); says how whenever connections or pipes got less. */
-static void fit_budget(struct runtime *rt, int n_workers)
+static void fit_budget(struct process *r)
 {
+    struct runtime *rt = r->rt;
     uint32_t asked = rt->cfg.max_connections;
-    struct fd_needs needs = fd_needs_of(&rt->cfg, n_workers);
+    struct fd_needs needs;
     struct fd_budget b;
     struct rlimit rl;
 
@@ -75,9 +80,12 @@ static void fit_budget(struct runtime *rt, int n_workers)
     }
     if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
         rl.rlim_cur = RLIM_INFINITY;
+    r->stats_clients = stats_socket_clients(rl.rlim_cur);
+    needs = fd_needs_of(&rt->cfg, r->n_workers, r->stats_clients);
     fd_budget_fit(&b, rl.rlim_cur, asked, &needs);
     rt->max_connections = b.connections;
     rt->pipes_per_worker = b.pipes;
+    rt->check_inflight = needs.checkers;
     if (!fd_budget_short(&b, asked) && b.pipes == FD_BUDGET_PIPES)
         return;
     log_at(fd_budget_short(&b, asked) ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
@@ -224,7 +232,7 @@ static int prepare(struct process *r, char **argv, int *cpus, int *n_cpus)
     r->n_workers = cfg->workers ? cfg->workers : (*n_cpus ? *n_cpus : 1);
     if (r->n_workers > STATS_MAX_WORKERS)
         r->n_workers = STATS_MAX_WORKERS;
-    fit_budget(r->rt, r->n_workers);
+    fit_budget(r);
     r->io = pick_backend(cfg->io);
     return r->io ? 0 : 1;
 }

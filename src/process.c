@@ -498,7 +498,8 @@ static int stats_open(struct process *r)
     if ((c->stats_socket_group[0] &&
          service_group(c->stats_socket_group, &gid, err, sizeof(err)) < 0) ||
         !(r->stats = stats_socket_open(c->stats_socket[0] ? c->stats_socket : NULL, gid,
-                                       c->stats_socket_level, &mine, err, sizeof(err)))) {
+                                       c->stats_socket_level, r->stats_clients, &mine, err,
+                                       sizeof(err)))) {
         log_error("%s", err);
         return -1;
     }

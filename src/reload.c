@@ -142,6 +142,7 @@ static int swap_in(struct process *r, struct checker **checks, struct runtime *n
     config_keep_start_only(&nrt->cfg, &r->rt->cfg, start_only_changed);
     nrt->max_connections = r->rt->max_connections;
     nrt->pipes_per_worker = r->rt->pipes_per_worker;
+    nrt->check_inflight = r->rt->check_inflight;
     u = calloc((size_t)r->n_workers, sizeof(struct worker_update *));
     if (!u || listeners_update(r, nrt, u) < 0) {
         if (u)

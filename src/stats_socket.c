@@ -41,7 +41,7 @@
 enum { LISTEN_UNIX, LISTEN_ADMIN, LISTENS };
 
 /* epoll's data for what is not a client: client slots are 0 to
- * LISTENS * STATS_SOCKET_CLIENTS - 1. */
+ * s->n_clients - 1. */
 #define EV_WAKE (1u << 30)
 #define EV_LISTEN (EV_WAKE + 1) /* + LISTEN_* */
 
@@ -90,9 +90,10 @@ struct stats_socket {
     enum stats_level level;
     struct stats_source src;
     pthread_t thread;
-    /* STATS_SOCKET_CLIENTS for each listening socket, so an admin listener
-     * cannot crowd out the unix one. */
+    /* per for each listening socket, so an admin listener cannot crowd
+     * out the unix one: n_clients in all. */
     struct client *c;
+    int per, n_clients;
     int serving;               /* the thread runs */
     uint64_t accept_resume_ms; /* accept failed: the listening sockets rest */
     size_t held;               /* answer bytes of every client */
@@ -505,9 +506,9 @@ static void admin_refuse(struct stats_socket *s, int fd, const union sockaddr_in
  * reader of an answer: a stuck client costs only itself, never a probe. */
 static struct client *slot_for(struct stats_socket *s, int which)
 {
-    struct client *first = &s->c[which * STATS_SOCKET_CLIENTS], *victim = NULL;
+    struct client *first = &s->c[which * s->per], *victim = NULL;
 
-    for (struct client *c = first; c < first + STATS_SOCKET_CLIENTS; c++) {
+    for (struct client *c = first; c < first + s->per; c++) {
         if (c->fd < 0)
             return c;
         if (c->round) /* the workers are writing into its round */
@@ -629,7 +630,7 @@ static int expire(struct stats_socket *s, uint64_t now)
 {
     uint64_t next = now + 500;
 
-    for (int i = 0; i < LISTENS * STATS_SOCKET_CLIENTS; i++) {
+    for (int i = 0; i < s->n_clients; i++) {
         struct client *c = &s->c[i];
         if (c->fd < 0 || c->round) /* a round ends by itself, within a second */
             continue;
@@ -669,7 +670,7 @@ static void answer_now(struct stats_socket *s, struct client *c, uint64_t now)
  * answers go on. */
 static void rounds_poll(struct stats_socket *s, uint64_t now)
 {
-    for (int i = 0; i < LISTENS * STATS_SOCKET_CLIENTS && s->rounds; i++) {
+    for (int i = 0; i < s->n_clients && s->rounds; i++) {
         struct client *c = &s->c[i];
         int ret;
         if (c->fd < 0 || !c->round)
@@ -693,7 +694,7 @@ static void rounds_poll(struct stats_socket *s, uint64_t now)
  * is pending). */
 static void queue_answer(struct stats_socket *s, struct client *c, uint64_t now)
 {
-    uint32_t cap = LISTENS * STATS_SOCKET_CLIENTS;
+    uint32_t cap = s->n_clients;
 
     if (s->q_len == cap) {
         answer_now(s, c, now);
@@ -708,7 +709,7 @@ static void answer_queued(struct stats_socket *s, uint64_t now)
     for (int done = 0; done < ANSWERS_PER_ROUND && s->q_len; s->q_len--) {
         struct client *c = &s->c[s->queue[s->q_head]];
 
-        s->q_head = (s->q_head + 1) % (LISTENS * STATS_SOCKET_CLIENTS);
+        s->q_head = (s->q_head + 1) % (s->n_clients);
         if (c->fd < 0 || !c->pending || c->out)
             continue;
         answer_now(s, c, now);
@@ -873,14 +874,28 @@ static void server_free(struct stats_socket *s)
     free(s);
 }
 
+uint32_t stats_socket_clients(uint64_t fd_limit)
+{
+    uint64_t n = fd_limit / 64;
+
+    return n < STATS_SOCKET_CLIENTS_MIN   ? STATS_SOCKET_CLIENTS_MIN
+           : n > STATS_SOCKET_CLIENTS_MAX ? STATS_SOCKET_CLIENTS_MAX
+                                          : (uint32_t)n;
+}
+
 struct stats_socket *stats_socket_open(const char *path, gid_t gid, enum stats_level level,
-                                       const struct stats_source *src, char *err, size_t errlen)
+                                       uint32_t clients, const struct stats_source *src, char *err,
+                                       size_t errlen)
 {
     struct stats_socket *s = calloc(1, sizeof(*s));
 
+    if (s) {
+        s->per = (int)clients;
+        s->n_clients = LISTENS * s->per;
+    }
     if (!s || !(s->report = malloc(sizeof(*s->report))) ||
-        !(s->c = calloc(LISTENS * STATS_SOCKET_CLIENTS, sizeof(*s->c))) ||
-        !(s->queue = calloc(LISTENS * STATS_SOCKET_CLIENTS, sizeof(*s->queue)))) {
+        !(s->c = calloc(s->n_clients, sizeof(*s->c))) ||
+        !(s->queue = calloc(s->n_clients, sizeof(*s->queue)))) {
         snprintf(err, errlen, "stats socket: out of memory");
         if (s) {
             free(s->report);
@@ -891,7 +906,7 @@ struct stats_socket *stats_socket_open(const char *path, gid_t gid, enum stats_l
     }
     s->src = *src;
     s->level = level;
-    for (int i = 0; i < LISTENS * STATS_SOCKET_CLIENTS; i++)
+    for (int i = 0; i < s->n_clients; i++)
         s->c[i].fd = -1;
     s->wake[0] = s->wake[1] = s->ep = -1;
     s->fd[LISTEN_UNIX] = s->fd[LISTEN_ADMIN] = s->admin_fd = -1;
@@ -970,7 +985,7 @@ void stats_socket_stop(struct stats_socket *s)
         (void)!write(s->wake[1], &(char){WAKE_STOP}, 1);
         pthread_join(s->thread, NULL);
     }
-    for (int i = 0; i < LISTENS * STATS_SOCKET_CLIENTS; i++)
+    for (int i = 0; i < s->n_clients; i++)
         if (s->c[i].fd >= 0)
             client_close(s, &s->c[i]);
     /* A newer process may have renamed its own socket over ours. */

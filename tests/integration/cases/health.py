@@ -4,6 +4,11 @@ server that accepts and never answers is timed out, connect failures mark
 a server down (passive), and with every server down clients are refused at
 once."""
 
+import collections
+import socket
+import threading
+import time
+
 import harness
 from harness import check
 from kit import config as cfg
@@ -184,3 +189,65 @@ def health_default(ctx):
                        "five checks to reach nginx")
     errors = [ln for ln in ng.file("error.log").splitlines() if "[error]" in ln]
     check(not errors, f"nginx logged errors for the checks: {errors[:3]}")
+
+
+class SilentServers:
+    """A listener on 0.0.0.0:port that accepts and never answers, for many
+    server addresses at once (127.3.x.y:port): it notes when each address
+    was connected to, and closes what it accepted 1.5 s later."""
+
+    def __init__(self, ctx, port):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("0.0.0.0", port))
+        self.sock.listen(4096)
+        self.sock.settimeout(0.1)
+        self.seen = collections.defaultdict(list)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+        ctx.on_cleanup(self.close)
+
+    def run(self):
+        held = collections.deque()
+        while not self.stop.is_set():
+            try:
+                s, _ = self.sock.accept()
+                now = time.monotonic()
+                self.seen[s.getsockname()[0]].append(now)
+                held.append((now, s))
+            except socket.timeout:
+                now = time.monotonic()
+            while held and now - held[0][0] > 1.5:
+                held.popleft()[1].close()
+        for _, s in held:
+            s.close()
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+@case("health_checks_1000_silent_servers_within_interval_plus_timeout", per_io=False,
+      budget=90)
+def health_many(ctx):
+    """1,000 servers that accept and never answer, tls checks every 2 s
+    with a 1 s timeout: the checks run at once, not one after the other
+    (before: one blocking probe at a time, about 1,000 s a round), so each
+    server is probed three times within a bounded wait; the longest gap
+    between two probes of one server is noted (the schedule's bound,
+    interval plus timeout, is the unit test's)."""
+    port = harness.free_port()
+    silent = SilentServers(ctx, port)
+    addrs = [f"127.3.{i // 250}.{1 + i % 250}" for i in range(1000)]
+    rl = cfg.start(ctx, one_listener(harness.free_port(), cfg.backend(
+        "app", [f"{a}:{port}" for a in addrs],
+        health_check={"mode": "tls", "interval": "2s", "timeout": "1s", "rise": 1, "fall": 1})))
+    harness.wait_until(lambda: all(len(silent.seen[a]) >= 3 for a in addrs), 30,
+                       "every server to be probed three times")
+    gaps = [b - a for v in silent.seen.values() for a, b in zip(v, v[1:])]
+    check(rl.stderr().count("is down: 1 checks failed in a row, the last: failed: no answer "
+                            "within 1000 ms") == 1000, "not every server was taken down")
+    ctx.note(f"1000 silent servers: the longest gap between two probes of one {max(gaps):.2f} s, "
+             f"median {sorted(gaps)[len(gaps) // 2]:.2f} s (interval 2 s + timeout 1 s)")
