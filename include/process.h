@@ -6,6 +6,7 @@
 
 #include "io.h"
 #include "options.h"
+#include "reload_queue.h"
 #include "runtime.h"
 #include "worker.h"
 
@@ -29,13 +30,7 @@ struct process {
     uint64_t instance; /* random: the first part of every UNIQUE_ID */
     uint64_t start_time, start_ms;
     atomic_ullong generation, reloads, reload_failures;
-    /* A configuration is handed to the workers, one at a time: generation
-     * handed waits for every worker to take it (then it is applied);
-     * meanwhile a SIGHUP or a DNS change is queued, and done when it
-     * lands (latest wins: the file is read then). Written by the main
-     * thread, read by the stats thread. */
-    atomic_ullong handed, applied;
-    atomic_int reload_queued, dns_queued;
+    struct reload_queue reloads_q; /* what reaches the workers next: main writes, stats reads */
     uint64_t handed_ms;   /* when handed was handed over */
     int handed_late;      /* handed's wait was logged */
     char handed_what[96]; /* what handed came from, for its log lines */

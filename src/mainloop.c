@@ -71,7 +71,7 @@ static int on_signal(struct process *r, int sig, enum phase phase)
 {
     switch (action(sig, phase)) {
     case ACT_RELOAD:
-        if (atomic_exchange(&r->reload_queued, 1))
+        if (reload_queue_hup(&r->reloads_q))
             log_info("SIGHUP: a reload is queued already; it reads the file when it runs");
         return 0;
     case ACT_UPGRADE:
@@ -137,7 +137,7 @@ int mainloop_run(struct process *r, enum phase phase, uint64_t until_ms,
         if (phase == PHASE_DRAIN)
             continue; /* nothing new is taken: no reload, no DNS change */
         if (resolver_changed(r->dns))
-            atomic_store(&r->dns_queued, 1);
+            reload_queue_dns(&r->reloads_q);
         busy = reload_tick(r, &r->checks);
     }
 }

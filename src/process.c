@@ -121,9 +121,8 @@ static void stats_fill(struct stats_report *rep, void *ctx)
     rep->generation = atomic_load(&r->generation);
     rep->reloads = atomic_load(&r->reloads);
     rep->reload_failures = atomic_load(&r->reload_failures);
-    rep->generation_applied = atomic_load(&r->applied);
-    rep->reload_pending = atomic_load(&r->handed) != 0 || atomic_load(&r->reload_queued) ||
-                          atomic_load(&r->dns_queued);
+    rep->generation_applied = atomic_load(&r->reloads_q.applied);
+    rep->reload_pending = reload_queue_pending(&r->reloads_q);
     rep->draining = atomic_load(&r->draining);
     rep->leaving = atomic_load(&r->leaving);
     rep->pid = (int)getpid();
@@ -646,7 +645,7 @@ void process_init(struct process *r, char **argv)
 {
     pthread_mutex_init(&r->rt_lock, NULL);
     atomic_init(&r->generation, 1);
-    atomic_init(&r->applied, 1);
+    reload_queue_init(&r->reloads_q);
     atomic_init(&r->successor, 0);
     atomic_init(&r->successor_wstatus, -1);
     r->start_time = (uint64_t)time(NULL);

@@ -172,7 +172,7 @@ static int swap_in(struct process *r, struct checker **checks, struct runtime *n
     snprintf(r->handed_what, sizeof(r->handed_what), "%s", what);
     r->handed_ms = mono_ms();
     r->handed_late = 0;
-    atomic_store(&r->handed, atomic_fetch_add(&r->generation, 1) + 1);
+    reload_queue_handed(&r->reloads_q, atomic_fetch_add(&r->generation, 1) + 1);
     return 0;
 }
 
@@ -228,46 +228,51 @@ static int reload_resolved(struct process *r, struct checker **checks)
 /* A configuration the workers cannot all take for this long is logged. */
 #define HANDED_LATE_MS 1000
 
-/* The configuration handed last: applied once every worker took it. */
-static void handed_check(struct process *r)
+/* The configuration handed last, not yet taken by every worker for this
+ * long: said once. */
+static void handed_late(struct process *r)
 {
-    uint64_t gen = atomic_load(&r->handed);
-    int took;
+    uint64_t gen = atomic_load(&r->reloads_q.handed);
 
-    if (!gen)
+    if (r->handed_late || mono_ms() - r->handed_ms < HANDED_LATE_MS)
         return;
-    took = workers_took(r);
-    if (took == r->n_workers) {
+    r->handed_late = 1;
+    log_warn("%s: generation %llu taken by %d of %d workers so far: the others hold "
+             "connections on %d older configurations; applied when one of those ends%s",
+             r->handed_what, (unsigned long long)gen, workers_took(r), r->n_workers,
+             WORKER_GENS - 1,
+             atomic_load(&r->reloads_q.reload) ? " (a SIGHUP waits behind it)" : "");
+}
+
+/* What the queue says to do now; logs what was just applied. */
+static enum reload_step next_step(struct process *r)
+{
+    uint64_t applied;
+    enum reload_step step =
+        reload_queue_next(&r->reloads_q, workers_took(r) == r->n_workers, &applied);
+
+    if (applied)
         log_info("%s applied: %d listeners, %d backends (generation %llu)", r->handed_what,
-                 r->rt->cfg.n_listeners, r->rt->cfg.n_backends, (unsigned long long)gen);
-        atomic_store(&r->applied, gen);
-        atomic_store(&r->handed, 0);
-        return;
-    }
-    if (!r->handed_late && mono_ms() - r->handed_ms >= HANDED_LATE_MS) {
-        r->handed_late = 1;
-        log_warn("%s: generation %llu taken by %d of %d workers so far: the others hold "
-                 "connections on %d older configurations; applied when one of those ends%s",
-                 r->handed_what, (unsigned long long)gen, took, r->n_workers, WORKER_GENS - 1,
-                 atomic_load(&r->reload_queued) ? " (a SIGHUP waits behind it)" : "");
-    }
+                 r->rt->cfg.n_listeners, r->rt->cfg.n_backends, (unsigned long long)applied);
+    if (step == RELOAD_WAIT)
+        handed_late(r);
+    return step;
 }
 
 int reload_tick(struct process *r, struct checker **checks)
 {
-    handed_check(r);
-    if (atomic_load(&r->handed))
-        return 1;
-    if (atomic_exchange(&r->reload_queued, 0)) {
-        atomic_store(&r->dns_queued, 0); /* the reload resolves the names too */
+    enum reload_step step = next_step(r);
+
+    if (step == RELOAD_FILE) {
         service_notify("RELOADING=1");
         if (reload_apply(r, checks) < 0)
             atomic_fetch_add(&r->reload_failures, 1);
         service_notify("READY=1");
         process_notify_status(r, "running");
-    } else if (atomic_exchange(&r->dns_queued, 0)) {
+    } else if (step == RELOAD_NAMES) {
         (void)reload_resolved(r, checks);
     }
-    handed_check(r); /* workers idle at a tick may have taken it already */
-    return atomic_load(&r->handed) != 0;
+    if (step == RELOAD_FILE || step == RELOAD_NAMES)
+        (void)next_step(r); /* workers idle at a tick may have taken it already */
+    return atomic_load(&r->reloads_q.handed) != 0;
 }
