@@ -44,7 +44,8 @@ FUZZ_SRCS := src/proxy_parse.c src/crc32c.c src/sniff.c src/addr.c src/cidr.c sr
              src/clienthello.c src/config.c src/config_args.c src/config_dump.c \
              src/config_table.c src/config_walk.c src/route.c \
              src/options.c src/log.c \
-             src/stats_report.c src/stats_html.c src/stats.c src/admin_cmd.c src/pool.c
+             src/stats_report.c src/stats_html.c src/stats.c src/admin_cmd.c src/pool.c \
+             src/server_state.c
 FUZZ_SECONDS ?= 15
 
 ifeq ($(V),1)

@@ -56,13 +56,13 @@ struct access_record *access_ring_slot(struct access_ring *r);
 /* Hands the record filled in the slot to the writer. */
 void access_ring_commit(struct access_ring *r);
 
-struct stats_names;
+struct registry_names;
 
 /* Formats one record as a line (text or JSON, with the newline), naming
  * listener, backend and server from names; wall_offset_us turns the
  * monotonic times into wall-clock ones. Returns the length (cut at cap). */
 size_t access_log_format(const struct access_record *rec, enum access_log_format format,
-                         uint64_t instance, int64_t wall_offset_us, const struct stats_names *names,
+                         uint64_t instance, int64_t wall_offset_us, const struct registry_names *names,
                          char *buf, size_t cap);
 
 #endif

@@ -6,6 +6,7 @@
 #define RINGRELAY_POOL_H
 
 #include "config.h"
+#include "server_state.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -16,34 +17,17 @@
 #define POOL_POINTS_PER_WEIGHT 100
 #define POOL_RING_MAX (1U << 20)
 
-/* What an operator sets on a server at runtime (the stats socket's set
- * server): no new connections in drain, nor health checks in maint, and
- * the weight picks use. One per server slot, shared by every
- * configuration that has the server, so a reload keeps it and a restart
- * does not. */
-enum server_admin { SERVER_READY, SERVER_DRAIN, SERVER_MAINT };
-
-struct server_ctl {
-    atomic_int admin;    /* enum server_admin */
-    atomic_uint weight;  /* what picks use: as configured until set */
-    uint32_t weight_cfg; /* as configured, when the slot was last assigned */
-    int weight_set;      /* set at runtime */
-};
-
-extern const char *const server_admin_name[3];
-
 struct pool_member {
     char key[CONFIG_PATH_MAX + 8]; /* the address as text: what the ring hashes */
     char name[CONFIG_NAME_MAX];    /* from the configuration, or the DNS name, or "" */
     int unresolved;                /* a DNS name with no address yet: always down */
     uint32_t weight;               /* as configured: the ring's points */
-    struct server_ctl *ctl;        /* own, until the server's slot is assigned */
-    struct server_ctl own;
+    /* What an operator set and its health: own until the registry binds
+     * the server to its slot's (server_state.h), shared from then on. */
+    struct server_state *st;
+    struct server_state own;
     uint32_t max_conns; /* 0: no limit */
     atomic_uint active; /* open connections, all workers */
-    atomic_int up;      /* set by health checks */
-    atomic_int proven;  /* a health check has passed (or there are none): counts for readiness */
-    atomic_uint fails;  /* connects failed in a row (passive checks) */
 };
 
 struct pool_point {
@@ -81,17 +65,13 @@ static inline void pool_tried_add(struct pool_tried *t, int s)
  * weight. */
 static inline int pool_admin_open(const struct pool_member *m)
 {
-    return atomic_load_explicit(&m->ctl->admin, memory_order_relaxed) == SERVER_READY &&
-           atomic_load_explicit(&m->ctl->weight, memory_order_relaxed) > 0;
+    return atomic_load_explicit(&m->st->admin, memory_order_relaxed) == SERVER_READY &&
+           atomic_load_explicit(&m->st->weight, memory_order_relaxed) > 0;
 }
 
 /* Builds p from b's servers, all up. Returns 0 or -ENOMEM. */
 int pool_build(struct pool *p, const struct config_backend *b);
 
-/* A reload's pool takes the health of the servers old had at the same
- * address (up, proven), so that a reload neither revives a server that is
- * down nor makes the relay unready until the next checks. */
-void pool_inherit(struct pool *p, const struct pool *old);
 void pool_free(struct pool *p);
 
 /* A worker's round-robin state for p. Returns 0 or -ENOMEM. */

@@ -27,7 +27,7 @@ struct runtime {
     struct route_table routes[CONFIG_MAX_LISTENERS];    /* by server name, to a backend */
     uint32_t hdr_cap[CONFIG_MAX_BACKENDS];              /* largest outbound header with its TLVs */
     int any_tlv_pass;                                   /* some backend copies inbound TLVs */
-    /* Counter slots (stats_assign): by listener, backend, and server. */
+    /* Counter slots (registry_assign): by listener, backend, and server. */
     uint16_t st_listener[CONFIG_MAX_LISTENERS];
     uint16_t st_backend[CONFIG_MAX_BACKENDS];
     uint16_t *st_server[CONFIG_MAX_BACKENDS]; /* per server */

@@ -1,8 +1,8 @@
 /* Counters. Every worker owns one block and is its only writer (a relaxed
  * load and store, which compile to a plain add); readers sum the blocks.
  * No lock and no shared cache line on the data path. Listeners, backends
- * and servers get slots keyed by name, so counts survive a reload that
- * keeps the name. */
+ * and servers are counted in slots the registry (registry.h) gives them
+ * by name, so counts survive a reload that keeps the name. */
 #ifndef RINGRELAY_STATS_H
 #define RINGRELAY_STATS_H
 
@@ -160,34 +160,5 @@ void stats_sum(struct stats_block *out);
 
 /* Reads worker id's block (NULL if none) into out. */
 int stats_worker_read(int id, struct stats_worker *out);
-
-/* Gives rt's listeners, backends and servers their slots (rt->st_*): a
- * name seen before keeps its slot, and a server its runtime state (struct
- * server_ctl). Main thread, before workers see rt. */
-void stats_assign(struct runtime *rt);
-
-/* The names behind the slots, for readers. */
-struct stats_names {
-    int n_listeners, n_backends, n_servers; /* slots used */
-    char listener[STATS_MAX_LISTENERS][CONFIG_NAME_MAX];
-    char backend[STATS_MAX_BACKENDS][CONFIG_NAME_MAX];
-    struct {
-        uint16_t backend; /* its backend's slot */
-        char key[CONFIG_PATH_MAX + 8];
-    } server[STATS_MAX_SERVERS];
-    /* In the running configuration: its index there, or -1. */
-    int32_t listener_index[STATS_MAX_LISTENERS], backend_index[STATS_MAX_BACKENDS];
-    int32_t server_index[STATS_MAX_SERVERS]; /* backend * CONFIG_MAX_SERVERS + server */
-};
-
-void stats_names_read(struct stats_names *out);
-
-/* Set while a listener slot is disabled (disable listener): its clients
- * are reset as they arrive. */
-atomic_int *stats_listener_off(int listener_slot);
-
-/* Health changes of a server slot, counted by the checkers. */
-void stats_health_changed(int server_slot);
-uint64_t stats_health_changes(int server_slot);
 
 #endif

@@ -5,6 +5,7 @@
 #ifndef RINGRELAY_STATS_REPORT_H
 #define RINGRELAY_STATS_REPORT_H
 
+#include "registry.h"
 #include "resolver.h"
 #include "stats.h"
 
@@ -14,7 +15,7 @@
 
 struct stats_report {
     struct stats_block sum;
-    struct stats_names names;
+    struct registry_names names;
     int n_workers;
     struct stats_worker workers[STATS_MAX_WORKERS];
     const char *io; /* the io back end's name */

@@ -2,6 +2,7 @@
 #include "access_log.h"
 
 #include "log.h"
+#include "registry.h"
 #include "stats.h"
 
 #include <errno.h>
@@ -35,7 +36,7 @@ struct access_log {
     struct access_ring **rings;
     atomic_int reopen, stop;
     pthread_t thread;
-    struct stats_names *names;
+    struct registry_names *names;
     char *out; /* a batch of lines */
     size_t out_cap;
 };
@@ -142,7 +143,7 @@ static void put_time(struct line *l, uint64_t wall_us, int json)
 }
 
 size_t access_log_format(const struct access_record *rec, enum access_log_format format,
-                         uint64_t instance, int64_t wall_offset_us, const struct stats_names *names,
+                         uint64_t instance, int64_t wall_offset_us, const struct registry_names *names,
                          char *buf, size_t cap)
 {
     int json = format == ACCESS_LOG_JSON;
@@ -235,7 +236,7 @@ static size_t drain_rings(struct access_log *al)
     int64_t off = wall_offset_us();
     size_t done = 0, used = 0;
 
-    stats_names_read(al->names);
+    registry_read(al->names);
     for (int i = 0; i < al->n_rings; i++) {
         struct access_ring *r = al->rings[i];
         uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);

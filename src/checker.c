@@ -81,17 +81,17 @@ static void verdict(struct checker *ck, struct check *c, int ok, const char *why
         log_rl(LOG_LEVEL_WARN, "backend %s: server %s: health check %s", be->name, m->key, why);
         return;
     }
-    if (h->up && !atomic_load(&m->up)) { /* taken down by connect failures */
+    if (h->up && !atomic_load(&m->st->up)) { /* taken down by connect failures */
         h->up = 0;
         h->streak = 0;
     }
     if (ok)
-        atomic_store(&m->proven, 1);
+        atomic_store(&m->st->proven, 1);
     if (!health_feed(h, ok, be->health.rise, be->health.fall))
         return;
-    atomic_store(&m->up, h->up);
-    atomic_store(&m->fails, 0);
-    stats_health_changed(ck->rt->st_server[c->b][c->s]);
+    atomic_store(&m->st->up, h->up);
+    atomic_store(&m->st->fails, 0);
+    server_state_changed(m->st);
     if (h->up)
         log_info("backend %s: server %s is up: %u checks passed (%s)", be->name, m->key,
                  be->health.rise, why);
@@ -148,7 +148,7 @@ static void start(struct checker *ck, int i, uint64_t now)
     char why[200];
     int ret;
 
-    if (m->unresolved || atomic_load(&m->ctl->admin) == SERVER_MAINT ||
+    if (m->unresolved || atomic_load(&m->st->admin) == SERVER_MAINT ||
         (be->health.mode == CHECK_TLS && !ck->tls)) {
         ended(ck, i, 0, NULL, now);
         return;
@@ -250,7 +250,8 @@ static int checks_make(struct checker *ck, struct runtime *rt)
         return -ENOMEM;
     for (int b = 0; b < rt->cfg.n_backends; b++)
         for (int s = 0; rt->cfg.backends[b].health.mode != CHECK_OFF && s < rt->pools[b].n; s++)
-            ck->c[ck->n++] = (struct check){.b = b, .s = s, .h.up = atomic_load(&rt->pools[b].m[s].up)};
+            ck->c[ck->n++] = (struct check){
+                .b = b, .s = s, .h.up = atomic_load(&rt->pools[b].m[s].st->up)};
     if (tls && !(ck->tls = probe_tls_context()))
         log_error("no TLS context for health checks: tls checks stop");
     return 0;
@@ -319,12 +320,12 @@ void checker_connect_result(struct runtime *rt, int b, int s, int ok)
     if (be->health.mode == CHECK_OFF)
         return;
     if (ok) {
-        atomic_store_explicit(&m->fails, 0, memory_order_relaxed);
+        atomic_store_explicit(&m->st->fails, 0, memory_order_relaxed);
         return;
     }
-    if (atomic_fetch_add(&m->fails, 1) + 1 != be->health.fall || !atomic_exchange(&m->up, 0))
+    if (atomic_fetch_add(&m->st->fails, 1) + 1 != be->health.fall || !atomic_exchange(&m->st->up, 0))
         return;
-    stats_health_changed(rt->st_server[b][s]);
+    server_state_changed(m->st);
     log_warn("backend %s: server %s is down: %u connects failed in a row; back when a "
              "check passes",
              be->name, m->key, be->health.fall);

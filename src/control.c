@@ -1,5 +1,5 @@
 /* The runtime API on the running configuration. The state it sets lives
- * in the counter slots (struct server_ctl, stats_listener_off()), so
+ * in the slots' state (server_state.h), so
  * every configuration that has the server or listener, older ones still
  * finishing connections included, sees it, and a reload keeps it. */
 #include "control.h"
@@ -68,12 +68,12 @@ static int set_state(struct runtime *rt, const struct admin_cmd *cmd, int b, int
 {
     const struct config_backend *be = &rt->cfg.backends[b];
     struct pool_member *m = &rt->pools[b].m[s];
-    int was = atomic_exchange(&m->ctl->admin, (int)cmd->state);
+    int was = atomic_exchange(&m->st->admin, (int)cmd->state);
     /* Out of maint, a server with health checks has to pass them again. */
     int recheck = was == SERVER_MAINT && cmd->state != SERVER_MAINT && be->health.mode != CHECK_OFF;
 
-    if (recheck && atomic_exchange(&m->up, 0))
-        stats_health_changed(rt->st_server[b][s]);
+    if (recheck && atomic_exchange(&m->st->up, 0))
+        server_state_changed(m->st);
     log_info("stats socket (%s): backend %s: server %s: state %s (was %s)%s", who, be->name, m->key,
              server_admin_name[cmd->state], server_admin_name[was],
              recheck ? "; down until its health checks pass" : "");
@@ -97,8 +97,8 @@ static int set_weight(struct runtime *rt, const struct admin_cmd *cmd, int b, in
                       "backend '%s' balances by client_ip_hash, whose ring is built from the "
                       "configured weights: set 0 (no new connections) or %s (as configured)",
                       be->name, cfg);
-    was = atomic_exchange(&m->ctl->weight, cmd->weight);
-    m->ctl->weight_set = cmd->weight != m->weight;
+    was = atomic_exchange(&m->st->weight, cmd->weight);
+    m->st->weight_set = cmd->weight != m->weight;
     log_info("stats socket (%s): backend %s: server %s: weight %u (was %u, configured %u)", who,
              be->name, m->key, cmd->weight, was, m->weight);
     fprintf(out, "ok: %s/%s weight %u (was %u, configured %u)\n", be->name, m->key, cmd->weight,
@@ -114,7 +114,7 @@ static int set_listener(struct runtime *rt, const struct admin_cmd *cmd, const c
     for (int l = 0; l < c->n_listeners; l++) {
         if (strcmp(c->listeners[l].name, cmd->listener) != 0)
             continue;
-        was = atomic_exchange(stats_listener_off(rt->st_listener[l]), off);
+        was = atomic_exchange(&listener_state_of(rt->st_listener[l])->off, off);
         log_info("stats socket (%s): listener %s %s%s", who, cmd->listener,
                  off ? "disabled: new clients are reset" : "enabled",
                  was == off ? " (it was already)" : "");
@@ -330,18 +330,18 @@ void control_log_kept(const struct runtime *rt, const char *what)
     for (int b = 0; b < rt->cfg.n_backends; b++) {
         for (int s = 0; s < rt->pools[b].n; s++) {
             const struct pool_member *m = &rt->pools[b].m[s];
-            int admin = atomic_load(&m->ctl->admin);
-            if (admin == SERVER_READY && !m->ctl->weight_set)
+            int admin = atomic_load(&m->st->admin);
+            if (admin == SERVER_READY && !m->st->weight_set)
                 continue;
             kept++;
             if (n < sizeof(line) - 1)
                 n += (size_t)snprintf(line + n, sizeof(line) - n, "%s %s/%s %s weight %u",
                                       kept > 1 ? "," : "", rt->cfg.backends[b].name, m->key,
-                                      server_admin_name[admin], atomic_load(&m->ctl->weight));
+                                      server_admin_name[admin], atomic_load(&m->st->weight));
         }
     }
     for (int l = 0; l < rt->cfg.n_listeners; l++) {
-        if (!atomic_load(stats_listener_off(rt->st_listener[l])))
+        if (!atomic_load(&listener_state_of(rt->st_listener[l])->off))
             continue;
         kept++;
         if (n < sizeof(line) - 1)

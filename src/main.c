@@ -15,6 +15,7 @@
 #include "reload.h"
 #include "resolver.h"
 #include "service.h"
+#include "registry.h"
 #include "stats.h"
 #include "stats_client.h"
 #include "stats_socket.h"
@@ -221,7 +222,7 @@ static int prepare(struct process *r, char **argv, int *cpus, int *n_cpus)
 
     if (load_runtime(r) < 0)
         return 2;
-    stats_assign(r->rt);
+    registry_assign(r->rt);
     process_init(r, argv);
     cfg = &r->rt->cfg;
     log_level = cfg->log_level;

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const server_admin_name[3] = {"ready", "drain", "maint"};
 
 uint64_t pool_hash(const void *data, size_t len)
 {
@@ -102,32 +101,12 @@ int pool_build(struct pool *p, const struct config_backend *b)
                  s->name[0] ? s->name : s->host);
         m->unresolved = unresolved;
         m->weight = s->weight;
-        m->ctl = &m->own;
-        atomic_init(&m->own.admin, SERVER_READY);
-        atomic_init(&m->own.weight, s->weight);
-        m->own.weight_cfg = s->weight;
+        m->st = &m->own;
+        server_state_init(&m->own, s->weight, unresolved, b->health.mode != CHECK_OFF);
         m->max_conns = s->max_connections;
         atomic_init(&m->active, 0);
-        atomic_init(&m->up, !unresolved);
-        atomic_init(&m->proven, b->health.mode == CHECK_OFF && !unresolved);
-        atomic_init(&m->fails, 0);
     }
     return p->balance == BALANCE_CLIENT_IP_HASH ? ring_build(p) : 0;
-}
-
-void pool_inherit(struct pool *p, const struct pool *old)
-{
-    for (int i = 0; i < p->n; i++) {
-        /* Most reloads keep the list's order: the same place first. */
-        int j = i < old->n && strcmp(p->m[i].key, old->m[i].key) == 0 ? i : 0;
-
-        for (; j < old->n && strcmp(p->m[i].key, old->m[j].key) != 0; j++)
-            ;
-        if (j == old->n || p->m[i].unresolved)
-            continue;
-        atomic_store(&p->m[i].up, atomic_load(&old->m[j].up));
-        atomic_store(&p->m[i].proven, atomic_load(&old->m[j].proven));
-    }
 }
 
 void pool_free(struct pool *p)
@@ -168,7 +147,7 @@ static int usable(const struct pool *p, int i, const struct pool_tried *skip)
 {
     const struct pool_member *m = &p->m[i];
 
-    if (!atomic_load_explicit(&m->up, memory_order_relaxed) || !pool_admin_open(m) ||
+    if (!atomic_load_explicit(&m->st->up, memory_order_relaxed) || !pool_admin_open(m) ||
         tried(skip, i))
         return 0;
     return !m->max_conns || atomic_load_explicit(&m->active, memory_order_relaxed) < m->max_conns;
@@ -189,7 +168,7 @@ static int pick_round_robin(const struct pool *p, struct pool_rr *rr, const stru
         return best;
     }
     for (int i = 0; i < p->n; i++) {
-        int64_t weight = atomic_load_explicit(&p->m[i].ctl->weight, memory_order_relaxed);
+        int64_t weight = atomic_load_explicit(&p->m[i].st->weight, memory_order_relaxed);
         if (!usable(p, i, skip))
             continue;
         rr->current[i] += weight;
@@ -211,7 +190,7 @@ static int pick_least_conn(const struct pool *p, struct pool_rr *rr, const struc
     for (int k = 0; k < p->n; k++) {
         int i = (int)((rr->next + (unsigned)k) % (unsigned)p->n);
         uint64_t act = atomic_load_explicit(&p->m[i].active, memory_order_relaxed);
-        uint64_t weight = atomic_load_explicit(&p->m[i].ctl->weight, memory_order_relaxed);
+        uint64_t weight = atomic_load_explicit(&p->m[i].st->weight, memory_order_relaxed);
         if (!usable(p, i, skip))
             continue;
         /* act / weight < best_num / best_den, without division */

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "mainloop.h"
 #include "service.h"
+#include "registry.h"
 #include "stats.h"
 #include "stats_socket.h"
 
@@ -87,10 +88,10 @@ static void readiness(const struct process *r, const struct runtime *rt, char *w
         int closed = 0; /* up, but an operator set it drain or maint */
 
         for (int s = 0; s < p->n && !proven; s++) {
-            int u = atomic_load(&p->m[s].up), open = pool_admin_open(&p->m[s]);
+            int u = atomic_load(&p->m[s].st->up), open = pool_admin_open(&p->m[s]);
             up |= u && open;
             closed |= u && !open;
-            proven = u && open && atomic_load(&p->m[s].proven);
+            proven = u && open && atomic_load(&p->m[s].st->proven);
         }
         if (!proven) {
             snprintf(why, cap,
@@ -136,7 +137,7 @@ static void stats_fill(struct stats_report *rep, void *ctx)
     pthread_mutex_lock(&r->rt_lock);
     rt = r->rt;
     runtime_get(rt);
-    stats_names_read(&rep->names);
+    registry_read(&rep->names);
     pthread_mutex_unlock(&r->rt_lock);
     rep->max_connections = rt->max_connections;
     readiness(r, rt, rep->not_ready, sizeof(rep->not_ready));
@@ -146,17 +147,17 @@ static void stats_fill(struct stats_report *rep, void *ctx)
             at >= 0 && b < rt->cfg.n_backends && at % CONFIG_MAX_SERVERS < rt->pools[b].n
                 ? &rt->pools[b].m[at % CONFIG_MAX_SERVERS]
                 : NULL;
-        rep->server_up[i] = m ? (int8_t)atomic_load(&m->up) : -1;
-        rep->health_changes[i] = stats_health_changes(i);
+        rep->server_up[i] = m ? (int8_t)atomic_load(&m->st->up) : -1;
+        rep->health_changes[i] = atomic_load(&server_state_of(i)->changes);
         if (!m)
             continue;
-        rep->server_admin[i] = (int8_t)atomic_load(&m->ctl->admin);
-        rep->server_weight[i] = atomic_load(&m->ctl->weight);
+        rep->server_admin[i] = (int8_t)atomic_load(&m->st->admin);
+        rep->server_weight[i] = atomic_load(&m->st->weight);
         rep->server_weight_cfg[i] = m->weight;
         snprintf(rep->server_name[i], sizeof(rep->server_name[i]), "%s", m->name);
     }
     for (int i = 0; i < STATS_MAX_LISTENERS; i++)
-        rep->listener_off[i] = (int8_t)atomic_load(stats_listener_off(i));
+        rep->listener_off[i] = (int8_t)atomic_load(&listener_state_of(i)->off);
     runtime_put(rt);
     rep->n_dns = resolver_report(r->dns, rep->dns, RESOLVER_MAX_NAMES);
 }

@@ -398,7 +398,7 @@ static int listener_off(const struct worker *w, int bind)
 {
     const struct runtime *rt = w->gens[w->cur_gen].rt;
 
-    return atomic_load_explicit(stats_listener_off(rt->st_listener[w->listen_li[bind]]),
+    return atomic_load_explicit(&listener_state_of(rt->st_listener[w->listen_li[bind]])->off,
                                 memory_order_relaxed);
 }
 

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "resolver.h"
 #include "service.h"
+#include "registry.h"
 #include "stats.h"
 
 #include <errno.h>
@@ -98,22 +99,6 @@ struct runtime *reload_load_runtime(const struct options *o, struct resolver *dn
     return rt;
 }
 
-/* Servers that keep their backend's name and their address keep their
- * health across the reload, where health checks run before and after: a
- * backend whose checks are turned off starts with every server up, and one
- * whose checks are turned on waits for them. */
-static void inherit_health(struct runtime *nrt, const struct runtime *old)
-{
-    for (int b = 0; b < nrt->cfg.n_backends; b++)
-        for (int o = 0; o < old->cfg.n_backends; o++)
-            if (strcmp(nrt->cfg.backends[b].name, old->cfg.backends[o].name) == 0) {
-                if (nrt->cfg.backends[b].health.mode != CHECK_OFF &&
-                    old->cfg.backends[o].health.mode != CHECK_OFF)
-                    pool_inherit(&nrt->pools[b], &old->pools[o]);
-                break;
-            }
-}
-
 /* How many workers have taken the update last handed to them. */
 static int workers_took(struct process *r)
 {
@@ -153,11 +138,10 @@ static int swap_in(struct process *r, struct checker **checks, struct runtime *n
     }
     checker_stop(*checks);
     /* Held from here to the swap: a command on the stats socket (which
-     * takes it too) lands wholly before the new servers take health and
-     * runtime state from the old, or wholly after, on the new ones. */
+     * takes it too) lands wholly before the new servers are bound to their
+     * slots' state, or wholly after, through them. */
     pthread_mutex_lock(&r->rt_lock);
-    inherit_health(nrt, r->rt);
-    stats_assign(nrt);
+    registry_assign(nrt);
     for (int w = 0; w < r->n_workers; w++) {
         runtime_get(nrt);
         atomic_store(&r->workers[w].update, u[w]);

@@ -1,13 +1,14 @@
 /* Access log lines: every field in text and JSON, absent values, and
  * bytes from the wire (SNI) that must not break a line. */
 #include "access_log.h"
+#include "registry.h"
 #include "stats.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
 
-static struct stats_names *names;
+static struct registry_names *names;
 
 static void setup(void)
 {

@@ -71,7 +71,7 @@ Test(pool, round_robin_passes_over_down_full_and_tried)
 
     build(BALANCE_ROUND_ROBIN, w, 3);
     cr_assert_eq(pool_rr_init(&rr, &pool), 0);
-    atomic_store(&pool.m[1].up, 0);
+    atomic_store(&pool.m[1].st->up, 0);
     for (int k = 0; k < 100; k++)
         seen[pool_pick(&pool, &rr, NULL, NULL)]++;
     cr_assert_eq(seen[1], 0);
@@ -144,7 +144,7 @@ Test(pool, hash_moves_about_one_in_n_when_a_server_goes)
         cr_assert(counts[s] > KEYS / n * 7 / 10 && counts[s] < KEYS / n * 13 / 10,
                   "server %d has %d of %d keys: the ring is lopsided", s, counts[s], KEYS);
     /* Down (health checks): only its own clients move. */
-    atomic_store(&pool.m[2].up, 0);
+    atomic_store(&pool.m[2].st->up, 0);
     assign(after);
     for (int i = 0; i < KEYS; i++) {
         cr_assert(before[i] == 2 || after[i] == before[i], "key %d moved off a live server", i);
@@ -206,41 +206,6 @@ Test(pool, a_thousand_servers_and_the_tried_ones_passed_over)
     }
 }
 
-/* A reload keeps each server's health by address: one down stays down, a
- * proven one stays proven, and a new one starts unproven. be.health.mode
- * is 0 here (tcp): new pools start unproven. */
-Test(pool, a_reload_inherits_health_by_address)
-{
-    struct pool old;
-
-    build(BALANCE_ROUND_ROBIN, NULL, 3);
-    cr_assert_eq(atomic_load(&pool.m[0].proven), 0, "checks run: nothing proven at first");
-    atomic_store(&pool.m[0].proven, 1);
-    atomic_store(&pool.m[1].up, 0);
-    old = pool;
-    pool = (struct pool){0};
-    be.servers = servers + 1; /* 10.0.0.2, 10.0.0.3, and a new 10.0.0.9 */
-    cr_assert_eq(addr_parse("10.0.0.9:8443", &servers[3].inet), 0);
-    servers[3].weight = 1;
-    cr_assert_eq(pool_build(&pool, &be), 0);
-    pool_inherit(&pool, &old);
-    cr_assert_eq(atomic_load(&pool.m[0].up), 0, "10.0.0.2 was down and stays down");
-    cr_assert_eq(atomic_load(&pool.m[1].up), 1);
-    cr_assert_eq(atomic_load(&pool.m[2].up), 1, "a new server starts up");
-    cr_assert_eq(atomic_load(&pool.m[2].proven), 0, "and unproven");
-    be.servers = servers;
-    pool_free(&old);
-    pool_free(&pool);
-    build(BALANCE_ROUND_ROBIN, NULL, 3);
-    old = pool;
-    pool = (struct pool){0};
-    atomic_store(&old.m[2].proven, 1);
-    cr_assert_eq(pool_build(&pool, &be), 0);
-    pool_inherit(&pool, &old);
-    cr_assert_eq(atomic_load(&pool.m[2].proven), 1, "10.0.0.3 was proven and stays so");
-    pool_free(&old);
-}
-
 Test(pool, drain_maint_and_weight_set_at_runtime)
 {
     struct pool_rr rr;
@@ -248,13 +213,13 @@ Test(pool, drain_maint_and_weight_set_at_runtime)
 
     build(BALANCE_ROUND_ROBIN, NULL, 3);
     cr_assert_eq(pool_rr_init(&rr, &pool), 0);
-    atomic_store(&pool.m[0].ctl->admin, SERVER_DRAIN);
-    atomic_store(&pool.m[1].ctl->weight, 3);
+    atomic_store(&pool.m[0].st->admin, SERVER_DRAIN);
+    atomic_store(&pool.m[1].st->weight, 3);
     for (int i = 0; i < 8; i++)
         got[pool_pick(&pool, &rr, NULL, NULL)]++;
     cr_assert(got[0] == 0 && got[1] == 6 && got[2] == 2, "%d %d %d", got[0], got[1], got[2]);
-    atomic_store(&pool.m[1].ctl->admin, SERVER_MAINT);
-    atomic_store(&pool.m[2].ctl->weight, 0);
+    atomic_store(&pool.m[1].st->admin, SERVER_MAINT);
+    atomic_store(&pool.m[2].st->weight, 0);
     cr_assert_eq(pool_pick(&pool, &rr, NULL, NULL), -1, "drain, maint and weight 0: none");
     pool_rr_fini(&rr);
 }

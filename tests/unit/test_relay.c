@@ -11,6 +11,7 @@
 #include "relay.h"
 #include "relay_pool.h"
 #include "runtime.h"
+#include "registry.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -308,7 +309,7 @@ static void start(const char *yaml_top, const char *listener, const char *backen
     cr_assert_eq(runtime_build(rt, err, sizeof(err)), 0, "%s", err);
     rt->max_connections = MAX_CONNS; /* main's budget, from the file's max_connections */
     rt->pipes_per_worker = FD_BUDGET_PIPES;
-    stats_assign(rt);
+    registry_assign(rt);
     cr_assert_eq(worker_init(&w, 0, rt, listen_fd, listen_li, 1, &active_total), 0);
     w.io = &fake_io;
     w.n_listen = 0; /* no listening socket of its own */

@@ -510,3 +510,31 @@ def control_shutdown_many(ctx):
     worst = max(d for d, _ in probes)
     ctx.note(f"shutdown sessions over 1000 servers in {took * 1000:.0f} ms; "
              f"{len(probes)} /ready probes, the slowest {worst * 1000:.1f} ms")
+
+
+@case("control_removed_server_comes_back_fresh", per_io=False)
+def control_removed_fresh(ctx):
+    """A server drained, then removed from the file by a reload and added
+    back by the next, starts fresh (ready), as HAProxy forgets a removed
+    server's state; one kept by both reloads stays drained."""
+    a, b = start_echo(ctx, "echo-a"), start_echo(ctx, "echo-b")
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    doc = cfg.document(stats_socket=sock, stats_socket_level="admin",
+                       listeners=[cfg.listener("web", harness.free_port())],
+                       backends=[cfg.backend("app", [a.port, b.port])])
+    path = cfg.write(ctx, doc)
+    rl = harness.start_relay(ctx, ["-c", path])
+    a_key, b_key = f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"
+    for key in (a_key, b_key):
+        check(query(sock, f"set server app/{key} state drain").startswith("ok: "), key)
+
+    def reloaded(n, servers):
+        doc["backends"][0]["servers"] = [cfg.server(p) for p in servers]
+        cfg.write(ctx, doc)
+        os.kill(rl.popen.pid, signal.SIGHUP)
+        harness.wait_until(lambda: stats_json(sock)["process"]["reloads"] == n, 5, "the reload")
+    reloaded(1, [a.port])
+    reloaded(2, [a.port, b.port])
+    check(server_json(sock, "app", a_key)["admin"] == "drain", "the kept server lost its drain")
+    check(server_json(sock, "app", b_key)["admin"] == "ready",
+          "the server removed and added back kept its old drain")

@@ -1,0 +1,60 @@
+/* The state of each server and listener that outlives a configuration:
+ * what an operator set (a server's admin state and weight, a listener
+ * disabled) and a server's health. This module owns it: one entry per
+ * counter slot (registry.h), shared by every configuration that has the
+ * server or listener, old ones still finishing connections included. A
+ * reload or a DNS change carries all of it by the slot it assigns, and by
+ * nothing else; a server removed and added back later starts fresh, and
+ * a restart starts from the file. */
+#ifndef RINGRELAY_SERVER_STATE_H
+#define RINGRELAY_SERVER_STATE_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* What an operator sets on a server at runtime (set server): no new
+ * connections in drain, nor health checks in maint. */
+enum server_admin { SERVER_READY, SERVER_DRAIN, SERVER_MAINT };
+
+extern const char *const server_admin_name[3];
+
+struct server_state {
+    atomic_int admin;      /* enum server_admin */
+    atomic_uint weight;    /* what picks use: as configured until set */
+    uint32_t weight_cfg;   /* as configured, when the slot was last bound */
+    int weight_set;        /* set at runtime */
+    atomic_int up;         /* health checks, and connect failures (passive) */
+    atomic_int proven;     /* a check passed (or there are none): counts for readiness */
+    atomic_uint fails;     /* connects failed in a row */
+    atomic_ullong changes; /* health changes, for the stats */
+    int checked;           /* bound last by a backend that runs health checks */
+};
+
+struct listener_state {
+    atomic_int off; /* disable listener: its clients are reset as they arrive */
+};
+
+/* st as a new server's: ready at weight, up unless unresolved (a DNS name
+ * with no address yet), proven when not checked (there is nothing to
+ * pass). A pool's own before its slot is bound, and a fresh slot's. */
+void server_state_init(struct server_state *st, uint32_t weight, int unresolved, int checked);
+
+/* The state of server slot slot, and of listener slot slot. */
+struct server_state *server_state_of(int slot);
+struct listener_state *listener_state_of(int slot);
+
+/* A server of a new configuration takes its slot's state. fresh (a slot
+ * new to it, or whose server the configuration before did not have):
+ * as new. Kept: what the operator set stays, but a weight set at runtime
+ * is dropped, with a warning naming backend and key, if the configured
+ * weight changed (the file is the newer word); its health stays where
+ * checks ran before and run now, and is a new server's otherwise. Main
+ * thread, under the registry's lock. */
+struct server_state *server_state_bind(int slot, int fresh, const char *backend, const char *key,
+                                       uint32_t weight, int unresolved, int checked);
+void listener_state_bind(int slot, int fresh);
+
+/* A health change of st: counted. */
+void server_state_changed(struct server_state *st);
+
+#endif
