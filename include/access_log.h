@@ -62,7 +62,7 @@ struct registry_names;
  * listener, backend and server from names; wall_offset_us turns the
  * monotonic times into wall-clock ones. Returns the length (cut at cap). */
 size_t access_log_format(const struct access_record *rec, enum access_log_format format,
-                         uint64_t instance, int64_t wall_offset_us, const struct registry_names *names,
-                         char *buf, size_t cap);
+                         uint64_t instance, int64_t wall_offset_us,
+                         const struct registry_names *names, char *buf, size_t cap);
 
 #endif

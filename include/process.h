@@ -31,16 +31,16 @@ struct process {
     uint64_t start_time, start_ms;
     atomic_ullong generation, reloads, reload_failures;
     struct reload_queue reloads_q; /* what reaches the workers next: main writes, stats reads */
-    uint64_t handed_ms;   /* when handed was handed over */
-    int handed_late;      /* handed's wait was logged */
-    char handed_what[96]; /* what handed came from, for its log lines */
-    atomic_int leaving;     /* SIGTERM came: not ready, shutdown_grace runs */
-    atomic_int handed_over; /* a successor serves now: the host is ready, whatever we do */
-    atomic_int draining;    /* not accepting: open connections finish */
-    struct resolver *dns;   /* servers given by name; NULL if it could not be made */
-    char *config_text;      /* the file the running configuration was read from */
+    uint64_t handed_ms;            /* when handed was handed over */
+    int handed_late;               /* handed's wait was logged */
+    char handed_what[96];          /* what handed came from, for its log lines */
+    atomic_int leaving;            /* SIGTERM came: not ready, shutdown_grace runs */
+    atomic_int handed_over;        /* a successor serves now: the host is ready, whatever we do */
+    atomic_int draining;           /* not accepting: open connections finish */
+    struct resolver *dns;          /* servers given by name; NULL if it could not be made */
+    char *config_text;             /* the file the running configuration was read from */
     size_t config_len;
-    sigset_t sigs;           /* what the main thread takes (mainloop_signals()) */
+    sigset_t sigs;          /* what the main thread takes (mainloop_signals()) */
     struct checker *checks; /* health checks of the running configuration: a reload replaces them */
     struct stats_socket *stats;
     uint32_t stats_clients;        /* per stats listening socket, fitted to the open-file limit */

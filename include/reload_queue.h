@@ -11,16 +11,16 @@
 #include <stdint.h>
 
 struct reload_queue {
-    atomic_ullong handed;  /* the generation handed and not yet taken by every worker; 0: none */
-    atomic_ullong applied; /* the newest every worker took */
+    atomic_ullong handed;   /* the generation handed and not yet taken by every worker; 0: none */
+    atomic_ullong applied;  /* the newest every worker took */
     atomic_int reload, dns; /* queued */
 };
 
 enum reload_step {
-    RELOAD_IDLE,   /* nothing to do */
-    RELOAD_WAIT,   /* a configuration is handed: wait for the workers */
-    RELOAD_FILE,   /* read the file again and hand it over (the queue is emptied) */
-    RELOAD_NAMES,  /* make the running configuration again with the names' new addresses */
+    RELOAD_IDLE,  /* nothing to do */
+    RELOAD_WAIT,  /* a configuration is handed: wait for the workers */
+    RELOAD_FILE,  /* read the file again and hand it over (the queue is emptied) */
+    RELOAD_NAMES, /* make the running configuration again with the names' new addresses */
 };
 
 /* Generation 1 applied, nothing queued. */

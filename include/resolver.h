@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#define RESOLVER_MAX_NAMES 256 /* distinct names over all backends */
+#define RESOLVER_MAX_NAMES 256  /* distinct names over all backends */
 #define RESOLVER_MAX_ADDRS 1024 /* addresses kept per name: the lowest, sorted */
 
 enum resolver_state { RESOLVER_NEVER, RESOLVER_OK, RESOLVER_FAILING };

@@ -26,11 +26,11 @@ struct stats_report {
     uint64_t reloads, reload_failures;
     uint64_t generation_applied; /* the newest generation every worker has taken */
     int reload_pending;          /* a configuration handed but not taken yet, or one queued */
-    uint64_t stats_busy;    /* stats clients answered "busy": every slot taken */
-    uint64_t admin_refused; /* admin clients from outside admin.allow */
+    uint64_t stats_busy;         /* stats clients answered "busy": every slot taken */
+    uint64_t admin_refused;      /* admin clients from outside admin.allow */
     uint32_t max_connections;
     int draining;
-    int leaving;         /* SIGTERM came: shutdown_grace runs, still accepting */
+    int leaving;                         /* SIGTERM came: shutdown_grace runs, still accepting */
     char not_ready[STATS_NOT_READY_MAX]; /* why /ready fails; "": ready */
     int pid;
     int successor;          /* the pid the last upgrade started, or 0 */

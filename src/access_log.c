@@ -143,8 +143,8 @@ static void put_time(struct line *l, uint64_t wall_us, int json)
 }
 
 size_t access_log_format(const struct access_record *rec, enum access_log_format format,
-                         uint64_t instance, int64_t wall_offset_us, const struct registry_names *names,
-                         char *buf, size_t cap)
+                         uint64_t instance, int64_t wall_offset_us,
+                         const struct registry_names *names, char *buf, size_t cap)
 {
     int json = format == ACCESS_LOG_JSON;
     struct line l = {buf, cap - 1, 0}; /* room for the newline */

@@ -250,8 +250,8 @@ static int checks_make(struct checker *ck, struct runtime *rt)
         return -ENOMEM;
     for (int b = 0; b < rt->cfg.n_backends; b++)
         for (int s = 0; rt->cfg.backends[b].health.mode != CHECK_OFF && s < rt->pools[b].n; s++)
-            ck->c[ck->n++] = (struct check){
-                .b = b, .s = s, .h.up = atomic_load(&rt->pools[b].m[s].st->up)};
+            ck->c[ck->n++] =
+                (struct check){.b = b, .s = s, .h.up = atomic_load(&rt->pools[b].m[s].st->up)};
     if (tls && !(ck->tls = probe_tls_context()))
         log_error("no TLS context for health checks: tls checks stop");
     return 0;
@@ -323,7 +323,8 @@ void checker_connect_result(struct runtime *rt, int b, int s, int ok)
         atomic_store_explicit(&m->st->fails, 0, memory_order_relaxed);
         return;
     }
-    if (atomic_fetch_add(&m->st->fails, 1) + 1 != be->health.fall || !atomic_exchange(&m->st->up, 0))
+    if (atomic_fetch_add(&m->st->fails, 1) + 1 != be->health.fall ||
+        !atomic_exchange(&m->st->up, 0))
         return;
     server_state_changed(m->st);
     log_warn("backend %s: server %s is down: %u connects failed in a row; back when a "

@@ -174,8 +174,8 @@ static int round_start(struct process *r, struct control_round *cr, enum worker_
 
 /* shutdown sessions: every server cmd names, as a bit of its counter
  * slot; the round resets their connections on all workers at once. */
-static int shutdown_start(struct process *r, struct runtime *rt, const struct admin_cmd *cmd,
-                          int b, int s, const char *who, void **round, FILE *out)
+static int shutdown_start(struct process *r, struct runtime *rt, const struct admin_cmd *cmd, int b,
+                          int s, const char *who, void **round, FILE *out)
 {
     struct control_round *cr = calloc(1, sizeof(*cr));
     uint8_t slots[(STATS_MAX_SERVERS + 7) / 8] = {0};
@@ -215,9 +215,8 @@ int control_command(struct process *r, const struct admin_cmd *cmd, const char *
     if (cmd->op == ADMIN_LISTENER_DISABLE || cmd->op == ADMIN_LISTENER_ENABLE)
         ret = set_listener(rt, cmd, who, out);
     else if ((ret = find_server(rt, cmd, out, &b, &s)) == 0)
-        ret = cmd->op == ADMIN_SHUTDOWN_SESSIONS
-                  ? shutdown_start(r, rt, cmd, b, s, who, round, out)
-                  : each_server(rt, cmd, b, s, who, out);
+        ret = cmd->op == ADMIN_SHUTDOWN_SESSIONS ? shutdown_start(r, rt, cmd, b, s, who, round, out)
+                                                 : each_server(rt, cmd, b, s, who, out);
     pthread_mutex_unlock(&r->rt_lock);
     return ret;
 }

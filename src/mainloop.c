@@ -21,8 +21,7 @@ enum sig_act {
     ACT_END,     /* end the phase: the caller decides what comes next */
 };
 
-static const char *const phase_name[PHASES] = {"handing over", "running", "leaving",
-                                               "draining"};
+static const char *const phase_name[PHASES] = {"handing over", "running", "leaving", "draining"};
 
 /* The README's Signals table, the same rows and columns. */
 static const struct {
@@ -122,7 +121,8 @@ int mainloop_run(struct process *r, enum phase phase, uint64_t until_ms,
         if ((done && done(r)) || (until_ms && now >= until_ms))
             return 0;
         ms = wait_ms(r, phase, busy, now, until_ms);
-        ts = (struct timespec){.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+        ts = (struct timespec){.tv_sec = (time_t)(ms / 1000),
+                               .tv_nsec = (long)(ms % 1000) * 1000000L};
         sig = sigtimedwait(&r->sigs, &si, &ts);
         log_rl_flush(0);
         if (sig > 0 && on_signal(r, sig, phase)) {

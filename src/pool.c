@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 uint64_t pool_hash(const void *data, size_t len)
 {
     const uint8_t *p = data;

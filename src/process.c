@@ -486,7 +486,7 @@ static int access_open(struct process *r)
 static int stats_open(struct process *r)
 {
     static const struct stats_source src = {stats_fill,      stats_ready,      stats_command,
-                                           stats_round_end, stats_round_drop, NULL};
+                                            stats_round_end, stats_round_drop, NULL};
     struct stats_source mine = src;
     const struct config *c = &r->rt->cfg;
     gid_t gid = (gid_t)-1;

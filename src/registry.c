@@ -72,7 +72,7 @@ void registry_assign(struct runtime *rt)
     for (int i = 0; i < STATS_MAX_BACKENDS; i++)
         names.backend_index[i] = -1;
     for (int i = 0; i < STATS_MAX_SERVERS; i++) {
-        was_live[i] = names.server_index[i] >= 0 && i < names.n_servers;
+        was_live[i] = i < names.n_servers && names.server_index[i] >= 0;
         names.server_index[i] = -1;
     }
     for (int l = 0; l < c->n_listeners; l++) {

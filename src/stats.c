@@ -127,4 +127,3 @@ int stats_worker_read(int id, struct stats_worker *out)
         atomic_store_explicit(&dst[k], stat_get(&src[k]), memory_order_relaxed);
     return 0;
 }
-

@@ -227,8 +227,11 @@ void worker_jobs_run(struct worker *w)
         rev = j;
         j = next;
     }
-    for (; rev; rev = rev->next)
+    while (rev) {
+        struct worker_job *next = rev->next; /* once done, the job is its poster's again */
         job_run(w, rev);
+        rev = next;
+    }
 }
 
 static void job_post(struct worker *w, struct worker_job *j)

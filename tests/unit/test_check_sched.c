@@ -43,7 +43,8 @@ Test(check_sched, earliest_first_within_the_bound)
 static uint64_t longest_gap(int n, int bound, uint32_t interval, uint32_t timeout)
 {
     struct check_sched cs;
-    uint64_t *started = calloc((size_t)n, sizeof(*started)), *ends = calloc((size_t)n, sizeof(*ends));
+    uint64_t *started = calloc((size_t)n, sizeof(*started)),
+             *ends = calloc((size_t)n, sizeof(*ends));
     uint64_t worst = 0;
     int *seen = calloc((size_t)n, sizeof(*seen));
 

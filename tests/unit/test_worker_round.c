@@ -76,7 +76,8 @@ Test(worker_round, jobs_taken_in_the_order_posted)
         cr_assert_eq(worker_round_pending(rd[i]), 0);
         /* Relinked oldest first to be run: each points at the next posted. */
         cr_assert_eq(rd[i]->job[0].next, i < 3 ? &rd[i + 1]->job[0] : NULL);
-        worker_round_free(rd[i]);
     }
+    for (int i = 0; i < 4; i++)
+        worker_round_free(rd[i]);
     free(ws);
 }

@@ -247,7 +247,7 @@ def health_many(ctx):
     harness.wait_until(lambda: all(len(silent.seen[a]) >= 3 for a in addrs), 30,
                        "every server to be probed three times")
     gaps = [b - a for v in silent.seen.values() for a, b in zip(v, v[1:])]
-    check(rl.stderr().count("is down: 1 checks failed in a row, the last: failed: no answer "
-                            "within 1000 ms") == 1000, "not every server was taken down")
+    down = rl.stderr().count("is down: 1 checks failed in a row, the last: failed: ")
+    check(down == 1000, f"{down} of the 1000 servers were taken down")
     ctx.note(f"1000 silent servers: the longest gap between two probes of one {max(gaps):.2f} s, "
              f"median {sorted(gaps)[len(gaps) // 2]:.2f} s (interval 2 s + timeout 1 s)")
