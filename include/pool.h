@@ -21,6 +21,7 @@ struct pool_member {
     char key[CONFIG_PATH_MAX + 8]; /* the address as text: what the ring hashes */
     char name[CONFIG_NAME_MAX];    /* from the configuration, or the DNS name, or "" */
     int unresolved;                /* a DNS name with no address yet: always down */
+    int dns;                       /* an address of a DNS name (name: that one, or its own) */
     uint32_t weight;               /* as configured: the ring's points */
     /* What an operator set and its health: own until the registry binds
      * the server to its slot's (server_state.h), shared from then on. */

@@ -48,13 +48,30 @@ struct listener_state *listener_state_of(int slot);
  * as new. Kept: what the operator set stays, but a weight set at runtime
  * is dropped, with a warning naming backend and key, if the configured
  * weight changed (the file is the newer word); its health stays where
- * checks ran before and run now, and is a new server's otherwise. Main
- * thread, under the registry's lock. */
+ * checks ran before and run now, and is a new server's otherwise.
+ * dns_name: the DNS name the server is an address of (NULL: none), whose
+ * state a fresh server takes (server_state_name_set()). Main thread,
+ * under the registry's lock. */
 struct server_state *server_state_bind(int slot, int fresh, const char *backend, const char *key,
-                                       uint32_t weight, int unresolved, int checked);
+                                       const char *dns_name, uint32_t weight, int unresolved,
+                                       int checked);
 void listener_state_bind(int slot, int fresh);
 
 /* A health change of st: counted. */
 void server_state_changed(struct server_state *st);
+
+/* What an operator set on a DNS name (set server BACKEND/NAME state ...)
+ * holds for every address the name has, those it gains later included:
+ * a fresh server bound with that name takes it, until the name is set
+ * ready again. At most SERVER_STATE_NAMES names at once; under the
+ * process's runtime lock, as the bindings are. Returns 0, or -ENOSPC. */
+#define SERVER_STATE_NAMES 64
+int server_state_name_set(const char *backend, const char *name, enum server_admin admin);
+
+/* Marks every name's entry unused; the bindings of a configuration mark
+ * those it still has, and server_state_names_sweep() forgets the rest
+ * (a name removed from the file). */
+void server_state_names_mark(void);
+void server_state_names_sweep(void);
 
 #endif

@@ -130,7 +130,13 @@ static int set_listener(struct runtime *rt, const struct admin_cmd *cmd, const c
 static int each_server(struct runtime *rt, const struct admin_cmd *cmd, int b, int s,
                        const char *who, FILE *out)
 {
+    const struct pool_member *m = &rt->pools[b].m[s];
     int ret = 0;
+
+    /* A DNS name's state holds for the addresses it gains later too. */
+    if (cmd->op == ADMIN_SERVER_STATE && m->dns && strcmp(m->name, cmd->server) == 0 &&
+        server_state_name_set(rt->cfg.backends[b].name, m->name, cmd->state) < 0)
+        return refuse(out, "more than %d DNS names set to drain or maint", SERVER_STATE_NAMES);
 
     for (; s >= 0 && ret == 0; s = server_named(&rt->pools[b], cmd->server, s + 1))
         ret = cmd->op == ADMIN_SERVER_STATE ? set_state(rt, cmd, b, s, who, out)

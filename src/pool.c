@@ -99,6 +99,7 @@ int pool_build(struct pool *p, const struct config_backend *b)
         snprintf(m->name, sizeof(m->name), "%.*s", (int)sizeof(m->name) - 1,
                  s->name[0] ? s->name : s->host);
         m->unresolved = unresolved;
+        m->dns = !s->is_unix && s->host[0];
         m->weight = s->weight;
         m->st = &m->own;
         server_state_init(&m->own, s->weight, unresolved, b->health.mode != CHECK_OFF);

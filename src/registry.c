@@ -90,6 +90,7 @@ void registry_assign(struct runtime *rt)
         names.backend_index[i] = (int32_t)b;
         rt->st_backend[b] = (uint16_t)i;
     }
+    server_state_names_mark();
     for (int b = 0; b < c->n_backends; b++) {
         const struct config_backend *be = &c->backends[b];
         for (int s = 0; s < rt->pools[b].n; s++) {
@@ -97,14 +98,16 @@ void registry_assign(struct runtime *rt)
             struct server_id id = {rt->st_backend[b], m->key};
             int i = slot_find(&names.n_servers, STATS_MAX_SERVERS, names.server_index, same_server,
                               &id, &fresh);
-            m->st = server_state_bind(i, fresh || !was_live[i], be->name, m->key, m->weight,
-                                      m->unresolved, be->health.mode != CHECK_OFF);
+            m->st = server_state_bind(i, fresh || !was_live[i], be->name, m->key,
+                                      m->dns ? m->name : NULL, m->weight, m->unresolved,
+                                      be->health.mode != CHECK_OFF);
             names.server[i].backend = rt->st_backend[b];
             snprintf(names.server[i].key, sizeof(names.server[i].key), "%s", m->key);
             names.server_index[i] = (int32_t)(b * CONFIG_MAX_SERVERS + s);
             rt->st_server[b][s] = (uint16_t)i;
         }
     }
+    server_state_names_sweep();
     pthread_mutex_unlock(&names_lock);
 }
 

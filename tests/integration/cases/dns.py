@@ -230,3 +230,34 @@ def dns_large(ctx):
     check(sorted(servers(sock)) == want, "the set moved")
     ctx.note(f"{entry['resolutions']} answers of 1200 records in rotating order: "
              "1024 kept, 0 changes, generation 1, one warning")
+
+
+@case("dns_drained_name_drains_the_addresses_it_gains", per_io=False, budget=60)
+def dns_drained_name(ctx):
+    """set server kong/kong.internal state drain drains the name's
+    addresses, and one it gains later starts drained too (before: ready,
+    taking new connections); set ready again, all are ready, and one
+    gained after that starts ready."""
+    a = start_echo(ctx, "echo-a", host="127.0.0.2")
+    dns_port = harness.free_port()
+    ns = Dnsmasq(ctx, dns_port, {"kong.internal": ["127.0.0.2"]})
+    sock = os.path.join(ctx.tmpdir, "stats.sock")
+    cfg.start(ctx, cfg.document(
+        stats_socket=sock, stats_socket_level="admin", resolve_interval="1s",
+        listeners=[cfg.listener("web", harness.free_port())],
+        backends=[cfg.backend("kong", [cfg.server(f"kong.internal:{a.port}")],
+                              resolvers=[f"127.0.0.1:{dns_port}"])]))
+
+    def admin_states():
+        return {s["name"]: s["admin"] for s in backend_stats(sock, "kong")["servers"]
+                if s["state"] != "gone"}
+    out = query(sock, "set server kong/kong.internal state drain")
+    check(out.startswith(f"ok: kong/127.0.0.2:{a.port} state drain"), out)
+    ns.set({"kong.internal": ["127.0.0.2", "127.0.0.3"]})
+    harness.wait_until(lambda: len(admin_states()) == 2, 10, "the second address")
+    check(admin_states() == {f"127.0.0.2:{a.port}": "drain", f"127.0.0.3:{a.port}": "drain"},
+          f"the new address of a drained name: {admin_states()}")
+    check(query(sock, "set server kong/kong.internal state ready").count("ok: ") == 2, "ready")
+    ns.set({"kong.internal": ["127.0.0.2", "127.0.0.3", "127.0.0.4"]})
+    harness.wait_until(lambda: len(admin_states()) == 3, 10, "the third address")
+    check(set(admin_states().values()) == {"ready"}, f"after ready: {admin_states()}")
