@@ -431,8 +431,8 @@ static void prom_process(const struct stats_report *r, FILE *out)
     prom_head(out, "reload_failures_total", "counter", "Reloads refused (bad file or address).");
     fprintf(out, "ringrelay_reload_failures_total %llu\n", (unsigned long long)r->reload_failures);
     prom_head(out, "stats_clients_refused_total", "counter",
-              "Stats and admin clients closed to make room for newer ones (every slot was "
-              "taken), or answered busy.");
+              "Stats and admin clients closed to make room for newer ones: every slot taken, "
+              "or 64 MiB of answers held for slow readers.");
     fprintf(out, "ringrelay_stats_clients_refused_total %llu\n", (unsigned long long)r->stats_busy);
     prom_head(out, "max_connections", "gauge", "Connections the process may hold at once.");
     fprintf(out, "ringrelay_max_connections %u\n", r->max_connections);

@@ -32,7 +32,6 @@
 #define BATCH 64              /* events taken per wait, and clients accepted per round */
 #define ANSWERS_PER_ROUND 4   /* whole reports built between two waits: accepts and probes first */
 #define LISTEN_BACKLOG 511
-#define BUSY_BODY "busy: the answers held for slow readers are at their limit; try again\n"
 #define STATS_THREAD_NICE 10
 #define WAKE_STOP 's'
 #define WAKE_ADMIN_LISTEN 'l'
@@ -190,6 +189,25 @@ static void printable(const char *line, size_t n, char *out, size_t cap)
         out[i] = i + 1 == cap || i >= n ? '\0' : line[i] < ' ' || line[i] > '~' ? '?' : line[i];
 }
 
+/* Past HELD_MAX of answers held, the oldest readers still taking theirs
+ * are closed until there is room: a new request is never turned away,
+ * and no reader holds more than its turn. */
+static void make_room(struct stats_socket *s)
+{
+    while (s->held >= HELD_MAX) {
+        struct client *oldest = NULL;
+        for (int i = 0; i < s->n_clients; i++) {
+            struct client *c = &s->c[i];
+            if (c->fd >= 0 && c->out && (!oldest || c->since_ms < oldest->since_ms))
+                oldest = c;
+        }
+        if (!oldest)
+            return;
+        client_close(s, oldest);
+        s->busy++;
+    }
+}
+
 /* cmd (NULL: show conns) done by the process: at once, or by a round of
  * the workers that c then waits for. */
 static void command(struct stats_socket *s, struct client *c, const struct admin_cmd *cmd,
@@ -265,12 +283,7 @@ static void answer_body(struct stats_socket *s, struct client *c, enum stats_cmd
     default:
         break;
     }
-    if (s->held >= HELD_MAX) {
-        *status = "503 Service Unavailable";
-        fputs(BUSY_BODY, out);
-        s->busy++;
-        return;
-    }
+    make_room(s);
     report_fill(s);
     if (cmd == STATS_CMD_STATS)
         stats_report_text(s->report, out);

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import harness
@@ -461,3 +462,49 @@ def ready_flood(ctx):
     times.sort()
     ctx.note(f"100/100 answered 200; median {times[50] * 1000:.1f} ms, "
              f"p99 {times[98] * 1000:.1f} ms, max {times[-1] * 1000:.1f} ms")
+
+
+@case("admin_slow_readers_past_64_mib_make_room", per_io=False, budget=120)
+def slow_readers_room(ctx):
+    """Slow readers of a big /metrics (4,096 servers) hold more than the
+    64 MiB of answers the stats thread keeps: a new scrape is answered
+    200 all the same (before: 503 busy), and the oldest readers are closed
+    to make room, counted."""
+    admin = harness.free_port()
+    echo = start_echo(ctx)
+    cfg.start(ctx, cfg.document(
+        [cfg.listener("web", harness.free_port())],
+        [cfg.backend("app", [cfg.server(f"127.4.{i // 250}.{1 + i % 250}:{echo.port}")
+                             for i in range(4096)], health_check={"mode": "off"})],
+        admin={"listen": f"127.0.0.1:{admin}"}))
+    status, _, body = http(admin, "/metrics", timeout=30)
+    check(status == 200, f"/metrics: {status}")
+    readers = 64 * 2 ** 20 // len(body) + 8
+    held, stop = [], threading.Event()
+    for _ in range(readers):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", admin))
+        ctx.on_cleanup(s.close)
+        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        held.append(s)
+
+    def trickle():  # a byte from each now and then: slow, never stuck
+        while not stop.wait(0.3):
+            for s in held:
+                try:
+                    s.recv(1, socket.MSG_DONTWAIT)
+                except OSError:
+                    pass
+    t = threading.Thread(target=trickle)
+    t.start()
+    try:
+        harness.wait_until(lambda: json.loads(http(admin, "/stats.json", timeout=30)[2])
+                           ["process"]["stats_busy"] > 0, 60, "readers to be closed for room")
+        status, _, got = http(admin, "/metrics", timeout=30)
+    finally:
+        stop.set()
+        t.join()
+    check(status == 200 and got.startswith("# HELP"), f"a scrape past the limit: {status}")
+    ctx.note(f"{readers} readers of {len(body) >> 10} KiB each; a new scrape answered 200")
