@@ -26,6 +26,7 @@
 
 #define REQUEST_MS 2000      /* from accept to a whole request */
 #define ANSWER_IDLE_MS 2000  /* a reader that takes none of its answer for this long is closed */
+#define PENDING_MS 30000     /* a whole request waiting behind others for its answer */
 #define HELD_MAX (64u << 20) /* answer bytes held for readers, all clients together */
 #define REQUEST_BUF 4096
 #define ACCEPT_BACKOFF_MS 200 /* after accept failed for want of a descriptor */
@@ -449,6 +450,7 @@ static int client_read(struct stats_socket *s, struct client *c)
         return 0;
     }
     c->pending = 1;
+    c->deadline_ms = now_ms() + PENDING_MS; /* the client did its part: not the request's bound */
     /* Nothing more is read: a client that closes or sends on would keep
      * waking the thread until its answer is made. */
     (void)epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd,

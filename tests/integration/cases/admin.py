@@ -464,12 +464,14 @@ def ready_flood(ctx):
              f"p99 {times[98] * 1000:.1f} ms, max {times[-1] * 1000:.1f} ms")
 
 
-@case("admin_slow_readers_past_64_mib_make_room", per_io=False, budget=120)
+@case("admin_slow_readers_past_64_mib_make_room", per_io=False, budget=120, sanitized=False)
 def slow_readers_room(ctx):
     """Slow readers of a big /metrics (4,096 servers) hold more than the
     64 MiB of answers the stats thread keeps: a new scrape is answered
     200 all the same (before: 503 busy), and the oldest readers are closed
-    to make room, counted."""
+    to make room, counted. Not under the sanitizers: a 5.5 MiB report
+    takes seconds to build there, so the bound is never reached in time,
+    and the threads share nothing here that the flood test does not."""
     admin = harness.free_port()
     echo = start_echo(ctx)
     cfg.start(ctx, cfg.document(
