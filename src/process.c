@@ -441,6 +441,7 @@ static int drained(struct process *r)
  * then the rest are reset. A second SIGTERM or a SIGINT cuts it short. */
 void process_drain(struct process *r)
 {
+    uint64_t deadline;
     pid_t from = 0;
     int sig;
 
@@ -451,7 +452,12 @@ void process_drain(struct process *r)
         atomic_store(&r->workers[i].drain, 1);
     log_info("SIGTERM: draining: no new connections; %u open get up to %u ms to finish",
              open_total(r), r->rt->cfg.drain_timeout_ms);
-    sig = mainloop_run(r, PHASE_DRAIN, mono_ms() + r->rt->cfg.drain_timeout_ms, drained, &from);
+    deadline = mono_ms() + r->rt->cfg.drain_timeout_ms;
+    /* The successor of an upgrade started before this SIGTERM tells us it
+     * serves now: that hands the admin listener over, and the drain goes on. */
+    while ((sig = mainloop_run(r, PHASE_DRAIN, deadline, drained, &from)) == SIGTERM &&
+           successor_took_over(r, from))
+        ;
     if (sig)
         log_info("%s while draining: stopping now", strsignal(sig));
     if (open_total(r) == 0) {

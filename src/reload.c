@@ -247,6 +247,8 @@ int reload_tick(struct process *r, struct checker **checks)
 {
     enum reload_step step = next_step(r);
 
+    if (!*checks) /* a reload could not start them (out of memory): again */
+        *checks = checker_start(r->rt);
     if (step == RELOAD_FILE) {
         service_notify("RELOADING=1");
         if (reload_apply(r, checks) < 0)

@@ -96,6 +96,7 @@ struct stats_socket {
     int per, n_clients;
     int serving;               /* the thread runs */
     uint64_t accept_resume_ms; /* accept failed: the listening sockets rest */
+    int resting;               /* they do now */
     size_t held;               /* answer bytes of every client */
     int rounds;                /* clients waiting for the workers */
     /* Requests read whole, waiting for their answer, oldest first: slot
@@ -284,7 +285,6 @@ static void answer_body(struct stats_socket *s, struct client *c, enum stats_cmd
     default:
         break;
     }
-    make_room(s);
     report_fill(s);
     if (cmd == STATS_CMD_STATS)
         stats_report_text(s->report, out);
@@ -373,6 +373,7 @@ static void answer_finish(struct stats_socket *s, struct client *c)
                      c->status, c->type, body_len);
     if (c->http == STATS_HTTP_HEAD && !c->bad)
         body_len = 0; /* the head says how long the body would be */
+    make_room(s);     /* c has no answer yet: not one to close */
     c->out = malloc((size_t)n + body_len + 1);
     if (!c->out) {
         client_close(s, c);
@@ -436,13 +437,15 @@ static int client_read(struct stats_socket *s, struct client *c)
 
     if (n == -1 && (errno == EAGAIN || errno == EINTR))
         return 0;
-    if (n <= 0) {
+    if (n < 0 || (n == 0 && !c->in_len)) {
         client_close(s, c);
         return 0;
     }
     c->in_len += (size_t)n;
     ret = stats_request_parse(c->in, c->in_len, &cmd, &http);
-    if (ret == -EAGAIN && c->in_len < sizeof(c->in))
+    /* The end of what the client sends makes a cut request whole: it is
+     * answered (refused), not dropped. */
+    if (ret == -EAGAIN && c->in_len < sizeof(c->in) && n > 0)
         return 0;
     if (ret >= 0 && cmd == STATS_CMD_READY && (http || c->in_len == (size_t)ret)) {
         client_answer(s, c, ret, cmd, http);
@@ -451,10 +454,10 @@ static int client_read(struct stats_socket *s, struct client *c)
     }
     c->pending = 1;
     c->deadline_ms = now_ms() + PENDING_MS; /* the client did its part: not the request's bound */
-    /* Nothing more is read: a client that closes or sends on would keep
-     * waking the thread until its answer is made. */
-    (void)epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd,
-                    &(struct epoll_event){.events = 0, .data.u32 = (uint32_t)(c - s->c)});
+    /* Nothing more is read: out of the epoll set until its answer is
+     * written, since a client that closes or sends on would keep waking
+     * the thread (EPOLLHUP cannot be masked). */
+    (void)epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
     return 1;
 }
 
@@ -490,7 +493,8 @@ static void client_start_write(struct stats_socket *s, struct client *c, uint64_
     if (c->fd < 0 || !c->out || c->out_off)
         return;
     client_write(s, c, now);
-    if (c->fd >= 0 && epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev) == -1)
+    if (c->fd >= 0 &&
+        epoll_ctl(s->ep, c->pending ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, c->fd, &ev) == -1)
         client_close(s, c);
 }
 
@@ -524,10 +528,17 @@ static void admin_refuse(struct stats_socket *s, int fd, const union sockaddr_in
     s->admin_refused++;
 }
 
+/* Who goes first when the table is full: a client still sending its
+ * request, then one waiting for its answer, then a reader of one. */
+static int rank(const struct client *c)
+{
+    return c->out ? 2 : c->pending ? 1 : 0;
+}
+
 /* A slot for a new client of listening socket which: a free one, or else
- * the oldest client's, closed to make room. The oldest still sending its
- * request goes first (it has had the longest to do so), then the oldest
- * reader of an answer: a stuck client costs only itself, never a probe. */
+ * the lowest ranked and oldest client's, closed to make room (one waiting
+ * for the workers never is): a stuck client costs only itself, never a
+ * probe. */
 static struct client *slot_for(struct stats_socket *s, int which)
 {
     struct client *first = &s->c[which * s->per], *victim = NULL;
@@ -537,8 +548,8 @@ static struct client *slot_for(struct stats_socket *s, int which)
             return c;
         if (c->round) /* the workers are writing into its round */
             continue;
-        if (!victim || (!c->out && victim->out) ||
-            (!c->out == !victim->out && c->since_ms < victim->since_ms))
+        if (!victim || rank(c) < rank(victim) ||
+            (rank(c) == rank(victim) && c->since_ms < victim->since_ms))
             victim = c;
     }
     if (!victim)
@@ -546,6 +557,14 @@ static struct client *slot_for(struct stats_socket *s, int which)
     client_close(s, victim);
     s->busy++;
     return victim;
+}
+
+static int has_free(const struct stats_socket *s, int which)
+{
+    for (int i = which * s->per; i < (which + 1) * s->per; i++)
+        if (s->c[i].fd < 0)
+            return 1;
+    return 0;
 }
 
 /* Takes one client from listening socket which; returns 0 when there was
@@ -622,13 +641,15 @@ static void admin_change(struct stats_socket *s, char what, uint64_t now)
     if (what == WAKE_ADMIN_LISTEN) {
         if (s->fd[LISTEN_ADMIN] < 0) {
             s->fd[LISTEN_ADMIN] = s->admin_fd;
-            listen_events(s, LISTEN_ADMIN, EPOLLIN, EPOLL_CTL_ADD);
+            listen_events(s, LISTEN_ADMIN, s->resting ? 0 : EPOLLIN, EPOLL_CTL_ADD);
         }
         return;
     }
-    if (s->fd[LISTEN_ADMIN] >= 0)
-        while (accept_client(s, LISTEN_ADMIN, now))
-            ;
+    /* Only into free slots: making room would close clients accepted
+     * moments ago, unanswered. */
+    while (s->fd[LISTEN_ADMIN] >= 0 && has_free(s, LISTEN_ADMIN) &&
+           accept_client(s, LISTEN_ADMIN, now))
+        ;
     close(s->admin_fd);
     s->admin_fd = s->fd[LISTEN_ADMIN] = -1;
 }
@@ -678,6 +699,7 @@ static void rest_listeners(struct stats_socket *s, uint64_t now, int *resting)
     for (int k = 0; k < LISTENS; k++)
         listen_events(s, k, rest ? 0 : EPOLLIN, EPOLL_CTL_MOD);
     *resting = rest;
+    s->resting = rest;
 }
 
 /* The answer to c's request, whole, and the start of its writing. */
@@ -733,9 +755,9 @@ static void answer_queued(struct stats_socket *s, uint64_t now)
     for (int done = 0; done < ANSWERS_PER_ROUND && s->q_len; s->q_len--) {
         struct client *c = &s->c[s->queue[s->q_head]];
 
-        s->q_head = (s->q_head + 1) % (s->n_clients);
-        if (c->fd < 0 || !c->pending || c->out)
-            continue;
+        s->q_head = (s->q_head + 1) % s->n_clients;
+        if (c->fd < 0 || !c->pending || c->ans || c->round || c->out)
+            continue; /* closed since, or its slot's new client is answered already */
         answer_now(s, c, now);
         done++;
     }

@@ -444,6 +444,16 @@ def control_exact(ctx):
                  "error: 'set server app/s2 weight 1' does not end in a newline; not done\n",
           f"a cut second line: {out!r}")
     check(server_json(sock, "app", key)["weight"] == 3, "the cut line was done")
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.settimeout(5)
+    c.connect(sock)
+    c.sendall(b"set server app/s2 weight 2")
+    c.shutdown(socket.SHUT_WR)  # the end of the request, with no newline
+    out = recv_to_eof(c).decode()
+    c.close()
+    check(out == "error: 'set server app/s2 weight 2' does not end in a newline; not done\n",
+          f"a line cut by the end of the request: {out!r}")
+    check(server_json(sock, "app", key)["weight"] == 3, "the cut line was done")
 
 
 @case("control_shutdown_sessions_over_1000_servers_keeps_ready_answered", per_io=False,
