@@ -6,6 +6,7 @@
 #include "check_sched.h"
 #include "health.h"
 #include "log.h"
+#include "mono.h"
 #include "probe.h"
 #include "stats.h"
 
@@ -45,14 +46,6 @@ struct checker {
     int n_live;
     struct check_sched sched;
 };
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static enum probe_header check_header(const struct config_backend *be)
 {

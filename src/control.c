@@ -5,6 +5,7 @@
 #include "control.h"
 
 #include "log.h"
+#include "mono.h"
 #include "stats.h"
 
 #include <errno.h>
@@ -154,14 +155,6 @@ struct control_round {
     char name[CONFIG_NAME_MAX + CONFIG_PATH_MAX + 10];
     char who[64];
 };
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Posts the round to every worker; 1 with *round, or -1 (out written). */
 static int round_start(struct process *r, struct control_round *cr, enum worker_job_kind kind,

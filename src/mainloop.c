@@ -4,6 +4,7 @@
 
 #include "access_log.h"
 #include "log.h"
+#include "mono.h"
 #include "reload.h"
 #include "resolver.h"
 
@@ -41,14 +42,6 @@ static const struct {
 #define WAKE_DRAIN_MS 50    /* the open connections are counted this often */
 #define WAKE_RELOAD_MS 10   /* while a reload is handed or queued */
 #define STATUS_MS 1000      /* systemd's status line while leaving or draining */
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 void mainloop_signals(sigset_t *set)
 {

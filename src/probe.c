@@ -2,6 +2,7 @@
 #include "probe.h"
 
 #include "addr.h"
+#include "mono.h"
 #include "proxy.h"
 #include "syserr.h"
 
@@ -241,14 +242,6 @@ int probe_expire(struct probe_run *pr, char *why, size_t cap)
 void probe_abort(struct probe_run *pr)
 {
     (void)finish(pr, 0);
-}
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 int probe_run(const struct probe *p, char *why, size_t cap)

@@ -7,8 +7,9 @@
 #include "listeners.h"
 #include "log.h"
 #include "mainloop.h"
-#include "service.h"
+#include "mono.h"
 #include "registry.h"
+#include "service.h"
 #include "stats.h"
 #include "stats_socket.h"
 
@@ -21,14 +22,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* jemalloc's own numbers, when it is the allocator (release builds). */
 extern int mallctl(const char *name, void *old, size_t *oldlen, void *new, size_t newlen)

@@ -7,9 +7,10 @@
 #include "control.h"
 #include "listeners.h"
 #include "log.h"
+#include "mono.h"
+#include "registry.h"
 #include "resolver.h"
 #include "service.h"
-#include "registry.h"
 #include "stats.h"
 
 #include <errno.h>
@@ -18,14 +19,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Reads a whole file (at most CONFIG_FILE_MAX bytes) into a NUL-terminated buffer. */
 char *reload_read_file(const char *path, size_t *len, char *err, size_t errlen)

@@ -5,6 +5,7 @@
 #include "resolver.h"
 
 #include "log.h"
+#include "mono.h"
 
 #include <ares.h>
 #include <errno.h>
@@ -53,14 +54,6 @@ struct resolver {
     int running;
     atomic_int stop, changed;
 };
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 struct resolver *resolver_new(void)
 {

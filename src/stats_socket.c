@@ -7,6 +7,7 @@
 
 #include "admin_cmd.h"
 #include "log.h"
+#include "mono.h"
 #include "syserr.h"
 
 #include <errno.h>
@@ -111,14 +112,6 @@ struct stats_socket {
     struct page_rates rates;
 };
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void client_close(struct stats_socket *s, struct client *c)
 {
     close(c->fd); /* which also takes it out of the epoll set */
@@ -163,7 +156,7 @@ static void page_rates(struct stats_socket *s)
 {
     struct page_rates *p = &s->rates;
     struct stats_report *r = s->report;
-    uint64_t now = now_ms(), dt = now - p->at_ms;
+    uint64_t now = mono_ms(), dt = now - p->at_ms;
 
     if (!p->at_ms || dt >= 1000) {
         p->have = p->at_ms && dt <= 300000;
@@ -382,7 +375,7 @@ static void answer_finish(struct stats_socket *s, struct client *c)
     memcpy(c->out, head, (size_t)n);
     memcpy(c->out + n, c->body, body_len);
     c->out_len = (size_t)n + body_len;
-    c->deadline_ms = now_ms() + ANSWER_IDLE_MS;
+    c->deadline_ms = mono_ms() + ANSWER_IDLE_MS;
     s->held += c->out_len;
     free(c->body);
     c->body = NULL;
@@ -449,11 +442,11 @@ static int client_read(struct stats_socket *s, struct client *c)
         return 0;
     if (ret >= 0 && cmd == STATS_CMD_READY && (http || c->in_len == (size_t)ret)) {
         client_answer(s, c, ret, cmd, http);
-        client_start_write(s, c, now_ms());
+        client_start_write(s, c, mono_ms());
         return 0;
     }
     c->pending = 1;
-    c->deadline_ms = now_ms() + PENDING_MS; /* the client did its part: not the request's bound */
+    c->deadline_ms = mono_ms() + PENDING_MS; /* the client did its part: not the request's bound */
     /* Nothing more is read: out of the epoll set until its answer is
      * written, since a client that closes or sends on would keep waking
      * the thread (EPOLLHUP cannot be masked). */
@@ -769,7 +762,7 @@ static void answer_queued(struct stats_socket *s, uint64_t now)
 static int serve_batch(struct stats_socket *s, const struct epoll_event *ev, int n)
 {
     int accept_on[LISTENS] = {0};
-    uint64_t now = now_ms();
+    uint64_t now = mono_ms();
 
     for (int k = 0; k < n; k++) {
         uint32_t id = ev[k].data.u32;
@@ -806,7 +799,7 @@ static void *server_main(void *arg)
      * never starved (nice, not SCHED_IDLE: /ready must answer under load). */
     (void)setpriority(PRIO_PROCESS, (id_t)gettid(), STATS_THREAD_NICE);
     for (;;) {
-        uint64_t now = now_ms();
+        uint64_t now = mono_ms();
         int timeout = expire(s, now), n;
         rest_listeners(s, now, &resting);
         if (s->q_len)
@@ -819,7 +812,7 @@ static void *server_main(void *arg)
         if (n >= 0 && serve_batch(s, ev, n))
             break;
         if (s->rounds)
-            rounds_poll(s, now_ms());
+            rounds_poll(s, mono_ms());
     }
     return NULL;
 }
